@@ -1,0 +1,73 @@
+/**
+ * The per-VM-type hooks the x86 KVM core calls into: the model's kvm_x86_ops plus the
+ * guest_memfd arch hooks. Generic x86 VM types live in arch/x86-vm.ts; SEV/SNP in arch/sev/,
+ * TDX in arch/tdx/. Every hook is optional: absent means the generic behaviour.
+ */
+
+import type { Memslot } from '../kvm/memslots.js';
+import type { Vcpu } from '../kvm/vcpu.js';
+import type { Vm } from '../kvm/vm.js';
+import type { UStruct } from '../uaccess.js';
+
+export interface ArchVm {
+  /** kvm_arch_has_private_mem(). */
+  readonly hasPrivateMem: boolean;
+  /**
+   * How a guest access picks private or shared: 'attribute' (SW_PROTECTED: KVM derives it from the
+   * memory attribute) or 'guest' (SNP C-bit / TDX shared bit: the guest says, a mismatch exits).
+   */
+  readonly privacySource: 'attribute' | 'guest' | 'none';
+  /** kvm->arch.pre_fault_allowed. */
+  preFaultAllowed: boolean;
+
+  /** A short name for messages ('default', 'sw_protected', 'snp', 'tdx', ...). */
+  readonly name: string;
+
+  /** KVM_MEMORY_ENCRYPT_OP on the VM fd (kvm_arch_vm_ioctl -> mem_enc_ioctl). */
+  memEncryptOp?(cmd: UStruct): number;
+  /** KVM_MEMORY_ENCRYPT_OP on a vCPU fd (TDX vCPU commands). */
+  vcpuMemEncryptOp?(vcpu: Vcpu, cmd: UStruct): number;
+  /** Checks at KVM_CREATE_VCPU before the vCPU exists (e.g. TDX requires INIT_VM). */
+  vcpuPrecreate?(id: number): void;
+  vcpuCreated?(vcpu: Vcpu): void;
+  /** Checks KVM_RUN makes before entering the guest (TD not runnable, SNP VMSA absent, ...). */
+  vcpuPreRun?(vcpu: Vcpu): void;
+
+  /** kvm_arch_gmem_prepare(): called by kvm_gmem_prepare_folio(). Throws a KernelError on failure. */
+  gmemPrepare?(gfn: number, pfn: number): void;
+  /** Has the CoCo VM been finalized (SNP LAUNCH_FINISH, TDX FINALIZE_VM)? */
+  finalized?(): boolean;
+
+  /**
+   * A private mapping is being installed by the TDP MMU (TDX: the mirror SPTE is propagated to the
+   * S-EPT with TDH.MEM.PAGE.AUG). Throws a KernelError to fail the fault.
+   */
+  setPrivateSpte?(gfn: number, pfn: number, slot: Memslot): void;
+  /** Private mappings in [gfn, gfn+n) are being zapped (TDX: BLOCK/TRACK/REMOVE). */
+  removePrivateSptes?(gfn: number, npages: number): void;
+
+  /** Guest operations the arch implements (accept/PVALIDATE, ...). Returns undefined if not handled. */
+  guestAccept?(vcpu: Vcpu, gpa: number, size: number): GuestOpResult | undefined;
+
+  /** Translate a guest-physical address as the guest issued it into (gfn page address, private view). */
+  decodeGpa?(gpa: bigint): { gpa: bigint; private: boolean };
+
+  /** kvm_arch_destroy_vm(). */
+  destroy?(): void;
+}
+
+/** What running one guest operation did, for the guest runner. */
+export type GuestOpResult = { kind: 'done'; data?: Uint8Array } | { kind: 'exit' } | { kind: 'vm-dead' };
+
+export type ArchVmFactory = (vm: Vm) => ArchVm;
+
+const factories = new Map<number, ArchVmFactory>();
+
+/** SEV and TDX register their VM types here (kvm_x86_ops per vendor). */
+export function registerArchVm(type: number, factory: ArchVmFactory): void {
+  factories.set(type, factory);
+}
+
+export function archVmFactory(type: number): ArchVmFactory | undefined {
+  return factories.get(type);
+}

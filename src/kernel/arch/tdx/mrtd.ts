@@ -1,0 +1,157 @@
+/**
+ * The TDX module's MRTD accumulator (TDCS measurement state of a TD being built).
+ * Mirrors the TDX module ABI: TDH.MEM.PAGE.ADD and TDH.MR.EXTEND each extend the build-time
+ * measurement, TDH.MR.FINALIZE closes it (Intel TDX Module ABI spec; layout as in
+ * confidential-containers/td-shim td-shim-tools/src/tee_info_hash.rs build_mrtd()).
+ * Parity: the hashed stream byte for byte. Not modelled: SEAMCALL status codes (the caller maps
+ * TdMeasurementError to them), RTMRs, TD_INFO hashing.
+ *
+ * MRTD is ONE SHA-384 over a stream of 128-byte extension buffers (not a chain):
+ *   PAGE.ADD  -> 1 buffer:  "MEM.PAGE.ADD" (12 B), 0 pad to 16, GPA u64 LE at 16, 0 pad to 128
+ *   MR.EXTEND -> 3 buffers: "MR.EXTEND" (9 B), 0 pad to 16, GPA u64 LE at 16, 0 pad to 128,
+ *                           then the 256 bytes of the chunk as two buffers.
+ * Bytes are staged in a fixed buffer and handed to the hash in large updates: the digest is the
+ * same as one update per buffer, with far fewer calls across the JS/OpenSSL boundary.
+ */
+
+import { createHash, type Hash } from 'node:crypto';
+
+/** One extension buffer (td-shim MRTD_EXTENSION_BUFFER_SIZE). */
+export const MRTD_EXTENSION_BUFFER_SIZE = 128;
+/** TDH.MR.EXTEND granularity (arch/x86/include/asm/tdx.h TDX_EXTENDMR_CHUNKSIZE). */
+export const TDX_EXTENDMR_CHUNKSIZE = 256;
+/** TDH.MEM.PAGE.ADD adds one 4 KiB page. */
+export const TDX_PAGE_SIZE = 4096;
+/** SHA-384 digest size: MRTD is 48 bytes. */
+export const MRTD_SIZE = 48;
+
+/** Offset of the GPA in both extension-buffer headers (td-shim MEM_PAGE_ADD_GPA_OFFSET / MR_EXTEND_GPA_OFFSET). */
+const GPA_OFFSET = 16;
+const U64_MAX = (1n << 64n) - 1n;
+const PAGE_OFFSET_MASK = BigInt(TDX_PAGE_SIZE - 1);
+const CHUNK_OFFSET_MASK = BigInt(TDX_EXTENDMR_CHUNKSIZE - 1);
+
+/** The SEAMCALL leaf that failed, by its ABI name. */
+export type TdMeasurementOp = 'TDH.MEM.PAGE.ADD' | 'TDH.MR.EXTEND' | 'TDH.MR.FINALIZE';
+
+/**
+ * Why the accumulator refused an operation:
+ * - 'finalized': MRTD already finalized; the module refuses further build-time operations
+ *   (TDX module: TD is no longer in the build state).
+ * - 'operand': a malformed operand (misaligned GPA, chunk not 256 bytes).
+ */
+export type TdMeasurementErrorReason = 'finalized' | 'operand';
+
+/** A refused measurement operation. The lead maps `reason` to the module's status code. */
+export class TdMeasurementError extends Error {
+  constructor(
+    message: string,
+    public readonly op: TdMeasurementOp,
+    public readonly reason: TdMeasurementErrorReason,
+  ) {
+    super(message);
+    this.name = 'TdMeasurementError';
+  }
+}
+
+/** Staging size: a multiple of the 128-byte buffer, large enough that hash.update calls are rare. */
+const STAGE_SIZE = 64 * 1024;
+
+/** "MEM.PAGE.ADD" header template (the GPA field is filled per call). */
+const PAGE_ADD_HEADER = headerTemplate('MEM.PAGE.ADD');
+/** "MR.EXTEND" header template (the GPA field is filled per call). */
+const MR_EXTEND_HEADER = headerTemplate('MR.EXTEND');
+
+function headerTemplate(ascii: string): Uint8Array {
+  const block = new Uint8Array(MRTD_EXTENSION_BUFFER_SIZE);
+  for (let i = 0; i < ascii.length; i++) block[i] = ascii.charCodeAt(i);
+  return block;
+}
+
+function hexGpa(gpa: bigint): string {
+  return `0x${gpa.toString(16)}`;
+}
+
+/** The MRTD of one TD: fed by TDH.MEM.PAGE.ADD / TDH.MR.EXTEND, read by TDH.MR.FINALIZE. */
+export class TdMeasurement {
+  #hash: Hash = createHash('sha384');
+  #stage = new Uint8Array(STAGE_SIZE);
+  #view = new DataView(this.#stage.buffer);
+  #used = 0;
+  #digest: Uint8Array | undefined;
+
+  /** True once TDH.MR.FINALIZE has run. */
+  get finalized(): boolean {
+    return this.#digest !== undefined;
+  }
+
+  /** TDH.MEM.PAGE.ADD(gpa): one "MEM.PAGE.ADD" buffer. GPA must be 4 KiB aligned. */
+  memPageAdd(gpa: bigint): void {
+    this.#checkBuilding('TDH.MEM.PAGE.ADD');
+    checkGpa('TDH.MEM.PAGE.ADD', gpa, PAGE_OFFSET_MASK);
+    this.#header(PAGE_ADD_HEADER, gpa);
+  }
+
+  /**
+   * TDH.MR.EXTEND(gpa): the "MR.EXTEND" buffer, then the 256 chunk bytes as two buffers.
+   * GPA must be 256-byte aligned; `chunk` is the page content at that GPA (a view is fine).
+   */
+  mrExtend(gpa: bigint, chunk: Uint8Array): void {
+    this.#checkBuilding('TDH.MR.EXTEND');
+    checkGpa('TDH.MR.EXTEND', gpa, CHUNK_OFFSET_MASK);
+    if (chunk.length !== TDX_EXTENDMR_CHUNKSIZE) {
+      throw new TdMeasurementError(
+        `TDH.MR.EXTEND: chunk is ${chunk.length} bytes, must be ${TDX_EXTENDMR_CHUNKSIZE}`,
+        'TDH.MR.EXTEND',
+        'operand',
+      );
+    }
+    this.#header(MR_EXTEND_HEADER, gpa);
+    this.#reserve(TDX_EXTENDMR_CHUNKSIZE);
+    this.#stage.set(chunk, this.#used);
+    this.#used += TDX_EXTENDMR_CHUNKSIZE;
+  }
+
+  /** TDH.MR.FINALIZE: close the hash and return MRTD (48 bytes). A second call is refused. */
+  finalize(): Uint8Array {
+    this.#checkBuilding('TDH.MR.FINALIZE');
+    this.#flush();
+    const digest = new Uint8Array(this.#hash.digest());
+    this.#digest = digest;
+    return digest.slice();
+  }
+
+  #checkBuilding(op: TdMeasurementOp): void {
+    if (this.#digest !== undefined) {
+      throw new TdMeasurementError(`${op}: MRTD is already finalized`, op, 'finalized');
+    }
+  }
+
+  #header(template: Uint8Array, gpa: bigint): void {
+    this.#reserve(MRTD_EXTENSION_BUFFER_SIZE);
+    this.#stage.set(template, this.#used);
+    this.#view.setBigUint64(this.#used + GPA_OFFSET, gpa, true);
+    this.#used += MRTD_EXTENSION_BUFFER_SIZE;
+  }
+
+  #reserve(bytes: number): void {
+    if (this.#used + bytes > STAGE_SIZE) this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#used === 0) return;
+    this.#hash.update(this.#stage.subarray(0, this.#used));
+    this.#used = 0;
+  }
+}
+
+/** GPA operand check: a u64 aligned to the operation's granularity (`mask` = granularity - 1). */
+function checkGpa(op: TdMeasurementOp, gpa: bigint, mask: bigint): void {
+  if (gpa < 0n || gpa > U64_MAX || (gpa & mask) !== 0n) {
+    throw new TdMeasurementError(
+      `${op}: GPA ${hexGpa(gpa)} is not a ${mask + 1n}-byte aligned 64-bit address`,
+      op,
+      'operand',
+    );
+  }
+}

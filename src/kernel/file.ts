@@ -1,0 +1,121 @@
+/**
+ * Files and the fd table of the modelled process (fs/file.c, fs/read_write.c, fs/open.c).
+ * A file is reference counted: fds, dup()s and mmap()s hold references; the last put releases it.
+ */
+import { kerr } from './errors.js';
+import type { Host } from './host.js';
+
+export interface Stat {
+  st_ino: number;
+  st_size: number;
+  st_blksize: number;
+  st_mode: number;
+}
+
+/** The mmap request as the file's ->mmap sees it. */
+export interface MmapRequest {
+  readonly length: number;
+  readonly prot: number;
+  readonly flags: number;
+  readonly pgoff: number;
+}
+
+export abstract class KFile {
+  private refs = 1;
+  abstract readonly kind: string;
+
+  constructor(readonly host: Host) {}
+
+  get(): this {
+    this.refs++;
+    return this;
+  }
+
+  /** fput(): the last reference releases the file. */
+  put(): void {
+    if (--this.refs === 0) this.release();
+  }
+
+  get released(): boolean {
+    return this.refs <= 0;
+  }
+
+  /** ->unlocked_ioctl. No handler: -ENOTTY (vfs_ioctl). */
+  ioctl(_request: number, _name: string, _arg: unknown): number {
+    throw kerr('ENOTTY', `${this.kind}: no ioctl handler`);
+  }
+
+  /** vfs_read()/vfs_write(): a file with no read/write methods gives -EINVAL. */
+  read(_len: number, _offset?: number): Uint8Array {
+    throw kerr('EINVAL', `${this.kind}: no read method (vfs_read)`);
+  }
+
+  write(_data: Uint8Array, _offset?: number): number {
+    throw kerr('EINVAL', `${this.kind}: no write method (vfs_write)`);
+  }
+
+  /** vfs_fallocate(): no ->fallocate gives -EOPNOTSUPP. */
+  fallocate(_mode: number, _offset: bigint, _len: bigint): void {
+    throw kerr('EOPNOTSUPP', `${this.kind}: no fallocate method (vfs_fallocate)`);
+  }
+
+  /** do_mmap(): no ->mmap gives -ENODEV. Returns the mapping's backing. */
+  mmap(_req: MmapRequest): MmapBacking {
+    throw kerr('ENODEV', `${this.kind}: no mmap method (do_mmap)`);
+  }
+
+  abstract stat(): Stat;
+
+  protected abstract release(): void;
+}
+
+/** How a file-backed VMA resolves host accesses: one page at a time. */
+export interface MmapBacking {
+  /** Fault in page `pgoff` for reading or writing; returns the page's bytes view or null for a zero page. */
+  readPage(pgoff: number): Uint8Array | null;
+  writePage(pgoff: number, offsetInPage: number, bytes: Uint8Array): void;
+}
+
+/** The process's fd table: lowest free fd first, as the kernel allocates. */
+export class FdTable {
+  private readonly files = new Map<number, KFile>();
+  static readonly RLIMIT_NOFILE = 1024;
+
+  install(file: KFile): number {
+    for (let fd = 3; fd < FdTable.RLIMIT_NOFILE; fd++) {
+      if (!this.files.has(fd)) {
+        this.files.set(fd, file);
+        return fd;
+      }
+    }
+    file.put();
+    throw kerr('EMFILE', 'get_unused_fd_flags: too many open files');
+  }
+
+  lookup(fd: unknown): KFile {
+    if (typeof fd !== 'number' && typeof fd !== 'bigint') throw kerr('EBADF', 'fd is not a number');
+    const f = this.files.get(Number(fd));
+    if (!f) throw kerr('EBADF', `fd ${fd} is not open`);
+    return f;
+  }
+
+  /** fget() for kernel users (e.g. kvm_gmem_bind): a new reference, or undefined. */
+  fget(fd: number): KFile | undefined {
+    const f = this.files.get(fd);
+    return f?.get();
+  }
+
+  close(fd: unknown): void {
+    const f = this.lookup(fd);
+    this.files.delete(Number(fd));
+    f.put();
+  }
+
+  dup(fd: unknown): number {
+    return this.install(this.lookup(fd).get());
+  }
+
+  get size(): number {
+    return this.files.size;
+  }
+}

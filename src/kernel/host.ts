@@ -1,0 +1,286 @@
+/**
+ * The host: one process on one machine, with the syscall surface of DESIGN.md's public API.
+ * Each syscall runs the modelled kernel, turns its KernelError into a SyscallError carrying the
+ * errno, and then checks the safety invariants over what it touched.
+ */
+import { ERRNO } from '../uapi/errno.js';
+import { KVM_IOCTLS } from '../uapi/kvm.js';
+import { MAP_ANONYMOUS, MFD_CLOEXEC } from '../uapi/mman.js';
+import { HostFault, InvariantViolation, KernelError, kerr, SyscallError } from './errors.js';
+import { FdTable, KFile, type Stat } from './file.js';
+import { Guest } from './guest/program.js';
+import { Invariants } from './invariants/index.js';
+import { GmemFile, gmemMemoryFailure, noteHost } from './kvm/guest-memfd.js';
+import { KvmDevFile } from './kvm/kvm-dev.js';
+import type { KvmRun, Vcpu } from './kvm/vcpu.js';
+import { VcpuFile } from './kvm/vcpu.js';
+import { AddressSpace, type MmapArgs } from './mm.js';
+import { createPlatform, type Platform, type PlatformName } from './platform.js';
+import { getProfile, kernels } from './profiles/index.js';
+import type { KernelProfile } from './profiles/types.js';
+import { Tracer } from './provenance.js';
+import { s64 } from './uaccess.js';
+
+export interface HostOptions {
+  /** A profile name from kernels(), or a profile object (e.g. a deliberately broken one for tests). */
+  kernel: string | KernelProfile;
+  platform?: PlatformName;
+  /** Check the safety invariants after every syscall (default true; benchmarks turn it off). */
+  invariants?: boolean;
+}
+
+/** Extra ioctl names that arch code registers (SEV / TDX commands are sub-commands, not ioctls). */
+const ioctlNames = new Map<string, number>(Object.entries(KVM_IOCTLS));
+const ioctlByCode = new Map<number, string>([...ioctlNames].map(([n, c]) => [c, n]));
+
+/** A memfd (memfd_create): a regular shmem file, for VMMs' shared memory and negative tests. */
+class MemFile extends KFile {
+  readonly kind = 'memfd';
+  constructor(
+    host: Host,
+    private readonly ino: number,
+  ) {
+    super(host);
+  }
+  stat(): Stat {
+    return { st_ino: this.ino, st_size: 0, st_blksize: 4096, st_mode: 0o100777 };
+  }
+  protected release(): void {}
+}
+
+export class Host {
+  readonly profile: KernelProfile;
+  readonly platform: Platform;
+  readonly fds = new FdTable();
+  readonly mm = new AddressSpace();
+  readonly tracer = new Tracer();
+  readonly invariants: Invariants;
+  /** Set by tests and flows to make the next interruptible kernel loop see a pending signal. */
+  signalPending = false;
+  private ino = 100;
+  private vmId = 0;
+  private pfnNext = 0x100000; // above the first 4 GiB of host memory
+  private folioGen = 0;
+  private readonly guests = new Map<Vcpu, Guest>();
+
+  constructor(opts: HostOptions) {
+    const profile = typeof opts.kernel === 'string' ? getProfile(opts.kernel) : opts.kernel;
+    if (!profile)
+      throw new TypeError(`unknown kernel '${String(opts.kernel)}'; known: ${kernels().join(', ')}`);
+    this.profile = profile;
+    const platform = opts.platform ?? 'generic';
+    if (platform !== 'generic' && platform !== 'snp' && platform !== 'tdx') {
+      throw new TypeError(`unknown platform '${String(platform)}'; known: generic, snp, tdx`);
+    }
+    this.invariants = new Invariants(opts.invariants ?? true);
+    this.platform = createPlatform(platform, this);
+    noteHost(this);
+  }
+
+  // Deterministic allocators.
+  nextIno(): number {
+    return ++this.ino;
+  }
+  nextVmId(): number {
+    return ++this.vmId;
+  }
+  nextFolioGen(): number {
+    return ++this.folioGen;
+  }
+  /** A window of host pfns for a guest_memfd inode (never reused: pfns stay unique per page). */
+  reservePfns(npages: number): number {
+    const base = this.pfnNext;
+    this.pfnNext += npages + 512; // a gap keeps inodes' windows apart
+    return base;
+  }
+
+  /** The syscall number sequence so far (provenance `seq` values refer to it). */
+  get seq(): number {
+    return this.tracer.seq;
+  }
+
+  /** Run one syscall: errors become SyscallError, invariants are checked afterwards. */
+  private sys<T>(syscall: string, request: string | undefined, fn: () => T): T {
+    this.tracer.begin(request ?? syscall);
+    let result: T;
+    try {
+      result = fn();
+    } catch (e) {
+      const err =
+        e instanceof KernelError ? new SyscallError(e.code, syscall, request, e.reason, e.explanation) : e;
+      this.checkInvariantsAfterError();
+      throw err;
+    }
+    this.invariants.check();
+    return result;
+  }
+
+  private checkInvariantsAfterError(): void {
+    // A violation outranks the errno: it means the model reached an unsafe state.
+    this.invariants.check();
+  }
+
+  open(path: string, _flags = 2): number {
+    return this.sys('open', undefined, () => {
+      if (path === '/dev/kvm') return this.fds.install(new KvmDevFile(this));
+      const f = this.platform.open?.(path);
+      if (f) return this.fds.install(f);
+      throw kerr('ENOENT', `open: ${path} does not exist on a ${this.platform.name} host`);
+    });
+  }
+
+  ioctl(fd: number, request: string | number, arg?: unknown): number {
+    const code = typeof request === 'number' ? request >>> 0 : ioctlNames.get(request);
+    const name =
+      typeof request === 'string'
+        ? request
+        : (ioctlByCode.get(code ?? -1) ?? `0x${(code ?? 0).toString(16)}`);
+    return this.sys('ioctl', name, () => {
+      const file = this.fds.lookup(fd);
+      if (code === undefined) throw kerr('ENOTTY', `unknown ioctl request '${name}'`);
+      return file.ioctl(code, name, arg);
+    });
+  }
+
+  fallocate(fd: number, mode: number, offset: number | bigint, len: number | bigint): number {
+    return this.sys('fallocate', undefined, () => {
+      const file = this.fds.lookup(fd);
+      const o = BigInt.asIntN(64, BigInt(offset));
+      const l = BigInt.asIntN(64, BigInt(len));
+      // vfs_fallocate() generic checks, in its order.
+      if (o < 0n || l <= 0n) throw kerr('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
+      if (mode & ~0x7f) throw kerr('EOPNOTSUPP', 'vfs_fallocate: unknown mode bits');
+      if (mode & 0x02 && !(mode & 0x01))
+        throw kerr('EOPNOTSUPP', 'vfs_fallocate: PUNCH_HOLE requires KEEP_SIZE');
+      if (o + l > (1n << 63n) - 1n) throw kerr('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
+      file.fallocate(mode, o, l);
+      return 0;
+    });
+  }
+
+  mmap(args: MmapArgs): number {
+    return this.sys('mmap', undefined, () =>
+      this.mm.mmap(args, (fd) => {
+        if (args.flags & MAP_ANONYMOUS) throw kerr('EINVAL', 'mmap: anonymous mapping with fd');
+        return this.fds.lookup(fd);
+      }),
+    );
+  }
+
+  munmap(addr: number | bigint, length: number | bigint): number {
+    return this.sys('munmap', undefined, () => {
+      this.mm.munmap(addr, length);
+      return 0;
+    });
+  }
+
+  read(fd: number, len: number): Uint8Array {
+    return this.sys('read', undefined, () => this.fds.lookup(fd).read(len));
+  }
+
+  write(fd: number, data: Uint8Array): number {
+    return this.sys('write', undefined, () => this.fds.lookup(fd).write(data));
+  }
+
+  pread(fd: number, len: number, offset: number): Uint8Array {
+    return this.sys('pread64', undefined, () => this.fds.lookup(fd).read(len, offset));
+  }
+
+  pwrite(fd: number, data: Uint8Array, offset: number): number {
+    return this.sys('pwrite64', undefined, () => this.fds.lookup(fd).write(data, offset));
+  }
+
+  fstat(fd: number): Stat {
+    return this.sys('fstat', undefined, () => this.fds.lookup(fd).stat());
+  }
+
+  /** ftruncate(): guest_memfd has a fixed size (kvm_gmem_setattr -> -EINVAL). */
+  ftruncate(fd: number, length: number | bigint): number {
+    return this.sys('ftruncate', undefined, () => {
+      const f = this.fds.lookup(fd);
+      if (f instanceof GmemFile) throw kerr('EINVAL', 'kvm_gmem_setattr: guest_memfd size is fixed');
+      void s64({ length }, 'length');
+      return 0;
+    });
+  }
+
+  close(fd: number): number {
+    return this.sys('close', undefined, () => {
+      this.fds.close(fd);
+      return 0;
+    });
+  }
+
+  dup(fd: number): number {
+    return this.sys('dup', undefined, () => this.fds.dup(fd));
+  }
+
+  memfdCreate(_name: string, flags = 0): number {
+    return this.sys('memfd_create', undefined, () => {
+      if (flags & ~MFD_CLOEXEC) throw kerr('EINVAL', 'memfd_create: unsupported flags');
+      return this.fds.install(new MemFile(this, this.nextIno()));
+    });
+  }
+
+  /**
+   * madvise(MADV_HWPOISON) on a guest_memfd mapping, or memory_failure() injected by offset on a
+   * guest_memfd fd: the page is poisoned (guest_memfd_test's memory-failure case).
+   */
+  memoryFailure(fd: number, offset: number | bigint): number {
+    return this.sys('memory_failure', undefined, () => {
+      const f = this.fds.lookup(fd);
+      if (!(f instanceof GmemFile)) throw kerr('EINVAL', 'memory_failure: not a guest_memfd');
+      gmemMemoryFailure(f, Number(BigInt(offset) >> 12n));
+      return 0;
+    });
+  }
+
+  /** The host process's memory (SIGSEGV / SIGBUS as HostFault). */
+  readonly memory = {
+    read: (addr: number | bigint, len: number): Uint8Array => this.hostAccess(() => this.mm.read(addr, len)),
+    write: (addr: number | bigint, bytes: Uint8Array | number[]): void =>
+      this.hostAccess(() => this.mm.write(addr, Uint8Array.from(bytes))),
+  };
+
+  private hostAccess<T>(fn: () => T): T {
+    this.tracer.begin('host memory access');
+    const r = fn();
+    this.invariants.check();
+    return r;
+  }
+
+  /** The vCPU behind a vCPU fd. */
+  vcpuOf(fd: number): Vcpu {
+    const f = this.fds.lookup(fd);
+    if (!(f instanceof VcpuFile))
+      throw new SyscallError('EBADF', 'guest', undefined, `fd ${fd} is not a vCPU`);
+    return f.vcpu;
+  }
+
+  /** host.guest(vcpuFd): the guest program of a vCPU. */
+  guest(vcpu: number | Vcpu): Guest {
+    const v = typeof vcpu === 'number' ? this.vcpuOf(vcpu) : vcpu;
+    let g = this.guests.get(v);
+    if (!g) {
+      g = new Guest();
+      this.guests.set(v, g);
+    }
+    return g;
+  }
+
+  /** The mmap'ed struct kvm_run of a vCPU. */
+  kvmRun(vcpu: number): KvmRun {
+    return this.vcpuOf(vcpu).run;
+  }
+}
+
+export function createHost(opts: HostOptions): Host {
+  return new Host(opts);
+}
+
+/** errno number for a name, for callers that compare numbers. */
+export function errno(name: keyof typeof ERRNO): number {
+  return ERRNO[name];
+}
+
+export { HostFault, InvariantViolation, SyscallError };

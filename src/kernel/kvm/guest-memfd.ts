@@ -1,0 +1,611 @@
+/**
+ * guest_memfd: the file, its page cache and its bindings.
+ * Mirrors virt/kvm/guest_memfd.c. Versions: v6.8 .. v7.0 (switches in profile.gmem).
+ * Parity: create, bind/unbind, fallocate (allocate, punch hole), mmap and the user fault handler
+ * (6.18+), release, get_pfn with each version's preparation, populate, memory failure.
+ * Not modelled: NUMA mempolicy, large folios (every folio is order 0, as KVM allocates them).
+ */
+import { ExtentMap } from '../../ranges/extent-map.js';
+import {
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+} from '../../uapi/kvm.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  MAP_TYPE,
+  PAGE_SIZE,
+} from '../../uapi/mman.js';
+import { HostFault, KernelError, kerr } from '../errors.js';
+import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
+import { describeProvenance, type Provenance } from '../provenance.js';
+import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
+import type { Memslot } from './memslots.js';
+import type { Vm } from './vm.js';
+
+/** What a page-cache folio holds. 'garbage' is whatever the host left in the page: never clear. */
+export type FolioContent = 'garbage' | 'zero' | 'data';
+
+export interface Folio {
+  /** Allocation serial: a page freed and allocated again is a different folio. */
+  readonly gen: number;
+  readonly content: FolioContent;
+  /** PG_uptodate; what it means depends on profile.gmem.preparation. */
+  readonly uptodate: boolean;
+  readonly hwpoison: boolean;
+  /** The change that made this state. */
+  readonly since: Provenance;
+  /** The change that set PG_uptodate, kept for explanations. */
+  readonly uptodateSince?: Provenance;
+}
+
+const folioEquals = (a: Folio, b: Folio): boolean =>
+  a.gen === b.gen &&
+  a.content === b.content &&
+  a.uptodate === b.uptodate &&
+  a.hwpoison === b.hwpoison &&
+  a.since === b.since &&
+  a.uptodateSince === b.uptodateSince;
+
+/** The bytes a never-cleared page shows: recognisably not zero, so a leak is visible in tests. */
+export const HOST_GARBAGE_BYTE = 0xcc;
+
+/** The guest_memfd inode: the memory. Its lifetime is the inode's, not a file's or a VM's. */
+export class GmemInode {
+  readonly folios = new ExtentMap<Folio>(folioEquals);
+  /** Bytes of pages whose content is 'data'. */
+  readonly data = new Map<number, Uint8Array>();
+  readonly files = new Set<GmemFile>();
+  readonly npages: number;
+
+  constructor(
+    readonly ino: number,
+    readonly size: bigint,
+    readonly flags: bigint,
+    /** Host pfn of page index 0: deterministic, each inode gets its own window. */
+    readonly pfnBase: number,
+  ) {
+    this.npages = Number(size >> 12n);
+  }
+
+  get initShared(): boolean {
+    return (this.flags & BigInt(GUEST_MEMFD_FLAG_INIT_SHARED)) !== 0n;
+  }
+
+  get supportsMmap(): boolean {
+    return (this.flags & BigInt(GUEST_MEMFD_FLAG_MMAP)) !== 0n;
+  }
+
+  pfn(index: number): number {
+    return this.pfnBase + index;
+  }
+
+  /** The bytes of page `index` (null = zeroes); a 'garbage' page reads as HOST_GARBAGE_BYTE. */
+  readPage(index: number): Uint8Array | null {
+    const f = this.folios.get(index);
+    if (!f || f.content === 'zero') return null;
+    if (f.content === 'garbage') return new Uint8Array(PAGE_SIZE).fill(HOST_GARBAGE_BYTE);
+    return this.data.get(index) ?? null;
+  }
+}
+
+/** A guest_memfd file: one VM's handle on the inode, with the memslots bound to it. */
+export class GmemFile extends KFile {
+  readonly kind = 'guest_memfd';
+  /** Page index -> the memslot bound there (gmem->bindings). */
+  readonly bindings = new ExtentMap<Memslot>();
+
+  constructor(
+    readonly vm: Vm,
+    readonly inode: GmemInode,
+  ) {
+    super(vm.host);
+  }
+
+  stat(): Stat {
+    return {
+      st_ino: this.inode.ino,
+      st_size: Number(this.inode.size),
+      st_blksize: PAGE_SIZE,
+      st_mode: 0o100600,
+    };
+  }
+
+  /** kvm_gmem_fallocate(); vfs_fallocate()'s generic checks ran before. */
+  override fallocate(mode: number, offset: bigint, len: bigint): void {
+    const t = this.host.tracer;
+    t.enter('kvm_gmem_fallocate');
+    try {
+      if (!(mode & FALLOC_FL_KEEP_SIZE)) throw kerr('EOPNOTSUPP', 'kvm_gmem_fallocate: KEEP_SIZE required');
+      if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
+        throw kerr('EOPNOTSUPP', 'kvm_gmem_fallocate: only KEEP_SIZE and PUNCH_HOLE');
+      }
+      if (!pageAligned(offset) || !pageAligned(len))
+        throw kerr('EINVAL', 'kvm_gmem_fallocate: offset or len unaligned');
+      const start = Number(offset >> 12n);
+      const end = Number((offset + len) >> 12n);
+      if (mode & FALLOC_FL_PUNCH_HOLE)
+        t.within('kvm_gmem_punch_hole', () => punchHole(this.inode, start, end));
+      else t.within('kvm_gmem_allocate', () => allocate(this, offset, len, start, end));
+    } finally {
+      t.leave();
+    }
+  }
+
+  /** kvm_gmem_mmap() (6.18+). Before 6.18 guest_memfd has no ->mmap: -ENODEV. */
+  override mmap(req: MmapRequest): MmapBacking {
+    if (!this.vm.profile.gmem.mmap) return super.mmap(req);
+    if (!this.inode.supportsMmap) throw kerr('ENODEV', 'kvm_gmem_mmap: file lacks GUEST_MEMFD_FLAG_MMAP');
+    const type = req.flags & MAP_TYPE;
+    if (type !== MAP_SHARED && type !== MAP_SHARED_VALIDATE) {
+      throw kerr('EINVAL', 'kvm_gmem_mmap: copy-on-write (MAP_PRIVATE) not allowed');
+    }
+    return new GmemUserMapping(this);
+  }
+
+  /** kvm_gmem_release(): unbind every slot, zap what was mapped through this file, drop the VM. */
+  protected release(): void {
+    const vm = this.vm;
+    for (const e of this.bindings.entries()) {
+      const slot = e.value;
+      if (slot.gmem) slot.gmem.file = null;
+      const gfn = slot.baseGfn + (e.start - slot.gmem!.pgoff);
+      vm.mmu.zapGfnRange(gfn, gfn + (e.end - e.start), 'all', 'kvm_gmem_release');
+    }
+    this.bindings.clear();
+    this.inode.files.delete(this);
+    vm.gmemFiles.delete(this);
+    // The memory belongs to the inode; the inode goes with its last file (anon inode, no other opener).
+    if (this.inode.files.size === 0) freeFolios(this.inode, 0, this.inode.npages);
+    vm.put();
+  }
+}
+
+/** KVM_CREATE_GUEST_MEMFD: kvm_gmem_create(), checks in its order. */
+export function createGuestMemfd(vm: Vm, arg: unknown): number {
+  const s = copyFromUser(arg, 'kvm_create_guest_memfd');
+  const size = s64(s, 'size');
+  const flags = u64(s, 'flags');
+  if (flags & ~BigInt(supportedGmemFlags(vm)))
+    throw kerr('EINVAL', `kvm_gmem_create: flags 0x${flags.toString(16)} not supported`);
+  if (size <= 0n || !pageAligned(size))
+    throw kerr('EINVAL', 'kvm_gmem_create: size <= 0 or not page aligned');
+  const host = vm.host;
+  const inode = new GmemInode(host.nextIno(), size, flags, host.reservePfns(Number(size >> 12n)));
+  const file = new GmemFile(vm, inode);
+  inode.files.add(file);
+  vm.gmemFiles.add(file);
+  vm.get(); // the file pins the VM
+  return host.fds.install(file);
+}
+
+/** kvm_gmem_get_supported_flags() (6.18+); 0 before. */
+export function supportedGmemFlags(vm: Vm | undefined): number {
+  const profile = vm ? vm.profile : undefined;
+  if (profile && !profile.gmem.mmap) return 0;
+  let flags = GUEST_MEMFD_FLAG_MMAP;
+  // x86 kvm_arch_supports_gmem_init_shared(): only VMs without private memory.
+  if (!vm || !vm.arch.hasPrivateMem) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
+  return flags;
+}
+
+/** kvm_gmem_bind(), checks in its order. Returns what the slot records. */
+export function kvmGmemBind(
+  vm: Vm,
+  fd: number,
+  offset: bigint,
+  npages: number,
+): { file: GmemFile; pgoff: number; gmemOnly: boolean } {
+  const f = vm.host.fds.fget(fd);
+  if (!f) throw kerr('EBADF', `kvm_gmem_bind: fd ${fd} is not open`);
+  try {
+    if (!(f instanceof GmemFile))
+      throw kerr('EINVAL', `kvm_gmem_bind: fd ${fd} is not a guest_memfd (${f.kind})`);
+    if (f.vm !== vm) throw kerr('EINVAL', 'kvm_gmem_bind: guest_memfd belongs to another VM');
+    const off = BigInt.asIntN(64, offset);
+    if (off < 0n || !pageAligned(off) || off + BigInt(npages) * 4096n > f.inode.size) {
+      throw kerr('EINVAL', 'kvm_gmem_bind: offset unaligned or range beyond the file');
+    }
+    const start = Number(off >> 12n);
+    const taken = f.bindings.nextExtent(start);
+    if (taken && taken.start < start + npages) {
+      throw kerr('EINVAL', `kvm_gmem_bind: file range already bound to slot ${taken.value.id}`);
+    }
+    return { file: f, pgoff: start, gmemOnly: vm.profile.gmem.mmap && f.inode.supportsMmap };
+  } finally {
+    f.put(); // the file pins KVM, not the other way round
+  }
+}
+
+/** kvm_gmem_unbind(): a no-op once the file is closed. */
+export function kvmGmemUnbind(slot: Memslot): void {
+  const file = slot.gmem?.file;
+  if (!file) return;
+  const start = slot.gmem!.pgoff;
+  for (const e of file.bindings.entries(start, start + slot.npages)) {
+    if (e.value === slot) file.bindings.set(e.start, e.end, undefined);
+  }
+  slot.gmem!.file = null;
+}
+
+function newFolio(vm: Vm, content: FolioContent, uptodate: boolean, since: Provenance): Folio {
+  return {
+    gen: vm.host.nextFolioGen(),
+    content,
+    uptodate,
+    hwpoison: false,
+    since,
+    uptodateSince: uptodate ? since : undefined,
+  };
+}
+
+/** kvm_gmem_allocate(): offset + len beyond i_size -> -EINVAL; then one folio per page. */
+function allocate(file: GmemFile, offset: bigint, len: bigint, start: number, end: number): void {
+  const inode = file.inode;
+  if (offset + len > inode.size) throw kerr('EINVAL', 'kvm_gmem_allocate: range beyond i_size');
+  const vm = file.vm;
+  const prep = vm.profile.gmem.preparation;
+  const t = vm.host.tracer;
+  // 6.8 and 6.11-rc1: kvm_gmem_get_folio() zeroes and marks up to date; 6.11+: allocate only.
+  const zeroes = prep === 'zero-on-get-folio' || prep === 'coco-hooks';
+  const since = t.here(
+    zeroes ? 'kvm_gmem_get_folio > clear_highpage + folio_mark_uptodate' : 'kvm_gmem_get_folio',
+  );
+  let folio: Folio | undefined;
+  inode.folios.update(start, end, (f) => {
+    if (f) return f;
+    folio ??= newFolio(vm, zeroes ? 'zero' : 'garbage', zeroes, since);
+    return folio;
+  });
+  // 6.11-rc1: fallocate also prepares, for every VM bound to the range (kvm_gmem_prepare_folio loop).
+  if (prep === 'coco-hooks') {
+    for (let i = start; i < end; i++)
+      t.within('kvm_gmem_prepare_folio', () => archPrepareAllBindings(inode, i));
+  }
+  vm.host.invariants.touchGmem(inode, start, end);
+}
+
+/** 6.11-rc1 kvm_gmem_prepare_folio(): the arch hook of every VM that has the index bound. */
+function archPrepareAllBindings(inode: GmemInode, index: number): void {
+  for (const f of inode.files) {
+    const slot = f.bindings.get(index);
+    if (!slot || !f.vm.arch.gmemPrepare) continue;
+    f.vm.arch.gmemPrepare(slot.baseGfn + (index - slot.gmem!.pgoff), inode.pfn(index));
+  }
+}
+
+/** kvm_gmem_punch_hole(): invalidate mappings of every bound slot, then truncate the page cache. */
+function punchHole(inode: GmemInode, start: number, end: number): void {
+  const last = Math.min(end, inode.npages);
+  for (const f of inode.files) {
+    // kvm_gmem_invalidate_begin(): zap through every binding in range. 6.18+: INIT_SHARED files
+    // zap shared mappings, others private (kvm_gmem_get_invalidate_filter).
+    const filter = f.vm.profile.gmem.mmap && inode.initShared ? 'shared' : 'private';
+    if (f.vm.profile.bugs?.noZapOnPunchHole) continue;
+    for (const e of f.bindings.entries(start, last)) {
+      const slot = e.value;
+      const gfn = slot.baseGfn + (e.start - slot.gmem!.pgoff);
+      f.vm.mmu.zapGfnRange(gfn, gfn + (e.end - e.start), filter, 'kvm_gmem_invalidate_begin');
+    }
+  }
+  if (start < last) freeFolios(inode, start, last);
+}
+
+/** truncate_inode_pages_range() + ->free_folio (kvm_arch_gmem_invalidate, SNP: RMP back to hypervisor). */
+function freeFolios(inode: GmemInode, start: number, end: number): void {
+  const host = [...inode.files][0]?.host;
+  const freed: Array<[number, number]> = [];
+  for (const e of inode.folios.entries(start, end)) freed.push([e.start, e.end]);
+  if (freed.length === 0) return;
+  inode.folios.set(start, end, undefined);
+  for (const [s, e] of freed) {
+    for (let i = s; i < e; i++) inode.data.delete(i);
+  }
+  const platform = host?.platform ?? lastHost?.platform;
+  for (const [s, e] of freed) platform?.gmemInvalidate?.(inode.pfn(s), inode.pfn(e));
+  (host ?? lastHost)?.invariants.foliosFreed(inode, start, end);
+}
+
+/** The host whose files were released last; the inode's last file may be gone when it is freed. */
+let lastHost: import('../host.js').Host | undefined;
+export function noteHost(h: import('../host.js').Host): void {
+  lastHost = h;
+}
+
+/** What get_pfn hands the MMU. */
+export interface GmemPfn {
+  readonly pfn: number;
+  readonly inode: GmemInode;
+  readonly index: number;
+  readonly folio: Folio;
+}
+
+/** __kvm_gmem_get_pfn() common part: file, binding, folio (allocated if absent). */
+function gmemGetFolio(vm: Vm, slot: Memslot, gfn: number): { inode: GmemInode; index: number; folio: Folio } {
+  const file = slot.gmem?.file;
+  if (!file) throw kerr('EFAULT', 'kvm_gmem_get_pfn: guest_memfd closed or slot not bound', slotCause(slot));
+  const index = slot.gmem!.pgoff + (gfn - slot.baseGfn);
+  if (file.bindings.get(index) !== slot)
+    throw kerr('EIO', 'kvm_gmem_get_pfn: binding does not match the slot (WARN)');
+  const inode = file.inode;
+  let folio = inode.folios.get(index);
+  if (!folio) {
+    const zeroes =
+      vm.profile.gmem.preparation === 'zero-on-get-folio' || vm.profile.gmem.preparation === 'coco-hooks';
+    const since = vm.host.tracer.here(
+      zeroes
+        ? 'kvm_gmem_get_folio > clear_highpage + folio_mark_uptodate'
+        : 'kvm_gmem_get_folio (filemap_grab_folio)',
+    );
+    folio = newFolio(vm, zeroes ? 'zero' : 'garbage', zeroes, since);
+    inode.folios.set(index, index + 1, folio);
+  }
+  return { inode, index, folio };
+}
+
+function slotCause(slot: Memslot): string {
+  return `memslot ${slot.id} created by ${describeProvenance(slot.since)}`;
+}
+
+function setFolio(inode: GmemInode, index: number, folio: Folio): Folio {
+  inode.folios.set(index, index + 1, folio);
+  return folio;
+}
+
+/**
+ * kvm_gmem_get_pfn(): the page a private fault maps, prepared as the profile's kernel prepares it.
+ * Errors: -EFAULT (no file), -EIO (binding), -EHWPOISON, or the arch prepare hook's errno.
+ */
+export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
+  const t = vm.host.tracer;
+  t.enter('kvm_gmem_get_pfn');
+  try {
+    const { inode, index } = gmemGetFolio(vm, slot, gfn);
+    let folio = inode.folios.get(index)!;
+    const prep = vm.profile.gmem.preparation;
+    const pfn = inode.pfn(index);
+    if (prep === 'coco-hooks') {
+      // get_folio(prepare=true): the hook runs on every call, for every bound VM; the folio
+      // stays up to date even if the hook fails. hwpoison is checked afterwards.
+      t.within('kvm_gmem_prepare_folio', () => archPrepareAllBindings(inode, index));
+    }
+    if (folio.hwpoison)
+      throw kerr(
+        'EHWPOISON',
+        'kvm_gmem_get_pfn: folio is hwpoisoned',
+        `since ${describeProvenance(folio.since)}`,
+      );
+    if (prep === 'prepared' && !folio.uptodate) {
+      folio = t.within('kvm_gmem_prepare_folio', () => prepareFolio(vm, inode, index, gfn, pfn));
+    } else if (prep === 'zeroed') {
+      if (!folio.uptodate) {
+        const since = t.here('clear_highpage + folio_mark_uptodate');
+        folio = setFolio(inode, index, {
+          ...folio,
+          content: 'zero',
+          uptodate: true,
+          since,
+          uptodateSince: since,
+        });
+        inode.data.delete(index);
+      }
+      // 7.0: the arch hook runs on every fault; a failure leaves the folio up to date (zeroed).
+      const hook = vm.arch.gmemPrepare;
+      if (hook)
+        t.within('kvm_gmem_prepare_folio > kvm_arch_gmem_prepare', () => hook.call(vm.arch, gfn, pfn));
+    }
+    vm.host.invariants.touchGmem(inode, index, index + 1);
+    return { pfn, inode, index, folio: inode.folios.get(index)! };
+  } finally {
+    t.leave();
+  }
+}
+
+/** 6.11..6.19 kvm_gmem_prepare_folio(): clear, arch hook, then mark up to date ("prepared"). */
+function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn: number): Folio {
+  const t = vm.host.tracer;
+  const old = inode.folios.get(index)!;
+  let folio = old;
+  if (!vm.profile.bugs?.noClearOnPrepare) {
+    folio = setFolio(inode, index, { ...old, content: 'zero', since: t.here('clear_highpage') });
+    inode.data.delete(index);
+  }
+  const hook = vm.arch.gmemPrepare;
+  if (hook) t.within('kvm_arch_gmem_prepare', () => hook.call(vm.arch, gfn, pfn));
+  // The July 2024 POC: no folio_mark_uptodate() for a TD that is not finalized (M-seed).
+  if (vm.profile.gmem.skipUptodateForUnfinalizedTd && vm.arch.name === 'tdx' && !vm.arch.finalized?.()) {
+    return folio;
+  }
+  const since = t.here('kvm_gmem_mark_prepared > folio_mark_uptodate');
+  return setFolio(inode, index, { ...folio, uptodate: true, since, uptodateSince: since });
+}
+
+/** The vendor callback of kvm_gmem_populate(): writes the page (SNP LAUNCH_UPDATE, TDX PAGE.ADD). */
+export type PostPopulate = (ctx: {
+  gfn: number;
+  pfn: number;
+  inode: GmemInode;
+  index: number;
+  /** Host address of this page's source, or null. */
+  src: number | null;
+  /** 7.0: the source page already pinned by common code (null = zero page or no source). */
+  srcPage: Uint8Array | null | undefined;
+  slot: Memslot;
+}) => void;
+
+/**
+ * kvm_gmem_populate(): copy user data into guest_memfd pages through a vendor callback.
+ * Returns the number of pages done, or throws the first page's error (`ret && !i ? ret : i`).
+ */
+export function kvmGmemPopulate(
+  vm: Vm,
+  startGfn: number,
+  src: number | null,
+  npages: number,
+  post: PostPopulate,
+): number {
+  const t = vm.host.tracer;
+  const g = vm.profile.gmem;
+  t.enter('kvm_gmem_populate');
+  try {
+    if (g.populateGupInCommonCode) {
+      if (npages <= 0) throw kerr('EINVAL', 'kvm_gmem_populate: npages <= 0 (WARN)');
+      if (src !== null && src % PAGE_SIZE !== 0)
+        throw kerr('EINVAL', 'kvm_gmem_populate: src not page aligned (WARN)');
+    } else if (npages < 0) {
+      throw kerr('EINVAL', 'kvm_gmem_populate: npages < 0');
+    }
+    const slot = vm.memslots.lookup(startGfn);
+    if (!slot?.gmem) throw kerr('EINVAL', 'kvm_gmem_populate: gfn is not in a guest_memfd memslot');
+    if (!slot.gmem.file) throw kerr('EFAULT', 'kvm_gmem_populate: guest_memfd closed', slotCause(slot));
+    const n = Math.min(npages, slot.baseGfn + slot.npages - startGfn);
+    let i = 0;
+    let err: unknown;
+    for (; i < n; i++) {
+      try {
+        populateOne(vm, slot, startGfn + i, src === null ? null : src + i * PAGE_SIZE, post);
+      } catch (e) {
+        err = e;
+        break;
+      }
+    }
+    if (err !== undefined && i === 0) throw err;
+    return i;
+  } finally {
+    t.leave();
+  }
+}
+
+function populateOne(vm: Vm, slot: Memslot, gfn: number, src: number | null, post: PostPopulate): void {
+  const t = vm.host.tracer;
+  const g = vm.profile.gmem;
+  if (g.populateChecksSignals && vm.host.signalPending)
+    throw kerr('EINTR', 'kvm_gmem_populate: signal pending');
+  let srcPage: Uint8Array | null | undefined;
+  if (g.populateGupInCommonCode && src !== null) {
+    srcPage = t.within('get_user_pages_fast', () => vm.host.mm.gupRead(src));
+  }
+  const { inode, index, folio } = t.within('__kvm_gmem_get_pfn', () => gmemGetFolio(vm, slot, gfn));
+  if (folio.hwpoison) throw kerr('EHWPOISON', 'kvm_gmem_populate: folio is hwpoisoned');
+  if (g.populateRejectsUptodate && folio.uptodate) {
+    throw kerr(
+      'EEXIST',
+      'kvm_gmem_populate: folio already up to date (prepared)',
+      `gfn 0x${gfn.toString(16)}: folio up to date since ${describeProvenance(folio.uptodateSince ?? folio.since)}`,
+    );
+  }
+  if (g.populateRequiresPrivate && !(vm.memoryAttributes(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE)) {
+    throw kerr('EINVAL', 'kvm_gmem_populate: gfn is not private', vm.attributeCause(gfn));
+  }
+  const pfn = inode.pfn(index);
+  post({ gfn, pfn, inode, index, src, srcPage, slot });
+  if (g.preparation !== 'coco-hooks' && g.preparation !== 'zero-on-get-folio') {
+    const cur = inode.folios.get(index)!;
+    const since = t.here('folio_mark_uptodate');
+    inode.folios.set(index, index + 1, { ...cur, uptodate: true, since, uptodateSince: since });
+  }
+  vm.host.invariants.touchGmem(inode, index, index + 1);
+}
+
+/** Write a page of guest_memfd (what a populate callback or the TDX module does to the private page). */
+export function gmemWritePage(
+  host: { tracer: { here(l?: string): Provenance } },
+  inode: GmemInode,
+  index: number,
+  bytes: Uint8Array | null,
+  leaf: string,
+): void {
+  const cur = inode.folios.get(index);
+  if (!cur) throw new KernelError('EIO', 'gmemWritePage: no folio (model defect)');
+  const since = host.tracer.here(leaf);
+  if (bytes === null || isZero(bytes)) {
+    inode.data.delete(index);
+    inode.folios.set(index, index + 1, { ...cur, content: 'zero', since });
+  } else {
+    inode.data.set(index, bytes.length === PAGE_SIZE ? bytes.slice() : padPage(bytes));
+    inode.folios.set(index, index + 1, { ...cur, content: 'data', since });
+  }
+}
+
+function padPage(b: Uint8Array): Uint8Array {
+  const p = new Uint8Array(PAGE_SIZE);
+  p.set(b.subarray(0, PAGE_SIZE));
+  return p;
+}
+
+function isZero(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+/** The user mapping of a guest_memfd (6.18+): kvm_gmem_fault_user_mapping() per page. */
+class GmemUserMapping implements MmapBacking {
+  constructor(private readonly file: GmemFile) {}
+
+  private fault(pgoff: number): { inode: GmemInode; folio: Folio } {
+    const inode = this.file.inode;
+    const host = this.file.host;
+    const addr = BigInt(pgoff) << 12n;
+    if (pgoff >= inode.npages) throw new HostFault('SIGBUS', addr, 'guest_memfd fault beyond i_size');
+    if (!inode.initShared && !this.file.vm.profile.bugs?.hostMapsPrivate) {
+      throw new HostFault('SIGBUS', addr, 'guest_memfd page is private (no INIT_SHARED)');
+    }
+    let folio = inode.folios.get(pgoff);
+    if (folio?.hwpoison) throw new HostFault('SIGBUS', addr, 'guest_memfd page is hwpoisoned');
+    if (!folio || !folio.uptodate) {
+      host.tracer.enter('kvm_gmem_fault_user_mapping');
+      const since = host.tracer.here('clear_highpage + folio_mark_uptodate');
+      host.tracer.leave();
+      folio = {
+        gen: folio?.gen ?? host.nextFolioGen(),
+        content: 'zero',
+        uptodate: true,
+        hwpoison: false,
+        since,
+        uptodateSince: since,
+      };
+      inode.folios.set(pgoff, pgoff + 1, folio);
+      inode.data.delete(pgoff);
+    }
+    return { inode, folio };
+  }
+
+  readPage(pgoff: number): Uint8Array | null {
+    const { inode } = this.fault(pgoff);
+    this.file.host.invariants.hostAccess(inode, pgoff);
+    return inode.readPage(pgoff);
+  }
+
+  writePage(pgoff: number, offsetInPage: number, bytes: Uint8Array): void {
+    const { inode, folio } = this.fault(pgoff);
+    this.file.host.invariants.hostAccess(inode, pgoff);
+    let page = inode.data.get(pgoff);
+    if (!page || folio.content !== 'data') {
+      page = new Uint8Array(PAGE_SIZE);
+      inode.data.set(pgoff, page);
+      inode.folios.set(pgoff, pgoff + 1, { ...folio, content: 'data' });
+    }
+    page.set(bytes, offsetInPage);
+  }
+}
+
+/** memory_failure() on a guest_memfd page (kvm_gmem_error_folio): zap mappings, keep the folio, poison it. */
+export function gmemMemoryFailure(file: GmemFile, index: number): void {
+  const inode = file.inode;
+  const folio = inode.folios.get(index);
+  if (!folio) throw kerr('EINVAL', 'memory_failure: page not allocated');
+  for (const f of inode.files) {
+    const slot = f.bindings.get(index);
+    if (!slot) continue;
+    const gfn = slot.baseGfn + (index - slot.gmem!.pgoff);
+    f.vm.mmu.zapGfnRange(gfn, gfn + 1, 'all', 'kvm_gmem_error_folio');
+  }
+  inode.folios.set(index, index + 1, {
+    ...folio,
+    hwpoison: true,
+    since: file.host.tracer.here('memory_failure'),
+  });
+}

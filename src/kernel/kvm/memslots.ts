@@ -1,0 +1,229 @@
+/**
+ * Memslots: KVM_SET_USER_MEMORY_REGION(2). Mirrors virt/kvm/kvm_main.c
+ * (kvm_vm_ioctl_set_memory_region, __kvm_set_memory_region, check_memory_region_flags) and the x86
+ * kvm_arch_prepare_memory_region(). Versions: v6.8 .. v7.0. Address space 0 and 1 (SMM) as x86 has.
+ */
+import { ExtentMap } from '../../ranges/extent-map.js';
+import {
+  KVM_ADDRESS_SPACE_NUM,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
+  KVM_USER_MEM_SLOTS,
+} from '../../uapi/kvm.js';
+import { kerr } from '../errors.js';
+import type { Provenance } from '../provenance.js';
+import { addOverflows, copyFromUser, pageAligned, u32, u64 } from '../uaccess.js';
+import type { GmemFile } from './guest-memfd.js';
+import { kvmGmemBind, kvmGmemUnbind } from './guest-memfd.js';
+import type { Vm } from './vm.js';
+
+/** x86-64 TASK_SIZE_MAX for access_ok() (4-level paging). */
+const TASK_SIZE_MAX = 0x7fff_ffff_f000n;
+/** kvm_mmu_max_gfn() for a host with MAXPHYADDR 52. */
+const MMU_MAX_GFN = (1n << 40n) - 1n;
+
+export interface MemslotGmem {
+  /** slot->gmem.file: NULL once the guest_memfd is closed (kvm_gmem_release). */
+  file: GmemFile | null;
+  /** slot->gmem.pgoff. */
+  readonly pgoff: number;
+}
+
+export interface Memslot {
+  readonly asId: number;
+  readonly id: number;
+  readonly baseGfn: number;
+  readonly npages: number;
+  readonly flags: number;
+  readonly userspaceAddr: number;
+  readonly gmem?: MemslotGmem;
+  /** 6.18+: KVM_MEMSLOT_GMEM_ONLY, set when the bound guest_memfd supports mmap. */
+  readonly gmemOnly: boolean;
+  readonly since: Provenance;
+}
+
+export const V1_FLAGS = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY;
+
+/** One address space's slots, by id and by gfn. */
+class SlotSet {
+  readonly byId = new Map<number, Memslot>();
+  readonly byGfn = new ExtentMap<Memslot>();
+}
+
+export class Memslots {
+  private readonly spaces: SlotSet[] = Array.from({ length: KVM_ADDRESS_SPACE_NUM }, () => new SlotSet());
+  nrMemslotPages = 0n;
+
+  /** gfn_to_memslot() in address space 0. */
+  lookup(gfn: number): Memslot | undefined {
+    return this.spaces[0]!.byGfn.get(gfn);
+  }
+
+  all(asId = 0): IterableIterator<Memslot> {
+    return this.spaces[asId]!.byId.values();
+  }
+
+  get count(): number {
+    let n = 0;
+    for (const s of this.spaces) n += s.byId.size;
+    return n;
+  }
+
+  space(asId: number): SlotSet {
+    return this.spaces[asId]!;
+  }
+}
+
+/** kvm_vm_ioctl(KVM_SET_USER_MEMORY_REGION[2]). */
+export function setUserMemoryRegion(vm: Vm, arg: unknown, v2: boolean): number {
+  const s = copyFromUser(arg, 'kvm_userspace_memory_region');
+  const mem = {
+    slot: u32(s, 'slot'),
+    flags: u32(s, 'flags'),
+    guestPhysAddr: u64(s, 'guest_phys_addr'),
+    memorySize: u64(s, 'memory_size'),
+    userspaceAddr: u64(s, 'userspace_addr'),
+    // Fields past the v1 struct are not read for the v1 ioctl (memset to 0).
+    guestMemfdOffset: v2 ? u64(s, 'guest_memfd_offset') : 0n,
+    guestMemfd: v2 ? u32(s, 'guest_memfd') : 0n,
+  };
+  // kvm_vm_ioctl: the v1 ioctl accepts only LOG_DIRTY_PAGES and READONLY.
+  if (!v2 && mem.flags & ~BigInt(V1_FLAGS))
+    throw kerr('EINVAL', 'KVM_SET_USER_MEMORY_REGION: flag not valid for v1');
+  // kvm_vm_ioctl_set_memory_region
+  if ((mem.slot & 0xffffn) >= BigInt(KVM_USER_MEM_SLOTS))
+    throw kerr('EINVAL', 'slot id >= KVM_USER_MEM_SLOTS');
+  return vm.host.tracer.within('__kvm_set_memory_region', () => setMemoryRegion(vm, mem));
+}
+
+interface MemRegion {
+  slot: bigint;
+  flags: bigint;
+  guestPhysAddr: bigint;
+  memorySize: bigint;
+  userspaceAddr: bigint;
+  guestMemfdOffset: bigint;
+  guestMemfd: bigint;
+}
+
+/** check_memory_region_flags(). */
+function checkMemoryRegionFlags(vm: Vm, flags: bigint): void {
+  let valid = BigInt(KVM_MEM_LOG_DIRTY_PAGES);
+  if (vm.arch.hasPrivateMem || vm.profile.memslots.gmemOnAnyVm) valid |= BigInt(KVM_MEM_GUEST_MEMFD);
+  // Dirty logging of private memory is not supported.
+  if (flags & BigInt(KVM_MEM_GUEST_MEMFD)) valid &= ~BigInt(KVM_MEM_LOG_DIRTY_PAGES);
+  // Read-only slots have MMIO semantics on write, which private memory cannot have (e563592224e0);
+  // VMs with protected state have no read-only memory at all (kvm_arch_has_readonly_mem, 6.10+).
+  if (!vm.hasProtectedState && !(flags & BigInt(KVM_MEM_GUEST_MEMFD))) valid |= BigInt(KVM_MEM_READONLY);
+  if (flags & ~valid)
+    throw kerr('EINVAL', `check_memory_region_flags: flags 0x${flags.toString(16)} not valid`);
+}
+
+function setMemoryRegion(vm: Vm, mem: MemRegion): number {
+  checkMemoryRegionFlags(vm, mem.flags);
+  const asId = Number(mem.slot >> 16n);
+  const id = Number(mem.slot & 0xffffn);
+  const gmemFlag = (mem.flags & BigInt(KVM_MEM_GUEST_MEMFD)) !== 0n;
+
+  // General sanity checks, in __kvm_set_memory_region()'s order.
+  if (!pageAligned(mem.memorySize)) throw kerr('EINVAL', 'memory_size not page aligned');
+  if (!pageAligned(mem.guestPhysAddr)) throw kerr('EINVAL', 'guest_phys_addr not page aligned');
+  if (!pageAligned(mem.userspaceAddr) || mem.userspaceAddr + mem.memorySize > TASK_SIZE_MAX) {
+    throw kerr('EINVAL', 'userspace_addr unaligned or not access_ok');
+  }
+  if (
+    gmemFlag &&
+    (!pageAligned(mem.guestMemfdOffset) || addOverflows(mem.guestMemfdOffset, mem.memorySize))
+  ) {
+    throw kerr('EINVAL', 'guest_memfd_offset unaligned or offset + size overflows');
+  }
+  if (asId >= KVM_ADDRESS_SPACE_NUM || (asId > 0 && vm.arch.hasPrivateMem)) {
+    throw kerr('EINVAL', 'address space id out of range');
+  }
+  if (addOverflows(mem.guestPhysAddr, mem.memorySize))
+    throw kerr('EINVAL', 'guest_phys_addr + memory_size wraps');
+
+  const space = vm.memslots.space(asId);
+  const old = space.byId.get(id);
+
+  if (mem.memorySize === 0n) {
+    if (!old) throw kerr('EINVAL', 'deleting a slot that does not exist');
+    deleteSlot(vm, old);
+    return 0;
+  }
+
+  const baseGfn = mem.guestPhysAddr >> 12n;
+  const npages = mem.memorySize >> 12n;
+  let change: 'create' | 'move' | 'flags';
+  if (!old) {
+    change = 'create';
+  } else {
+    // Private memslots are immutable: they can only be deleted.
+    if (gmemFlag) throw kerr('EINVAL', 'guest_memfd memslots are immutable');
+    if (
+      mem.userspaceAddr !== BigInt(old.userspaceAddr) ||
+      npages !== BigInt(old.npages) ||
+      (Number(mem.flags) ^ old.flags) & KVM_MEM_READONLY
+    ) {
+      throw kerr('EINVAL', 'modifying a slot: userspace_addr, size or READONLY changed');
+    }
+    if (baseGfn !== BigInt(old.baseGfn)) change = 'move';
+    else if (Number(mem.flags) !== old.flags) change = 'flags';
+    else return 0;
+  }
+
+  if (change !== 'flags') {
+    for (const e of space.byGfn.entries(Number(baseGfn), Number(baseGfn + npages))) {
+      if (e.value.id !== id) throw kerr('EEXIST', `GPA range overlaps memslot ${e.value.id}`);
+    }
+    // kvm_arch_prepare_memory_region(): the last gfn must be addressable.
+    if (baseGfn + npages - 1n > MMU_MAX_GFN)
+      throw kerr('EINVAL', 'kvm_arch_prepare_memory_region: gfn beyond MAXPHYADDR');
+  }
+
+  const since = vm.host.tracer.here(`kvm_set_memslot(${change})`);
+  let gmem: MemslotGmem | undefined;
+  let gmemOnly = false;
+  if (gmemFlag) {
+    const bound = vm.host.tracer.within('kvm_gmem_bind', () =>
+      kvmGmemBind(vm, Number(mem.guestMemfd), mem.guestMemfdOffset, Number(npages)),
+    );
+    gmem = { file: bound.file, pgoff: bound.pgoff };
+    gmemOnly = bound.gmemOnly;
+  }
+  const slot: Memslot = {
+    asId,
+    id,
+    baseGfn: Number(baseGfn),
+    npages: Number(npages),
+    flags: Number(mem.flags),
+    userspaceAddr: Number(mem.userspaceAddr),
+    // A re-issued slot is built anew (kzalloc): without GUEST_MEMFD it has no gmem, even if the old one had.
+    gmem,
+    gmemOnly,
+    since,
+  };
+  if (gmem?.file) gmem.file.bindings.set(gmem.pgoff, gmem.pgoff + slot.npages, slot);
+  if (old) {
+    if (change === 'move') vm.mmu.zapSlot(old, 'kvm_arch_flush_shadow_memslot');
+    space.byGfn.set(old.baseGfn, old.baseGfn + old.npages, undefined);
+  } else {
+    vm.memslots.nrMemslotPages += npages;
+  }
+  space.byId.set(id, slot);
+  space.byGfn.set(slot.baseGfn, slot.baseGfn + slot.npages, slot);
+  vm.mmu.memslotsChanged();
+  return 0;
+}
+
+/** KVM_MR_DELETE: zap, remove, kvm_gmem_unbind(). Also used when the VM is destroyed. */
+export function deleteSlot(vm: Vm, slot: Memslot): void {
+  const space = vm.memslots.space(slot.asId);
+  vm.mmu.zapSlot(slot, 'kvm_arch_flush_shadow_memslot');
+  space.byId.delete(slot.id);
+  space.byGfn.set(slot.baseGfn, slot.baseGfn + slot.npages, undefined);
+  vm.memslots.nrMemslotPages -= BigInt(slot.npages);
+  if (slot.gmem) vm.host.tracer.within('kvm_gmem_unbind', () => kvmGmemUnbind(slot));
+  vm.mmu.memslotsChanged();
+}

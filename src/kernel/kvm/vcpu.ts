@@ -1,0 +1,58 @@
+/**
+ * A vCPU: its fd, its kvm_run, its guest program. Mirrors virt/kvm/kvm_main.c (kvm_vm_ioctl_create_vcpu,
+ * kvm_vcpu_ioctl) for the ioctls gmemlab models; KVM_RUN itself is in run.ts.
+ */
+import { kerr } from '../errors.js';
+import { KFile, type Stat } from '../file.js';
+import type { GuestProgram } from '../guest/program.js';
+import type { Vm } from './vm.js';
+
+/** The fields of struct kvm_run that gmemlab fills; union members appear for their exit. */
+export interface KvmRun {
+  exit_reason: number;
+  immediate_exit: number;
+  memory_fault?: { flags: bigint; gpa: bigint; size: bigint };
+  hypercall?: { nr: bigint; args: bigint[]; ret: bigint; flags: bigint };
+  mmio?: { phys_addr: bigint; data: Uint8Array; len: number; is_write: number };
+  internal?: { suberror: number; ndata: number; data: bigint[] };
+  system_event?: { type: number; ndata: number; data: bigint[] };
+  fail_entry?: { hardware_entry_failure_reason: bigint; cpu: number };
+}
+
+export class Vcpu {
+  readonly run: KvmRun = { exit_reason: 0, immediate_exit: 0 };
+  program: GuestProgram | undefined;
+  /** Arch state (SEV: VMSA state; TDX: TD vCPU state). */
+  archState: Record<string, unknown> = {};
+  /** An exit that userspace must complete on the next KVM_RUN (hypercall return, MMIO read). */
+  pendingCompletion: 'hypercall' | 'mmio' | undefined;
+
+  constructor(
+    readonly vm: Vm,
+    readonly id: number,
+  ) {}
+}
+
+export class VcpuFile extends KFile {
+  readonly kind = 'kvm-vcpu';
+  constructor(readonly vcpu: Vcpu) {
+    super(vcpu.vm.host);
+  }
+
+  override ioctl(request: number, name: string, arg: unknown): number {
+    return this.vcpu.vm.vcpuIoctl(this.vcpu, request, name, arg);
+  }
+
+  stat(): Stat {
+    return { st_ino: 0, st_size: 0, st_blksize: 4096, st_mode: 0o600 };
+  }
+
+  protected release(): void {
+    this.vcpu.vm.put();
+  }
+}
+
+export function checkVcpuId(id: bigint, max: number): number {
+  if (id >= BigInt(max)) throw kerr('EINVAL', `kvm_vm_ioctl_create_vcpu: id ${id} >= KVM_MAX_VCPU_IDS`);
+  return Number(id);
+}

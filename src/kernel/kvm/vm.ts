@@ -1,0 +1,240 @@
+/**
+ * A VM: its fd, memslots, memory attributes, MMU and vCPUs. Mirrors virt/kvm/kvm_main.c
+ * (kvm_create_vm, kvm_vm_ioctl, kvm_vm_ioctl_check_extension_generic, kvm_put_kvm) and the x86 parts
+ * of arch/x86/kvm/x86.c (kvm_arch_init_vm, kvm_vm_ioctl_check_extension, kvm_vm_ioctl_enable_cap).
+ */
+import { ExtentMap } from '../../ranges/extent-map.js';
+import * as K from '../../uapi/kvm.js';
+import type { ArchVm } from '../arch/arch-vm.js';
+import { kerr } from '../errors.js';
+import { KFile, type Stat } from '../file.js';
+import type { Host } from '../host.js';
+import type { KernelProfile } from '../profiles/types.js';
+import { describeProvenance } from '../provenance.js';
+import { copyFromUser, scalar, u32 } from '../uaccess.js';
+import { type MemAttr, setMemoryAttributes, supportedMemAttributes } from './attributes.js';
+import { createGuestMemfd, type GmemFile, supportedGmemFlags } from './guest-memfd.js';
+import { deleteSlot, Memslots, setUserMemoryRegion } from './memslots.js';
+import { Mmu } from './mmu.js';
+import { kvmPreFaultMemory } from './pre-fault.js';
+import { kvmArchVcpuIoctlRun } from './run.js';
+import { checkVcpuId, Vcpu, VcpuFile } from './vcpu.js';
+import { createArchVm, supportedVmTypes } from './x86.js';
+
+/** KVM_EXIT_HYPERCALL_VALID_MASK (arch/x86/kvm/x86.h). */
+export const KVM_EXIT_HYPERCALL_VALID_MASK = 1n << BigInt(K.KVM_HC_MAP_GPA_RANGE);
+
+export class Vm {
+  readonly memslots = new Memslots();
+  readonly attributes = new ExtentMap<MemAttr>(
+    (a, b) => a.attributes === b.attributes && a.since === b.since,
+  );
+  readonly mmu: Mmu;
+  readonly vcpus = new Map<number, Vcpu>();
+  readonly gmemFiles = new Set<GmemFile>();
+  readonly arch: ArchVm;
+  /** kvm->arch.hypercall_exit_enabled. */
+  hypercallExitEnabled = 0n;
+  /** kvm->vm_dead / vm_bugged: every ioctl returns -EIO from then on. */
+  dead: string | undefined;
+  private refs = 1;
+  readonly profile: KernelProfile;
+
+  constructor(
+    readonly host: Host,
+    readonly type: number,
+    readonly id: number,
+  ) {
+    this.profile = host.profile;
+    this.mmu = new Mmu(this);
+    this.arch = createArchVm(this);
+  }
+
+  /** kvm->arch.has_protected_state (SEV-ES, SNP, TDX): no read-only memslots, registers hidden. */
+  get hasProtectedState(): boolean {
+    return (
+      this.type === K.KVM_X86_SEV_ES_VM || this.type === K.KVM_X86_SNP_VM || this.type === K.KVM_X86_TDX_VM
+    );
+  }
+
+  get(): void {
+    this.refs++;
+  }
+
+  /** kvm_put_kvm(): the last reference destroys the VM (memslots freed, guest_memfd unbound). */
+  put(): void {
+    if (--this.refs > 0) return;
+    for (const asId of [0, 1]) for (const slot of [...this.memslots.all(asId)]) deleteSlot(this, slot);
+    this.arch.destroy?.();
+  }
+
+  /** kvm_get_memory_attributes(). */
+  memoryAttributes(gfn: number): number {
+    return this.attributes.get(gfn)?.attributes ?? 0;
+  }
+
+  /** Why gfn has the attributes it has, for explanations. */
+  attributeCause(gfn: number): string {
+    const a = this.attributes.get(gfn);
+    const state = (a?.attributes ?? 0) & K.KVM_MEMORY_ATTRIBUTE_PRIVATE ? 'private' : 'shared';
+    return a
+      ? `gfn 0x${gfn.toString(16)} is ${state} since ${describeProvenance(a.since)}`
+      : `gfn 0x${gfn.toString(16)} is shared (never set private)`;
+  }
+
+  /** KVM_BUG_ON / kvm_vm_dead(): the VM is dead, every later ioctl returns -EIO. */
+  kill(reason: string): void {
+    this.dead ??= reason;
+  }
+
+  private checkAlive(): void {
+    if (this.dead) throw kerr('EIO', `VM is dead (${this.dead})`);
+  }
+
+  /** kvm_vm_ioctl(). */
+  ioctl(request: number, name: string, arg: unknown): number {
+    this.checkAlive();
+    switch (request) {
+      case K.KVM_CREATE_VCPU:
+        return this.createVcpu(scalar(arg, 'vcpu id'));
+      case K.KVM_SET_USER_MEMORY_REGION:
+        return setUserMemoryRegion(this, arg, false);
+      case K.KVM_SET_USER_MEMORY_REGION2:
+        return setUserMemoryRegion(this, arg, true);
+      case K.KVM_CHECK_EXTENSION:
+        return checkExtension(this.host, this, Number(scalar(arg, 'capability')));
+      case K.KVM_ENABLE_CAP:
+        return this.enableCap(arg);
+      case K.KVM_SET_MEMORY_ATTRIBUTES:
+        return setMemoryAttributes(this, arg);
+      case K.KVM_CREATE_GUEST_MEMFD:
+        return createGuestMemfd(this, arg);
+      case K.KVM_MEMORY_ENCRYPT_OP: {
+        // kvm_arch_vm_ioctl: no mem_enc_ioctl for this VM's vendor ops -> -ENOTTY.
+        if (!this.arch.memEncryptOp)
+          throw kerr('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: not supported by this VM type');
+        return this.arch.memEncryptOp(copyFromUser(arg, 'kvm_sev_cmd'));
+      }
+      default:
+        throw kerr('ENOTTY', `kvm_vm_ioctl: ${name} is not a VM ioctl`);
+    }
+  }
+
+  /** kvm_vm_ioctl_create_vcpu(). */
+  private createVcpu(rawId: bigint): number {
+    const id = checkVcpuId(rawId, K.KVM_MAX_VCPU_IDS);
+    if (this.vcpus.size >= K.KVM_MAX_VCPUS) throw kerr('EINVAL', 'kvm_vm_ioctl_create_vcpu: too many vCPUs');
+    this.arch.vcpuPrecreate?.(id);
+    if (this.vcpus.has(id)) throw kerr('EEXIST', `kvm_vm_ioctl_create_vcpu: vCPU ${id} exists`);
+    const vcpu = new Vcpu(this, id);
+    this.vcpus.set(id, vcpu);
+    this.arch.vcpuCreated?.(vcpu);
+    this.get();
+    return this.host.fds.install(new VcpuFile(vcpu));
+  }
+
+  /** kvm_vm_ioctl_enable_cap_generic() then x86 kvm_vm_ioctl_enable_cap(). */
+  private enableCap(arg: unknown): number {
+    const s = copyFromUser(arg, 'kvm_enable_cap');
+    const cap = Number(u32(s, 'cap'));
+    const flags = u32(s, 'flags');
+    const args = Array.isArray(s['args']) ? (s['args'] as unknown[]) : [];
+    const arg0 = scalar(args[0] ?? 0, 'args[0]');
+    if (flags !== 0n) throw kerr('EINVAL', 'kvm_vm_ioctl_enable_cap: flags must be 0');
+    switch (cap) {
+      case K.KVM_CAP_EXIT_HYPERCALL:
+        if (arg0 & ~KVM_EXIT_HYPERCALL_VALID_MASK)
+          throw kerr('EINVAL', 'KVM_CAP_EXIT_HYPERCALL: unsupported hypercall');
+        this.hypercallExitEnabled = arg0;
+        return 0;
+      default:
+        throw kerr('EINVAL', `kvm_vm_ioctl_enable_cap: capability ${cap} cannot be enabled`);
+    }
+  }
+
+  /** kvm_vcpu_ioctl() and x86 kvm_arch_vcpu_ioctl(). */
+  vcpuIoctl(vcpu: Vcpu, request: number, name: string, arg: unknown): number {
+    this.checkAlive();
+    switch (request) {
+      case K.KVM_RUN:
+        if (arg !== undefined && arg !== null && arg !== 0) throw kerr('EINVAL', 'KVM_RUN takes no argument');
+        return kvmArchVcpuIoctlRun(vcpu);
+      case K.KVM_PRE_FAULT_MEMORY:
+        if (!this.profile.mmu.preFault)
+          throw kerr('ENOTTY', 'KVM_PRE_FAULT_MEMORY does not exist in this kernel');
+        return kvmPreFaultMemory(vcpu, arg);
+      case K.KVM_MEMORY_ENCRYPT_OP:
+        if (!this.arch.vcpuMemEncryptOp)
+          throw kerr('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vCPU commands for this VM type');
+        return this.arch.vcpuMemEncryptOp(vcpu, copyFromUser(arg, 'kvm_tdx_cmd'));
+      case K.KVM_SET_REGS:
+      case K.KVM_SET_SREGS: {
+        // Registers of a VM with protected state are not accessible (kvm_arch_vcpu_ioctl_set_regs).
+        if (this.hasProtectedState && this.arch.name === 'tdx')
+          throw kerr('EINVAL', `${name}: TD registers are protected`);
+        const regs = copyFromUser(arg, name === 'KVM_SET_REGS' ? 'kvm_regs' : 'kvm_sregs');
+        vcpu.archState[name === 'KVM_SET_REGS' ? 'regs' : 'sregs'] = { ...regs };
+        return 0;
+      }
+      case K.KVM_SET_CPUID2: {
+        const c = copyFromUser(arg, 'kvm_cpuid2');
+        vcpu.archState['cpuid'] = c['entries'] ?? [];
+        return 0;
+      }
+      default:
+        throw kerr('ENOTTY', `kvm_vcpu_ioctl: ${name} is not a vCPU ioctl`);
+    }
+  }
+}
+
+export class VmFile extends KFile {
+  readonly kind = 'kvm-vm';
+  constructor(readonly vm: Vm) {
+    super(vm.host);
+  }
+
+  override ioctl(request: number, name: string, arg: unknown): number {
+    return this.vm.ioctl(request, name, arg);
+  }
+
+  stat(): Stat {
+    return { st_ino: 0, st_size: 0, st_blksize: 4096, st_mode: 0o600 };
+  }
+
+  protected release(): void {
+    this.vm.put();
+  }
+}
+
+/** kvm_vm_ioctl_check_extension_generic() + x86 kvm_vm_ioctl_check_extension(); vm undefined = /dev/kvm. */
+export function checkExtension(host: Host, vm: Vm | undefined, cap: number): number {
+  const p = host.profile;
+  switch (cap) {
+    case K.KVM_CAP_USER_MEMORY:
+    case K.KVM_CAP_USER_MEMORY2:
+    case K.KVM_CAP_SYNC_MMU:
+    case K.KVM_CAP_MEMORY_FAULT_INFO:
+      return 1;
+    case K.KVM_CAP_NR_MEMSLOTS:
+      return K.KVM_USER_MEM_SLOTS;
+    case K.KVM_CAP_MAX_VCPUS:
+      return K.KVM_MAX_VCPUS;
+    case K.KVM_CAP_MAX_VCPU_ID:
+      return K.KVM_MAX_VCPU_IDS;
+    case K.KVM_CAP_MEMORY_ATTRIBUTES:
+      return supportedMemAttributes(vm);
+    case K.KVM_CAP_GUEST_MEMFD:
+      // 6.8..6.17: only where private memory exists; 6.18+: guest_memfd on every VM.
+      return p.memslots.gmemOnAnyVm || !vm || vm.arch.hasPrivateMem ? 1 : 0;
+    case K.KVM_CAP_GUEST_MEMFD_FLAGS:
+      return p.gmem.mmap ? supportedGmemFlags(vm) : 0;
+    case K.KVM_CAP_VM_TYPES:
+      return supportedVmTypes(host);
+    case K.KVM_CAP_PRE_FAULT_MEMORY:
+      return p.mmu.preFault ? 1 : 0; // tdp_enabled
+    case K.KVM_CAP_EXIT_HYPERCALL:
+      return Number(KVM_EXIT_HYPERCALL_VALID_MASK);
+    default:
+      return 0;
+  }
+}

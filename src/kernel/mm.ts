@@ -1,0 +1,226 @@
+/**
+ * The modelled process's address space (mm/mmap.c, mm/memory.c): anonymous and file-backed VMAs.
+ * Anonymous memory keeps bytes only for pages that were written; everything else reads as zero.
+ * An access outside every VMA is SIGSEGV; a file's fault handler may answer SIGBUS.
+ */
+
+import {
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  MAP_TYPE,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+} from '../uapi/mman.js';
+import { HostFault, kerr } from './errors.js';
+import type { KFile, MmapBacking } from './file.js';
+
+export interface Vma {
+  readonly start: number;
+  readonly end: number;
+  readonly prot: number;
+  readonly flags: number;
+  /** File-backed: the file (a reference is held) and the page offset of `start`. */
+  readonly file?: KFile;
+  readonly backing?: MmapBacking;
+  readonly pgoff: number;
+  /** Anonymous: written pages by page number (addr >> 12). */
+  readonly anon?: Map<number, Uint8Array>;
+}
+
+export interface MmapArgs {
+  length: number | bigint;
+  prot: number;
+  flags: number;
+  fd?: number;
+  offset?: number | bigint;
+  addr?: number | bigint;
+}
+
+/** Where the first mapping goes: deterministic, below the usual x86-64 mmap base. */
+const MMAP_BASE = 0x7f00_0000_0000;
+const TASK_SIZE = 0x7fff_ffff_f000;
+
+export class AddressSpace {
+  private vmas: Vma[] = [];
+  private next = MMAP_BASE;
+
+  /** do_mmap(): validation in its order, then the file's ->mmap. */
+  mmap(args: MmapArgs, fileFor: (fd: number) => KFile): number {
+    const length = Number(args.length);
+    const flags = args.flags | 0;
+    const prot = args.prot | 0;
+    const offset = Number(args.offset ?? 0);
+    if (!Number.isSafeInteger(length) || length <= 0) throw kerr('EINVAL', 'do_mmap: len is 0');
+    if (offset % PAGE_SIZE !== 0 || offset < 0)
+      throw kerr('EINVAL', 'ksys_mmap_pgoff: offset not page aligned');
+    const type = flags & MAP_TYPE;
+    if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) {
+      throw kerr('EINVAL', 'do_mmap: MAP_SHARED or MAP_PRIVATE required');
+    }
+    if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) throw kerr('EINVAL', 'do_mmap: unknown prot bits');
+    const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    let start: number;
+    if (flags & MAP_FIXED && args.addr !== undefined) {
+      start = Number(args.addr);
+      if (start % PAGE_SIZE !== 0) throw kerr('EINVAL', 'do_mmap: MAP_FIXED address not aligned');
+      this.munmap(start, len);
+    } else {
+      start = this.next;
+      if (start + len > TASK_SIZE) throw kerr('ENOMEM', 'get_unmapped_area: address space exhausted');
+      this.next = start + len + PAGE_SIZE; // a guard gap keeps mappings apart
+    }
+    const pgoff = offset / PAGE_SIZE;
+    if (flags & MAP_ANONYMOUS) {
+      this.insert({ start, end: start + len, prot, flags, pgoff: 0, anon: new Map() });
+      return start;
+    }
+    if (args.fd === undefined || args.fd < 0)
+      throw kerr('EBADF', 'do_mmap: no file for a non-anonymous mapping');
+    const file = fileFor(args.fd);
+    const backing = file.mmap({ length: len, prot, flags, pgoff });
+    this.insert({ start, end: start + len, prot, flags, pgoff, file: file.get(), backing });
+    return start;
+  }
+
+  munmap(addr: number | bigint, length: number | bigint): void {
+    const start = Number(addr);
+    const len = Math.ceil(Number(length) / PAGE_SIZE) * PAGE_SIZE;
+    if (start % PAGE_SIZE !== 0 || len <= 0) throw kerr('EINVAL', 'munmap: bad range');
+    const end = start + len;
+    const keep: Vma[] = [];
+    for (const v of this.vmas) {
+      if (v.end <= start || v.start >= end) {
+        keep.push(v);
+        continue;
+      }
+      if (v.start < start) keep.push(this.slice(v, v.start, start, true));
+      if (v.end > end) keep.push(this.slice(v, end, v.end, true));
+      v.file?.put();
+    }
+    this.vmas = keep.sort((a, b) => a.start - b.start);
+  }
+
+  private slice(v: Vma, start: number, end: number, takeRef: boolean): Vma {
+    if (takeRef) v.file?.get();
+    return { ...v, start, end, pgoff: v.pgoff + (start - v.start) / PAGE_SIZE };
+  }
+
+  private insert(v: Vma): void {
+    this.vmas.push(v);
+    this.vmas.sort((a, b) => a.start - b.start);
+  }
+
+  find(addr: number): Vma | undefined {
+    // Few VMAs: a linear scan is fine and keeps this simple.
+    for (const v of this.vmas) if (addr >= v.start && addr < v.end) return v;
+    return undefined;
+  }
+
+  /** Is [addr, addr+len) inside mappings (used by access_ok-style checks and GUP)? */
+  mapped(addr: number, len: number): boolean {
+    let a = addr;
+    const end = addr + len;
+    while (a < end) {
+      const v = this.find(a);
+      if (!v) return false;
+      a = v.end;
+    }
+    return true;
+  }
+
+  read(addr: number | bigint, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    let a = Number(addr);
+    let done = 0;
+    while (done < len) {
+      const page = Math.floor(a / PAGE_SIZE);
+      const off = a - page * PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - off, len - done);
+      const bytes = this.readPage(a);
+      if (bytes) out.set(bytes.subarray(off, off + n), done);
+      done += n;
+      a += n;
+    }
+    return out;
+  }
+
+  write(addr: number | bigint, data: Uint8Array): void {
+    let a = Number(addr);
+    let done = 0;
+    while (done < data.length) {
+      const page = Math.floor(a / PAGE_SIZE);
+      const off = a - page * PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - off, data.length - done);
+      this.writePage(a, off, data.subarray(done, done + n));
+      done += n;
+      a += n;
+    }
+  }
+
+  private vmaFor(addr: number, write: boolean): Vma {
+    const v = this.find(addr);
+    if (!v) throw new HostFault('SIGSEGV', BigInt(addr), 'no mapping');
+    if (write ? !(v.prot & PROT_WRITE) : !(v.prot & PROT_READ)) {
+      throw new HostFault('SIGSEGV', BigInt(addr), 'protection');
+    }
+    return v;
+  }
+
+  /** The page at `addr` for reading; null means all zeroes. */
+  readPage(addr: number): Uint8Array | null {
+    const v = this.vmaFor(addr, false);
+    const page = Math.floor(addr / PAGE_SIZE);
+    if (v.anon) return v.anon.get(page) ?? null;
+    return v.backing!.readPage(v.pgoff + (page - v.start / PAGE_SIZE));
+  }
+
+  private writePage(addr: number, off: number, bytes: Uint8Array): void {
+    const v = this.vmaFor(addr, true);
+    const page = Math.floor(addr / PAGE_SIZE);
+    if (v.anon) {
+      let p = v.anon.get(page);
+      if (!p) {
+        p = new Uint8Array(PAGE_SIZE);
+        v.anon.set(page, p);
+      }
+      p.set(bytes, off);
+      return;
+    }
+    v.backing!.writePage(v.pgoff + (page - v.start / PAGE_SIZE), off, bytes);
+  }
+
+  /**
+   * get_user_pages() of one page for the kernel (populate's source, a shared guest access):
+   * -EFAULT where no VMA maps it; the page's bytes (null = zero) otherwise. A file fault that
+   * would SIGBUS a user access is -EFAULT for GUP.
+   */
+  gupRead(addr: number): Uint8Array | null {
+    try {
+      return this.readPage(addr);
+    } catch (e) {
+      if (e instanceof HostFault)
+        throw kerr('EFAULT', `get_user_pages: ${e.reason} at 0x${addr.toString(16)}`);
+      throw e;
+    }
+  }
+
+  gupWrite(addr: number, off: number, bytes: Uint8Array): void {
+    try {
+      this.writePage(addr, off, bytes);
+    } catch (e) {
+      if (e instanceof HostFault)
+        throw kerr('EFAULT', `get_user_pages: ${e.reason} at 0x${addr.toString(16)}`);
+      throw e;
+    }
+  }
+
+  static pageOf(addr: number): number {
+    return Math.floor(addr / 2 ** PAGE_SHIFT);
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * The platform a host runs on: 'generic' (no confidential computing), 'snp' (AMD: RMP and PSP
+ * firmware) or 'tdx' (Intel: the TDX module). Platform state is host-wide, like the hardware.
+ */
+
+import type { KFile } from './file.js';
+import type { Host } from './host.js';
+
+export type PlatformName = 'generic' | 'snp' | 'tdx';
+
+export interface Platform {
+  readonly name: PlatformName;
+  /** kvm_arch_gmem_invalidate(): guest_memfd pages [start, end) were freed (SNP: RMP back to hypervisor). */
+  gmemInvalidate?(pfnStart: number, pfnEnd: number): void;
+  /** Device files the platform provides (SNP: /dev/sev). */
+  open?(path: string): KFile | undefined;
+  /** For host.clone(): a deep copy of the platform's state. */
+  clone?(host: Host): Platform;
+}
+
+export type PlatformFactory = (host: Host) => Platform;
+
+const factories = new Map<PlatformName, PlatformFactory>();
+
+export function registerPlatform(name: PlatformName, factory: PlatformFactory): void {
+  factories.set(name, factory);
+}
+
+export function createPlatform(name: PlatformName, host: Host): Platform {
+  const f = factories.get(name);
+  return f ? f(host) : { name };
+}

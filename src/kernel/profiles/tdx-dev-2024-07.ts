@@ -1,0 +1,73 @@
+import type { KernelProfile } from './types.js';
+import { v6_11 } from './v6.11.js';
+
+const devTreeSources = [
+  {
+    what: "Rick Edgecombe's TDX dev branch tdx_kvm_dev-2024-07-12-mark_uptodate_issue (kvm-coco-queue based)",
+    where: '<97796c0b86db5d98e03c119032f5b173f0f5de14.camel@intel.com>',
+  },
+  {
+    what: 'Rick Edgecombe: patch 09/12 breaks the rebased TDX tree (pre-fault, then INIT_MEM_REGION)',
+    where: '<73c62e76d83fe4e5990b640582da933ff3862cb1.camel@intel.com>',
+  },
+  {
+    what: '[PATCH 00/12] KVM: guest_memfd: lazy preparation of pages + prefault support for SEV-SNP',
+    where: '<20240711222755.57476-1-pbonzini@redhat.com>',
+  },
+];
+
+/**
+ * The July 2024 TDX development tree with Paolo's lazy-preparation series minus patch 09/12:
+ * up to date = prepared, no pre_fault_allowed gate, INIT_MEM_REGION needs the GPA pre-faulted.
+ */
+export const tdxDev2024: KernelProfile = {
+  ...v6_11,
+  name: 'tdx-dev-2024-07',
+  description:
+    'July 2024 TDX dev tree without 09/12: pre-fault prepares, INIT_MEM_REGION needs a pre-faulted GPA',
+  base: '6.10+coco-queue',
+  sources: [
+    ...devTreeSources,
+    {
+      what: 'populate without the already-populated check (patch 09/12 reverted)',
+      where: 'M-seed',
+      inferred: true,
+    },
+  ],
+  vmTypes: { swProtected: true, sev: true, snp: true, tdx: true },
+  gmem: { ...v6_11.gmem, populateRejectsUptodate: false },
+  mmu: { preFault: true, preFaultAllowedGate: false, preFaultEagain: false },
+  tdx: { initMemRegion: 'requires-prefault' },
+};
+
+/** The same tree with patch 09/12: kvm_gmem_populate() returns -EEXIST for an up-to-date folio. */
+export const tdxDev2024Eexist: KernelProfile = {
+  ...tdxDev2024,
+  name: 'tdx-dev-2024-07+eexist',
+  description:
+    'July 2024 TDX dev tree with 09/12: pre-fault marks the folio up to date, INIT_MEM_REGION gets EEXIST',
+  sources: [
+    ...devTreeSources,
+    {
+      what: '[PATCH 09/12] KVM: guest_memfd: move check for already-populated page to common code',
+      where: '<20240711222755.57476-10-pbonzini@redhat.com>',
+    },
+  ],
+  gmem: { ...tdxDev2024.gmem, populateRejectsUptodate: true },
+};
+
+/** With 09/12 and Rick's proof of concept: no folio_mark_uptodate() in prepare for an unfinalized TD. */
+export const tdxDev2024EexistPoc: KernelProfile = {
+  ...tdxDev2024Eexist,
+  name: 'tdx-dev-2024-07+eexist+poc',
+  description:
+    'dev tree with 09/12 and the POC: prepare skips marking up to date for a TD before finalization',
+  sources: [
+    ...tdxDev2024Eexist.sources,
+    {
+      what: 'POC: skip folio_mark_uptodate() in kvm_gmem_prepare_folio() for TDX during pre-finalization',
+      where: '<97796c0b86db5d98e03c119032f5b173f0f5de14.camel@intel.com>',
+    },
+  ],
+  gmem: { ...tdxDev2024Eexist.gmem, skipUptodateForUnfinalizedTd: true },
+};

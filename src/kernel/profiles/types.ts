@@ -1,0 +1,117 @@
+/**
+ * A kernel profile: a named kernel version or patch set, as a typed record of behaviour switches.
+ * Model code asks the profile (`profile.gmem.populateRejectsUptodate`), never the version string.
+ * Adding a version means adding a file here, not editing conditionals elsewhere.
+ */
+
+/** What guest_memfd's folio "up to date" bit means, and who sets it. */
+export type GmemPreparation =
+  /** v6.8: up to date = zeroed; kvm_gmem_get_folio() zeroes on first use (fallocate or get_pfn). No arch hook. */
+  | 'zero-on-get-folio'
+  /** v6.11-rc1 (kvm-coco-hooks): zeroed and marked on first get_folio, then the arch hook on every
+   *  get_pfn and fallocate for every bound VM; a failed hook leaves the folio up to date. */
+  | 'coco-hooks'
+  /** v6.11-rc2 .. v6.19: up to date = prepared (zeroed and arch hook succeeded); set by
+   *  kvm_gmem_prepare_folio() in get_pfn and by kvm_gmem_populate() after its callback. */
+  | 'prepared'
+  /** v7.0: up to date = zeroed only; the arch hook runs on every get_pfn. */
+  | 'zeroed';
+
+/** How KVM_TDX_INIT_MEM_REGION gets the page into the S-EPT. */
+export type TdxInitMemRegion =
+  /** 2024 dev tree: userspace must KVM_PRE_FAULT_MEMORY the GPA first (the mirror SPTE must exist). */
+  | 'requires-prefault'
+  /** v6.16 .. v6.18: tdx_gmem_post_populate() calls kvm_tdp_map_page() (a nested private fault). */
+  | 'map-page'
+  /** v6.19+: kvm_tdp_mmu_map_private_pfn() installs the pfn populate already holds. */
+  | 'map-pfn';
+
+export interface ProfileSource {
+  /** What it is: a commit, a file at a version, a mail. */
+  readonly what: string;
+  /** Where: commit id, URL or Message-ID. */
+  readonly where: string;
+  /** True where the profile's behaviour is inferred from code rather than stated by the source. */
+  readonly inferred?: boolean;
+}
+
+export interface KernelProfile {
+  readonly name: string;
+  /** One line, shown by `gmemlab kernels`. */
+  readonly description: string;
+  /** The upstream release (or base) this profile stands for, for ordering. */
+  readonly base: string;
+  readonly sources: readonly ProfileSource[];
+
+  readonly vmTypes: {
+    /** KVM_X86_SW_PROTECTED_VM (6.8+, CONFIG_KVM_SW_PROTECTED_VM). */
+    readonly swProtected: boolean;
+    /** KVM_X86_SEV_VM / KVM_X86_SEV_ES_VM and KVM_SEV_INIT2 (6.10+). */
+    readonly sev: boolean;
+    /** KVM_X86_SNP_VM (6.11+). */
+    readonly snp: boolean;
+    /** KVM_X86_TDX_VM (6.16 upstream; the 2024 dev tree). */
+    readonly tdx: boolean;
+  };
+
+  readonly memslots: {
+    /** 6.18+: KVM_MEM_GUEST_MEMFD valid on every VM (CONFIG_KVM_GUEST_MEMFD), not only private-memory VMs. */
+    readonly gmemOnAnyVm: boolean;
+  };
+
+  readonly gmem: {
+    /** 6.18+: GUEST_MEMFD_FLAG_MMAP / INIT_SHARED, KVM_CAP_GUEST_MEMFD_FLAGS, GMEM_ONLY memslots. */
+    readonly mmap: boolean;
+    readonly preparation: GmemPreparation;
+    /** kvm_gmem_populate() exists (6.11 merge window). */
+    readonly populate: boolean;
+    /** kvm_gmem_populate(): folio up to date -> -EEXIST (de80252414f3, 6.11-rc2 .. 6.19). */
+    readonly populateRejectsUptodate: boolean;
+    /** kvm_gmem_populate(): gfn not private -> -EINVAL (e4ee54479273, 6.11-rc2+). */
+    readonly populateRequiresPrivate: boolean;
+    /** kvm_gmem_populate(): signal_pending -> -EINTR per page. */
+    readonly populateChecksSignals: boolean;
+    /** 7.0: WARN_ON_ONCE(!PAGE_ALIGNED(src)) -> -EINVAL, and GUP of the source before the lock. */
+    readonly populateGupInCommonCode: boolean;
+    /** The July 2024 proof of concept: kvm_gmem_prepare_folio() skips folio_mark_uptodate() for a TD
+     *  that is not finalized yet (M-seed). */
+    readonly skipUptodateForUnfinalizedTd: boolean;
+  };
+
+  readonly mmu: {
+    /** KVM_PRE_FAULT_MEMORY and KVM_CAP_PRE_FAULT_MEMORY (6.11 merge window). */
+    readonly preFault: boolean;
+    /** kvm->arch.pre_fault_allowed gates pre-fault for CoCo VMs until they are finalized (5932ca411e53, 6.11-rc2). */
+    readonly preFaultAllowedGate: boolean;
+    /** 6.18+: -EAGAIN when a memslot update raced with the pre-fault before any progress (3ccbf6f47098). */
+    readonly preFaultEagain: boolean;
+  };
+
+  readonly sev: {
+    /** 7.0: SNP_LAUNCH_UPDATE uaddr must be 4K aligned unless the page type is ZERO (b2e648758038). */
+    readonly launchUpdateSrcAligned: boolean;
+  };
+
+  readonly tdx: {
+    readonly initMemRegion: TdxInitMemRegion;
+  };
+
+  /**
+   * Deliberate defects, for testing that the invariants catch what they claim to catch. No real
+   * kernel profile sets these.
+   */
+  readonly bugs?: ProfileBugs;
+}
+
+export interface ProfileBugs {
+  /** kvm_gmem_prepare_folio() forgets clear_highpage(): stale host data reaches the guest. */
+  readonly noClearOnPrepare?: boolean;
+  /** Punch-hole truncates without kvm_gmem_invalidate_begin(): SPTEs keep pointing at freed folios. */
+  readonly noZapOnPunchHole?: boolean;
+  /** KVM_SET_MEMORY_ATTRIBUTES skips the pre-set zap: mappings disagree with attributes. */
+  readonly noZapOnAttributeChange?: boolean;
+  /** guest_memfd user faults ignore INIT_SHARED: the host can touch pages the guest holds private. */
+  readonly hostMapsPrivate?: boolean;
+}
+
+export type ProfileName = string;

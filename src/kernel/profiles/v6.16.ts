@@ -1,0 +1,20 @@
+import type { KernelProfile } from './types.js';
+import { v6_11 } from './v6.11.js';
+
+/** v6.16: upstream TDX; INIT_MEM_REGION maps the page itself (kvm_tdp_map_page in tdx_gmem_post_populate). */
+export const v6_16: KernelProfile = {
+  ...v6_11,
+  name: 'v6.16',
+  description:
+    'upstream TDX: INIT_MEM_REGION maps the page itself (nr_premapped); pre-fault refused until finalized',
+  base: '6.16',
+  sources: [
+    ...v6_11.sources,
+    {
+      what: 'arch/x86/kvm/vmx/tdx.c tdx_gmem_post_populate(), tdx_td_finalize() (6.16)',
+      where: 'torvalds/linux v6.16',
+    },
+  ],
+  vmTypes: { ...v6_11.vmTypes, tdx: true },
+  tdx: { initMemRegion: 'map-page' },
+};

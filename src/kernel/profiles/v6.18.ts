@@ -1,0 +1,32 @@
+import type { KernelProfile } from './types.js';
+import { v6_16 } from './v6.16.js';
+
+/** v6.18: guest_memfd mmap and INIT_SHARED, KVM_CAP_GUEST_MEMFD_FLAGS, guest_memfd slots on any VM. */
+export const v6_18: KernelProfile = {
+  ...v6_16,
+  name: 'v6.18',
+  description:
+    'guest_memfd mmap + INIT_SHARED (not for private-memory VMs), GMEM_ONLY slots, pre-fault EAGAIN',
+  base: '6.18',
+  sources: [
+    ...v6_16.sources,
+    { what: 'KVM: guest_memfd: Add mmap support', where: '3d3a04fad25a' },
+    { what: 'KVM: Rename KVM_CAP_GUEST_MEMFD_MMAP to KVM_CAP_GUEST_MEMFD_FLAGS', where: 'd2042d8f96dd' },
+    {
+      what: 'KVM: guest_memfd: Add INIT_SHARED flag, reject user page faults if not set',
+      where: 'fe2bf6234e94',
+    },
+    {
+      what: 'KVM: x86/mmu: Return -EAGAIN if userspace deletes/moves memslot during prefault',
+      where: '3ccbf6f47098',
+    },
+    {
+      what: 'KVM: x86: Enable KVM_GUEST_MEMFD for all 64-bit builds (default VMs may bind guest_memfd)',
+      where: '<20250723104714.1674617-10-tabba@google.com>',
+      inferred: true,
+    },
+  ],
+  memslots: { gmemOnAnyVm: true },
+  gmem: { ...v6_16.gmem, mmap: true },
+  mmu: { ...v6_16.mmu, preFaultEagain: true },
+};

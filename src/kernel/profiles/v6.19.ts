@@ -1,0 +1,19 @@
+import type { KernelProfile } from './types.js';
+import { v6_18 } from './v6.18.js';
+
+/** v6.19: TDX installs the populated pfn directly (kvm_tdp_mmu_map_private_pfn); no nr_premapped. */
+export const v6_19: KernelProfile = {
+  ...v6_18,
+  name: 'v6.19',
+  description:
+    'TDX INIT_MEM_REGION adds the page while installing the mirror SPTE (no nested fault, no zeroing)',
+  base: '6.19',
+  sources: [
+    ...v6_18.sources,
+    {
+      what: 'KVM: x86/mmu: Add dedicated API to map guest_memfd pfn into TDP MMU',
+      where: '<20251030200951.3402865-5-seanjc@google.com>',
+    },
+  ],
+  tdx: { initMemRegion: 'map-pfn' },
+};

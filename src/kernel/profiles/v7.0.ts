@@ -1,0 +1,25 @@
+import type { KernelProfile } from './types.js';
+import { v6_19 } from './v6.19.js';
+
+/** v7.0 ("6.20" pull): guest_memfd preparation tracking removed; populate GUPs the source in common code. */
+export const v7_0: KernelProfile = {
+  ...v6_19,
+  name: 'v7.0',
+  description:
+    'no preparation tracking: up to date = zeroed, arch prepare on every fault; no EEXIST in common populate',
+  base: '7.0',
+  sources: [
+    ...v6_19.sources,
+    { what: 'KVM: guest_memfd: Remove preparation tracking', where: '188349ceb0f0' },
+    { what: 'KVM: SEV: Require 4K-aligned uaddr for SNP_LAUNCH_UPDATE', where: 'b2e648758038' },
+    { what: 'KVM: guest_memfd: GUP source pages prior to populating guest memory', where: 'ba375af3d04d' },
+    { what: 'virt/kvm/guest_memfd.c', where: 'torvalds/linux 01f492e1817e858d1712f2489d0afbaa552f417b' },
+  ],
+  gmem: {
+    ...v6_19.gmem,
+    preparation: 'zeroed',
+    populateRejectsUptodate: false,
+    populateGupInCommonCode: true,
+  },
+  sev: { launchUpdateSrcAligned: true },
+};

@@ -1,0 +1,57 @@
+/**
+ * copy_from_user / copy_to_user for struct arguments given as plain objects with the C field names.
+ * Numeric fields accept number or bigint; missing fields read as 0 (a zeroed struct). A non-object
+ * where a struct pointer is expected is -EFAULT, as a bad pointer would be.
+ */
+import { kerr } from './errors.js';
+
+export type UStruct = Record<string, unknown>;
+
+const U64_MASK = (1n << 64n) - 1n;
+
+export function copyFromUser(arg: unknown, what: string): UStruct {
+  if (arg === null || typeof arg !== 'object' || Array.isArray(arg)) {
+    throw kerr('EFAULT', `copy_from_user: ${what} is not a struct`);
+  }
+  return arg as UStruct;
+}
+
+/** An unsigned field of `bits` width; values are truncated like a C assignment would. */
+function field(s: UStruct, name: string, bits: bigint): bigint {
+  const v = s[name];
+  if (v === undefined || v === null) return 0n;
+  let b: bigint;
+  if (typeof v === 'bigint') b = v;
+  else if (typeof v === 'number' && Number.isInteger(v)) b = BigInt(v);
+  else if (typeof v === 'boolean') b = v ? 1n : 0n;
+  else throw kerr('EFAULT', `copy_from_user: field ${name} is not an integer`);
+  return BigInt.asUintN(Number(bits), b);
+}
+
+export const u64 = (s: UStruct, name: string): bigint => field(s, name, 64n);
+export const u32 = (s: UStruct, name: string): bigint => field(s, name, 32n);
+export const u16 = (s: UStruct, name: string): bigint => field(s, name, 16n);
+export const u8 = (s: UStruct, name: string): bigint => field(s, name, 8n);
+/** A signed 64-bit field (loff_t and friends). */
+export const s64 = (s: UStruct, name: string): bigint => BigInt.asIntN(64, field(s, name, 64n));
+
+/** An integer scalar argument (ioctl arg passed by value, an fd, a length). */
+export function scalar(v: unknown, what: string): bigint {
+  if (typeof v === 'bigint') return BigInt.asUintN(64, v);
+  if (typeof v === 'number' && Number.isInteger(v)) return BigInt.asUintN(64, BigInt(v));
+  if (v === undefined || v === null) return 0n;
+  throw kerr('EINVAL', `${what} is not an integer`);
+}
+
+/** Write back a field, keeping the caller's representation (number when it fits exactly). */
+export function copyToUser(s: UStruct, name: string, value: bigint): void {
+  const v = value & U64_MASK;
+  const prev = s[name];
+  s[name] = typeof prev === 'bigint' || v > BigInt(Number.MAX_SAFE_INTEGER) ? v : Number(v);
+}
+
+export const PAGE_SHIFT_N = 12n;
+export const PAGE_SIZE_N = 4096n;
+export const pageAligned = (v: bigint): boolean => (v & (PAGE_SIZE_N - 1n)) === 0n;
+/** x + y overflows u64. */
+export const addOverflows = (x: bigint, y: bigint): boolean => x + y > U64_MASK;

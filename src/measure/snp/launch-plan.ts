@@ -1,0 +1,336 @@
+/**
+ * The SNP launch a VMM performs for an OVMF image, as data: the ordered SNP_LAUNCH_UPDATE pages
+ * (firmware, SEV metadata sections, VMSAs) and the vCPU reset states behind the VMSAs.
+ * Order and page types: QEMU target/i386/sev.c (sev_snp_launch_update for the flash,
+ * snp_populate_metadata_pages at sev_snp_launch_finish, then KVM's LAUNCH_UPDATE of each vCPU's
+ * VMSA), as reproduced by virtee/sev-snp-measure sevsnpmeasure/guest.py snp_calc_launch_digest()
+ * at 8f2b337e, including its ec2 and gce variants and the snp:ovmf-hash split.
+ * Parity: every SNP-mode option of sev-snp-measure except snp:svsm.
+ *
+ * The plan is not a measurement: the modelled PSP firmware computes the digest from the pages it is
+ * given. computeSnpDigestFromPlan() folds a plan directly, as a baseline for tests.
+ */
+
+import {
+  SNP_PAGE_SIZE,
+  SNP_PAGE_TYPE_CPUID,
+  SNP_PAGE_TYPE_NORMAL,
+  SNP_PAGE_TYPE_SECRETS,
+  SNP_PAGE_TYPE_UNMEASURED,
+  SNP_PAGE_TYPE_VMSA,
+  SNP_PAGE_TYPE_ZERO,
+  SNP_VMSA_GPA,
+  SnpLaunchDigest,
+  type SnpPageType,
+} from '../../kernel/arch/sev/launch-digest.js';
+import { FirmwareFormatError } from '../errors.js';
+import {
+  OVMF_SEV_METADATA_GUID,
+  type OvmfImage,
+  parseOvmf,
+  SEV_SECTION_CPUID,
+  SEV_SECTION_NAMES,
+  SEV_SECTION_SNP_KERNEL_HASHES,
+  SEV_SECTION_SNP_SEC_MEM,
+  SEV_SECTION_SNP_SECRETS,
+  SEV_SECTION_SVSM_CAA,
+  type SevMetadataSection,
+} from '../ovmf.js';
+import { buildSevHashesPage, computeSevHashes } from './kernel-hashes.js';
+import { encodeVmsa, type SevVcpuState, type SevVmmType, vcpuResetState } from './vmsa.js';
+
+export type SnpMeasureMode = 'snp' | 'snp:ovmf-hash';
+
+/** sev-snp-measure's SNP options (its CLI names in the comments). */
+export interface SnpMeasureOptions {
+  /** --mode: 'snp' (default) or 'snp:ovmf-hash' (firmware pages only, to hand the hash over). */
+  mode?: SnpMeasureMode;
+  /** --vcpus; required in 'snp' mode. */
+  vcpus?: number;
+  /** --vcpu-sig / --vcpu-type / --vcpu-family..; required for qemu, unused by ec2 and gce (RDX 0x600). */
+  vcpuSig?: number;
+  /** --vmm-type, default 'qemu'. */
+  vmmType?: SevVmmType;
+  /** --guest-features (SEV_FEATURES), default 0x1. */
+  guestFeatures?: bigint;
+  /** --kernel contents: measured direct boot through the SNP_KERNEL_HASHES page. */
+  kernel?: Uint8Array;
+  /** --initrd contents (needs kernel). */
+  initrd?: Uint8Array;
+  /** --append (needs kernel). */
+  append?: string;
+  /** --snp-ovmf-hash: start from this digest (48 bytes) and skip the firmware pages. */
+  ovmfHash?: Uint8Array;
+  /** File name for FirmwareFormatError. */
+  file?: string;
+}
+
+/** Where a launch region comes from. */
+export type SnpRegionSource = 'firmware' | 'metadata' | 'vmsa';
+
+/** One SNP_LAUNCH_UPDATE call of the VMM (or, for 'vmsa', of KVM at LAUNCH_FINISH). */
+export interface SnpLaunchRegion {
+  source: SnpRegionSource;
+  pageType: SnpPageType;
+  gpa: bigint;
+  /** Bytes, a multiple of 4096. */
+  size: number;
+  /** Page bytes for NORMAL and VMSA regions (views into the image where possible). */
+  contents?: Uint8Array;
+  /** The metadata section, for source 'metadata'. */
+  section?: SevMetadataSection;
+  /** vCPU index, for source 'vmsa'. */
+  vcpu?: number;
+}
+
+/** One measured page, in firmware order. */
+export interface SnpPageUpdate {
+  pageType: SnpPageType;
+  gpa: bigint;
+  /** 4096 bytes for NORMAL and VMSA pages. */
+  contents?: Uint8Array;
+  /** Index into SnpLaunchPlan.regions. */
+  region: number;
+}
+
+export interface SnpLaunchPlan {
+  mode: SnpMeasureMode;
+  ovmf: OvmfImage;
+  /** Seed of the launch digest (--snp-ovmf-hash); zeros when absent. */
+  initialDigest?: Uint8Array;
+  regions: SnpLaunchRegion[];
+  updates: SnpPageUpdate[];
+  /** vCPU reset states, vCPU 0 (BSP) first; their encodings are the VMSA regions' contents. */
+  vcpus: SevVcpuState[];
+}
+
+const PAGE_MASK = 0xfff;
+const FOUR_GIB = 0x1_0000_0000;
+
+class PlanBuilder {
+  readonly regions: SnpLaunchRegion[] = [];
+  readonly updates: SnpPageUpdate[] = [];
+
+  add(region: SnpLaunchRegion): void {
+    const index = this.regions.length;
+    this.regions.push(region);
+    const measured = region.pageType === SNP_PAGE_TYPE_NORMAL || region.pageType === SNP_PAGE_TYPE_VMSA;
+    for (let off = 0; off < region.size; off += SNP_PAGE_SIZE) {
+      const gpa = region.gpa + BigInt(off);
+      if (measured) {
+        const contents = region.contents!.subarray(off, off + SNP_PAGE_SIZE);
+        this.updates.push({ pageType: region.pageType, gpa, contents, region: index });
+      } else {
+        this.updates.push({ pageType: region.pageType, gpa, region: index });
+      }
+    }
+  }
+}
+
+function sectionLabel(index: number, s: SevMetadataSection): string {
+  const name = SEV_SECTION_NAMES[s.type] ?? `type 0x${s.type.toString(16)}`;
+  return `SEV metadata section ${index} (${name}, gpa 0x${s.gpa.toString(16)}, size 0x${s.size.toString(16)})`;
+}
+
+/** Firmware pages: the whole image, NORMAL, in increasing GPA (sev-snp-measure update_normal_pages). */
+function addFirmware(b: PlanBuilder, ovmf: OvmfImage, file?: string): void {
+  const size = ovmf.data.length;
+  if (size === 0 || size % SNP_PAGE_SIZE !== 0 || size > FOUR_GIB) {
+    throw new FirmwareFormatError(
+      `OVMF image size ${size} is not a non-zero multiple of 4096 below 4 GiB`,
+      file,
+    );
+  }
+  b.add({
+    source: 'firmware',
+    pageType: SNP_PAGE_TYPE_NORMAL,
+    gpa: BigInt(ovmf.gpa),
+    size,
+    contents: ovmf.data,
+  });
+}
+
+/** One metadata section (sev-snp-measure snp_update_section; QEMU snp_populate_metadata_pages). */
+function addSection(
+  b: PlanBuilder,
+  index: number,
+  s: SevMetadataSection,
+  ovmf: OvmfImage,
+  opts: SnpMeasureOptions,
+  vmmType: SevVmmType,
+): void {
+  const file = opts.file;
+  const gpa = BigInt(s.gpa);
+  const base = { source: 'metadata', gpa, section: s } as const;
+  if ((s.gpa & PAGE_MASK) !== 0) {
+    throw new FirmwareFormatError(`${sectionLabel(index, s)} is not page aligned`, file);
+  }
+  const ranged = (pageType: SnpPageType): void => {
+    if (s.size % SNP_PAGE_SIZE !== 0) {
+      throw new FirmwareFormatError(`${sectionLabel(index, s)} size is not a multiple of 4096`, file);
+    }
+    if (s.size > 0) b.add({ ...base, pageType, size: s.size });
+  };
+  switch (s.type) {
+    case SEV_SECTION_SNP_SEC_MEM:
+      // gce launches the pre-validated memory unmeasured.
+      ranged(vmmType === 'gce' ? SNP_PAGE_TYPE_UNMEASURED : SNP_PAGE_TYPE_ZERO);
+      return;
+    case SEV_SECTION_SNP_SECRETS:
+      // Always exactly one page, whatever the section's size.
+      b.add({ ...base, pageType: SNP_PAGE_TYPE_SECRETS, size: SNP_PAGE_SIZE });
+      return;
+    case SEV_SECTION_CPUID:
+      // ec2 adds the CPUID page after all other sections (see planSnpLaunch).
+      if (vmmType !== 'ec2') b.add({ ...base, pageType: SNP_PAGE_TYPE_CPUID, size: SNP_PAGE_SIZE });
+      return;
+    case SEV_SECTION_SVSM_CAA:
+      ranged(SNP_PAGE_TYPE_ZERO);
+      return;
+    case SEV_SECTION_SNP_KERNEL_HASHES: {
+      if (opts.kernel === undefined) {
+        ranged(SNP_PAGE_TYPE_ZERO);
+        return;
+      }
+      // The table sits at the hash-table GPA's offset in its page (sev-snp-measure snp_update_kernel_hashes).
+      if (ovmf.sevHashTable === undefined) {
+        throw new FirmwareFormatError("Can't find SEV_HASH_TABLE_RV_GUID entry in OVMF table", file);
+      }
+      if (s.size !== SNP_PAGE_SIZE) {
+        throw new FirmwareFormatError(
+          `${sectionLabel(index, s)} must be one page to hold the kernel hashes`,
+          file,
+        );
+      }
+      const hashes = computeSevHashes({ kernel: opts.kernel, initrd: opts.initrd, append: opts.append });
+      const offset = ovmf.sevHashTable.gpa & PAGE_MASK;
+      let contents: Uint8Array;
+      try {
+        contents = buildSevHashesPage(hashes, offset);
+      } catch {
+        throw new FirmwareFormatError(
+          `SEV hash table offset 0x${offset.toString(16)} leaves no room for the table`,
+          file,
+        );
+      }
+      b.add({ ...base, pageType: SNP_PAGE_TYPE_NORMAL, size: SNP_PAGE_SIZE, contents });
+      return;
+    }
+    default:
+      throw new FirmwareFormatError(`unknown OVMF metadata section type in ${sectionLabel(index, s)}`, file);
+  }
+}
+
+function checkOptions(opts: SnpMeasureOptions, vmmType: SevVmmType): void {
+  if (vmmType !== 'qemu' && vmmType !== 'ec2' && vmmType !== 'gce') {
+    throw new RangeError(`unknown VMM type '${String(vmmType)}'`);
+  }
+  if (opts.vcpus === undefined || !Number.isInteger(opts.vcpus) || opts.vcpus < 1) {
+    throw new RangeError(`snp mode needs a positive vCPU count, got ${String(opts.vcpus)}`);
+  }
+  if (vmmType === 'qemu' && opts.vcpuSig === undefined) {
+    throw new RangeError("missing vCPU signature (vcpu type, signature or family) for VMM type 'qemu'");
+  }
+  if (opts.kernel === undefined && (opts.initrd !== undefined || opts.append !== undefined)) {
+    throw new RangeError('initrd and append need a kernel');
+  }
+  if (opts.ovmfHash !== undefined && opts.ovmfHash.length !== 48) {
+    throw new RangeError(`the OVMF hash must be 48 bytes, got ${opts.ovmfHash.length}`);
+  }
+}
+
+/**
+ * The SNP launch of `image` as a VMM does it. Mode 'snp:ovmf-hash' plans the firmware pages only
+ * (their digest is the hash to hand over); mode 'snp' with `ovmfHash` starts from that digest and
+ * skips the firmware pages. Throws FirmwareFormatError for an image that cannot be launched this way,
+ * RangeError for inconsistent options.
+ */
+export function planSnpLaunch(image: Uint8Array, opts: SnpMeasureOptions = {}): SnpLaunchPlan {
+  return planSnpLaunchForOvmf(parseOvmf(image, { file: opts.file }), opts);
+}
+
+/** planSnpLaunch() for an image already parsed with parseOvmf(). */
+export function planSnpLaunchForOvmf(ovmf: OvmfImage, opts: SnpMeasureOptions = {}): SnpLaunchPlan {
+  const mode = opts.mode ?? 'snp';
+  const file = opts.file;
+  const b = new PlanBuilder();
+
+  if (mode === 'snp:ovmf-hash') {
+    addFirmware(b, ovmf, file);
+    return { mode, ovmf, regions: b.regions, updates: b.updates, vcpus: [] };
+  }
+  if (mode !== 'snp') throw new RangeError(`unknown SNP measurement mode '${String(mode)}'`);
+
+  const vmmType = opts.vmmType ?? 'qemu';
+  checkOptions(opts, vmmType);
+  if (opts.ovmfHash === undefined) addFirmware(b, ovmf, file);
+
+  // QEMU sev_snp_launch_finish(): no metadata, no SNP launch.
+  const sections = ovmf.sevMetadata;
+  if (sections === undefined) {
+    throw new FirmwareFormatError(
+      `Failed to locate SEV metadata header (no ${OVMF_SEV_METADATA_GUID} entry in the OVMF footer table)`,
+      file,
+    );
+  }
+  sections.forEach((s, i) => {
+    addSection(b, i, s, ovmf, opts, vmmType);
+  });
+  if (vmmType === 'ec2') {
+    for (const s of sections) {
+      if (s.type === SEV_SECTION_CPUID) {
+        b.add({
+          source: 'metadata',
+          pageType: SNP_PAGE_TYPE_CPUID,
+          gpa: BigInt(s.gpa),
+          size: SNP_PAGE_SIZE,
+          section: s,
+        });
+      }
+    }
+  }
+  if (opts.kernel !== undefined && !sections.some((s) => s.type === SEV_SECTION_SNP_KERNEL_HASHES)) {
+    throw new FirmwareFormatError(
+      "Kernel specified but OVMF metadata doesn't include SNP_KERNEL_HASHES section",
+      file,
+    );
+  }
+
+  // VMSAs: BSP at the reset vector, APs at the SEV-ES reset block's EIP.
+  const apEip = ovmf.sevEsResetEip;
+  if (apEip === undefined) {
+    throw new FirmwareFormatError("Can't find SEV_ES_RESET_BLOCK_GUID entry in OVMF table", file);
+  }
+  if (apEip === 0 && opts.vcpus! > 1) {
+    throw new FirmwareFormatError('SEV-ES reset block gives AP reset EIP 0: APs cannot be started', file);
+  }
+  const base = {
+    apEip,
+    vcpuSig: opts.vcpuSig ?? 0,
+    vmmType,
+    guestFeatures: opts.guestFeatures ?? 0x1n,
+  };
+  const vcpus: SevVcpuState[] = [];
+  for (let i = 0; i < opts.vcpus!; i++) {
+    const state = vcpuResetState({ ...base, bsp: i === 0 });
+    vcpus.push(state);
+    b.add({
+      source: 'vmsa',
+      pageType: SNP_PAGE_TYPE_VMSA,
+      gpa: SNP_VMSA_GPA,
+      size: SNP_PAGE_SIZE,
+      contents: encodeVmsa(state),
+      vcpu: i,
+    });
+  }
+  const plan: SnpLaunchPlan = { mode, ovmf, regions: b.regions, updates: b.updates, vcpus };
+  if (opts.ovmfHash !== undefined) plan.initialDigest = opts.ovmfHash;
+  return plan;
+}
+
+/** Fold a plan into a fresh launch digest (test baseline; the product's digest is the PSP model's). */
+export function computeSnpDigestFromPlan(plan: SnpLaunchPlan): Uint8Array {
+  const ld = new SnpLaunchDigest(plan.initialDigest);
+  for (const u of plan.updates) ld.update(u);
+  return ld.digest;
+}

@@ -1,0 +1,1 @@
+export { type Extent, ExtentMap } from './extent-map.js';

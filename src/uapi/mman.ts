@@ -1,0 +1,32 @@
+/** include/uapi/asm-generic/mman-common.h and mman.h, linux/falloc.h, fcntl (x86-64 values). */
+export const PROT_NONE = 0x0;
+export const PROT_READ = 0x1;
+export const PROT_WRITE = 0x2;
+export const PROT_EXEC = 0x4;
+
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const MAP_SHARED_VALIDATE = 0x03;
+export const MAP_TYPE = 0x0f;
+export const MAP_FIXED = 0x10;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_NORESERVE = 0x4000;
+export const MAP_POPULATE = 0x8000;
+
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+export const FALLOC_FL_NO_HIDE_STALE = 0x04;
+export const FALLOC_FL_COLLAPSE_RANGE = 0x08;
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+export const FALLOC_FL_INSERT_RANGE = 0x20;
+export const FALLOC_FL_UNSHARE_RANGE = 0x40;
+
+export const MFD_CLOEXEC = 0x1;
+
+export const O_RDONLY = 0o0;
+export const O_WRONLY = 0o1;
+export const O_RDWR = 0o2;
+export const O_LARGEFILE = 0o100000;
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 4096;

@@ -1,0 +1,434 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type Extent, ExtentMap } from '../../src/ranges/index.js';
+
+/** Universe of the naive model: pages 0..U-1; queries also probe a little beyond it. */
+const U = 200;
+
+type Naive = (number | undefined)[];
+
+/** Values as stored in the map under test: plain numbers, or boxed with a custom equality. */
+interface Mode<T> {
+  readonly name: string;
+  readonly make: () => ExtentMap<T>;
+  readonly wrap: (k: number) => T;
+  readonly key: (v: T) => number;
+}
+
+const plain: Mode<number> = {
+  name: 'numbers, Object.is',
+  make: () => new ExtentMap<number>(),
+  wrap: (k) => k,
+  key: (v) => v,
+};
+
+interface Boxed {
+  readonly k: number;
+  readonly serial: number;
+}
+let serial = 0;
+const boxed: Mode<Boxed> = {
+  name: 'objects, custom equality',
+  make: () => new ExtentMap<Boxed>((a, b) => a.k === b.k),
+  wrap: (k) => ({ k, serial: serial++ }),
+  key: (v) => v.k,
+};
+
+/** Maximal runs of equal defined values in a naive array, as extents of keys. */
+function naiveExtents(a: Naive, lo = 0, hi = a.length): Extent<number>[] {
+  const out: Extent<number>[] = [];
+  let i = Math.max(0, lo);
+  const end = Math.min(a.length, hi);
+  while (i < end) {
+    const v = a[i];
+    let j = i + 1;
+    while (j < end && a[j] === v) j++;
+    if (v !== undefined) out.push({ start: i, end: j, value: v });
+    i = j;
+  }
+  return out;
+}
+
+function naiveSegments(a: Naive, lo: number, hi: number): Extent<number | undefined>[] {
+  const out: Extent<number | undefined>[] = [];
+  let i = lo;
+  while (i < hi) {
+    const v = i < a.length ? a[i] : undefined;
+    let j = i + 1;
+    while (j < hi && (j < a.length ? a[j] : undefined) === v) j++;
+    out.push({ start: i, end: j, value: v });
+    i = j;
+  }
+  return out;
+}
+
+type Fn = 'const' | 'inc' | 'drop' | 'ident' | 'fill' | 'byStart';
+const fns: readonly Fn[] = ['const', 'inc', 'drop', 'ident', 'fill', 'byStart'];
+
+/** The update callbacks, on keys; `c` parameterises them. */
+function applyFn(fn: Fn, c: number, v: number | undefined, start: number): number | undefined {
+  switch (fn) {
+    case 'const':
+      return c === 3 ? undefined : c;
+    case 'inc':
+      return v === undefined ? undefined : (v + 1) % 3;
+    case 'drop':
+      return v === c ? undefined : v;
+    case 'ident':
+      return v;
+    case 'fill':
+      return v === undefined ? c % 3 : v;
+    case 'byStart':
+      return (start + c) % 3;
+  }
+}
+
+type Op =
+  | { kind: 'set'; m: number; s: number; e: number; v: number | undefined }
+  | { kind: 'update'; m: number; s: number; e: number; fn: Fn; c: number }
+  | { kind: 'clone'; m: number }
+  | { kind: 'clear'; m: number }
+  | { kind: 'check'; m: number; a: number; b: number };
+
+const idx = fc.integer({ min: 0, max: 1000 });
+const page = fc.integer({ min: 0, max: U });
+const val = fc.option(fc.integer({ min: 0, max: 2 }), { nil: undefined });
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({ kind: fc.constant('set' as const), m: idx, s: page, e: page, v: val }),
+  },
+  // Short ranges too, so that sets land inside existing extents (splits in the middle).
+  {
+    weight: 4,
+    arbitrary: fc
+      .record({ m: idx, s: page, len: fc.integer({ min: 0, max: 6 }), v: val })
+      .map(({ m, s, len, v }): Op => ({ kind: 'set', m, s, e: Math.min(U, s + len), v })),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('update' as const),
+      m: idx,
+      s: page,
+      e: page,
+      fn: fc.constantFrom(...fns),
+      c: fc.integer({ min: 0, max: 3 }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('clone' as const), m: idx }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('clear' as const), m: idx }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('check' as const), m: idx, a: page, b: page }) },
+);
+
+function keys<T>(mode: Mode<T>, xs: Iterable<Extent<T>>): Extent<number>[] {
+  return [...xs].map((x) => ({ start: x.start, end: x.end, value: mode.key(x.value) }));
+}
+
+/** Compares everything observable about `map` with the naive array; [a, b) is a probe range. */
+function compare<T>(mode: Mode<T>, map: ExtentMap<T>, naive: Naive, a: number, b: number): void {
+  map.validate();
+  const key = (v: T | undefined): number | undefined => (v === undefined ? undefined : mode.key(v));
+  const all = naiveExtents(naive);
+  const gets: (number | undefined)[] = [];
+  const ats: (Extent<number> | undefined)[] = [];
+  const wantAts: (Extent<number> | undefined)[] = [];
+  for (let i = 0; i < U + 3; i++) {
+    gets.push(key(map.get(i)));
+    const got = map.extentAt(i);
+    ats.push(got && { start: got.start, end: got.end, value: mode.key(got.value) });
+    wantAts.push(all.find((x) => x.start <= i && i < x.end));
+  }
+  expect(gets).toEqual([...naive, undefined, undefined, undefined]);
+  expect(ats).toEqual(wantAts);
+  expect(map.size).toBe(all.length);
+  expect(keys(mode, map.entries())).toEqual(all);
+  const [lo, hi] = a <= b ? [a, b] : [b, a + 3];
+  expect(keys(mode, map.entries(lo, hi))).toEqual(naiveExtents(naive, lo, hi));
+  expect([...map.segments(lo, hi)].map((x) => ({ start: x.start, end: x.end, value: key(x.value) }))).toEqual(
+    naiveSegments(naive, lo, hi),
+  );
+  for (const i of [lo, hi, a, b, 0, U]) {
+    const next = all.find((x) => x.end > i);
+    const got = map.nextExtent(i);
+    expect(got && { start: got.start, end: got.end, value: mode.key(got.value) }).toEqual(next);
+  }
+  const slice = naiveSegments(naive, lo, hi);
+  for (const k of [0, 1, 2]) {
+    const is = (v: T): boolean => mode.key(v) === k;
+    expect(map.some(lo, hi, is)).toBe(slice.some((x) => x.value === k));
+    expect(map.count(lo, hi, is)).toBe(
+      slice.filter((x) => x.value === k).reduce((n, x) => n + x.end - x.start, 0),
+    );
+    const isOrGap = (v: T | undefined): boolean => v === undefined || mode.key(v) === k;
+    expect(map.every(lo, hi, isOrGap)).toBe(slice.every((x) => x.value === undefined || x.value === k));
+  }
+  expect(map.count(lo, hi)).toBe(
+    slice.filter((x) => x.value !== undefined).reduce((n, x) => n + x.end - x.start, 0),
+  );
+  expect(map.every(lo, hi, (v) => v !== undefined)).toBe(slice.every((x) => x.value !== undefined));
+}
+
+function run<T>(mode: Mode<T>, ops: Op[]): void {
+  const maps: ExtentMap<T>[] = [mode.make()];
+  const naives: Naive[] = [new Array<number | undefined>(U).fill(undefined)];
+  for (const op of ops) {
+    const m = op.m % maps.length;
+    const map = maps[m]!;
+    const naive = naives[m]!;
+    switch (op.kind) {
+      case 'set':
+        map.set(op.s, op.e, op.v === undefined ? undefined : mode.wrap(op.v));
+        for (let i = op.s; i < op.e; i++) naive[i] = op.v;
+        break;
+      case 'update': {
+        const calls: Extent<number | undefined>[] = [];
+        map.update(op.s, op.e, (v, start, end) => {
+          const k = v === undefined ? undefined : mode.key(v);
+          calls.push({ start, end, value: k });
+          const r = applyFn(op.fn, op.c, k, start);
+          return r === undefined ? undefined : mode.wrap(r);
+        });
+        const expected = op.s < op.e ? naiveSegments(naive, op.s, op.e) : [];
+        expect(calls).toEqual(expected);
+        for (const seg of expected) {
+          const r = applyFn(op.fn, op.c, seg.value, seg.start);
+          for (let i = seg.start; i < seg.end; i++) naive[i] = r;
+        }
+        break;
+      }
+      case 'clone':
+        maps.push(map.clone());
+        naives.push([...naive]);
+        break;
+      case 'clear':
+        map.clear();
+        naive.fill(undefined);
+        break;
+      case 'check':
+        compare(mode, map, naive, op.a, op.b);
+        break;
+    }
+  }
+  // Every clone still matches its own history: mutations never leaked across clones.
+  maps.forEach((map, i) => {
+    compare(mode, map, naives[i]!, 10, 90);
+  });
+}
+
+describe('ExtentMap against a per-page model', () => {
+  for (const mode of [plain, boxed] as const) {
+    it(`random set/update/clone/clear sequences (${mode.name})`, () => {
+      fc.assert(
+        fc.property(fc.array(opArb, { maxLength: 120 }), (ops) => {
+          run<unknown>(mode as Mode<unknown>, ops);
+        }),
+        { numRuns: 1000 },
+      );
+    });
+  }
+
+  it('the tree shape is canonical: same extents, same tree, whatever the history', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(page, page, val), { maxLength: 60 }),
+        fc.array(fc.tuple(page, page, val), { maxLength: 60 }),
+        (noise, ops) => {
+          const a = new ExtentMap<number>();
+          const b = new ExtentMap<number>();
+          for (const [s, e, v] of noise) b.set(s, e, v);
+          b.clear();
+          b.set(0, U, 7);
+          for (const [s, e, v] of ops) {
+            a.set(s, e, v);
+            b.set(s, e, v);
+          }
+          // Bring both to the same contents by different routes.
+          b.update(0, U, (v) => (v === 7 ? undefined : v));
+          a.update(0, U, (v) => (v === 7 ? undefined : v));
+          expect([...b.entries()]).toEqual([...a.entries()]);
+          expect(b.validate()).toBe(a.validate());
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('ExtentMap examples', () => {
+  it('merges equal neighbours, including across a filled hole', () => {
+    const m = new ExtentMap<string>();
+    m.set(0, 10, 'a');
+    m.set(20, 30, 'a');
+    expect(m.size).toBe(2);
+    m.set(10, 20, 'a');
+    expect(m.size).toBe(1);
+    expect(m.extentAt(15)).toEqual({ start: 0, end: 30, value: 'a' });
+    m.set(30, 40, 'a');
+    expect([...m.entries()]).toEqual([{ start: 0, end: 40, value: 'a' }]);
+    m.set(5, 35, 'a'); // already so: nothing changes
+    expect(m.size).toBe(1);
+  });
+
+  it('splits an extent in the middle and heals it again', () => {
+    const m = new ExtentMap<string>();
+    m.set(0, 100, 'a');
+    m.set(40, 60, 'b');
+    expect([...m.entries()]).toEqual([
+      { start: 0, end: 40, value: 'a' },
+      { start: 40, end: 60, value: 'b' },
+      { start: 60, end: 100, value: 'a' },
+    ]);
+    m.set(40, 60, 'a');
+    expect(m.size).toBe(1);
+    m.set(40, 60, undefined);
+    expect(m.size).toBe(2);
+    expect(m.get(50)).toBeUndefined();
+    expect(m.count(0, 100)).toBe(80);
+    expect([...m.segments(30, 70)]).toEqual([
+      { start: 30, end: 40, value: 'a' },
+      { start: 40, end: 60, value: undefined },
+      { start: 60, end: 70, value: 'a' },
+    ]);
+    expect(m.nextExtent(45)).toEqual({ start: 60, end: 100, value: 'a' });
+    expect(m.nextExtent(100)).toBeUndefined();
+  });
+
+  it('handles indices near 2^40 and 2^52 without touching per-page memory', () => {
+    const m = new ExtentMap<string>();
+    const t = 2 ** 40;
+    const top = 2 ** 52;
+    m.set(t - 5, t + 5, 'x');
+    m.set(top - 1, top, 'y');
+    m.set(t, t + 1, 'z');
+    expect(m.get(t - 5)).toBe('x');
+    expect(m.get(t)).toBe('z');
+    expect(m.get(t + 4)).toBe('x');
+    expect(m.get(t + 5)).toBeUndefined();
+    expect(m.extentAt(t + 2)).toEqual({ start: t + 1, end: t + 5, value: 'x' });
+    expect(m.nextExtent(0)).toEqual({ start: t - 5, end: t, value: 'x' });
+    expect(m.nextExtent(t + 5)).toEqual({ start: top - 1, end: top, value: 'y' });
+    expect(m.count(0, top)).toBe(11);
+    expect(m.size).toBe(4);
+    // A 4 TiB guest (2^30 pages) in one extent, then punched: cost follows extents, not pages.
+    const g = new ExtentMap<string>();
+    g.set(0, 2 ** 30, 'shared');
+    for (let i = 0; i < 1000; i++) g.set(i * 2 ** 20, i * 2 ** 20 + 1, 'private');
+    expect(g.size).toBe(2000);
+    expect(g.count(0, 2 ** 30, (v) => v === 'private')).toBe(1000);
+    expect(g.every(0, 2 ** 30, (v) => v !== undefined)).toBe(true);
+    m.validate();
+    g.validate();
+  });
+
+  it('rejects non-integer and negative ranges, ignores empty ones', () => {
+    const m = new ExtentMap<number>();
+    expect(() => m.set(-1, 2, 1)).toThrow(RangeError);
+    expect(() => m.set(0.5, 2, 1)).toThrow(RangeError);
+    expect(() => m.update(0, Number.NaN, () => 1)).toThrow(RangeError);
+    m.set(5, 3, 1);
+    m.set(4, 4, 1);
+    expect(m.size).toBe(0);
+  });
+
+  it('clone is O(1) and both sides stay independent', () => {
+    const m = new ExtentMap<number>();
+    for (let i = 0; i < 100_000; i++) m.set(i * 4, i * 4 + 2, i % 3);
+    const t0 = performance.now();
+    const clones: ExtentMap<number>[] = [];
+    for (let i = 0; i < 10_000; i++) clones.push(m.clone());
+    // 10^4 copies of 10^5 nodes would be 10^9 node copies; sharing makes it near-instant.
+    expect(performance.now() - t0).toBeLessThan(1000);
+    const c = clones[5_000]!;
+    c.set(0, 400_000, 9);
+    m.set(2, 6, 0); // fills the gap and overwrites [4, 6): [0, 6) becomes one extent
+    expect(c.size).toBe(1);
+    expect(m.size).toBe(100_000 - 1);
+    expect(clones[0]!.get(2)).toBeUndefined();
+    expect(clones[0]!.size).toBe(100_000);
+    expect(m.get(2)).toBe(0);
+    expect(c.get(2)).toBe(9);
+    m.clear();
+    expect(clones[1]!.size).toBe(100_000);
+    clones[1]!.validate();
+  });
+
+  it('iterators see a snapshot even if the loop mutates the map', () => {
+    const m = new ExtentMap<number>();
+    m.set(0, 10, 1);
+    m.set(20, 30, 2);
+    m.set(40, 50, 3);
+    const seen: Extent<number>[] = [];
+    for (const e of m.entries()) {
+      seen.push(e);
+      m.set(e.start, e.end + 20, e.value + 10);
+    }
+    expect(seen.map((e) => e.value)).toEqual([1, 2, 3]);
+    expect([...m.entries()].map((e) => e.value)).toEqual([11, 12, 13]);
+    m.validate();
+  });
+
+  it('iterators are unaffected by heavy restructuring of the map mid-iteration', () => {
+    const build = (): ExtentMap<number> => {
+      const m = new ExtentMap<number>();
+      for (let i = 0; i < 1000; i++) m.set(i * 4, i * 4 + 2, i % 3);
+      return m;
+    };
+    const churn = (m: ExtentMap<number>, start: number, end: number): void => {
+      // In-place edits of nodes the iterator has yet to visit: cuts, merges, clears, updates.
+      for (let j = 1; j < 6; j++) m.set(end + j * 7, end + j * 7 + 5, (start + j) % 3);
+      m.set(end + 50, end + 90, undefined);
+      m.update(end + 100, end + 120, (v) => (v === undefined ? 7 : v + 1));
+    };
+    const m = build();
+    const before = [...m.entries()];
+    const seen: Extent<number>[] = [];
+    for (const e of m.entries()) {
+      seen.push(e);
+      churn(m, e.start, e.end);
+    }
+    expect(seen).toEqual(before);
+    m.validate();
+
+    const n = build();
+    const segs = [...n.segments(0, 4000)];
+    const seenSegs: Extent<number | undefined>[] = [];
+    for (const e of n.segments(0, 4000)) {
+      seenSegs.push(e);
+      churn(n, e.start, e.end);
+    }
+    expect(seenSegs).toEqual(segs);
+    n.validate();
+  });
+
+  it('update visits gaps, clips to the range, and leaves the map alone when nothing changes', () => {
+    const m = new ExtentMap<string>();
+    m.set(0, 10, 'a');
+    m.set(20, 30, 'b');
+    const calls: [string | undefined, number, number][] = [];
+    m.update(5, 25, (v, s, e) => {
+      calls.push([v, s, e]);
+      return v;
+    });
+    expect(calls).toEqual([
+      ['a', 5, 10],
+      [undefined, 10, 20],
+      ['b', 20, 25],
+    ]);
+    m.update(5, 25, (v) => (v === undefined ? 'a' : v));
+    expect([...m.entries()]).toEqual([
+      { start: 0, end: 20, value: 'a' },
+      { start: 20, end: 30, value: 'b' },
+    ]);
+    m.update(0, 30, () => undefined);
+    expect(m.size).toBe(0);
+  });
+
+  it('stays shallow under sequential inserts (hash priorities, no degenerate spine)', () => {
+    const m = new ExtentMap<number>();
+    for (let i = 0; i < 100_000; i++) m.set(i, i + 1, i & 1);
+    expect(m.size).toBe(100_000);
+    expect(m.validate()).toBeLessThan(80);
+  });
+});
