@@ -1,0 +1,2 @@
+/** Registration of the tdx VM types and platform (filled in by the tdx model). */
+export {};

@@ -1,0 +1,2 @@
+/** TDX uAPI constants (arch/x86/include/uapi/asm/kvm.h). */
+export {};
