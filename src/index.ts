@@ -4,6 +4,18 @@
  */
 import './kernel/arch/register.js';
 
+export {
+  type Flow,
+  FlowLoadError,
+  type FlowRun,
+  FlowRunError,
+  loadFlow,
+  type MatrixResult,
+  parseFlow,
+  runFlow,
+  runMatrix,
+  type StepResult,
+} from './flow/index.js';
 export { HostFault, InvariantViolation, SyscallError } from './kernel/errors.js';
 export type { GuestOp } from './kernel/guest/program.js';
 export { createHost, Host, type HostOptions } from './kernel/host.js';

@@ -99,6 +99,11 @@ export class FdTable {
     return f;
   }
 
+  /** Is `fd` an open fd? */
+  has(fd: unknown): boolean {
+    return (typeof fd === 'number' || typeof fd === 'bigint') && this.files.has(Number(fd));
+  }
+
   /** fget() for kernel users (e.g. kvm_gmem_bind): a new reference, or undefined. */
   fget(fd: number): KFile | undefined {
     const f = this.files.get(fd);

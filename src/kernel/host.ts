@@ -14,12 +14,13 @@ import { GmemFile, gmemMemoryFailure, noteHost } from './kvm/guest-memfd.js';
 import { KvmDevFile } from './kvm/kvm-dev.js';
 import type { KvmRun, Vcpu } from './kvm/vcpu.js';
 import { VcpuFile } from './kvm/vcpu.js';
+import { VmFile } from './kvm/vm.js';
 import { AddressSpace, type MmapArgs } from './mm.js';
 import { createPlatform, type Platform, type PlatformName } from './platform.js';
 import { getProfile, kernels } from './profiles/index.js';
 import type { KernelProfile } from './profiles/types.js';
 import { Tracer } from './provenance.js';
-import { s64 } from './uaccess.js';
+import { s64, scalar } from './uaccess.js';
 
 export interface HostOptions {
   /** A profile name from kernels(), or a profile object (e.g. a deliberately broken one for tests). */
@@ -42,8 +43,15 @@ class MemFile extends KFile {
   ) {
     super(host);
   }
+  /** i_size, set by ftruncate(). */
+  size = 0n;
   stat(): Stat {
-    return { st_ino: this.ino, st_size: 0, st_blksize: 4096, st_mode: 0o100777 };
+    return { st_ino: this.ino, st_size: Number(this.size), st_blksize: 4096, st_mode: 0o100777 };
+  }
+  /** shmem_fallocate(): only KEEP_SIZE and PUNCH_HOLE; contents are not modelled. */
+  override fallocate(mode: number, offset: bigint, len: bigint): void {
+    if (mode & ~(0x01 | 0x02)) throw kerr('EOPNOTSUPP', 'shmem_fallocate: unsupported mode');
+    if (!(mode & 0x01) && offset + len > this.size) this.size = offset + len;
   }
   protected release(): void {}
 }
@@ -145,8 +153,9 @@ export class Host {
   fallocate(fd: number, mode: number, offset: number | bigint, len: number | bigint): number {
     return this.sys('fallocate', undefined, () => {
       const file = this.fds.lookup(fd);
-      const o = BigInt.asIntN(64, BigInt(offset));
-      const l = BigInt.asIntN(64, BigInt(len));
+      // loff_t arguments: a non-integer from a JS caller is -EINVAL, as no C caller can pass one.
+      const o = BigInt.asIntN(64, scalar(offset, 'fallocate offset'));
+      const l = BigInt.asIntN(64, scalar(len, 'fallocate len'));
       // vfs_fallocate() generic checks, in its order.
       if (o < 0n || l <= 0n) throw kerr('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
       if (mode & ~0x7f) throw kerr('EOPNOTSUPP', 'vfs_fallocate: unknown mode bits');
@@ -199,7 +208,10 @@ export class Host {
     return this.sys('ftruncate', undefined, () => {
       const f = this.fds.lookup(fd);
       if (f instanceof GmemFile) throw kerr('EINVAL', 'kvm_gmem_setattr: guest_memfd size is fixed');
-      void s64({ length }, 'length');
+      const len = s64({ length }, 'length');
+      // do_sys_ftruncate(): a negative length is -EINVAL.
+      if (len < 0n) throw kerr('EINVAL', 'do_sys_ftruncate: length < 0');
+      if (f instanceof MemFile) f.size = len;
       return 0;
     });
   }
@@ -230,7 +242,7 @@ export class Host {
     return this.sys('memory_failure', undefined, () => {
       const f = this.fds.lookup(fd);
       if (!(f instanceof GmemFile)) throw kerr('EINVAL', 'memory_failure: not a guest_memfd');
-      gmemMemoryFailure(f, Number(BigInt(offset) >> 12n));
+      gmemMemoryFailure(f, Number(scalar(offset, 'memory_failure offset') >> 12n));
       return 0;
     });
   }
@@ -251,7 +263,8 @@ export class Host {
 
   /** The vCPU behind a vCPU fd. */
   vcpuOf(fd: number): Vcpu {
-    const f = this.fds.lookup(fd);
+    // Not a syscall: a bad fd is reported as a SyscallError here, never as a bare KernelError.
+    const f = this.fds.has(fd) ? this.fds.lookup(fd) : undefined;
     if (!(f instanceof VcpuFile))
       throw new SyscallError('EBADF', 'guest', undefined, `fd ${fd} is not a vCPU`);
     return f.vcpu;
@@ -266,6 +279,21 @@ export class Host {
       this.guests.set(v, g);
     }
     return g;
+  }
+
+  /**
+   * Race hook: a KVM_SET_USER_MEMORY_REGION(2) deleting or moving memslot `slot` (address space
+   * 0) of the VM behind `vmFd` is in flight on another thread: KVM_MEMSLOT_INVALID is published,
+   * synchronize_srcu() has not returned. Until the next memslot change on that VM (the caller's
+   * ioctl that "completes" it), KVM_PRE_FAULT_MEMORY sees the invalid slot. A deterministic
+   * stand-in for pre_fault_memory_test's delete_slot_worker thread.
+   */
+  raceMemslotUpdate(vmFd: number, slot: number): void {
+    const f = this.fds.lookup(vmFd);
+    if (!(f instanceof VmFile)) throw new SyscallError('EBADF', 'race', undefined, `fd ${vmFd} is not a VM`);
+    const s = f.vm.memslots.space(0).byId.get(slot);
+    if (!s) throw new SyscallError('EINVAL', 'race', undefined, `VM has no memslot ${slot}`);
+    f.vm.mmu.beginRacingMemslotUpdate(s);
   }
 
   /** The mmap'ed struct kvm_run of a vCPU. */

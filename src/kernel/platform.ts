@@ -5,6 +5,8 @@
 
 import type { KFile } from './file.js';
 import type { Host } from './host.js';
+import type { Vm } from './kvm/vm.js';
+import type { UStruct } from './uaccess.js';
 
 export type PlatformName = 'generic' | 'snp' | 'tdx';
 
@@ -14,6 +16,11 @@ export interface Platform {
   gmemInvalidate?(pfnStart: number, pfnEnd: number): void;
   /** Device files the platform provides (SNP: /dev/sev). */
   open?(path: string): KFile | undefined;
+  /**
+   * KVM_MEMORY_ENCRYPT_OP for VM types without their own handler: the vendor module's
+   * mem_enc_ioctl serves every VM on the host (SNP: sev_mem_enc_ioctl() also for default VMs).
+   */
+  vmMemEncryptOp?(vm: Vm, cmd: UStruct): number;
   /** For host.clone(): a deep copy of the platform's state. */
   clone?(host: Host): Platform;
 }

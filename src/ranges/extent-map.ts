@@ -301,12 +301,16 @@ function checkRange(start: number, end: number): void {
 
 /**
  * A map from page ranges to values. `undefined` is never stored: it means "no extent" (a gap).
- * Callbacks (`update`'s fn, predicates) must not mutate the map they are called on.
+ * Callbacks (`update`'s fn, predicates) must not mutate the map they are called on; iterators may
+ * (they walk a snapshot). With a custom `equals`, which of two equal values survives a merge is
+ * unspecified.
  */
 export class ExtentMap<V> {
   private root: Node<V> | null = null;
   private extents = 0;
   private epoch = freshEpoch();
+  /** Iterators handed out and not yet finished (see track()). */
+  private liveIterators = 0;
   private readonly eq: (a: V, b: V) => boolean;
 
   /** `equals` decides which neighbours merge; default `Object.is`. */
@@ -341,6 +345,7 @@ export class ExtentMap<V> {
   set(start: number, end: number, value: V | undefined): void {
     checkRange(start, end);
     if (start >= end) return;
+    this.beforeMutation();
     if (value === undefined) {
       const n = this.firstEndingAfter(start);
       if (n === null || n.start >= end) return; // nothing to clear: do not copy any path
@@ -385,6 +390,7 @@ export class ExtentMap<V> {
         changed = true;
     }
     if (!changed) return; // leave shared nodes shared
+    this.beforeMutation();
 
     const epoch = this.epoch;
     const nodes: Node<V>[] = [];
@@ -421,14 +427,34 @@ export class ExtentMap<V> {
 
   /** Extents (not gaps) intersecting [start, end), clipped to it, ascending. Snapshot semantics. */
   entries(start = -Infinity, end = Infinity): IterableIterator<Extent<V>> {
-    this.freeze();
-    return extentsIn(this.root, start, end);
+    this.liveIterators++;
+    return this.track(extentsIn(this.root, start, end));
   }
 
   /** Covers [start, end) exactly, gaps as undefined values, ascending. Snapshot semantics. */
   segments(start: number, end: number): IterableIterator<Extent<V | undefined>> {
-    this.freeze();
-    return segmentsIn(this.root, start, end);
+    this.liveIterators++;
+    return this.track(segmentsIn(this.root, start, end));
+  }
+
+  /**
+   * Snapshot semantics without freezing on every call: while an iterator is live, the first
+   * mutation freezes the tree (so the iterator keeps walking the old nodes). An iterator that is
+   * abandoned without finishing or return() keeps the count up: later mutations then freeze
+   * first, which is still correct, only slower. Freezing on every iteration made each later edit
+   * of a large map path-copy (an allocation per level), which dominated the fault path.
+   */
+  private *track<T>(it: Generator<T, void, undefined>): Generator<T, void, undefined> {
+    try {
+      yield* it;
+    } finally {
+      this.liveIterators--;
+    }
+  }
+
+  /** Before a mutation: if an iterator may be walking the current nodes, stop editing them in place. */
+  private beforeMutation(): void {
+    if (this.liveIterators > 0) this.freeze();
   }
 
   /** Does any extent intersecting [start, end) satisfy pred? */
@@ -535,9 +561,11 @@ export class ExtentMap<V> {
       else if (t.start >= hi && t.prio > mp) right = false;
       else break;
       const n = own(t, epoch);
-      if (parent === null) this.root = n;
-      else if (parentRight) parent.right = n;
-      else parent.left = n;
+      if (n !== t) {
+        if (parent === null) this.root = n;
+        else if (parentRight) parent.right = n;
+        else parent.left = n;
+      }
       parent = n;
       parentRight = right;
       t = right ? n.right : n.left;
@@ -586,9 +614,11 @@ export class ExtentMap<V> {
     let t = this.root;
     while (t !== null && (t.prio > p || (t.prio === p && t.start < key))) {
       const n = own(t, epoch);
-      if (parent === null) this.root = n;
-      else if (parentRight) parent.right = n;
-      else parent.left = n;
+      if (n !== t) {
+        if (parent === null) this.root = n;
+        else if (parentRight) parent.right = n;
+        else parent.left = n;
+      }
       parent = n;
       parentRight = key > n.start;
       t = parentRight ? n.right : n.left;

@@ -18,6 +18,8 @@ export const SIZEOF_KVM_REGS = 144;
 export const SIZEOF_KVM_SREGS = 312;
 export const SIZEOF_KVM_CPUID2 = 8;
 export const SIZEOF_KVM_ENC_REGION = 16;
+export const SIZEOF_KVM_FPU = 416;
+export const SIZEOF_KVM_MSRS = 8;
 
 // /dev/kvm ioctls
 export const KVM_GET_API_VERSION = _IO(KVMIO, 0x00);
@@ -43,6 +45,8 @@ export const KVM_GET_REGS = _IOR(KVMIO, 0x81, SIZEOF_KVM_REGS);
 export const KVM_SET_REGS = _IOW(KVMIO, 0x82, SIZEOF_KVM_REGS);
 export const KVM_GET_SREGS = _IOR(KVMIO, 0x83, SIZEOF_KVM_SREGS);
 export const KVM_SET_SREGS = _IOW(KVMIO, 0x84, SIZEOF_KVM_SREGS);
+export const KVM_SET_MSRS = _IOW(KVMIO, 0x89, SIZEOF_KVM_MSRS);
+export const KVM_SET_FPU = _IOW(KVMIO, 0x8d, SIZEOF_KVM_FPU);
 export const KVM_SET_CPUID2 = _IOW(KVMIO, 0x90, SIZEOF_KVM_CPUID2);
 export const KVM_PRE_FAULT_MEMORY = _IOWR(KVMIO, 0xd5, SIZEOF_KVM_PRE_FAULT_MEMORY);
 
@@ -147,6 +151,8 @@ export const KVM_IOCTLS: Readonly<Record<string, number>> = {
   KVM_SET_REGS,
   KVM_GET_SREGS,
   KVM_SET_SREGS,
+  KVM_SET_MSRS,
+  KVM_SET_FPU,
   KVM_SET_CPUID2,
   KVM_PRE_FAULT_MEMORY,
 };

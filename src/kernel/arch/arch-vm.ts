@@ -27,6 +27,8 @@ export interface ArchVm {
   memEncryptOp?(cmd: UStruct): number;
   /** KVM_MEMORY_ENCRYPT_OP on a vCPU fd (TDX vCPU commands). */
   vcpuMemEncryptOp?(vcpu: Vcpu, cmd: UStruct): number;
+  /** vCPU ioctls the core does not handle (e.g. KVM_SET_FPU, KVM_SET_MSRS); undefined = not handled. */
+  vcpuIoctl?(vcpu: Vcpu, request: number, name: string, arg: unknown): number | undefined;
   /** Checks at KVM_CREATE_VCPU before the vCPU exists (e.g. TDX requires INIT_VM). */
   vcpuPrecreate?(id: number): void;
   vcpuCreated?(vcpu: Vcpu): void;
@@ -48,6 +50,11 @@ export interface ArchVm {
 
   /** Guest operations the arch implements (accept/PVALIDATE, ...). Returns undefined if not handled. */
   guestAccept?(vcpu: Vcpu, gpa: number, size: number): GuestOpResult | undefined;
+  /**
+   * A guest access reaches a private page the fault path mapped (TDX: a PENDING S-EPT leaf, AUGed but
+   * not accepted, kills the VM and KVM_RUN returns -EIO). Throws a KernelError to fail the access.
+   */
+  guestPrivateAccess?(vcpu: Vcpu, gfn: number): void;
 
   /** Translate a guest-physical address as the guest issued it into (gfn page address, private view). */
   decodeGpa?(gpa: bigint): { gpa: bigint; private: boolean };

@@ -1,18 +1,29 @@
 /**
- * Safety invariants, checked after every syscall over the pages that syscall touched (so the cost
- * follows the work done, not the guest size). Each has a name, a statement and the defect it catches;
- * test/invariants.test.ts breaks a profile on purpose to show each one fires.
+ * Safety invariants, checked after every syscall (and host memory access) over the pages that call
+ * touched, so the cost follows the work done, not the guest size. On by default; a host created
+ * with `invariants: false` (or `host.invariants.enabled = false`) skips them. A violation is an
+ * InvariantViolation thrown from the syscall, never an errno. test/invariants.test.ts breaks a
+ * profile on purpose (KernelProfile.bugs) to show that each one fires.
  *
- * - no-stale-host-data: no guest-visible page exposes memory that was never cleared or written
- *   (a mapped guest_memfd folio must not hold host garbage).
- * - no-host-access-to-private: the host never reads or writes, through a guest_memfd mapping, a page
- *   that a VM holds private.
- * - no-mapping-of-freed-folio: no SPTE points at a guest_memfd folio that was freed (or replaced).
- * - attributes-match-mappings: a private SPTE only for a private gfn, a shared SPTE only for a shared one.
+ * - no-stale-host-data: no page the guest can reach exposes memory that was never cleared or
+ *   written. A guest_memfd folio starts as host garbage; the kernel clears it before the guest sees
+ *   it (kvm_gmem_get_folio in 6.8 / 6.11-rc1, kvm_gmem_prepare_folio in 6.11..6.19, kvm_gmem_get_pfn
+ *   in 7.0, the user fault handler from 6.18). Checked when an SPTE maps the folio and on every SPTE
+ *   in the touched range. Broken by bugs.noClearOnPrepare.
+ * - no-host-access-to-private: the host never reads or writes, through a guest_memfd mapping, a
+ *   page that a VM holds private (kvm_gmem_fault_user_mapping refuses files without INIT_SHARED,
+ *   and x86 VMs with private memory cannot create INIT_SHARED files). Broken by bugs.hostMapsPrivate.
+ * - no-mapping-of-freed-folio: no SPTE points at a guest_memfd folio that was freed or replaced
+ *   (punch-hole, release and memory failure zap through kvm_gmem_invalidate_begin before the page
+ *   cache is truncated). Broken by bugs.noZapOnPunchHole.
+ * - attributes-match-mappings: a private SPTE only for a private gfn, a shared SPTE only for a
+ *   shared one (kvm_arch_pre_set_memory_attributes zaps the range before the attribute changes).
+ *   Broken by bugs.noZapOnAttributeChange.
  */
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { InvariantViolation } from '../errors.js';
-import type { GmemInode } from '../kvm/guest-memfd.js';
+import type { MemAttr } from '../kvm/attributes.js';
+import type { Folio, GmemInode } from '../kvm/guest-memfd.js';
 import type { Vm } from '../kvm/vm.js';
 import { describeProvenance } from '../provenance.js';
 
@@ -24,14 +35,33 @@ export const INVARIANTS = [
 ] as const;
 export type InvariantName = (typeof INVARIANTS)[number];
 
+const isPrivateAttr = (a: MemAttr | undefined): boolean =>
+  ((a?.attributes ?? 0) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
+const isSharedAttr = (a: MemAttr | undefined): boolean => !isPrivateAttr(a);
+
 export class Invariants {
-  private readonly touchedGfns: Array<[Vm, number, number]> = [];
+  private readonly touchedVms: Vm[] = [];
+  private readonly touchedStarts: number[] = [];
+  private readonly touchedEnds: number[] = [];
   private pending: InvariantViolation | undefined;
 
   constructor(public enabled: boolean) {}
 
+  /** SPTEs or attributes of [start, end) changed: re-check them after the call. */
   touchGfns(vm: Vm, start: number, end: number): void {
-    if (this.enabled) this.touchedGfns.push([vm, start, end]);
+    if (!this.enabled) return;
+    const n = this.touchedVms.length;
+    // Consecutive touches of the same page (fault, then access) are recorded once.
+    if (
+      n > 0 &&
+      this.touchedVms[n - 1] === vm &&
+      this.touchedStarts[n - 1] === start &&
+      this.touchedEnds[n - 1] === end
+    )
+      return;
+    this.touchedVms.push(vm);
+    this.touchedStarts.push(start);
+    this.touchedEnds.push(end);
   }
 
   /** guest_memfd pages changed: re-check every VM mapping them. */
@@ -40,13 +70,22 @@ export class Invariants {
     for (const f of inode.files) {
       for (const e of f.bindings.entries(start, end)) {
         const gfn = e.value.baseGfn + (e.start - e.value.gmem!.pgoff);
-        this.touchedGfns.push([f.vm, gfn, gfn + (e.end - e.start)]);
+        this.touchGfns(f.vm, gfn, gfn + (e.end - e.start));
       }
     }
   }
 
   foliosFreed(inode: GmemInode, start: number, end: number): void {
     this.touchGmem(inode, start, end);
+  }
+
+  /** An SPTE is being installed for guest_memfd page `index` (checked now: a write may follow). */
+  gmemMapped(vm: Vm, gfn: number, index: number, folio: Folio): void {
+    if (!this.enabled || folio.content !== 'garbage') return;
+    this.fail(
+      'no-stale-host-data',
+      `VM ${vm.id} gfn 0x${gfn.toString(16)} is being mapped to guest_memfd page ${index}, which was never cleared (allocated by ${describeProvenance(folio.since)})`,
+    );
   }
 
   /** The host touched guest_memfd page `index` through a user mapping. */
@@ -56,10 +95,10 @@ export class Invariants {
       const slot = f.bindings.get(index);
       if (!slot) continue;
       const gfn = slot.baseGfn + (index - slot.gmem!.pgoff);
-      if (f.vm.memoryAttributes(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) {
+      if (f.vm.arch.hasPrivateMem && f.vm.memoryAttributes(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) {
         this.fail(
           'no-host-access-to-private',
-          `host touched guest_memfd page ${index}, private gfn 0x${gfn.toString(16)} of VM ${f.vm.id}`,
+          `host touched guest_memfd page ${index}, private gfn 0x${gfn.toString(16)} of VM ${f.vm.id} (${f.vm.attributeCause(gfn)})`,
         );
       }
     }
@@ -67,7 +106,7 @@ export class Invariants {
 
   /** A guest access went through (after the fault path mapped it). */
   guestAccess(vm: Vm, gfn: number, _private: boolean): void {
-    if (this.enabled) this.touchedGfns.push([vm, gfn, gfn + 1]);
+    if (this.enabled) this.touchGfns(vm, gfn, gfn + 1);
   }
 
   private fail(name: InvariantName, detail: string): void {
@@ -76,11 +115,18 @@ export class Invariants {
 
   /** After a syscall: check what it touched; throws the first violation. */
   check(): void {
-    if (!this.enabled) return;
+    if (!this.enabled) {
+      this.pending = undefined;
+      return;
+    }
+    const vms = this.touchedVms;
     try {
-      for (const [vm, start, end] of this.touchedGfns) this.checkRange(vm, start, end);
+      for (let i = 0; i < vms.length && !this.pending; i++)
+        this.checkRange(vms[i]!, this.touchedStarts[i]!, this.touchedEnds[i]!);
     } finally {
-      this.touchedGfns.length = 0;
+      vms.length = 0;
+      this.touchedStarts.length = 0;
+      this.touchedEnds.length = 0;
     }
     const v = this.pending;
     this.pending = undefined;
@@ -90,16 +136,23 @@ export class Invariants {
   private checkRange(vm: Vm, start: number, end: number): void {
     for (const e of vm.mmu.sptes.entries(start, end)) {
       const spte = e.value;
-      const attrPrivate = vm.arch.hasPrivateMem;
-      for (const a of vm.attributes.segments(e.start, e.end)) {
-        const isPrivate = attrPrivate && ((a.value?.attributes ?? 0) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
-        if (isPrivate !== spte.private) {
-          this.fail(
-            'attributes-match-mappings',
-            `VM ${vm.id} gfn 0x${a.start.toString(16)}: ${spte.private ? 'private' : 'shared'} SPTE (${describeProvenance(spte.since)}) but the gfn is ${isPrivate ? 'private' : 'shared'}`,
-          );
-          return;
+      // attributes-match-mappings (kvm_mem_is_private() is false on VMs without private memory).
+      const ok = !vm.arch.hasPrivateMem
+        ? !spte.private
+        : vm.attributes.every(e.start, e.end, spte.private ? isPrivateAttr : isSharedAttr);
+      if (!ok) {
+        let gfn = e.start;
+        for (const a of vm.attributes.segments(e.start, e.end)) {
+          if (isPrivateAttr(a.value) !== spte.private) {
+            gfn = a.start;
+            break;
+          }
         }
+        this.fail(
+          'attributes-match-mappings',
+          `VM ${vm.id} gfn 0x${gfn.toString(16)}: ${spte.private ? 'private' : 'shared'} SPTE (${describeProvenance(spte.since)}) but ${vm.attributeCause(gfn)}`,
+        );
+        return;
       }
       if (!spte.inode) continue;
       for (let gfn = e.start; gfn < e.end; gfn++) {
@@ -108,7 +161,7 @@ export class Invariants {
         if (!folio || folio.gen !== spte.gen) {
           this.fail(
             'no-mapping-of-freed-folio',
-            `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which was freed (mapped by ${describeProvenance(spte.since)})`,
+            `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which was freed${folio ? ' and reallocated' : ''} (mapped by ${describeProvenance(spte.since)})`,
           );
           return;
         }

@@ -22,6 +22,7 @@ import {
 import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
+import type { GmemPreparation } from '../profiles/types.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
 import type { Memslot } from './memslots.js';
 import type { Vm } from './vm.js';
@@ -324,7 +325,13 @@ export interface GmemPfn {
 }
 
 /** __kvm_gmem_get_pfn() common part: file, binding, folio (allocated if absent). */
-function gmemGetFolio(vm: Vm, slot: Memslot, gfn: number): { inode: GmemInode; index: number; folio: Folio } {
+function gmemGetFolio(
+  vm: Vm,
+  slot: Memslot,
+  gfn: number,
+  /** get_pfn fast path: the folio a fresh allocation ends up as once get_pfn is done with it. */
+  freshState?: () => Folio,
+): { inode: GmemInode; index: number; folio: Folio } {
   const file = slot.gmem?.file;
   if (!file) throw kerr('EFAULT', 'kvm_gmem_get_pfn: guest_memfd closed or slot not bound', slotCause(slot));
   const index = slot.gmem!.pgoff + (gfn - slot.baseGfn);
@@ -332,7 +339,10 @@ function gmemGetFolio(vm: Vm, slot: Memslot, gfn: number): { inode: GmemInode; i
     throw kerr('EIO', 'kvm_gmem_get_pfn: binding does not match the slot (WARN)');
   const inode = file.inode;
   let folio = inode.folios.get(index);
-  if (!folio) {
+  if (!folio && freshState) {
+    folio = freshState();
+    inode.folios.set(index, index + 1, folio);
+  } else if (!folio) {
     const zeroes =
       vm.profile.gmem.preparation === 'zero-on-get-folio' || vm.profile.gmem.preparation === 'coco-hooks';
     const since = vm.host.tracer.here(
@@ -340,7 +350,9 @@ function gmemGetFolio(vm: Vm, slot: Memslot, gfn: number): { inode: GmemInode; i
         ? 'kvm_gmem_get_folio > clear_highpage + folio_mark_uptodate'
         : 'kvm_gmem_get_folio (filemap_grab_folio)',
     );
-    folio = newFolio(vm, zeroes ? 'zero' : 'garbage', zeroes, since);
+    // bugs.noClearOnPrepare: 6.8 / 6.11-rc1 mark the folio up to date without clear_highpage().
+    const cleared = zeroes && !vm.profile.bugs?.noClearOnPrepare;
+    folio = newFolio(vm, cleared ? 'zero' : 'garbage', zeroes, since);
     inode.folios.set(index, index + 1, folio);
   }
   return { inode, index, folio };
@@ -363,9 +375,9 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
   const t = vm.host.tracer;
   t.enter('kvm_gmem_get_pfn');
   try {
-    const { inode, index } = gmemGetFolio(vm, slot, gfn);
-    let folio = inode.folios.get(index)!;
     const prep = vm.profile.gmem.preparation;
+    const { inode, index } = gmemGetFolio(vm, slot, gfn, freshFolioState(vm, prep));
+    let folio = inode.folios.get(index)!;
     const pfn = inode.pfn(index);
     if (prep === 'coco-hooks') {
       // get_folio(prepare=true): the hook runs on every call, for every bound VM; the folio
@@ -382,15 +394,18 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
       folio = t.within('kvm_gmem_prepare_folio', () => prepareFolio(vm, inode, index, gfn, pfn));
     } else if (prep === 'zeroed') {
       if (!folio.uptodate) {
-        const since = t.here('clear_highpage + folio_mark_uptodate');
+        // 7.0 kvm_gmem_get_pfn(): clear_highpage() + folio_mark_uptodate() (bugs.noClearOnPrepare
+        // drops the clear, so the host's old bytes reach the guest).
+        const clear = !vm.profile.bugs?.noClearOnPrepare;
+        const since = t.here(clear ? 'clear_highpage + folio_mark_uptodate' : 'folio_mark_uptodate');
         folio = setFolio(inode, index, {
           ...folio,
-          content: 'zero',
+          content: clear ? 'zero' : folio.content,
           uptodate: true,
           since,
           uptodateSince: since,
         });
-        inode.data.delete(index);
+        if (clear) inode.data.delete(index);
       }
       // 7.0: the arch hook runs on every fault; a failure leaves the folio up to date (zeroed).
       const hook = vm.arch.gmemPrepare;
@@ -404,16 +419,53 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
   }
 }
 
+/**
+ * A fresh folio that get_pfn will clear and mark up to date with nothing observable in between
+ * (no arch hook, no deliberate bug): store its final state in one page-cache update instead of
+ * three. 6.11..6.19: allocated, cleared by kvm_gmem_prepare_folio(), marked prepared; 7.0: cleared
+ * and marked by kvm_gmem_get_pfn(). Undefined where the steps must stay separate.
+ */
+function freshFolioState(vm: Vm, prep: GmemPreparation): (() => Folio) | undefined {
+  if (vm.arch.gmemPrepare || vm.profile.bugs?.noClearOnPrepare) return undefined;
+  if (prep === 'prepared') {
+    if (vm.profile.gmem.skipUptodateForUnfinalizedTd) return undefined;
+    return () =>
+      newFolio(
+        vm,
+        'zero',
+        true,
+        vm.host.tracer.here(
+          'kvm_gmem_get_folio; kvm_gmem_prepare_folio > clear_highpage + kvm_gmem_mark_prepared > folio_mark_uptodate',
+        ),
+      );
+  }
+  if (prep === 'zeroed')
+    return () =>
+      newFolio(
+        vm,
+        'zero',
+        true,
+        vm.host.tracer.here('kvm_gmem_get_folio; clear_highpage + folio_mark_uptodate'),
+      );
+  return undefined;
+}
+
 /** 6.11..6.19 kvm_gmem_prepare_folio(): clear, arch hook, then mark up to date ("prepared"). */
 function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn: number): Folio {
   const t = vm.host.tracer;
   const old = inode.folios.get(index)!;
   let folio = old;
+  const hook = vm.arch.gmemPrepare;
+  if (!hook && !vm.profile.bugs?.noClearOnPrepare && !vm.profile.gmem.skipUptodateForUnfinalizedTd) {
+    // Nothing can observe the state between the clear and the mark: one update.
+    const since = t.here('clear_highpage + kvm_gmem_mark_prepared > folio_mark_uptodate');
+    inode.data.delete(index);
+    return setFolio(inode, index, { ...old, content: 'zero', uptodate: true, since, uptodateSince: since });
+  }
   if (!vm.profile.bugs?.noClearOnPrepare) {
     folio = setFolio(inode, index, { ...old, content: 'zero', since: t.here('clear_highpage') });
     inode.data.delete(index);
   }
-  const hook = vm.arch.gmemPrepare;
   if (hook) t.within('kvm_arch_gmem_prepare', () => hook.call(vm.arch, gfn, pfn));
   // The July 2024 POC: no folio_mark_uptodate() for a TD that is not finalized (M-seed).
   if (vm.profile.gmem.skipUptodateForUnfinalizedTd && vm.arch.name === 'tdx' && !vm.arch.finalized?.()) {

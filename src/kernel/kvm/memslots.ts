@@ -22,6 +22,8 @@ import type { Vm } from './vm.js';
 const TASK_SIZE_MAX = 0x7fff_ffff_f000n;
 /** kvm_mmu_max_gfn() for a host with MAXPHYADDR 52. */
 const MMU_MAX_GFN = (1n << 40n) - 1n;
+/** KVM_MEM_MAX_NR_PAGES (include/linux/kvm_host.h): dirty bitmaps are indexed by an unsigned int. */
+const KVM_MEM_MAX_NR_PAGES = (1n << 31n) - 1n;
 
 export interface MemslotGmem {
   /** slot->gmem.file: NULL once the guest_memfd is closed (kvm_gmem_release). */
@@ -143,6 +145,9 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
   }
   if (addOverflows(mem.guestPhysAddr, mem.memorySize))
     throw kerr('EINVAL', 'guest_phys_addr + memory_size wraps');
+  // __kvm_set_memory_region(): user slots are limited to KVM_MEM_MAX_NR_PAGES pages.
+  if (mem.memorySize >> 12n > KVM_MEM_MAX_NR_PAGES)
+    throw kerr('EINVAL', '__kvm_set_memory_region: memory_size > KVM_MEM_MAX_NR_PAGES pages');
 
   const space = vm.memslots.space(asId);
   const old = space.byId.get(id);
@@ -161,28 +166,30 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
   } else {
     // Private memslots are immutable: they can only be deleted.
     if (gmemFlag) throw kerr('EINVAL', 'guest_memfd memslots are immutable');
+    // 6.19+ (9935df5333aa): KVM_MEM_GUEST_MEMFD cannot be toggled either; before, clearing it
+    // re-issued the slot without its guest_memfd.
+    const fixed =
+      KVM_MEM_READONLY | (vm.profile.memslots.rejectGmemFlagToggle ? KVM_MEM_GUEST_MEMFD : 0);
     if (
       mem.userspaceAddr !== BigInt(old.userspaceAddr) ||
       npages !== BigInt(old.npages) ||
-      (Number(mem.flags) ^ old.flags) & KVM_MEM_READONLY
+      (Number(mem.flags) ^ old.flags) & fixed
     ) {
-      throw kerr('EINVAL', 'modifying a slot: userspace_addr, size or READONLY changed');
+      throw kerr('EINVAL', 'modifying a slot: userspace_addr, size, READONLY or GUEST_MEMFD changed');
     }
     if (baseGfn !== BigInt(old.baseGfn)) change = 'move';
     else if (Number(mem.flags) !== old.flags) change = 'flags';
     else return 0;
   }
 
+  // kvm_check_memslot_overlap() for CREATE and MOVE: -EEXIST.
   if (change !== 'flags') {
     for (const e of space.byGfn.entries(Number(baseGfn), Number(baseGfn + npages))) {
       if (e.value.id !== id) throw kerr('EEXIST', `GPA range overlaps memslot ${e.value.id}`);
     }
-    // kvm_arch_prepare_memory_region(): the last gfn must be addressable.
-    if (baseGfn + npages - 1n > MMU_MAX_GFN)
-      throw kerr('EINVAL', 'kvm_arch_prepare_memory_region: gfn beyond MAXPHYADDR');
   }
 
-  const since = vm.host.tracer.here(`kvm_set_memslot(${change})`);
+  // kvm_gmem_bind() runs on the new slot before kvm_set_memslot() (and so before the arch check).
   let gmem: MemslotGmem | undefined;
   let gmemOnly = false;
   if (gmemFlag) {
@@ -192,6 +199,12 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
     gmem = { file: bound.file, pgoff: bound.pgoff };
     gmemOnly = bound.gmemOnly;
   }
+  // kvm_set_memslot() > kvm_arch_prepare_memory_region(): for CREATE and MOVE the last gfn must be
+  // addressable; a failure unbinds (nothing was bound yet here).
+  if (change !== 'flags' && baseGfn + npages - 1n > MMU_MAX_GFN)
+    throw kerr('EINVAL', 'kvm_arch_prepare_memory_region: gfn beyond kvm_mmu_max_gfn()');
+
+  const since = vm.host.tracer.here(`kvm_set_memslot(${change})`);
   const slot: Memslot = {
     asId,
     id,

@@ -1,14 +1,21 @@
 /**
  * The TDP MMU as guest_memfd sees it: SPTEs per gfn (none / shared / private), the page-fault path
- * and zapping. Mirrors arch/x86/kvm/mmu/mmu.c (kvm_mmu_faultin_pfn and the private/shared decision,
- * kvm_mmu_prepare_memory_fault_exit, kvm_tdp_map_page) and the zap side of tdp_mmu.c.
- * Every mapping is 4 KiB: guest_memfd folios are order 0, so private mappings never grow larger.
+ * and zapping. Mirrors arch/x86/kvm/mmu/mmu.c (kvm_mmu_faultin_pfn, __kvm_mmu_faultin_pfn,
+ * kvm_mmu_faultin_pfn_gmem (named kvm_faultin_pfn_private before 6.18), kvm_handle_noslot_fault,
+ * kvm_handle_error_pfn, kvm_mmu_prepare_memory_fault_exit) and the zap side of tdp_mmu.c
+ * (kvm_tdp_mmu_unmap_gfn_range and its root filter). Versions v6.8 .. v7.0.
+ *
+ * Every mapping is 4 KiB: guest_memfd folios are order 0 (kvm_gmem_get_folio WARNs otherwise), and
+ * the model does not build huge SPTEs for shared memory either (so a pre-fault progresses 4 KiB per
+ * step where the kernel may map 2 MiB of THP-backed shared memory at once).
  */
 import { ExtentMap } from '../../ranges/extent-map.js';
 import {
   KVM_EXIT_MEMORY_FAULT,
+  KVM_MEM_READONLY,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
+  KVM_X86_TDX_VM,
 } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { Provenance } from '../provenance.js';
@@ -19,7 +26,9 @@ import type { Vm } from './vm.js';
 
 export interface Spte {
   readonly private: boolean;
-  /** For private SPTEs: the folio mapped (inode, gen, pfn - gfn) so stale mappings can be detected. */
+  /** The memslot the mapping was made through (kvm_mmu_page's gfn -> slot, for the fast path). */
+  readonly slot?: Memslot;
+  /** For guest_memfd-backed SPTEs: the folio mapped (inode, gen, pfn - gfn) so stale mappings can be detected. */
   readonly inode?: GmemInode;
   readonly gen?: number;
   readonly pfnDelta?: number;
@@ -28,6 +37,7 @@ export interface Spte {
 
 const spteEquals = (a: Spte, b: Spte): boolean =>
   a.private === b.private &&
+  a.slot === b.slot &&
   a.inode === b.inode &&
   a.gen === b.gen &&
   a.pfnDelta === b.pfnDelta &&
@@ -39,35 +49,84 @@ export type FaultResult =
   | { kind: 'fixed'; private: false; slot: Memslot; hva: number; gmem?: { inode: GmemInode; index: number } }
   | { kind: 'emulate' };
 
+/** KVM_FILTER_PRIVATE / KVM_FILTER_SHARED (6.14+), or both. */
 export type ZapFilter = 'all' | 'private' | 'shared';
+
+/** The kind of fault: a vCPU's guest access (KVM_RUN) or KVM_PRE_FAULT_MEMORY (fault->prefetch). */
+export interface FaultKind {
+  readonly write: boolean;
+  readonly prefetch: boolean;
+}
+
+const EMULATE: FaultResult = { kind: 'emulate' };
+
+/** What an existing SPTE maps: the guest_memfd page, or the slot's userspace page. */
+function mapped(s: Spte, gfn: number): FaultResult {
+  const slot = s.slot!;
+  if (s.inode !== undefined) {
+    const index = gfn + s.pfnDelta! - s.inode.pfnBase;
+    if (s.private) return { kind: 'fixed', private: true, inode: s.inode, index, slot };
+    const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
+    return { kind: 'fixed', private: false, slot, hva, gmem: { inode: s.inode, index } };
+  }
+  return { kind: 'fixed', private: false, slot, hva: slot.userspaceAddr + (gfn - slot.baseGfn) * 4096 };
+}
 
 export class Mmu {
   readonly sptes = new ExtentMap<Spte>(spteEquals);
-  /** Bumped on every memslot change: a pre-fault that sees it move without progress returns -EAGAIN (6.18+). */
+  /** Bumped on every memslot change. */
   memslotGeneration = 0;
+  /**
+   * Slots that a concurrent KVM_SET_USER_MEMORY_REGION is deleting or moving right now: the
+   * window between kvm_invalidate_memslot() publishing the KVM_MEMSLOT_INVALID copy and
+   * synchronize_srcu(). A deterministic stand-in for the race pre_fault_memory_test provokes with
+   * a thread (see beginRacingMemslotUpdate); the next memslot change ends the window.
+   */
+  private readonly invalidSlots = new Set<Memslot>();
 
   constructor(private readonly vm: Vm) {}
 
   memslotsChanged(): void {
     this.memslotGeneration++;
+    this.invalidSlots.clear();
   }
 
-  /** Zap SPTEs in [start, end) matching `filter` (kvm_unmap_gfn_range / kvm_tdp_mmu_unmap_gfn_range). */
+  /** Mark `slot` KVM_MEMSLOT_INVALID until the next memslot change (a racing delete or move). */
+  beginRacingMemslotUpdate(slot: Memslot): void {
+    this.invalidSlots.add(slot);
+  }
+
+  /**
+   * Zap SPTEs in [start, end) (kvm_unmap_gfn_range / kvm_tdp_mmu_unmap_gfn_range). The filter
+   * selects roots: only a VM with a mirror root (TDX: kvm_has_mirrored_tdp) keeps private and shared
+   * SPTEs apart; every other VM has one direct root, so every filter zaps both
+   * (kvm_gfn_range_filter_to_root_types).
+   */
   zapGfnRange(start: number, end: number, filter: ZapFilter, why: string): void {
     if (start >= end || this.sptes.size === 0) return;
-    const privateRuns: Array<[number, number]> = [];
+    const vm = this.vm;
+    // Nothing mapped in the range: no walk, no update (the common case for conversions).
+    const first = this.sptes.nextExtent(start);
+    if (first === undefined || first.start >= end) return;
+    const f: ZapFilter = vm.type === KVM_X86_TDX_VM ? filter : 'all';
+    let privateRuns: Array<[number, number]> | undefined;
+    const wantPrivateRuns = vm.arch.removePrivateSptes !== undefined;
     this.sptes.update(start, end, (s, a, b) => {
       if (!s) return s;
-      if (filter === 'private' && !s.private) return s;
-      if (filter === 'shared' && s.private) return s;
-      if (s.private) privateRuns.push([a, b]);
+      if (f === 'private' && !s.private) return s;
+      if (f === 'shared' && s.private) return s;
+      if (s.private && wantPrivateRuns) {
+        privateRuns ??= [];
+        privateRuns.push([a, b]);
+      }
       return undefined;
     });
-    if (privateRuns.length > 0 && this.vm.arch.removePrivateSptes) {
-      const t = this.vm.host.tracer;
-      for (const [a, b] of privateRuns) t.within(why, () => this.vm.arch.removePrivateSptes!(a, b - a));
+    if (privateRuns) {
+      const remove = vm.arch.removePrivateSptes!.bind(vm.arch);
+      const t = vm.host.tracer;
+      for (const [a, b] of privateRuns) t.within(why, () => remove(a, b - a));
     }
-    this.vm.host.invariants.touchGfns(this.vm, start, end);
+    vm.host.invariants.touchGfns(vm, start, end);
   }
 
   /** kvm_arch_flush_shadow_memslot(): a deleted or moved slot loses its mappings. */
@@ -77,82 +136,132 @@ export class Mmu {
   }
 
   /**
-   * The TDP page fault for one gfn: kvm_mmu_faultin_pfn() then the map. `isPrivate` is the fault's
-   * private bit (SW_PROTECTED: the attribute; SNP/TDX: the guest's view). On a memory-fault exit the
-   * vCPU's kvm_run is filled and the errno is thrown, as KVM_RUN returns it.
+   * The TDP page fault for one gfn, kvm_mmu_faultin_pfn() then the map. `isPrivate` is the fault's
+   * private bit (SW_PROTECTED: the attribute, set by kvm_mmu_page_fault; SNP/TDX: the guest's view;
+   * pre-fault: the attribute). On a memory-fault exit the vCPU's kvm_run is filled and the errno is
+   * thrown, as KVM_RUN returns it. RET_PF_EMULATE is returned as { kind: 'emulate' }.
    */
-  fault(vcpu: Vcpu | undefined, gfn: number, isPrivate: boolean, write: boolean): FaultResult {
+  fault(vcpu: Vcpu | undefined, gfn: number, isPrivate: boolean, kind: FaultKind): FaultResult {
     const vm = this.vm;
-    const t = vm.host.tracer;
+    // A present SPTE: the hardware walk succeeds and KVM never sees the access (for a pre-fault,
+    // fast_page_fault() -> RET_PF_SPURIOUS). No get_pfn, no prepare hook. SNP and TDX guests
+    // reach private and shared SPTEs by their own C-bit / shared bit, so the kind must match;
+    // SW_PROTECTED and default VMs have one table that the guest cannot tell apart.
+    const cur = this.sptes.get(gfn);
+    if (
+      cur !== undefined &&
+      cur.slot !== undefined &&
+      (cur.private === isPrivate || vm.arch.privacySource !== 'guest')
+    ) {
+      if (!(kind.write && cur.slot.flags & KVM_MEM_READONLY)) return mapped(cur, gfn);
+    }
     const slot = vm.memslots.lookup(gfn);
-    // kvm_mmu_faultin_pfn(): the access must agree with the attribute.
-    const attrPrivate =
-      vm.arch.hasPrivateMem && (vm.memoryAttributes(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
+    // kvm_mmu_faultin_pfn(): a private/shared mismatch with the attribute is a memory-fault exit.
+    // (kvm_mem_is_private() is false on VMs without private memory: they cannot set the attribute.)
+    const attrPrivate = (vm.memoryAttributes(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
     if (isPrivate !== attrPrivate) {
-      this.memoryFaultExit(vcpu, gfn, isPrivate, write);
+      this.memoryFaultExit(vcpu, gfn, isPrivate);
       throw kerr(
         'EFAULT',
-        'kvm_mmu_faultin_pfn: access does not match the memory attribute',
+        `kvm_mmu_faultin_pfn: ${isPrivate ? 'private' : 'shared'} access to a ${attrPrivate ? 'private' : 'shared'} gfn`,
         vm.attributeCause(gfn),
       );
     }
-    if (isPrivate) {
-      // kvm_mmu_faultin_pfn_gmem(): the slot must have a guest_memfd.
-      if (!slot?.gmem) {
-        this.memoryFaultExit(vcpu, gfn, isPrivate, write);
+    if (!slot) {
+      // kvm_handle_noslot_fault(): private accesses cannot be emulated MMIO (v6.10+; v6.8's
+      // kvm_faultin_pfn_private() rejected the NULL slot with the same exit).
+      if (isPrivate) {
+        this.memoryFaultExit(vcpu, gfn, true);
         throw kerr(
           'EFAULT',
-          slot
-            ? 'kvm_mmu_faultin_pfn_gmem: memslot has no guest_memfd'
-            : 'kvm_mmu_faultin_pfn_gmem: no memslot',
+          `kvm_handle_noslot_fault: private access to gfn 0x${gfn.toString(16)} with no memslot`,
         );
       }
-      return this.faultGmem(vcpu, slot, gfn, true, write);
+      return EMULATE;
     }
-    if (!slot) return { kind: 'emulate' }; // kvm_handle_noslot_fault(): MMIO
-    if (slot.gmemOnly) return this.faultGmem(vcpu, slot, gfn, false, write);
+    // A memslot being deleted or moved: RET_PF_RETRY for a vCPU (it re-enters the guest, dropping
+    // SRCU, so the update completes). For a pre-fault, which holds SRCU across its whole loop:
+    // 6.18+ punts -EAGAIN (3ccbf6f47098); before, kvm_tdp_map_page() retried forever while
+    // synchronize_srcu() waited for it, and only a signal ended the ioctl.
+    if (kind.prefetch && this.invalidSlots.has(slot)) {
+      if (vm.profile.mmu.preFaultEagain)
+        throw kerr('EAGAIN', `kvm_mmu_faultin_pfn: memslot ${slot.id} is being deleted or moved (prefetch)`);
+      throw kerr(
+        'EINTR',
+        `kvm_tdp_map_page: RET_PF_RETRY on KVM_MEMSLOT_INVALID slot ${slot.id} livelocks against synchronize_srcu(); ended by a signal`,
+      );
+    }
+    // __kvm_mmu_faultin_pfn(): private faults (and 6.18+ GMEM_ONLY slots) come from guest_memfd.
+    if (isPrivate) {
+      if (!slot.gmem) {
+        this.memoryFaultExit(vcpu, gfn, true);
+        throw kerr(
+          'EFAULT',
+          `kvm_mmu_faultin_pfn_gmem: memslot ${slot.id} has no guest_memfd for private gfn 0x${gfn.toString(16)}`,
+          vm.attributeCause(gfn),
+        );
+      }
+      return this.faultGmem(vcpu, slot, gfn, true);
+    }
+    if (slot.gmemOnly) return this.faultGmem(vcpu, slot, gfn, false);
+    // A write to a read-only slot is emulated (KVM_PFN_ERR_RO_FAULT -> RET_PF_EMULATE): MMIO exit.
+    if (kind.write && slot.flags & KVM_MEM_READONLY) return EMULATE;
     const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
-    // __kvm_faultin_pfn(): GUP of the shared mapping; an unmapped hva is KVM_PFN_ERR_FAULT -> -EFAULT.
+    // __kvm_faultin_pfn(): GUP of the shared mapping; no VMA is KVM_PFN_ERR_FAULT, and
+    // kvm_handle_error_pfn() turns that into a memory-fault exit with -EFAULT.
     if (!vm.host.mm.find(hva)) {
-      this.memoryFaultExit(vcpu, gfn, false, write);
-      throw kerr('EFAULT', `__kvm_faultin_pfn: hva 0x${hva.toString(16)} is not mapped`);
+      this.memoryFaultExit(vcpu, gfn, false);
+      throw kerr(
+        'EFAULT',
+        `__kvm_faultin_pfn: hva 0x${hva.toString(16)} of memslot ${slot.id} is not mapped`,
+      );
     }
-    const cur = this.sptes.get(gfn);
-    if (!cur || cur.private)
-      this.sptes.set(gfn, gfn + 1, { private: false, since: t.here('kvm_tdp_mmu_map (shared)') });
+    if (!cur || cur.private || cur.inode || cur.slot !== slot) {
+      this.sptes.set(gfn, gfn + 1, {
+        private: false,
+        slot,
+        since: vm.host.tracer.here('kvm_tdp_mmu_map (shared)'),
+      });
+    }
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
     return { kind: 'fixed', private: false, slot, hva };
   }
 
-  private faultGmem(
-    vcpu: Vcpu | undefined,
-    slot: Memslot,
-    gfn: number,
-    isPrivate: boolean,
-    write: boolean,
-  ): FaultResult {
+  /** kvm_mmu_faultin_pfn_gmem() then the map: kvm_gmem_get_pfn() errors are memory-fault exits. */
+  private faultGmem(vcpu: Vcpu | undefined, slot: Memslot, gfn: number, isPrivate: boolean): FaultResult {
     const vm = this.vm;
     const t = vm.host.tracer;
-    const cur = this.sptes.get(gfn);
     let got: ReturnType<typeof kvmGmemGetPfn>;
     try {
       got = kvmGmemGetPfn(vm, slot, gfn);
     } catch (e) {
-      if (e instanceof KernelError) this.memoryFaultExit(vcpu, gfn, isPrivate, write);
+      if (e instanceof KernelError) this.memoryFaultExit(vcpu, gfn, isPrivate);
       throw e;
     }
-    const spte: Spte = {
-      private: isPrivate,
-      inode: got.inode,
-      gen: got.folio.gen,
-      pfnDelta: got.pfn - gfn,
-      since: t.here(isPrivate ? 'kvm_tdp_mmu_map (private)' : 'kvm_tdp_mmu_map (gmem shared)'),
-    };
-    if (!cur || cur.private !== isPrivate || cur.gen !== spte.gen || cur.inode !== spte.inode) {
+    vm.host.invariants.gmemMapped(vm, gfn, got.index, got.folio);
+    const gen = got.folio.gen;
+    const pfnDelta = got.pfn - gfn;
+    const cur = this.sptes.get(gfn);
+    if (
+      !cur ||
+      cur.slot !== slot ||
+      cur.private !== isPrivate ||
+      cur.gen !== gen ||
+      cur.inode !== got.inode ||
+      cur.pfnDelta !== pfnDelta
+    ) {
       if (isPrivate && vm.arch.setPrivateSpte) {
-        t.within('kvm_tdp_mmu_map > set_external_spte', () => vm.arch.setPrivateSpte!(gfn, got.pfn, slot));
+        const set = vm.arch.setPrivateSpte.bind(vm.arch);
+        t.within('kvm_tdp_mmu_map > set_external_spte', () => set(gfn, got.pfn, slot));
       }
-      this.sptes.set(gfn, gfn + 1, spte);
+      this.sptes.set(gfn, gfn + 1, {
+        private: isPrivate,
+        slot,
+        inode: got.inode,
+        gen,
+        pfnDelta,
+        since: t.here(isPrivate ? 'kvm_tdp_mmu_map (private)' : 'kvm_tdp_mmu_map (gmem shared)'),
+      });
     }
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
     return isPrivate
@@ -166,8 +275,42 @@ export class Mmu {
         };
   }
 
-  /** kvm_mmu_prepare_memory_fault_exit(). */
-  memoryFaultExit(vcpu: Vcpu | undefined, gfn: number, isPrivate: boolean, _write: boolean): void {
+  /**
+   * kvm_tdp_mmu_map_private_pfn() (6.19+, TDX INIT_MEM_REGION): install a private leaf for a pfn the
+   * caller (kvm_gmem_populate) already holds; no guest_memfd lookup, not a fault. A leaf already
+   * present is RET_PF_SPURIOUS, which the function turns into -EIO (r != RET_PF_FIXED).
+   */
+  mapPrivatePfn(gfn: number, page: { inode: GmemInode; gen: number; pfn: number }, slot: Memslot): void {
+    const vm = this.vm;
+    const t = vm.host.tracer;
+    const cur = this.sptes.get(gfn);
+    if (cur?.private)
+      throw kerr(
+        'EIO',
+        'kvm_tdp_mmu_map_private_pfn: mirror SPTE already present (RET_PF_SPURIOUS, not RET_PF_FIXED)',
+        `gfn 0x${gfn.toString(16)} mapped since call #${cur.since.seq} (${cur.since.path})`,
+      );
+    if (vm.arch.setPrivateSpte) {
+      const set = vm.arch.setPrivateSpte.bind(vm.arch);
+      t.within('kvm_tdp_mmu_map > set_external_spte', () => set(gfn, page.pfn, slot));
+    }
+    this.sptes.set(gfn, gfn + 1, {
+      private: true,
+      slot,
+      inode: page.inode,
+      gen: page.gen,
+      pfnDelta: page.pfn - gfn,
+      since: t.here('kvm_tdp_mmu_map (private pfn)'),
+    });
+    vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
+  }
+
+  /**
+   * kvm_mmu_prepare_memory_fault_exit() -> kvm_prepare_memory_fault_exit(): gpa = gfn << PAGE_SHIFT,
+   * size = PAGE_SIZE, flags = PRIVATE for a private access (no RWX flags are reported). Only a vCPU
+   * fault has a kvm_run to fill; a pre-fault's exit information is never seen by userspace.
+   */
+  memoryFaultExit(vcpu: Vcpu | undefined, gfn: number, isPrivate: boolean): void {
     if (!vcpu) return;
     vcpu.run.exit_reason = KVM_EXIT_MEMORY_FAULT;
     vcpu.run.memory_fault = {

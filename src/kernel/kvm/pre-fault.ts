@@ -1,67 +1,106 @@
 /**
- * KVM_PRE_FAULT_MEMORY (6.11+). Mirrors virt/kvm/kvm_main.c kvm_vcpu_pre_fault_memory() and x86
- * kvm_arch_vcpu_pre_fault_memory() / kvm_tdp_map_page() in arch/x86/kvm/mmu/mmu.c.
+ * KVM_PRE_FAULT_MEMORY (6.11+). Mirrors virt/kvm/kvm_main.c (the kvm_vcpu_ioctl case and
+ * kvm_vcpu_pre_fault_memory()) and x86 kvm_arch_vcpu_pre_fault_memory() / kvm_tdp_map_page() in
+ * arch/x86/kvm/mmu/mmu.c. Versions v6.11-rc1 .. v7.0 (switches in profile.mmu).
+ *
+ * Not modelled: kvm_is_gfn_alias() (-EINVAL for a TDX GPA with the shared bit, 6.16+), MMU reload
+ * errors, the non-TDP (shadow paging) -EOPNOTSUPP, and huge mappings (progress is 4 KiB per step).
  */
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
-import { copyFromUser, copyToUser, pageAligned, u64 } from '../uaccess.js';
+import { copyFromUser, copyToUser, PAGE_SIZE_N, pageAligned, u64 } from '../uaccess.js';
+import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
 
+const U64_MAX = (1n << 64n) - 1n;
+const PREFETCH: FaultKind = { write: false, prefetch: true };
+
+/**
+ * kvm_vcpu_ioctl(KVM_PRE_FAULT_MEMORY): copy in, kvm_vcpu_pre_fault_memory(), and copy the
+ * (possibly advanced) struct back whatever the result, EINVAL included.
+ */
 export function kvmPreFaultMemory(vcpu: Vcpu, arg: unknown): number {
   const s = copyFromUser(arg, 'kvm_pre_fault_memory');
-  let gpa = u64(s, 'gpa');
-  let size = u64(s, 'size');
-  const flags = u64(s, 'flags');
-  // kvm_vcpu_pre_fault_memory(): padding is not checked, only flags.
-  if (flags !== 0n) throw kerr('EINVAL', 'kvm_vcpu_pre_fault_memory: flags must be 0');
-  if (!pageAligned(gpa) || !pageAligned(size) || gpa + size <= gpa || gpa + size > (1n << 64n) - 1n) {
-    throw kerr('EINVAL', 'kvm_vcpu_pre_fault_memory: unaligned, empty or wrapping range');
+  const range = { gpa: u64(s, 'gpa'), size: u64(s, 'size'), flags: u64(s, 'flags') };
+  let result: KernelError | number;
+  try {
+    result = vcpuPreFaultMemory(vcpu, range);
+  } catch (e) {
+    if (!(e instanceof KernelError)) throw e;
+    result = e;
   }
-  const vm = vcpu.vm;
-  const fullSize = size;
-  const generation = vm.mmu.memslotGeneration;
+  // "Pass back leftover range": copy_to_user of the whole struct on every path.
+  copyToUser(s, 'gpa', range.gpa);
+  copyToUser(s, 'size', range.size);
+  if (result instanceof KernelError) throw result;
+  return result;
+}
+
+/** kvm_vcpu_pre_fault_memory(): checks in its order; 0 once any byte was mapped, else the error. */
+function vcpuPreFaultMemory(vcpu: Vcpu, range: { gpa: bigint; size: bigint; flags: bigint }): number {
+  // Only flags is checked; padding[5] is ignored.
+  if (range.flags !== 0n) throw kerr('EINVAL', 'kvm_vcpu_pre_fault_memory: flags must be 0');
+  // gpa + size <= gpa in u64 arithmetic: size 0, or the range wraps.
+  if (
+    !pageAligned(range.gpa) ||
+    !pageAligned(range.size) ||
+    range.size === 0n ||
+    range.gpa + range.size > U64_MAX
+  ) {
+    throw kerr('EINVAL', 'kvm_vcpu_pre_fault_memory: gpa or size unaligned, size 0, or the range wraps');
+  }
+  const host = vcpu.vm.host;
+  const fullSize = range.size;
   let err: KernelError | undefined;
   do {
-    if (vm.host.signalPending) {
+    if (host.signalPending) {
       err = kerr('EINTR', 'kvm_vcpu_pre_fault_memory: signal pending');
       break;
     }
+    let r: bigint;
     try {
-      const done = vm.host.tracer.within('kvm_arch_vcpu_pre_fault_memory', () =>
-        archPreFault(vcpu, gpa, size),
-      );
-      size -= done;
-      gpa += done;
+      r = host.tracer.within('kvm_arch_vcpu_pre_fault_memory', () => archPreFaultMemory(vcpu, range));
     } catch (e) {
       if (!(e instanceof KernelError)) throw e;
-      err = e;
+      err = e; // r < 0: stop (-EIO included, after a WARN)
       break;
     }
-  } while (size > 0n);
-  // The struct is always copied back.
-  copyToUser(s, 'gpa', gpa);
-  copyToUser(s, 'size', size);
-  if (size !== fullSize) return 0; // progress was made: success
-  if (err && vm.profile.mmu.preFaultEagain && vm.mmu.memslotGeneration !== generation) {
-    throw kerr('EAGAIN', 'kvm_tdp_map_page: memslot update raced with the pre-fault');
-  }
-  throw err ?? kerr('EIO', 'kvm_vcpu_pre_fault_memory: no progress');
+    range.size -= r;
+    range.gpa += r;
+  } while (range.size !== 0n);
+  // "Return success if at least one page was mapped successfully."
+  if (range.size !== fullSize) return 0;
+  throw err ?? kerr('EIO', 'kvm_vcpu_pre_fault_memory: no progress (WARN)');
 }
 
-/** kvm_arch_vcpu_pre_fault_memory(): returns the bytes mapped at gpa. */
-function archPreFault(vcpu: Vcpu, gpa: bigint, size: bigint): bigint {
+/** kvm_arch_vcpu_pre_fault_memory(): the bytes mapped at range.gpa, or an error. */
+function archPreFaultMemory(vcpu: Vcpu, range: { gpa: bigint; size: bigint }): bigint {
   const vm = vcpu.vm;
+  // kvm->arch.pre_fault_allowed (5932ca411e53, 6.11-rc2): false for SNP until LAUNCH_FINISH and for
+  // TDX until FINALIZE_VM; true from creation for the default and SW_PROTECTED types.
   if (vm.profile.mmu.preFaultAllowedGate && !vm.arch.preFaultAllowed) {
-    throw kerr('EOPNOTSUPP', 'kvm_arch_vcpu_pre_fault_memory: pre_fault_allowed is false (VM not finalized)');
+    throw kerr(
+      'EOPNOTSUPP',
+      `kvm_arch_vcpu_pre_fault_memory: pre_fault_allowed is false for this ${vm.arch.name} VM (not finalized)`,
+    );
   }
-  const gfnBig = gpa >> 12n;
+  const gfnBig = range.gpa >> 12n;
+  // Beyond any memslot the model can hold (memslots end below 2^40 gfns): RET_PF_EMULATE.
   if (gfnBig > BigInt(Number.MAX_SAFE_INTEGER))
     throw kerr('ENOENT', 'kvm_tdp_map_page: gpa beyond every memslot (RET_PF_EMULATE)');
   const gfn = Number(gfnBig);
-  // A pre-fault never mismatches the attribute: it asks for private iff the gfn is private.
+  // PFERR_PRIVATE_ACCESS iff the VM has private memory and the gfn is private: a pre-fault never
+  // mismatches the attribute. The error code is PFERR_GUEST_FINAL_MASK only (a read fault).
   const isPrivate = vm.arch.hasPrivateMem && (vm.memoryAttributes(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
-  const r = vm.host.tracer.within('kvm_tdp_map_page', () => vm.mmu.fault(undefined, gfn, isPrivate, true));
+  const r = vm.host.tracer.within('kvm_tdp_map_page', () => {
+    // kvm_tdp_map_page(): signal -> -EINTR, dead VM -> -EIO, before each fault attempt.
+    if (vm.host.signalPending) throw kerr('EINTR', 'kvm_tdp_map_page: signal pending');
+    if (vm.dead) throw kerr('EIO', `kvm_tdp_map_page: VM is dead (${vm.dead})`);
+    return vm.mmu.fault(undefined, gfn, isPrivate, PREFETCH);
+  });
+  // RET_PF_EMULATE (no memslot: emulated MMIO) -> -ENOENT.
   if (r.kind === 'emulate')
-    throw kerr('ENOENT', `kvm_tdp_map_page: no memslot for gpa 0x${gpa.toString(16)} (RET_PF_EMULATE)`);
-  return size < 4096n ? size : 4096n;
+    throw kerr('ENOENT', `kvm_tdp_map_page: no memslot for gpa 0x${range.gpa.toString(16)} (RET_PF_EMULATE)`);
+  // min(range->size, end of the 4 KiB mapping - gpa).
+  return range.size < PAGE_SIZE_N ? range.size : PAGE_SIZE_N;
 }

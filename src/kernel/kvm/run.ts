@@ -1,11 +1,20 @@
 /**
  * KVM_RUN: run the vCPU's guest program until the next exit. Mirrors the parts of
- * arch/x86/kvm/x86.c (kvm_arch_vcpu_ioctl_run, kvm_emulate_hypercall for KVM_HC_MAP_GPA_RANGE,
- * complete_hypercall_exit) and the x86 MMU fault path that decide exits and return values.
+ * arch/x86/kvm/x86.c that decide exits and return values: kvm_arch_vcpu_ioctl_run()
+ * (complete_userspace_io, immediate_exit), kvm_emulate_hypercall() for KVM_HC_MAP_GPA_RANGE and
+ * complete_hypercall_exit(), the emulated-MMIO exit and its completion, and kvm_mmu_page_fault()'s
+ * choice of the private bit. Versions v6.8 .. v7.0 (no version differences in these paths).
+ *
+ * Where a guest access gets its bytes: a private access reads and writes the guest_memfd page the
+ * fault mapped; a shared access the memslot's userspace_addr backing through GUP, or (6.18+
+ * GMEM_ONLY slots) the guest_memfd page.
  */
 import * as K from '../../uapi/kvm.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { GuestOp, GuestProgram } from '../guest/program.js';
+import type { GmemInode } from './guest-memfd.js';
+import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
 
@@ -15,22 +24,23 @@ export const KVM_EXIT_HYPERCALL_LONG_MODE = 1n;
 export const KVM_ENOSYS = 1000n;
 export const KVM_EINVAL = 22n;
 
+const U64_MASK = (1n << 64n) - 1n;
+const READ: FaultKind = { write: false, prefetch: false };
+const WRITE: FaultKind = { write: true, prefetch: false };
+const ZERO_PAGE = new Uint8Array(4096);
+
 export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   const vm = vcpu.vm;
   const run = vcpu.run;
   vm.arch.vcpuPreRun?.(vcpu);
   const prog = vm.host.guest(vcpu).program;
-  // complete_userspace_io: a hypercall exit completes with the return value userspace wrote.
-  if (vcpu.pendingCompletion === 'hypercall') {
-    vcpu.pendingCompletion = undefined;
-    prog.results[prog.pc] = { ret: run.hypercall?.ret ?? 0n };
-    prog.pc++;
-    prog.partial = 0;
-  }
+  // complete_userspace_io: finish the instruction that exited with what userspace wrote back.
+  completeUserspaceIo(vcpu, prog);
   delete run.memory_fault;
   delete run.hypercall;
   delete run.mmio;
   delete run.internal;
+  // !vcpu->wants_to_run (immediate_exit), checked after the completion.
   if (run.immediate_exit) {
     run.exit_reason = K.KVM_EXIT_INTR;
     throw kerr('EINTR', 'kvm_arch_vcpu_ioctl_run: immediate_exit');
@@ -42,6 +52,7 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
     run.internal = { suberror: K.KVM_INTERNAL_ERROR_EMULATION, ndata: 0, data: [] };
     return 0;
   }
+  const t = vm.host.tracer;
   for (;;) {
     const op = prog.ops[prog.pc];
     if (!op || op.op === 'hlt') {
@@ -49,11 +60,41 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
       run.exit_reason = K.KVM_EXIT_HLT;
       return 0;
     }
-    const exited = vm.host.tracer.within(`guest op #${prog.pc} ${op.op}`, () => runOp(vcpu, prog, op));
+    t.enter(op.op === 'read' || op.op === 'write' ? 'kvm_mmu_page_fault' : `guest ${op.op}`);
+    let exited: boolean;
+    try {
+      exited = runOp(vcpu, prog, op);
+    } finally {
+      t.leave();
+    }
     if (exited) return 0;
     prog.pc++;
     prog.partial = 0;
   }
+}
+
+function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): void {
+  const pending = vcpu.pendingCompletion;
+  if (!pending) return;
+  vcpu.pendingCompletion = undefined;
+  const run = vcpu.run;
+  if (pending === 'hypercall') {
+    // complete_hypercall_exit(): RAX = hypercall.ret, then skip the VMCALL.
+    prog.results[prog.pc] = { ret: BigInt.asIntN(64, run.hypercall?.ret ?? 0n) };
+    prog.pc++;
+    prog.partial = 0;
+    return;
+  }
+  // complete_emulated_mmio(): a read takes the bytes userspace put in run.mmio.data.
+  const m = prog.pendingMmio;
+  prog.pendingMmio = undefined;
+  if (!m) return;
+  if (m.read) {
+    const out = prog.results[prog.pc]?.data;
+    const src = run.mmio?.data;
+    if (out && src) out.set(src.subarray(0, m.len), prog.partial);
+  }
+  prog.partial += m.len;
 }
 
 /** Runs one operation; returns true if it exited to userspace (op not complete). */
@@ -66,8 +107,7 @@ function runOp(vcpu: Vcpu, prog: GuestProgram, op: GuestOp): boolean {
     case 'accept': {
       const r = vm.arch.guestAccept?.(vcpu, Number(op.gpa), Number(op.size));
       if (!r) throw kerr('EINVAL', `guest accept/PVALIDATE is not available on ${vm.arch.name} VMs`);
-      if (r.kind === 'exit') return true;
-      return false;
+      return r.kind === 'exit';
     }
     case 'map_gpa':
       return mapGpaHypercall(vcpu, prog, op);
@@ -76,24 +116,34 @@ function runOp(vcpu: Vcpu, prog: GuestProgram, op: GuestOp): boolean {
   }
 }
 
-/** KVM_HC_MAP_GPA_RANGE (kvm_emulate_hypercall; SNP PSC and TDX MapGPA arrive here as the same exit). */
+/** kvm_emulate_hypercall(), case KVM_HC_MAP_GPA_RANGE: checks in its order. */
 function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'map_gpa' }>): boolean {
   const vm = vcpu.vm;
-  const gpa = BigInt(op.gpa);
-  const npages = BigInt(op.npages);
-  const attrs = op.private ? BigInt(K.KVM_MAP_GPA_RANGE_ENCRYPTED) : 0n;
+  const gpa = BigInt.asUintN(64, BigInt(op.gpa));
+  const npages = BigInt.asUintN(64, BigInt(op.npages));
+  const attrs =
+    op.attrs !== undefined
+      ? BigInt.asUintN(64, BigInt(op.attrs))
+      : op.private
+        ? BigInt(K.KVM_MAP_GPA_RANGE_ENCRYPTED)
+        : 0n;
+  // user_exit_on_hypercall(): not enabled with KVM_CAP_EXIT_HYPERCALL -> -KVM_ENOSYS to the guest.
   if (!(vm.hypercallExitEnabled & (1n << BigInt(K.KVM_HC_MAP_GPA_RANGE)))) {
     prog.results[prog.pc] = { ret: -KVM_ENOSYS };
     return false;
   }
-  if (gpa & 0xfffn || npages === 0n || (gpa >> 12n) + npages <= gpa >> 12n) {
+  // !PAGE_ALIGNED(gpa) || !npages || gpa_to_gfn(gpa) + npages <= gpa_to_gfn(gpa) (u64) -> -KVM_EINVAL.
+  const gfn = gpa >> 12n;
+  if (gpa & 0xfffn || npages === 0n || ((gfn + npages) & U64_MASK) <= gfn) {
     prog.results[prog.pc] = { ret: -KVM_EINVAL };
     return false;
   }
   vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
+  // args[3..5] are not written by KVM; the model reports them as 0.
   vcpu.run.hypercall = {
     nr: BigInt(K.KVM_HC_MAP_GPA_RANGE),
-    args: [gpa, npages, attrs, 0n, 0n, 0n],
+    // TDX __tdx_map_gpa(): args[0] is the GPA with the shared bit (gfn_direct_bits) cleared.
+    args: [vm.arch.decodeGpa ? vm.arch.decodeGpa(gpa).gpa : gpa, npages, attrs, 0n, 0n, 0n],
     ret: 0n,
     flags: KVM_EXIT_HYPERCALL_LONG_MODE,
   };
@@ -104,49 +154,64 @@ function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { 
 /** A guest read or write, page by page through the TDP fault path. */
 function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read' | 'write' }>): boolean {
   const vm = vcpu.vm;
-  const data = op.op === 'write' ? Uint8Array.from(op.data) : undefined;
-  const length = op.op === 'write' ? data!.length : op.length;
-  const decoded = decode(vm, BigInt(op.gpa), op.shared);
-  const start = Number(decoded.gpa);
-  const out =
-    op.op === 'read'
-      ? ((prog.results[prog.pc]?.data as Uint8Array | undefined) ?? new Uint8Array(length))
-      : undefined;
+  const isWrite = op.op === 'write';
+  const data = isWrite ? (op.data instanceof Uint8Array ? op.data : Uint8Array.from(op.data)) : undefined;
+  const length = isWrite ? data!.length : op.length;
+  const raw = typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
+  let out: Uint8Array | undefined;
+  if (!isWrite) {
+    out = prog.results[prog.pc]?.data;
+    if (!out) {
+      out = new Uint8Array(length);
+      prog.results[prog.pc] = { data: out };
+    }
+  }
+  const kind = isWrite ? WRITE : READ;
   let done = prog.partial;
   while (done < length) {
-    const addr = start + done;
-    const gfn = Math.floor(addr / 4096);
-    const off = addr - gfn * 4096;
+    const addr = raw + done;
+    const view = guestView(vm, addr, op.shared);
+    const gfn = Math.floor(view.gpa / 4096);
+    const off = view.gpa - gfn * 4096;
     const n = Math.min(4096 - off, length - done);
-    const r = vm.mmu.fault(vcpu, gfn, decoded.private, op.op === 'write');
+    const r = vm.mmu.fault(vcpu, gfn, view.private, kind);
     if (r.kind === 'emulate') {
-      // kvm_handle_noslot_fault(): emulated MMIO, one exit per access.
+      // Emulated MMIO (kvm_handle_noslot_fault -> RET_PF_EMULATE): one exit per access of up to
+      // 8 bytes; complete_emulated_mmio() finishes it on the next KVM_RUN.
+      const len = Math.min(n, 8);
       vcpu.run.exit_reason = K.KVM_EXIT_MMIO;
       vcpu.run.mmio = {
-        phys_addr: BigInt(addr),
-        data: op.op === 'write' ? data!.slice(done, done + Math.min(n, 8)) : new Uint8Array(8),
-        len: Math.min(n, 8),
-        is_write: op.op === 'write' ? 1 : 0,
+        phys_addr: BigInt(view.gpa),
+        data: isWrite ? data!.slice(done, done + len) : new Uint8Array(8),
+        len,
+        is_write: isWrite ? 1 : 0,
       };
+      vcpu.pendingCompletion = 'mmio';
+      prog.pendingMmio = { len, read: !isWrite };
       prog.partial = done;
-      if (out) prog.results[prog.pc] = { data: out };
       return true;
     }
-    if (r.private) {
-      if (op.op === 'write') writeGmem(vm, r.inode, r.index, off, data!.subarray(done, done + n));
-      else out!.set(readGmem(vm, r.inode, r.index).subarray(off, off + n), done);
-    } else if (r.gmem) {
-      if (op.op === 'write') writeGmem(vm, r.gmem.inode, r.gmem.index, off, data!.subarray(done, done + n));
-      else out!.set(readGmem(vm, r.gmem.inode, r.gmem.index).subarray(off, off + n), done);
+    // TDX: an access to a PENDING (not accepted) private page (tdx_handle_ept_violation).
+    if (r.private && vm.arch.guestPrivateAccess) {
+      prog.partial = done;
+      vm.arch.guestPrivateAccess(vcpu, gfn);
+    }
+    if (r.private || r.gmem) {
+      const inode = r.private ? r.inode : r.gmem!.inode;
+      const index = r.private ? r.index : r.gmem!.index;
+      if (isWrite) writeGmem(vm, inode, index, off, data!.subarray(done, done + n));
+      else out!.set((inode.readPage(index) ?? ZERO_PAGE).subarray(off, off + n), done);
     } else {
       try {
-        if (op.op === 'write') vm.host.mm.gupWrite(r.hva + off, off, data!.subarray(done, done + n));
+        if (isWrite) vm.host.mm.gupWrite(r.hva + off, off, data!.subarray(done, done + n));
         else {
           const page = vm.host.mm.gupRead(r.hva + off);
           if (page) out!.set(page.subarray(off, off + n), done);
         }
       } catch (e) {
-        if (e instanceof KernelError) vm.mmu.memoryFaultExit(vcpu, gfn, false, op.op === 'write');
+        // The mapping changed under the SPTE (e.g. write to a read-only VMA): KVM_PFN_ERR_FAULT.
+        if (e instanceof KernelError) vm.mmu.memoryFaultExit(vcpu, gfn, false);
+        prog.partial = done;
         throw e;
       }
     }
@@ -154,38 +219,31 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
     done += n;
     prog.partial = done;
   }
-  if (out) prog.results[prog.pc] = { data: out };
   return false;
 }
 
-function decode(vm: Vm, gpa: bigint, shared: boolean | undefined): { gpa: bigint; private: boolean } {
-  if (vm.arch.decodeGpa) {
-    const d = vm.arch.decodeGpa(gpa);
-    return shared === undefined ? d : { gpa: d.gpa, private: !shared };
+/**
+ * The gpa a guest access reaches and its private bit. SNP/TDX: the guest's own view (`shared`, or
+ * the C-bit / shared bit the arch decodes). SW_PROTECTED: kvm_mmu_page_fault() sets
+ * PFERR_PRIVATE_ACCESS from the attribute, the hint is ignored. Default VMs: always shared.
+ */
+function guestView(vm: Vm, gpa: number, shared: boolean | undefined): { gpa: number; private: boolean } {
+  const arch = vm.arch;
+  if (arch.decodeGpa) {
+    const d = arch.decodeGpa(BigInt(gpa));
+    return { gpa: Number(d.gpa), private: shared === undefined ? d.private : !shared };
   }
-  if (vm.arch.privacySource === 'guest') return { gpa, private: !shared };
-  // SW_PROTECTED and default VMs: the attribute decides (the 'shared' hint is ignored, as in KVM).
-  const gfn = Number(gpa >> 12n);
-  return {
-    gpa,
-    private: vm.arch.hasPrivateMem && (vm.memoryAttributes(gfn) & K.KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0,
-  };
+  if (arch.privacySource === 'guest') return { gpa, private: !shared };
+  if (!arch.hasPrivateMem) return { gpa, private: false };
+  const gfn = Math.floor(gpa / 4096);
+  return { gpa, private: (vm.memoryAttributes(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0 };
 }
 
-function readGmem(vm: Vm, inode: import('./guest-memfd.js').GmemInode, index: number): Uint8Array {
-  return inode.readPage(index) ?? ZERO_PAGE;
-}
-
-const ZERO_PAGE = new Uint8Array(4096);
-
-function writeGmem(
-  vm: Vm,
-  inode: import('./guest-memfd.js').GmemInode,
-  index: number,
-  off: number,
-  bytes: Uint8Array,
-): void {
-  const folio = inode.folios.get(index)!;
+/** A guest store into a guest_memfd page (private, or shared through a GMEM_ONLY slot). */
+function writeGmem(vm: Vm, inode: GmemInode, index: number, off: number, bytes: Uint8Array): void {
+  const folio = inode.folios.get(index);
+  // Only through a stale SPTE (a deliberately broken profile): the store lands in a freed page.
+  if (!folio) return;
   let page = inode.data.get(index);
   if (!page || folio.content !== 'data') {
     const prev = inode.readPage(index);

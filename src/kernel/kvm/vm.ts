@@ -111,9 +111,10 @@ export class Vm {
         return createGuestMemfd(this, arg);
       case K.KVM_MEMORY_ENCRYPT_OP: {
         // kvm_arch_vm_ioctl: no mem_enc_ioctl for this VM's vendor ops -> -ENOTTY.
-        if (!this.arch.memEncryptOp)
-          throw kerr('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: not supported by this VM type');
-        return this.arch.memEncryptOp(copyFromUser(arg, 'kvm_sev_cmd'));
+        if (this.arch.memEncryptOp) return this.arch.memEncryptOp(copyFromUser(arg, 'kvm_sev_cmd'));
+        if (this.host.platform.vmMemEncryptOp)
+          return this.host.platform.vmMemEncryptOp(this, copyFromUser(arg, 'kvm_sev_cmd'));
+        throw kerr('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: not supported by this VM type');
       }
       default:
         throw kerr('ENOTTY', `kvm_vm_ioctl: ${name} is not a VM ioctl`);
@@ -181,8 +182,12 @@ export class Vm {
         vcpu.archState['cpuid'] = c['entries'] ?? [];
         return 0;
       }
-      default:
+      default: {
+        // Register ioctls an arch models itself (SEV: the state sev_es_sync_vmsa() reads).
+        const r = this.arch.vcpuIoctl?.(vcpu, request, name, arg);
+        if (r !== undefined) return r;
         throw kerr('ENOTTY', `kvm_vcpu_ioctl: ${name} is not a vCPU ioctl`);
+      }
     }
   }
 }

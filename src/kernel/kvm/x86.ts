@@ -9,14 +9,19 @@ import { kerr } from '../errors.js';
 import type { Host } from '../host.js';
 import type { Vm } from './vm.js';
 
-/** The bitmask KVM_CAP_VM_TYPES reports. */
+/**
+ * The bitmask KVM_CAP_VM_TYPES reports. Vendor types are added by the vendor module's hardware
+ * setup (sev_hardware_setup(), tdx_bringup() set kvm_caps.supported_vm_types), so a vendor type is
+ * reported only when the platform has it, the profile's kernel has it, and its arch model registered.
+ */
 export function supportedVmTypes(host: Host): number {
   const t = host.profile.vmTypes;
+  const vendor = (type: number): number => (archVmFactory(type) ? 1 << type : 0);
   let mask = 1 << K.KVM_X86_DEFAULT_VM;
   if (t.swProtected) mask |= 1 << K.KVM_X86_SW_PROTECTED_VM;
-  if (host.platform.name === 'snp' && t.sev) mask |= (1 << K.KVM_X86_SEV_VM) | (1 << K.KVM_X86_SEV_ES_VM);
-  if (host.platform.name === 'snp' && t.snp) mask |= 1 << K.KVM_X86_SNP_VM;
-  if (host.platform.name === 'tdx' && t.tdx) mask |= 1 << K.KVM_X86_TDX_VM;
+  if (host.platform.name === 'snp' && t.sev) mask |= vendor(K.KVM_X86_SEV_VM) | vendor(K.KVM_X86_SEV_ES_VM);
+  if (host.platform.name === 'snp' && t.snp) mask |= vendor(K.KVM_X86_SNP_VM);
+  if (host.platform.name === 'tdx' && t.tdx) mask |= vendor(K.KVM_X86_TDX_VM);
   return mask;
 }
 

@@ -33,11 +33,18 @@ export const tdxDev2024: KernelProfile = {
       where: 'M-seed',
       inferred: true,
     },
+    {
+      what: 'TDX INIT_MEM_REGION on a GPA not pre-faulted: kvm_tdp_mmu_get_walk_private_pfn() -> -ENOENT; pfn mismatch -> -EAGAIN (Isaku Yamahata\'s tdx_gmem_post_populate of April 2024; the July branch itself not read)',
+      where: '<20240425011248.GP3596705@ls.amr.corp.intel.com>',
+      inferred: true,
+    },
   ],
   vmTypes: { swProtected: true, sev: true, snp: true, tdx: true },
   gmem: { ...v6_11.gmem, populateRejectsUptodate: false },
   mmu: { preFault: true, preFaultAllowedGate: false, preFaultEagain: false },
   tdx: { initMemRegion: 'requires-prefault' },
+  // Without 09/12 sev_gmem_post_populate() still returns -EINVAL for an assigned RMP entry.
+  sev: { ...v6_11.sev, postPopulateAssignedEexist: false },
 };
 
 /** The same tree with patch 09/12: kvm_gmem_populate() returns -EEXIST for an up-to-date folio. */
@@ -54,6 +61,7 @@ export const tdxDev2024Eexist: KernelProfile = {
     },
   ],
   gmem: { ...tdxDev2024.gmem, populateRejectsUptodate: true },
+  sev: { ...tdxDev2024.sev, postPopulateAssignedEexist: true },
 };
 
 /** With 09/12 and Rick's proof of concept: no folio_mark_uptodate() in prepare for an unfinalized TD. */

@@ -57,6 +57,9 @@ export interface KernelProfile {
   readonly memslots: {
     /** 6.18+: KVM_MEM_GUEST_MEMFD valid on every VM (CONFIG_KVM_GUEST_MEMFD), not only private-memory VMs. */
     readonly gmemOnAnyVm: boolean;
+    /** 6.19+: changing KVM_MEM_GUEST_MEMFD on an existing memslot is -EINVAL (9935df5333aa); before,
+     *  re-issuing a guest_memfd slot without the flag silently dropped its guest_memfd (a UAF). */
+    readonly rejectGmemFlagToggle: boolean;
   };
 
   readonly gmem: {
@@ -90,6 +93,17 @@ export interface KernelProfile {
   readonly sev: {
     /** 7.0: SNP_LAUNCH_UPDATE uaddr must be 4K aligned unless the page type is ZERO (b2e648758038). */
     readonly launchUpdateSrcAligned: boolean;
+    /**
+     * sev_gmem_post_populate(): an RMP entry already assigned is -EEXIST (de80252414f3, patch 09/12 of
+     * the 6.11-rc2 series); before, -EINVAL. Either way the ioctl flattens a first-page failure to -EIO.
+     */
+    readonly postPopulateAssignedEexist: boolean;
+    /**
+     * sev_es_sync_vmsa() refuses a vCPU whose VMSA is already encrypted (9b9f7962e3e8, after 7.0;
+     * stable 6.19.y / 7.0.y). Without it a second SNP_LAUNCH_FINISH writes a guest-owned VMSA: host
+     * RMP #PF (reported as an invariant violation).
+     */
+    readonly syncVmsaRejectsProtected: boolean;
   };
 
   readonly tdx: {

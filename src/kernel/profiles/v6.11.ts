@@ -25,4 +25,5 @@ export const v6_11: KernelProfile = {
     populateRequiresPrivate: true,
   },
   mmu: { preFault: true, preFaultAllowedGate: true, preFaultEagain: false },
+  sev: { ...v6_11_rc1.sev, postPopulateAssignedEexist: true },
 };

@@ -26,7 +26,7 @@ export const v6_18: KernelProfile = {
       inferred: true,
     },
   ],
-  memslots: { gmemOnAnyVm: true },
+  memslots: { ...v6_16.memslots, gmemOnAnyVm: true },
   gmem: { ...v6_16.gmem, mmap: true },
   mmu: { ...v6_16.mmu, preFaultEagain: true },
 };

@@ -14,6 +14,8 @@ export const v6_19: KernelProfile = {
       what: 'KVM: x86/mmu: Add dedicated API to map guest_memfd pfn into TDP MMU',
       where: '<20251030200951.3402865-5-seanjc@google.com>',
     },
+    { what: 'KVM: Disallow toggling KVM_MEM_GUEST_MEMFD on an existing memslot', where: '9935df5333aa' },
   ],
+  memslots: { ...v6_18.memslots, rejectGmemFlagToggle: true },
   tdx: { initMemRegion: 'map-pfn' },
 };

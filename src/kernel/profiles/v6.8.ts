@@ -15,7 +15,7 @@ export const v6_8: KernelProfile = {
     { what: 'guest_memfd_test.c at v6.8', where: 'torvalds/linux 94220f1123f3' },
   ],
   vmTypes: { swProtected: true, sev: false, snp: false, tdx: false },
-  memslots: { gmemOnAnyVm: false },
+  memslots: { gmemOnAnyVm: false, rejectGmemFlagToggle: false },
   gmem: {
     mmap: false,
     preparation: 'zero-on-get-folio',
@@ -27,6 +27,6 @@ export const v6_8: KernelProfile = {
     skipUptodateForUnfinalizedTd: false,
   },
   mmu: { preFault: false, preFaultAllowedGate: false, preFaultEagain: false },
-  sev: { launchUpdateSrcAligned: false },
+  sev: { launchUpdateSrcAligned: false, postPopulateAssignedEexist: false, syncVmsaRejectsProtected: false },
   tdx: { initMemRegion: 'map-page' },
 };

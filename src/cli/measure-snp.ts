@@ -1,0 +1,184 @@
+/**
+ * `gmemlab measure snp`: the SEV-SNP launch digest of an OVMF image, with sev-snp-measure's options.
+ * Parses the image, plans QEMU's launch (measure/snp/launch-plan), runs it through a modelled 'snp'
+ * host (measure/snp/launch) and prints the MEASUREMENT the modelled PSP holds. --trace FILE writes
+ * one JSON line per measured page (type, gpa, contents digest, digest after).
+ * Errors: one line on stderr, exit 1 (2 for bad usage), as sev-snp-measure exits.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { SNP_PAGE_TYPE_NAMES } from '../kernel/arch/sev/launch-digest.js';
+import type { SnpMeasuredPage } from '../kernel/arch/sev/psp.js';
+import { FirmwareFormatError } from '../measure/errors.js';
+import { cpuSig, VCPU_TYPE_NAMES, vcpuSigForType } from '../measure/snp/cpu-sig.js';
+import { runSnpLaunch, SnpLaunchError } from '../measure/snp/launch.js';
+import { planSnpLaunch, type SnpMeasureMode, type SnpMeasureOptions } from '../measure/snp/launch-plan.js';
+import type { SevVmmType } from '../measure/snp/vmsa.js';
+
+class UsageError extends Error {}
+
+const intArg =
+  (name: string) =>
+  (v: string): number => {
+    const n = Number(v.trim());
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`argument ${name}: invalid int value: '${v}'`);
+    return n;
+  };
+
+/** Python int(x, 0): decimal, 0x / 0o / 0b prefixes. */
+function parseIntAuto(name: string, v: string): bigint {
+  const s = v.trim().toLowerCase().replace(/_/g, '');
+  if (!/^(0x[0-9a-f]+|0o[0-7]+|0b[01]+|[1-9][0-9]*|0+)$/.test(s))
+    throw new UsageError(`argument ${name}: invalid int value: '${v}'`);
+  return BigInt(s);
+}
+
+function readInput(path: string, what: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new SnpLaunchError(`cannot read ${what} '${path}' (${code})`);
+  }
+}
+
+interface Opts {
+  mode: string;
+  vcpus?: number;
+  vcpuType?: string;
+  vcpuSig?: string;
+  vcpuFamily?: number;
+  vcpuModel?: number;
+  vcpuStepping?: number;
+  ovmf?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  guestFeatures: string;
+  vmmType: string;
+  snpOvmfHash?: string;
+  outputFormat: string;
+  trace?: string;
+  kernelProfile: string;
+}
+
+function buildCommand(out: { opts?: Opts }): Command {
+  const cmd = new Command('gmemlab measure snp')
+    .description('Compute the SEV-SNP launch digest by running the launch through a modelled host')
+    .addOption(
+      new Option('--mode <mode>', 'measurement mode').choices(['snp', 'snp:ovmf-hash']).default('snp'),
+    )
+    .option('--vcpus <n>', 'number of vCPUs', intArg('--vcpus'))
+    .addOption(new Option('--vcpu-type <type>', 'vCPU type').choices([...VCPU_TYPE_NAMES]))
+    .option('--vcpu-sig <sig>', 'vCPU signature (CPUID.1.EAX)')
+    .option('--vcpu-family <n>', 'vCPU family', intArg('--vcpu-family'))
+    .option('--vcpu-model <n>', 'vCPU model', intArg('--vcpu-model'))
+    .option('--vcpu-stepping <n>', 'vCPU stepping', intArg('--vcpu-stepping'))
+    .option('--ovmf <path>', 'OVMF image')
+    .option('--kernel <path>', 'kernel (measured direct boot)')
+    .option('--initrd <path>', 'initrd (requires --kernel)')
+    .option('--append <cmdline>', 'kernel command line (requires --kernel)')
+    .option('--guest-features <features>', 'SEV_FEATURES of the VMSA', '0x1')
+    .addOption(new Option('--vmm-type <type>', 'VMM').choices(['qemu', 'ec2', 'gce']).default('qemu'))
+    .option('--snp-ovmf-hash <hex>', 'precomputed digest of the OVMF pages (from --mode snp:ovmf-hash)')
+    .addOption(
+      new Option('--output-format <fmt>', 'digest encoding').choices(['hex', 'base64']).default('hex'),
+    )
+    .option('--trace <file>', 'write one JSON line per measured page')
+    .option('--kernel-profile <name>', 'modelled kernel (gmemlab profile)', 'v7.0')
+    .exitOverride()
+    .configureOutput({ writeErr: () => {}, writeOut: (s) => process.stdout.write(s) })
+    .action((o: Opts) => {
+      out.opts = o;
+    });
+  return cmd;
+}
+
+function toMeasureOptions(o: Opts): SnpMeasureOptions {
+  if (!o.ovmf) throw new UsageError('the following arguments are required: --ovmf');
+  const mode = o.mode as SnpMeasureMode;
+  const opts: SnpMeasureOptions = { mode, vmmType: o.vmmType as SevVmmType, file: o.ovmf };
+  opts.guestFeatures = parseIntAuto('--guest-features', o.guestFeatures);
+  if (mode === 'snp') {
+    if (o.vcpus === undefined) throw new UsageError('Missing --vcpus');
+    if (o.vcpus < 1) throw new UsageError(`argument --vcpus: must be positive, got ${o.vcpus}`);
+    opts.vcpus = o.vcpus;
+    if (o.vcpuType !== undefined) opts.vcpuSig = vcpuSigForType(o.vcpuType);
+    else if (o.vcpuSig !== undefined)
+      opts.vcpuSig = Number(parseIntAuto('--vcpu-sig', o.vcpuSig) & 0xffffffffn);
+    else if (o.vcpuFamily !== undefined) {
+      opts.vcpuSig = cpuSig(o.vcpuFamily, o.vcpuModel ?? 0, o.vcpuStepping ?? 0);
+    }
+    if (opts.vmmType === 'qemu' && opts.vcpuSig === undefined)
+      throw new UsageError('Missing vcpu type/signature/family (required for --vmm-type qemu)');
+  }
+  if (o.kernel !== undefined) opts.kernel = readInput(o.kernel, 'kernel');
+  if (o.initrd !== undefined) opts.initrd = readInput(o.initrd, 'initrd');
+  if (o.append !== undefined) opts.append = o.append;
+  if ((o.initrd !== undefined || o.append !== undefined) && o.kernel === undefined)
+    throw new UsageError('--initrd and --append require --kernel');
+  if (o.snpOvmfHash !== undefined) {
+    const h = o.snpOvmfHash.trim();
+    if (!/^[0-9a-fA-F]{96}$/.test(h)) throw new UsageError('--snp-ovmf-hash must be 48 bytes in hex');
+    opts.ovmfHash = Buffer.from(h, 'hex');
+  }
+  return opts;
+}
+
+/** argv: the arguments after `measure snp`. Returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const holder: { opts?: Opts } = {};
+  try {
+    buildCommand(holder).parse(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
+      process.stderr.write(`${e.message.replace(/\n.*/s, '')}\n`);
+      return 2;
+    }
+    if (e instanceof UsageError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  const o = holder.opts;
+  if (!o) return 2;
+  try {
+    const opts = toMeasureOptions(o);
+    const image = readInput(o.ovmf!, 'OVMF image');
+    const plan = planSnpLaunch(image, opts);
+    const lines: string[] = [];
+    const onPage = o.trace
+      ? (p: SnpMeasuredPage): void => {
+          lines.push(
+            JSON.stringify({
+              type: SNP_PAGE_TYPE_NAMES[p.pageType] ?? p.pageType,
+              gpa: `0x${p.gpa.toString(16)}`,
+              contents: Buffer.from(p.contents).toString('hex'),
+              digest: Buffer.from(p.digest).toString('hex'),
+            }),
+          );
+        }
+      : undefined;
+    const { digest } = runSnpLaunch(plan, { kernel: o.kernelProfile, onPage });
+    if (o.trace) writeFileSync(o.trace, lines.length ? `${lines.join('\n')}\n` : '');
+    const text = Buffer.from(digest).toString(o.outputFormat === 'base64' ? 'base64' : 'hex');
+    process.stdout.write(`${text}\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof FirmwareFormatError || e instanceof SnpLaunchError || e instanceof RangeError) {
+      process.stderr.write(`Error: ${e.message.split('\n')[0]}\n`);
+      return 1;
+    }
+    if (e instanceof TypeError && /unknown kernel/.test(e.message)) {
+      process.stderr.write(`Error: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}

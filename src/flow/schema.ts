@@ -1,0 +1,295 @@
+/**
+ * The flow file format, as a zod schema: the single source of the loader's validation and of the
+ * JSON Schema published as dist/flow.schema.json (z.toJSONSchema). A flow is a VMM's sequence of
+ * calls, as data: its platform, its source (VMM, version, files), the outcome its sources say it
+ * has on each kernel profile, and its steps.
+ *
+ * Values: a YAML number is taken as is; a string is an expression (`0x1000`, `2 << 20`,
+ * `PROT_READ | PROT_WRITE`, `$ram + 4096`, `$exit.memory_fault.gpa`), see expr.ts. Exceptions are the
+ * fields that name things: `ioctl`, `open`, `id` (KVM_MEMORY_ENCRYPT_OP sub-command), `op`.
+ */
+import { z } from 'zod';
+import { ERRNO } from '../uapi/errno.js';
+
+const ERRNO_NAMES = Object.keys(ERRNO) as [string, ...string[]];
+const SIGNALS = ['SIGBUS', 'SIGSEGV'] as const;
+
+/** A number, or an expression string evaluated when the step runs. */
+export const ExprSchema = z.union([z.number(), z.string()]).meta({
+  id: 'Expr',
+  description: 'A number or an expression: 0x1000, 2 << 20, PROT_READ|PROT_WRITE, $ram + 4096',
+});
+
+/** Any argument value: expressions, nested structs (C field names), arrays. */
+export const ValueSchema: z.ZodType<unknown> = z
+  .unknown()
+  .meta({ id: 'Value', description: 'A struct (C field names), an array, a number or an expression string' });
+
+/** Bytes: a list, a fill pattern, hex or text. */
+export const DataSchema = z
+  .union([
+    z.array(z.union([z.number().int().min(0).max(255), z.string()])),
+    z.strictObject({
+      fill: ExprSchema.describe('byte value'),
+      length: ExprSchema.describe('number of bytes'),
+    }),
+    z.strictObject({ hex: z.string().describe('hex digits, whitespace allowed') }),
+    z.strictObject({ text: z.string().describe('UTF-8 text') }),
+  ])
+  .meta({ id: 'Data', description: 'bytes: [1, 2], {fill, length}, {hex} or {text}' });
+
+export const SyscallExpectSchema = z.union([
+  z.literal('ok'),
+  z.literal('any'),
+  z.enum(ERRNO_NAMES),
+  z.enum(SIGNALS),
+]);
+
+export const ExpectSchema = z
+  .union([
+    SyscallExpectSchema,
+    z.strictObject({
+      result: z
+        .union([z.literal('ok'), z.literal('any'), z.enum(ERRNO_NAMES), z.enum(SIGNALS)])
+        .optional()
+        .describe('ok (default), any, an errno name or a signal'),
+      exit: z.string().optional().describe('KVM_RUN: the exit reason, e.g. KVM_EXIT_HLT'),
+      value: ExprSchema.optional().describe('the return value'),
+      out: z
+        .record(z.string(), ExprSchema)
+        .optional()
+        .describe('fields of the in/out struct after the call, dotted for nested ones, e.g. { data.len: 0 }'),
+    }),
+  ])
+  .meta({ id: 'Expect', description: 'ok, any, an errno (EEXIST), a signal, or {result, exit, value, out}' });
+
+/** Fields every step may carry. */
+const common = {
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]+$/)
+    .optional()
+    .describe('step id: outcomes refer to it, reports show it'),
+  note: z.string().optional().describe('where this step comes from in the source (function, line)'),
+  expect: ExpectSchema.optional(),
+};
+
+const bindAs = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+  .optional()
+  .describe('bind the result to a name, used later as $name');
+
+export const OpenStep = z
+  .strictObject({ ...common, open: z.string().describe('path: /dev/kvm, /dev/sev'), as: bindAs })
+  .meta({ id: 'OpenStep', description: 'open(path): binds the fd' });
+
+export const IoctlStep = z
+  .strictObject({
+    ...common,
+    ioctl: z.string().describe('request by its uAPI name: KVM_CREATE_VM, KVM_MEMORY_ENCRYPT_OP, ...'),
+    fd: ExprSchema.describe('the fd: $kvm, $vm, $vcpu, ...'),
+    arg: ValueSchema.optional(),
+    as: bindAs,
+    out: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .optional()
+      .describe('bind the argument struct as the kernel left it (in/out structs)'),
+  })
+  .meta({ id: 'IoctlStep', description: 'ioctl(fd, request, arg)' });
+
+export const MmapStep = z
+  .strictObject({
+    ...common,
+    mmap: z.strictObject({
+      length: ExprSchema,
+      prot: ExprSchema,
+      flags: ExprSchema,
+      fd: ExprSchema.optional(),
+      offset: ExprSchema.optional(),
+    }),
+    as: bindAs,
+  })
+  .meta({ id: 'MmapStep', description: 'mmap(): binds the host address' });
+
+export const MunmapStep = z
+  .strictObject({ ...common, munmap: z.strictObject({ addr: ExprSchema, length: ExprSchema }) })
+  .meta({ id: 'MunmapStep' });
+
+export const WriteStep = z
+  .strictObject({ ...common, write: z.strictObject({ addr: ExprSchema, data: DataSchema }) })
+  .meta({ id: 'WriteStep', description: 'write bytes into host memory (the VMM loading an image)' });
+
+export const FallocateStep = z
+  .strictObject({
+    ...common,
+    fallocate: z.strictObject({ fd: ExprSchema, mode: ExprSchema, offset: ExprSchema, len: ExprSchema }),
+  })
+  .meta({ id: 'FallocateStep' });
+
+export const CloseStep = z.strictObject({ ...common, close: ExprSchema }).meta({ id: 'CloseStep' });
+
+export const GuestOpSchema = z
+  .union([
+    z.strictObject({
+      op: z.literal('read'),
+      gpa: ExprSchema,
+      length: ExprSchema,
+      shared: z.boolean().optional(),
+    }),
+    z.strictObject({
+      op: z.literal('write'),
+      gpa: ExprSchema,
+      data: DataSchema,
+      shared: z.boolean().optional(),
+    }),
+    z.strictObject({ op: z.literal('accept'), gpa: ExprSchema, size: ExprSchema }),
+    z.strictObject({ op: z.literal('map_gpa'), gpa: ExprSchema, npages: ExprSchema, private: z.boolean() }),
+    z.strictObject({ op: z.literal('hlt') }),
+  ])
+  .meta({ id: 'GuestOp', description: 'a guest operation: read, write, accept, map_gpa, hlt' });
+
+export const GuestStep = z
+  .strictObject({
+    ...common,
+    guest: ExprSchema.describe('the vCPU fd whose guest gets the program'),
+    program: z.array(GuestOpSchema),
+  })
+  .meta({ id: 'GuestStep', description: 'give the vCPU its guest program (no syscall)' });
+
+export const RunStep = z
+  .strictObject({ ...common, run: ExprSchema.describe('the vCPU fd'), as: bindAs })
+  .meta({ id: 'RunStep', description: 'KVM_RUN; `as` binds a copy of kvm_run; expect {exit: ...}' });
+
+export const RepeatSpec = z
+  .strictObject({
+    var: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .optional()
+      .describe('the loop variable, $var in the body'),
+    from: ExprSchema.optional(),
+    to: ExprSchema.optional().describe('exclusive bound'),
+    step: ExprSchema.optional(),
+    over: z.array(ValueSchema).optional().describe('iterate over these values instead of a range'),
+    until: z.string().optional().describe('do-while: stop after an iteration where this holds'),
+    max: z.number().int().positive().optional().describe('iteration limit for `until` (default 1000)'),
+  })
+  .meta({ id: 'RepeatSpec' });
+
+export type StepInput =
+  | z.infer<typeof OpenStep>
+  | z.infer<typeof IoctlStep>
+  | z.infer<typeof MmapStep>
+  | z.infer<typeof MunmapStep>
+  | z.infer<typeof WriteStep>
+  | z.infer<typeof FallocateStep>
+  | z.infer<typeof CloseStep>
+  | z.infer<typeof GuestStep>
+  | z.infer<typeof RunStep>
+  | RepeatStepInput;
+
+export interface RepeatStepInput {
+  name?: string;
+  note?: string;
+  repeat: z.infer<typeof RepeatSpec>;
+  steps: StepInput[];
+}
+
+export const RepeatStep: z.ZodType<RepeatStepInput> = z
+  .strictObject({
+    name: common.name,
+    note: common.note,
+    repeat: RepeatSpec,
+    get steps(): z.ZodArray<z.ZodType<StepInput>> {
+      return z.array(StepSchema);
+    },
+  })
+  .meta({ id: 'RepeatStep', description: 'repeat the body over a range, a list, or until a condition' });
+
+/** The step kinds, by the key that selects them (the loader dispatches on it for precise errors). */
+export const STEP_KINDS = {
+  open: OpenStep,
+  ioctl: IoctlStep,
+  mmap: MmapStep,
+  munmap: MunmapStep,
+  write: WriteStep,
+  fallocate: FallocateStep,
+  close: CloseStep,
+  guest: GuestStep,
+  run: RunStep,
+  repeat: RepeatStep,
+} as const;
+export type StepKind = keyof typeof STEP_KINDS;
+
+export const StepSchema: z.ZodType<StepInput> = z
+  .union([
+    OpenStep,
+    IoctlStep,
+    MmapStep,
+    MunmapStep,
+    WriteStep,
+    FallocateStep,
+    CloseStep,
+    GuestStep,
+    RunStep,
+    RepeatStep,
+  ])
+  .meta({ id: 'Step' });
+
+export const OutcomeSchema = z
+  .union([
+    z.literal('ok'),
+    z.strictObject({
+      result: z
+        .union([z.literal('ok'), z.literal('invariant'), z.enum(ERRNO_NAMES), z.enum(SIGNALS)])
+        .describe('ok, or the errno / signal of the first unexpected step'),
+      at: z.string().optional().describe('the name of the step that fails (required unless result is ok)'),
+      why: z.string().optional().describe('what in the sources says so'),
+    }),
+  ])
+  .meta({ id: 'Outcome', description: 'the documented outcome on one kernel profile' });
+
+export const SourceSchema = z
+  .strictObject({
+    vmm: z.string().describe('QEMU, alioth, cloud-hypervisor, KVM selftests, ...'),
+    version: z.string().describe('tag, release or commit'),
+    file: z.union([z.string(), z.array(z.string()).min(1)]).describe('the source file(s) transcribed'),
+    url: z.string().optional(),
+    notes: z.string().optional(),
+  })
+  .meta({ id: 'Source' });
+
+export const FlowSchema = z
+  .strictObject({
+    $schema: z.string().optional(),
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._-]*$/)
+      .describe('flow id (lower case, digits, . _ -)'),
+    title: z.string(),
+    description: z.string().optional(),
+    platform: z.enum(['generic', 'snp', 'tdx']),
+    source: SourceSchema,
+    outcomes: z
+      .record(z.string(), OutcomeSchema)
+      .describe('per kernel profile (or `others`), the outcome the sources say the flow has'),
+    steps: z.array(StepSchema).min(1),
+  })
+  .meta({
+    id: 'Flow',
+    title: 'gmemlab flow',
+    description: 'A VMM call sequence run against modelled kernels',
+  });
+
+export type FlowInput = z.infer<typeof FlowSchema>;
+export type OutcomeInput = z.infer<typeof OutcomeSchema>;
+export type ExpectInput = z.infer<typeof ExpectSchema>;
+export type DataInput = z.infer<typeof DataSchema>;
+export type GuestOpInput = z.infer<typeof GuestOpSchema>;
+
+/** The JSON Schema editors use (draft-07 for the widest editor support). */
+export function flowJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(FlowSchema, { target: 'draft-7', unrepresentable: 'any' }) as Record<string, unknown>;
+}

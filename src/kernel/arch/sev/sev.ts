@@ -1,0 +1,520 @@
+/**
+ * KVM's SEV side for SEV, SEV-ES and SEV-SNP VMs. Mirrors arch/x86/kvm/svm/sev.c at
+ * torvalds/linux 0097f9df996f (the 6.11..6.19 populate code), with the 6.11-rc1 and 7.0 differences
+ * taken from profile.sev / profile.gmem: sev_mem_enc_ioctl() dispatch, KVM_SEV_INIT2
+ * (__sev_guest_init), KVM_SEV_SNP_LAUNCH_START / _UPDATE (kvm_gmem_populate +
+ * sev_gmem_post_populate) / _FINISH (snp_launch_update_vmsa), sev_gmem_prepare(), and the guest's
+ * PVALIDATE. Parity: every check these functions make before the firmware, in their order.
+ * Not modelled: legacy SEV launch commands (KVM_SEV_LAUNCH_*, SEND/RECEIVE, DBG), mirror VMs and
+ * intra-host migration, 2 MiB RMP entries, ID block signature checks, vCPU creation races (-EBUSY).
+ */
+import * as K from '../../../uapi/kvm.js';
+import * as S from '../../../uapi/sev.js';
+import { InvariantViolation, KernelError, kerr } from '../../errors.js';
+import type { Host } from '../../host.js';
+import { gmemWritePage, kvmGmemPopulate, type PostPopulate } from '../../kvm/guest-memfd.js';
+import type { Vcpu } from '../../kvm/vcpu.js';
+import type { Vm } from '../../kvm/vm.js';
+import { copyFromUser, copyToUser, pageAligned, type UStruct, u8, u16, u32, u64 } from '../../uaccess.js';
+import type { ArchVm, GuestOpResult } from '../arch-vm.js';
+import { SNP_PAGE_TYPE_VMSA, SNP_VMSA_GPA } from './launch-digest.js';
+import { SevDevFile, type SnpPlatform } from './platform.js';
+import type { SnpLaunchPage } from './psp.js';
+import {
+  applyRegs,
+  applySregs,
+  KVM_SET_FPU,
+  KVM_SET_MSRS,
+  type SevVcpu,
+  setFpu,
+  setMsrs,
+  svmResetState,
+} from './svm-vcpu.js';
+import { encodeVmsa } from './vmsa.js';
+
+/** sev_supported_vmsa_features on the modelled host: DebugSwap (sev_hardware_setup). */
+export const SEV_SUPPORTED_VMSA_FEATURES = BigInt(S.SVM_SEV_FEAT_DEBUG_SWAP);
+const GHCB_VERSION_MAX = 2;
+const GHCB_VERSION_DEFAULT = 2;
+
+const SNP_PAGE_TYPES = new Set([
+  S.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
+  S.KVM_SEV_SNP_PAGE_TYPE_ZERO,
+  S.KVM_SEV_SNP_PAGE_TYPE_UNMEASURED,
+  S.KVM_SEV_SNP_PAGE_TYPE_SECRETS,
+  S.KVM_SEV_SNP_PAGE_TYPE_CPUID,
+]);
+
+/** struct kvm_sev_info, for one VM. */
+export class SevInfo {
+  needInit: boolean;
+  active = false;
+  esActive = false;
+  vmsaFeatures = 0n;
+  ghcbVersion = 0;
+  asid = 0;
+  /** The PSP guest context handle (sev->snp_context). */
+  snpContext: number | undefined;
+  /** sev->fd, remembered by SNP_LAUNCH_START. */
+  fd = -1;
+  policy = 0n;
+
+  constructor(readonly vmType: number) {
+    // svm_vm_init(): SEV VM types need KVM_SEV_INIT2.
+    this.needInit =
+      vmType === K.KVM_X86_SEV_VM || vmType === K.KVM_X86_SEV_ES_VM || vmType === K.KVM_X86_SNP_VM;
+  }
+
+  get sevGuest(): boolean {
+    return this.active;
+  }
+  get sevEsGuest(): boolean {
+    return this.active && this.esActive;
+  }
+  get sevSnpGuest(): boolean {
+    return this.sevEsGuest && (this.vmsaFeatures & BigInt(S.SVM_SEV_FEAT_SNP_ACTIVE)) !== 0n;
+  }
+}
+
+/** The kvm_sev_cmd as the handlers see it: id, sev_fd and the error written back. */
+interface SevCmd {
+  id: number;
+  sevFd: number;
+  error: number;
+  data: unknown;
+}
+
+type FwRc = 0 | 'EBADF' | 'EIO';
+
+/**
+ * __sev_issue_cmd(): the fd must be /dev/sev (-EBADF), then the firmware runs; a non-zero status
+ * is -EIO with the status in *error (sev_do_cmd() writes the status for every command it issues).
+ */
+function sevIssueCmd(host: Host, fd: number, err: { error: number }, fw: () => number): FwRc {
+  let f: unknown;
+  try {
+    f = host.fds.lookup(fd);
+  } catch (e) {
+    if (e instanceof KernelError) return 'EBADF';
+    throw e;
+  }
+  if (!(f instanceof SevDevFile)) return 'EBADF';
+  const status = fw();
+  err.error = status;
+  return status === 0 ? 0 : 'EIO';
+}
+
+function cmdId(v: unknown): number {
+  if (typeof v === 'string') {
+    if (!Object.hasOwn(S.KVM_SEV_CMDS, v)) throw kerr('EINVAL', `sev_mem_enc_ioctl: unknown command '${v}'`);
+    return S.KVM_SEV_CMDS[v]!;
+  }
+  return Number(u32({ id: v }, 'id'));
+}
+
+/** sev_mem_enc_ioctl(). `arch` is undefined for VM types that are not SEV types (default, SW_PROTECTED). */
+export function sevMemEncIoctl(
+  vm: Vm,
+  platform: SnpPlatform,
+  arch: SevArchVm | undefined,
+  raw: UStruct,
+): number {
+  const c: SevCmd = {
+    id: cmdId(raw['id']),
+    sevFd: Number(u32(raw, 'sev_fd')),
+    error: Number(u32(raw, 'error')),
+    data: raw['data'],
+  };
+  const sev = arch?.sev;
+  const t = vm.host.tracer;
+  // Once INIT2 made the VM an SNP guest, only SNP commands (no copy back: goto out).
+  if (sev?.sevSnpGuest && c.id < S.KVM_SEV_SNP_LAUNCH_START)
+    throw kerr('EPERM', 'sev_mem_enc_ioctl: legacy SEV command on an SNP guest');
+  const known = Object.values(S.KVM_SEV_CMDS).includes(c.id);
+  if (!known) throw kerr('EINVAL', `sev_mem_enc_ioctl: unknown command id ${c.id}`);
+  try {
+    switch (c.id) {
+      case S.KVM_SEV_INIT:
+      case S.KVM_SEV_ES_INIT:
+        // sev_guest_init(): only for KVM_X86_DEFAULT_VM.
+        if (vm.type !== K.KVM_X86_DEFAULT_VM)
+          throw kerr('EINVAL', 'sev_guest_init: VM type is not KVM_X86_DEFAULT_VM');
+        throw kerr('EOPNOTSUPP', 'sev_guest_init: legacy KVM_SEV_INIT is not modelled by gmemlab');
+      case S.KVM_SEV_INIT2:
+        return t.within('sev_guest_init2', () => sevGuestInit2(vm, platform, sev, c));
+      case S.KVM_SEV_SNP_LAUNCH_START:
+        return t.within('snp_launch_start', () => snpLaunchStart(vm, platform, sev, c));
+      case S.KVM_SEV_SNP_LAUNCH_UPDATE:
+        return t.within('snp_launch_update', () => snpLaunchUpdate(vm, platform, sev, c));
+      case S.KVM_SEV_SNP_LAUNCH_FINISH:
+        return t.within('snp_launch_finish', () => snpLaunchFinish(vm, platform, arch, c));
+      case S.KVM_SEV_LAUNCH_UPDATE_VMSA:
+        if (!sev?.sevEsGuest) throw kerr('ENOTTY', 'sev_launch_update_vmsa: not an SEV-ES guest');
+        throw kerr('EOPNOTSUPP', 'sev_launch_update_vmsa: legacy SEV-ES launch is not modelled by gmemlab');
+      default:
+        // Every legacy handler starts with sev_guest(kvm) -> -ENOTTY.
+        if (!sev?.sevGuest) throw kerr('ENOTTY', `sev_mem_enc_ioctl: command ${c.id} needs an SEV guest`);
+        throw kerr('EOPNOTSUPP', `sev_mem_enc_ioctl: legacy SEV command ${c.id} is not modelled by gmemlab`);
+    }
+  } finally {
+    // copy_to_user(argp, &sev_cmd): the error field goes back whatever the result.
+    copyToUser(raw, 'error', BigInt(c.error >>> 0));
+  }
+}
+
+/** sev_guest_init2() and __sev_guest_init(), checks in their order. */
+function sevGuestInit2(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined, c: SevCmd): number {
+  if (!sev?.needInit) throw kerr('EINVAL', 'sev_guest_init2: VM already initialized or not an SEV VM type');
+  if (vm.type !== K.KVM_X86_SEV_VM && vm.type !== K.KVM_X86_SEV_ES_VM && vm.type !== K.KVM_X86_SNP_VM)
+    throw kerr('EINVAL', 'sev_guest_init2: VM type is not SEV, SEV-ES or SNP');
+  const data = copyFromUser(c.data, 'kvm_sev_init');
+  const esActive = vm.type !== K.KVM_X86_SEV_VM;
+  const valid = esActive ? SEV_SUPPORTED_VMSA_FEATURES : 0n;
+  if (vm.vcpus.size > 0) throw kerr('EINVAL', '__sev_guest_init: vCPUs already created');
+  if (u32(data, 'flags') !== 0n) throw kerr('EINVAL', '__sev_guest_init: flags must be 0');
+  const features = u64(data, 'vmsa_features');
+  if (features & ~valid)
+    throw kerr('EINVAL', `__sev_guest_init: vmsa_features 0x${features.toString(16)} not supported`);
+  const ghcb = Number(u16(data, 'ghcb_version'));
+  if (ghcb > GHCB_VERSION_MAX || (!esActive && ghcb))
+    throw kerr('EINVAL', `__sev_guest_init: ghcb_version ${ghcb} not valid for this VM type`);
+  if (sev.active) throw kerr('EINVAL', '__sev_guest_init: already active');
+  sev.asid = platform.asidNew(esActive);
+  sev.active = true;
+  sev.esActive = esActive;
+  sev.vmsaFeatures = features;
+  sev.ghcbVersion = esActive && !ghcb ? GHCB_VERSION_DEFAULT : ghcb;
+  if (vm.type === K.KVM_X86_SNP_VM) sev.vmsaFeatures |= BigInt(S.SVM_SEV_FEAT_SNP_ACTIVE);
+  sev.needInit = false;
+  return 0;
+}
+
+/** snp_launch_start(), then snp_context_create() (GCTX_CREATE), SNP_LAUNCH_START, snp_bind_asid(). */
+function snpLaunchStart(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined, c: SevCmd): number {
+  if (!sev?.sevSnpGuest) throw kerr('ENOTTY', 'snp_launch_start: not an SNP guest (KVM_SEV_INIT2 first)');
+  const params = copyFromUser(c.data, 'kvm_sev_snp_launch_start');
+  if (sev.snpContext !== undefined) throw kerr('EINVAL', 'snp_launch_start: SNP context already exists');
+  if (u16(params, 'flags') !== 0n) throw kerr('EINVAL', 'snp_launch_start: flags must be 0');
+  const policy = u64(params, 'policy');
+  if (policy & ~S.SNP_POLICY_MASK_VALID)
+    throw kerr('EINVAL', `snp_launch_start: policy 0x${policy.toString(16)} has unknown bits`);
+  if (!(policy & S.SNP_POLICY_MASK_RSVD_MBO))
+    throw kerr('EINVAL', 'snp_launch_start: policy bit 17 (reserved, must be one) is clear');
+  sev.policy = policy;
+  const psp = platform.psp;
+  let handle = 0;
+  // snp_context_create(): any failure, even a bad sev_fd, is -ENOTTY.
+  const created = sevIssueCmd(vm.host, c.sevFd, c, () => {
+    handle = psp.gctxCreate();
+    return 0;
+  });
+  if (created) throw kerr('ENOTTY', `snp_context_create: SNP_GCTX_CREATE failed (${created})`);
+  sev.snpContext = handle;
+  let rc = sevIssueCmd(vm.host, c.sevFd, c, () => psp.launchStart(handle, policy));
+  if (!rc) {
+    sev.fd = c.sevFd;
+    rc = sevIssueCmd(vm.host, sev.fd, c, () => psp.activate(handle, sev.asid));
+  }
+  if (rc) {
+    // snp_decommission_context()
+    psp.decommission(handle);
+    sev.snpContext = undefined;
+    throw kerr(rc, `snp_launch_start: firmware failed (status 0x${c.error.toString(16)})`);
+  }
+  return 0;
+}
+
+/** snp_launch_update(): checks, then kvm_gmem_populate() with sev_gmem_post_populate(). */
+function snpLaunchUpdate(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined, c: SevCmd): number {
+  if (!sev?.sevSnpGuest || sev.snpContext === undefined)
+    throw kerr('EINVAL', 'snp_launch_update: not an SNP guest or no SNP context (LAUNCH_START first)');
+  const params = copyFromUser(c.data, 'kvm_sev_snp_launch_update');
+  const gfnStart = u64(params, 'gfn_start');
+  const uaddr = u64(params, 'uaddr');
+  const len = u64(params, 'len');
+  const type = Number(u8(params, 'type'));
+  if (!pageAligned(len) || u16(params, 'flags') !== 0n || !SNP_PAGE_TYPES.has(type))
+    throw kerr('EINVAL', 'snp_launch_update: len not page aligned, flags set or unknown page type');
+  const isZero = type === S.KVM_SEV_SNP_PAGE_TYPE_ZERO;
+  // 7.0 (b2e648758038): the source must be 4K aligned (NULL counts as aligned).
+  if (vm.profile.sev.launchUpdateSrcAligned && !isZero && !pageAligned(uaddr))
+    throw kerr('EINVAL', 'snp_launch_update: uaddr not 4K aligned');
+  const npages = Number(len >> 12n);
+  // kvm_slot_can_be_private(gfn_to_memslot()).
+  const gfn = gfnStart > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(gfnStart);
+  const slot = gfn < 0 ? undefined : vm.memslots.lookup(gfn);
+  if (!slot?.gmem) throw kerr('EINVAL', 'snp_launch_update: gfn_start is not in a guest_memfd memslot');
+  const src = isZero || uaddr === 0n ? null : Number(uaddr);
+  const fw = { error: 0 };
+  let count: number;
+  try {
+    count = kvmGmemPopulate(vm, gfn, src, npages, postPopulate(vm, platform, sev, type, c.sevFd, fw));
+  } catch (e) {
+    if (!(e instanceof KernelError)) throw e;
+    // count < 0: the errno is flattened to -EIO; error = the firmware status (0 if not from firmware).
+    c.error = fw.error;
+    throw kerr(
+      'EIO',
+      `snp_launch_update: kvm_gmem_populate failed on gfn 0x${gfnStart.toString(16)} (${e.code}: ${e.reason})`,
+      e.explanation,
+    );
+  }
+  copyToUser(params, 'gfn_start', gfnStart + BigInt(count));
+  copyToUser(params, 'len', len - BigInt(count) * 4096n);
+  if (!isZero) copyToUser(params, 'uaddr', uaddr + BigInt(count) * 4096n);
+  return 0;
+}
+
+/** sev_gmem_post_populate() for one 4 KiB page. */
+function postPopulate(
+  vm: Vm,
+  platform: SnpPlatform,
+  sev: SevInfo,
+  type: number,
+  sevFd: number,
+  fw: { error: number },
+): PostPopulate {
+  const host = vm.host;
+  const t = host.tracer;
+  const rmp = platform.rmp;
+  return ({ gfn, pfn, inode, index, src, srcPage }) => {
+    if (type !== S.KVM_SEV_SNP_PAGE_TYPE_ZERO && src === null)
+      throw kerr('EINVAL', 'sev_gmem_post_populate: no source for a non-ZERO page (WARN_ON_ONCE)');
+    // snp_lookup_rmpentry(): the page must still be hypervisor-owned.
+    if (rmp.assigned(pfn)) {
+      throw kerr(
+        vm.profile.sev.postPopulateAssignedEexist ? 'EEXIST' : 'EINVAL',
+        'sev_gmem_post_populate: RMP entry already assigned',
+        `gfn 0x${gfn.toString(16)}: ${rmp.describe(pfn)}`,
+      );
+    }
+    if (src !== null) {
+      // 6.11..6.19: copy_from_user(); 7.0: memcpy from the page common code pinned.
+      const bytes = vm.profile.gmem.populateGupInCommonCode
+        ? (srcPage ?? null)
+        : t.within('copy_from_user', () => host.mm.gupRead(src));
+      gmemWritePage(host, inode, index, bytes, 'sev_gmem_post_populate (copy source)');
+    }
+    rmp.makePrivate(pfn, gfn, sev.asid, true, 'pre-guest', t.here('rmp_make_private'));
+    const page: SnpLaunchPage = {
+      pfn,
+      read: () => inode.readPage(index) ?? new Uint8Array(4096),
+      write: (b) => gmemWritePage(host, inode, index, b, 'SNP_LAUNCH_UPDATE (firmware write)'),
+    };
+    const since = t.here('SNP_LAUNCH_UPDATE');
+    const rc = sevIssueCmd(host, sevFd, fw, () =>
+      platform.psp.launchUpdate(sev.snpContext!, page, type, since),
+    );
+    if (rc) {
+      // snp_page_reclaim(): the page is hypervisor-owned again.
+      if (platform.psp.pageReclaim(pfn) === 0) {
+        rmp.makeShared(pfn, pfn + 1);
+        // Invalid CPUID entries: the firmware wrote the expected values into the page; KVM copies
+        // them back to the source (a failed copy is only logged).
+        if (type === S.KVM_SEV_SNP_PAGE_TYPE_CPUID && fw.error === S.SEV_RET_INVALID_PARAM && src !== null) {
+          const back = inode.readPage(index) ?? new Uint8Array(4096);
+          try {
+            host.mm.gupWrite(src, 0, back);
+          } catch (e) {
+            if (!(e instanceof KernelError)) throw e;
+          }
+        }
+      }
+      throw kerr(rc, `sev_gmem_post_populate: SNP_LAUNCH_UPDATE failed (status 0x${fw.error.toString(16)})`);
+    }
+  };
+}
+
+/** snp_launch_finish(): VMSAs measured (snp_launch_update_vmsa), then SNP_LAUNCH_FINISH. */
+function snpLaunchFinish(vm: Vm, platform: SnpPlatform, arch: SevArchVm | undefined, c: SevCmd): number {
+  const sev = arch?.sev;
+  if (!arch || !sev?.sevSnpGuest) throw kerr('ENOTTY', 'snp_launch_finish: not an SNP guest');
+  if (sev.snpContext === undefined) throw kerr('EINVAL', 'snp_launch_finish: no SNP context');
+  const params = copyFromUser(c.data, 'kvm_sev_snp_launch_finish');
+  if (u16(params, 'flags') !== 0n) throw kerr('EINVAL', 'snp_launch_finish: flags must be 0');
+  const host = vm.host;
+  const t = host.tracer;
+  const rmp = platform.rmp;
+  t.within('snp_launch_update_vmsa', () => {
+    for (const vcpu of vm.vcpus.values()) {
+      const sv = arch.vcpuOf(vcpu);
+      t.within('sev_es_sync_vmsa', () => arch.syncVmsa(vcpu, sv));
+      rmp.makePrivate(
+        sv.vmsaPfn,
+        Number(SNP_VMSA_GPA >> 12n),
+        sev.asid,
+        true,
+        'pre-guest',
+        t.here('rmp_make_private (VMSA)'),
+        true,
+      );
+      const page: SnpLaunchPage = { pfn: sv.vmsaPfn, read: () => sv.vmsa!, write: () => {} };
+      const since = t.here('SNP_LAUNCH_UPDATE (VMSA)');
+      const rc = sevIssueCmd(host, c.sevFd, c, () =>
+        platform.psp.launchUpdate(sev.snpContext!, page, SNP_PAGE_TYPE_VMSA, since),
+      );
+      if (rc) {
+        if (platform.psp.pageReclaim(sv.vmsaPfn) === 0) rmp.makeShared(sv.vmsaPfn, sv.vmsaPfn + 1);
+        throw kerr(rc, `snp_launch_update_vmsa: vCPU ${vcpu.id} VMSA LAUNCH_UPDATE failed`);
+      }
+      sv.guestStateProtected = true;
+    }
+  });
+  let idBlockEn = false;
+  if (u8(params, 'id_block_en')) {
+    // psp_copy_user_blob(): the blobs must be readable (their signatures are not modelled).
+    readUserBlob(host, u64(params, 'id_block_uaddr'), S.KVM_SEV_SNP_ID_BLOCK_SIZE, 'id_block');
+    readUserBlob(host, u64(params, 'id_auth_uaddr'), S.KVM_SEV_SNP_ID_AUTH_SIZE, 'id_auth');
+    idBlockEn = true;
+  }
+  const hostData = bytesField(params['host_data'], S.KVM_SEV_SNP_FINISH_DATA_SIZE);
+  const rc = sevIssueCmd(host, sev.fd, c, () =>
+    platform.psp.launchFinish(sev.snpContext!, hostData, idBlockEn),
+  );
+  if (rc) throw kerr(rc, `snp_launch_finish: SNP_LAUNCH_FINISH failed (status 0x${c.error.toString(16)})`);
+  // No more LAUNCH_UPDATE: private pages can be given to the guest by making the RMP entry private.
+  arch.preFaultAllowed = true;
+  return 0;
+}
+
+function readUserBlob(host: Host, addr: bigint, len: number, what: string): Uint8Array {
+  if (addr === 0n || !host.mm.mapped(Number(addr), len))
+    throw kerr('EFAULT', `psp_copy_user_blob: ${what} not readable`);
+  return host.mm.read(addr, len);
+}
+
+function bytesField(v: unknown, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  if (v instanceof Uint8Array) out.set(v.subarray(0, n));
+  else if (Array.isArray(v)) out.set(v.slice(0, n).map((x) => Number(x) & 0xff));
+  return out;
+}
+
+/** The ArchVm of KVM_X86_SEV_VM, KVM_X86_SEV_ES_VM and KVM_X86_SNP_VM on the 'snp' platform. */
+export class SevArchVm implements ArchVm {
+  readonly name: string;
+  readonly hasPrivateMem: boolean;
+  readonly privacySource: 'guest' | 'none';
+  /** svm_vm_init(): pre_fault_allowed = !has_private_mem. */
+  preFaultAllowed: boolean;
+  readonly sev: SevInfo;
+  private readonly vcpuState = new Map<Vcpu, SevVcpu>();
+
+  constructor(
+    readonly vm: Vm,
+    readonly platform: SnpPlatform,
+  ) {
+    const snp = vm.type === K.KVM_X86_SNP_VM;
+    this.name = snp ? 'snp' : vm.type === K.KVM_X86_SEV_ES_VM ? 'sev-es' : 'sev';
+    this.hasPrivateMem = snp;
+    this.privacySource = snp ? 'guest' : 'none';
+    this.preFaultAllowed = !snp;
+    this.sev = new SevInfo(vm.type);
+  }
+
+  memEncryptOp(cmd: UStruct): number {
+    return sevMemEncIoctl(this.vm, this.platform, this, cmd);
+  }
+
+  /** sev_es_vcpu_create(): the VMSA page (snp_safe_alloc_page). */
+  vcpuCreated(vcpu: Vcpu): void {
+    this.vcpuState.set(vcpu, {
+      vmsaPfn: this.vm.host.reservePfns(1),
+      state: svmResetState(),
+      vmsa: undefined,
+      guestStateProtected: false,
+    });
+  }
+
+  vcpuOf(vcpu: Vcpu): SevVcpu {
+    let s = this.vcpuState.get(vcpu);
+    if (!s) {
+      this.vcpuCreated(vcpu);
+      s = this.vcpuState.get(vcpu)!;
+    }
+    return s;
+  }
+
+  vcpuIoctl(vcpu: Vcpu, request: number, _name: string, arg: unknown): number | undefined {
+    const sv = this.vcpuOf(vcpu);
+    switch (request) {
+      case KVM_SET_FPU:
+        return setFpu(sv.state, arg);
+      case KVM_SET_MSRS:
+        return setMsrs(sv.state, arg);
+      default:
+        return undefined;
+    }
+  }
+
+  /** sev_es_sync_vmsa(): the save area from the vCPU's registers, SEV_FEATURES = vmsa_features. */
+  syncVmsa(vcpu: Vcpu, sv: SevVcpu): void {
+    if (sv.guestStateProtected) {
+      if (this.vm.profile.sev.syncVmsaRejectsProtected)
+        throw kerr('EINVAL', 'sev_es_sync_vmsa: vCPU state already protected (VMSA encrypted)');
+      // Before 9b9f7962e3e8 KVM writes the guest-owned VMSA: an RMP #PF oopses the host.
+      throw new InvariantViolation(
+        'no-host-access-to-private',
+        `sev_es_sync_vmsa wrote vCPU ${vcpu.id}'s VMSA, ${this.platform.rmp.describe(sv.vmsaPfn)}: host RMP #PF (kernel oops), fixed by 9b9f7962e3e8`,
+      );
+    }
+    const st = { ...sv.state };
+    const sregs = vcpu.archState['sregs'];
+    if (sregs && typeof sregs === 'object') applySregs(st, sregs as UStruct);
+    const regs = vcpu.archState['regs'];
+    if (regs && typeof regs === 'object') applyRegs(st, regs as UStruct);
+    st.sevFeatures = this.sev.vmsaFeatures;
+    sv.state = st;
+    sv.vmsa = encodeVmsa(st);
+  }
+
+  /** kvm_arch_gmem_prepare() = sev_gmem_prepare(): an unassigned page becomes guest-owned, not validated. */
+  gmemPrepare(gfn: number, pfn: number): void {
+    if (!this.sev.sevSnpGuest) return;
+    const rmp = this.platform.rmp;
+    if (rmp.assigned(pfn)) return;
+    rmp.makePrivate(
+      pfn,
+      gfn,
+      this.sev.asid,
+      false,
+      'guest-invalid',
+      this.vm.host.tracer.here('rmp_make_private'),
+    );
+  }
+
+  finalized(): boolean {
+    const h = this.sev.snpContext;
+    return h !== undefined && this.platform.psp.context(h)?.state === 'RUNNING';
+  }
+
+  /**
+   * PVALIDATE of [gpa, gpa+size) by the guest: each page is faulted in privately (NPT), then its RMP
+   * entry must belong to this guest at this GPA; Guest-Invalid becomes Guest-Valid. A page already
+   * valid is left alone (PVALIDATE_FAIL_NOUPDATE to the guest).
+   */
+  guestAccept(vcpu: Vcpu, gpa: number, size: number): GuestOpResult | undefined {
+    if (!this.sev.sevSnpGuest) return undefined;
+    const rmp = this.platform.rmp;
+    const first = Math.floor(gpa / 4096);
+    const last = Math.ceil((gpa + Math.max(size, 1)) / 4096);
+    for (let gfn = first; gfn < last; gfn++) {
+      const r = this.vm.mmu.fault(vcpu, gfn, true, { write: false, prefetch: false });
+      if (r.kind !== 'fixed' || !r.private) continue;
+      const pfn = r.inode.pfn(r.index);
+      const e = rmp.lookup(pfn);
+      if (!e || e.asid !== this.sev.asid || pfn + e.gfnDelta !== gfn) continue; // #VC / FAIL_INPUT to the guest
+      if (e.state === 'guest-invalid')
+        rmp.update(pfn, { state: 'guest-valid' }, this.vm.host.tracer.here('PVALIDATE'));
+    }
+    return { kind: 'done' };
+  }
+
+  /** sev_vm_destroy(): the SNP context is decommissioned, VMSA pages reclaimed, the ASID freed. */
+  destroy(): void {
+    const h = this.sev.snpContext;
+    if (h !== undefined) this.platform.psp.decommission(h);
+    for (const sv of this.vcpuState.values()) this.platform.rmp.makeShared(sv.vmsaPfn, sv.vmsaPfn + 1);
+    if (this.sev.active) this.platform.asidFree(this.sev.asid);
+  }
+}

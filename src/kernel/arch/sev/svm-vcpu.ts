@@ -1,0 +1,215 @@
+/**
+ * The SVM vCPU state an SEV-ES/SNP VMSA is built from: KVM's reset state (arch/x86/kvm/svm/svm.c
+ * init_vmcb(), x86.c kvm_vcpu_reset()), what the VMM sets with KVM_SET_REGS / KVM_SET_SREGS /
+ * KVM_SET_FPU / KVM_SET_MSRS (svm_set_segment(), svm_set_cr0/cr4, svm_set_efer()), and
+ * sev_es_sync_vmsa() (arch/x86/kvm/svm/sev.c), which copies it into the save area with SEV_FEATURES
+ * = the VM's vmsa_features. Not modelled: XSAVE/XCRS ioctls (XCR0 stays at reset, x87/XMM/YMM
+ * register files are zero), debug registers set by the VMM (DR6/DR7 stay at reset), CET/LBR state.
+ */
+import { copyFromUser, type UStruct, u16, u32, u64 } from '../../uaccess.js';
+import type { SevVcpuState, VmcbSegment } from './vmsa.js';
+
+export { KVM_SET_FPU, KVM_SET_MSRS } from '../../../uapi/kvm.js';
+/** MSR_IA32_CR_PAT, which the VMCB keeps as G_PAT. */
+export const MSR_IA32_CR_PAT = 0x277;
+
+const X86_CR0_CD = 1n << 30n;
+const X86_CR0_NW = 1n << 29n;
+const X86_CR4_MCE = 1n << 6n;
+const EFER_SVME = 1n << 12n;
+/** MSR_IA32_CR_PAT_DEFAULT. */
+const PAT_DEFAULT = 0x0007040600070406n;
+
+const seg = (selector: number, attrib: number, limit: number, base = 0n): VmcbSegment => ({
+  selector,
+  attrib,
+  limit,
+  base,
+});
+
+/** The vCPU's VMCB save area and arch registers right after KVM_CREATE_VCPU (kvm_vcpu_reset). */
+export function svmResetState(): SevVcpuState {
+  return {
+    es: seg(0, 0x93, 0xffff),
+    cs: seg(0xf000, 0x9b, 0xffff, 0xffff0000n),
+    ss: seg(0, 0x93, 0xffff),
+    ds: seg(0, 0x93, 0xffff),
+    fs: seg(0, 0x93, 0xffff),
+    gs: seg(0, 0x93, 0xffff),
+    gdtr: seg(0, 0, 0xffff),
+    ldtr: seg(0, 0x82, 0xffff),
+    idtr: seg(0, 0, 0xffff),
+    tr: seg(0, 0x8b, 0xffff),
+    vmpl: 0,
+    cpl: 0,
+    efer: EFER_SVME,
+    xss: 0n,
+    // CR0 = CD|NW|ET at reset; KVM_X86_QUIRK_CD_NW_CLEARED keeps CD/NW out of the hardware CR0.
+    cr0: 0x10n,
+    cr3: 0n,
+    // svm_set_cr4(): the host's CR4.MCE is always set in the hardware CR4.
+    cr4: X86_CR4_MCE,
+    dr7: 0x400n,
+    dr6: 0xffff0ff0n,
+    rflags: 0x2n,
+    rip: 0xfff0n,
+    rsp: 0n,
+    rax: 0n,
+    star: 0n,
+    lstar: 0n,
+    cstar: 0n,
+    sfmask: 0n,
+    kernelGsBase: 0n,
+    sysenterCs: 0n,
+    sysenterEsp: 0n,
+    sysenterEip: 0n,
+    cr2: 0n,
+    gPat: PAT_DEFAULT,
+    pkru: 0,
+    tscAux: 0,
+    rcx: 0n,
+    // kvm_vcpu_reset(): RDX = CPUID.1.EAX, or 0x600 when userspace has set no CPUID yet.
+    rdx: 0x600n,
+    rbx: 0n,
+    rbp: 0n,
+    rsi: 0n,
+    rdi: 0n,
+    r8: 0n,
+    r9: 0n,
+    r10: 0n,
+    r11: 0n,
+    r12: 0n,
+    r13: 0n,
+    r14: 0n,
+    r15: 0n,
+    sevFeatures: 0n,
+    virtualTom: 0n,
+    xcr0: 1n, // XFEATURE_MASK_FP
+    // fpstate_init(): FCW 0x37F, MXCSR 0x1F80.
+    mxcsr: 0x1f80,
+    x87Ftw: 0,
+    x87Fsw: 0,
+    x87Fcw: 0x37f,
+  };
+}
+
+/** Per-vCPU SEV state: the VMSA page and whether it is encrypted (guest_state_protected). */
+export interface SevVcpu {
+  /** Host pfn of the VMSA page (snp_safe_alloc_page at vCPU creation). */
+  readonly vmsaPfn: number;
+  /** The save area as KVM holds it before encryption. */
+  state: SevVcpuState;
+  /** The VMSA bytes, written by sev_es_sync_vmsa(). */
+  vmsa: Uint8Array | undefined;
+  guestStateProtected: boolean;
+}
+
+/** svm_set_segment(): struct kvm_segment -> VMCB attrib / limit / base / selector. */
+function toVmcbSeg(s: unknown, what: string): VmcbSegment {
+  const k = copyFromUser(s, what);
+  const bit = (name: string, shift: number, width = 1): number =>
+    (Number(u32(k, name)) & ((1 << width) - 1)) << shift;
+  const unusable = u32(k, 'unusable') !== 0n;
+  const attrib = unusable
+    ? 0
+    : bit('type', 0, 4) |
+      bit('s', 4) |
+      bit('dpl', 5, 2) |
+      bit('present', 7) |
+      bit('avl', 8) |
+      bit('l', 9) |
+      bit('db', 10) |
+      bit('g', 11);
+  return {
+    selector: Number(u16(k, 'selector')),
+    attrib,
+    limit: Number(u32(k, 'limit')),
+    base: u64(k, 'base'),
+  };
+}
+
+/** The state KVM_SET_SREGS / KVM_SET_REGS stored (vm.ts keeps the structs in vcpu.archState). */
+export function applySregs(st: SevVcpuState, sregs: UStruct): void {
+  for (const [name, field] of [
+    ['cs', 'cs'],
+    ['ds', 'ds'],
+    ['es', 'es'],
+    ['fs', 'fs'],
+    ['gs', 'gs'],
+    ['ss', 'ss'],
+    ['tr', 'tr'],
+    ['ldt', 'ldtr'],
+  ] as const) {
+    if (sregs[name] !== undefined) st[field] = toVmcbSeg(sregs[name], `kvm_sregs.${name}`);
+  }
+  // svm_set_segment(SS): CPL follows SS.DPL.
+  if (sregs['ss'] !== undefined) st.cpl = (st.ss.attrib >> 5) & 3;
+  for (const [name, field] of [
+    ['gdt', 'gdtr'],
+    ['idt', 'idtr'],
+  ] as const) {
+    if (sregs[name] === undefined) continue;
+    const d = copyFromUser(sregs[name], `kvm_sregs.${name}`);
+    st[field] = { selector: 0, attrib: 0, limit: Number(u16(d, 'limit')), base: u64(d, 'base') };
+  }
+  if ('cr0' in sregs) st.cr0 = u64(sregs, 'cr0') & ~(X86_CR0_CD | X86_CR0_NW);
+  if ('cr3' in sregs) st.cr3 = u64(sregs, 'cr3');
+  if ('cr4' in sregs) st.cr4 = u64(sregs, 'cr4') | X86_CR4_MCE;
+  if ('efer' in sregs) st.efer = u64(sregs, 'efer') | EFER_SVME; // svm_set_efer()
+}
+
+const GPRS = [
+  'rax',
+  'rbx',
+  'rcx',
+  'rdx',
+  'rsi',
+  'rdi',
+  'rsp',
+  'rbp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+  'rflags',
+] as const;
+
+export function applyRegs(st: SevVcpuState, regs: UStruct): void {
+  for (const r of GPRS) if (r in regs) st[r] = u64(regs, r);
+}
+
+/** KVM_SET_FPU (kvm_arch_vcpu_ioctl_set_fpu): the x87 control/status and MXCSR. */
+export function setFpu(st: SevVcpuState, arg: unknown): number {
+  const f = copyFromUser(arg, 'kvm_fpu');
+  st.x87Fcw = Number(u16(f, 'fcw'));
+  st.x87Fsw = Number(u16(f, 'fsw'));
+  st.x87Ftw = Number(u16(f, 'ftwx') & 0xffn);
+  st.mxcsr = Number(u32(f, 'mxcsr'));
+  return 0;
+}
+
+/** KVM_SET_MSRS: the MSRs the VMSA records; returns the number set, stopping at the first unknown. */
+export function setMsrs(st: SevVcpuState, arg: unknown): number {
+  const m = copyFromUser(arg, 'kvm_msrs');
+  const entries = Array.isArray(m['entries']) ? (m['entries'] as unknown[]) : [];
+  const n = Math.min(Number(u32(m, 'nmsrs')), entries.length);
+  let done = 0;
+  for (; done < n; done++) {
+    const e = copyFromUser(entries[done], 'kvm_msr_entry');
+    const index = Number(u32(e, 'index'));
+    const data = u64(e, 'data');
+    if (index !== MSR_IA32_CR_PAT) break; // the model knows PAT only: kvm_set_msr() fails -> partial count
+    // kvm_pat_valid(): every byte must be a valid memory type (0, 1, 4, 5, 6, 7).
+    for (let i = 0n; i < 64n; i += 8n) {
+      const t = Number((data >> i) & 0xffn);
+      if (t === 2 || t === 3 || t > 7) return done;
+    }
+    st.gPat = data;
+  }
+  return done;
+}

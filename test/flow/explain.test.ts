@@ -1,0 +1,116 @@
+/**
+ * Explanations built from provenance. The founding case (seed mail, 2024-07-13): on the dev tree with
+ * patch 09/12, KVM_TDX_INIT_MEM_REGION fails with EEXIST at the first section because the
+ * KVM_PRE_FAULT_MEMORY step before it marked the folio up to date (kvm_gmem_prepare_folio).
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import '../../src/kernel/arch/register.js';
+import { loadFlow, parseFlow } from '../../src/flow/loader.js';
+import { runFlow } from '../../src/flow/runner.js';
+
+const flows = join(import.meta.dirname, '../../flows');
+
+describe('explanations', () => {
+  it('founding case: EEXIST at the first INIT_MEM_REGION names the pre-fault step and the kernel path', () => {
+    const flow = loadFlow(join(flows, 'qemu-tdx-wip-2024.yaml'));
+    const run = runFlow(flow, { kernel: 'tdx-dev-2024-07+eexist' });
+    const f = run.firstUnexpected!;
+    expect(f.name).toBe('init-mem-bfv');
+    expect(f.outcome).toMatchObject({ kind: 'errno', code: 'EEXIST', errno: 17 });
+    const pre = run.steps.find((s) => s.name === 'pre-fault-bfv')!;
+    expect(pre.n).toBe(f.n - 1);
+    // The explanation rewrites the model's "call #N" into the flow's step number and name.
+    expect(f.explanation).toContain(`since step ${pre.n} 'pre-fault-bfv'`);
+    expect(f.explanation).toContain('KVM_PRE_FAULT_MEMORY > ');
+    expect(f.explanation).toContain('kvm_gmem_prepare_folio');
+    expect(f.explanation).toContain('kvm_gmem_populate');
+    expect(f.explanation).not.toMatch(/call #\d+/);
+    // The run stops there.
+    expect(run.steps.at(-1)).toBe(f);
+  });
+
+  it('--keep-going runs past the failure', () => {
+    const flow = loadFlow(join(flows, 'qemu-tdx-wip-2024.yaml'));
+    const stop = runFlow(flow, { kernel: 'tdx-dev-2024-07+eexist' });
+    const all = runFlow(flow, { kernel: 'tdx-dev-2024-07+eexist', keepGoing: true });
+    expect(all.steps.length).toBeGreaterThan(stop.steps.length);
+    expect(all.passed).toBe(false);
+  });
+
+  it('upstream 6.16 stops at the pre-fault: pre_fault_allowed is false until KVM_TDX_FINALIZE_VM', () => {
+    const run = runFlow(loadFlow(join(flows, 'qemu-tdx-wip-2024.yaml')), { kernel: 'v6.16' });
+    expect(run.firstUnexpected?.name).toBe('pre-fault-bfv');
+    expect(run.firstUnexpected?.outcome).toMatchObject({ kind: 'errno', code: 'EOPNOTSUPP' });
+    expect(run.firstUnexpected?.explanation).toContain('pre_fault');
+  });
+
+  it('the same flow passes on the dev tree without 09/12 and with the POC', () => {
+    const flow = loadFlow(join(flows, 'qemu-tdx-wip-2024.yaml'));
+    expect(runFlow(flow, { kernel: 'tdx-dev-2024-07' }).passed).toBe(true);
+    expect(runFlow(flow, { kernel: 'tdx-dev-2024-07+eexist+poc' }).passed).toBe(true);
+  });
+
+  it('SNP counter-example: LAUNCH_UPDATE fails with EIO and names the pre-fault that assigned the page', () => {
+    const run = runFlow(loadFlow(join(flows, 'snp-prefault-before-launch-update.yaml')), {
+      kernel: 'tdx-dev-2024-07',
+    });
+    expect(run.firstUnexpected?.name).toBe('launch-update');
+    expect(run.firstUnexpected?.outcome).toMatchObject({ kind: 'errno', code: 'EIO' });
+    expect(run.firstUnexpected?.explanation).toMatch(/since step \d+ 'pre-fault'/);
+  });
+
+  it('an expected errno is a pass; the explanation is still there', () => {
+    const text = `
+name: expected-einval
+title: KVM_CREATE_VM with a type v6.8 does not have
+platform: generic
+source: { vmm: test, version: "1", file: virt/kvm/kvm_main.c }
+outcomes: { others: ok }
+steps:
+  - open: /dev/kvm
+    as: kvm
+  - name: create-snp-vm
+    ioctl: KVM_CREATE_VM
+    fd: $kvm
+    arg: KVM_X86_SNP_VM
+    expect: EINVAL
+`;
+    const run = runFlow(parseFlow(text, 'inline.yaml'), { kernel: 'v6.8' });
+    expect(run.passed).toBe(true);
+    expect(run.steps[1]!.asExpected).toBe(true);
+    expect(run.steps[1]!.explanation).toContain('kvm_arch_init_vm');
+  });
+
+  it('a bound name that a failed step never set is a flow error, not an exception', () => {
+    const text = `
+name: flow-error
+title: uses a kvm_run field of an exit that did not happen
+platform: generic
+source: { vmm: test, version: "1", file: x.c }
+outcomes: { others: ok }
+steps:
+  - open: /dev/kvm
+    as: kvm
+  - ioctl: KVM_CREATE_VM
+    fd: $kvm
+    arg: KVM_X86_SW_PROTECTED_VM
+    as: vm
+  - ioctl: KVM_CREATE_VCPU
+    fd: $vm
+    arg: 0
+    as: vcpu
+  - run: $vcpu
+    as: exit
+    expect: any
+  - name: use-missing-field
+    ioctl: KVM_SET_MEMORY_ATTRIBUTES
+    fd: $vm
+    arg: { address: "$exit.hypercall.args[0]", size: 4096, attributes: 0, flags: 0 }
+`;
+    const run = runFlow(parseFlow(text, 'inline.yaml'), { kernel: 'v6.16' });
+    expect(run.firstUnexpected?.name).toBe('use-missing-field');
+    expect(run.firstUnexpected?.outcome.kind).toBe('flow-error');
+    expect(run.firstUnexpected?.explanation).toContain('$exit.hypercall does not exist');
+  });
+});

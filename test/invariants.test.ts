@@ -1,0 +1,150 @@
+/**
+ * The safety invariants of src/kernel/invariants: each one is silent on the real kernel profile and
+ * fires on a deliberately broken one (KernelProfile.bugs) that violates it, with the same call
+ * sequence. With invariants switched off the broken behaviour is observable instead.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  createHost,
+  getProfile,
+  type Host,
+  INVARIANTS,
+  InvariantViolation,
+  type KernelProfile,
+  type ProfileBugs,
+  uapi,
+} from '../src/index.js';
+
+const GPA = 1 << 30;
+
+function broken(base: string, bugs: ProfileBugs): KernelProfile {
+  const p = getProfile(base)!;
+  return { ...p, name: `${base}+bugs`, bugs };
+}
+
+/** SW_PROTECTED VM, one guest_memfd slot of 4 pages at GPA, private, and a vCPU. */
+function setup(kernel: string | KernelProfile, invariants = true, gmemFlags = 0) {
+  const host = createHost({ kernel, invariants });
+  const kvm = host.open('/dev/kvm');
+  const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+  const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 4 * 4096, flags: gmemFlags });
+  const hva = host.mmap({ length: 4 * 4096, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+    slot: 1,
+    flags: uapi.KVM_MEM_GUEST_MEMFD,
+    guest_phys_addr: GPA,
+    memory_size: 4 * 4096,
+    userspace_addr: hva,
+    guest_memfd: gmem,
+  });
+  host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
+    address: GPA,
+    size: 4 * 4096,
+    attributes: uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
+    flags: 0,
+  });
+  const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+  return { host, vm, gmem, vcpu };
+}
+
+function guestRead(host: Host, vcpu: number, page = 0): Uint8Array {
+  host.guest(vcpu).load([{ op: 'read', gpa: GPA + page * 4096, length: 8 }]);
+  host.ioctl(vcpu, 'KVM_RUN');
+  return host.guest(vcpu).results[0]!.data!;
+}
+
+function violation(fn: () => unknown): InvariantViolation | undefined {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof InvariantViolation) return e;
+    throw e;
+  }
+  return undefined;
+}
+
+describe('invariants', () => {
+  it('are named and exported', () => {
+    expect([...INVARIANTS]).toEqual([
+      'no-stale-host-data',
+      'no-host-access-to-private',
+      'no-mapping-of-freed-folio',
+      'attributes-match-mappings',
+    ]);
+  });
+
+  describe('no-stale-host-data (bugs.noClearOnPrepare)', () => {
+    // 6.11..6.19 clear in kvm_gmem_prepare_folio(), 7.0 in kvm_gmem_get_pfn(), 6.8 in get_folio().
+    for (const k of ['v6.8', 'v6.11', 'v7.0']) {
+      it(`a private fault maps an uncleared folio -> violation [${k}]`, () => {
+        const ok = setup(k);
+        expect(guestRead(ok.host, ok.vcpu)).toEqual(new Uint8Array(8));
+        const bad = setup(broken(k, { noClearOnPrepare: true }));
+        const v = violation(() => guestRead(bad.host, bad.vcpu));
+        expect(v?.invariant).toBe('no-stale-host-data');
+        expect(v?.detail).toMatch(/never cleared/);
+      });
+    }
+    it("with invariants off, the guest reads the host's stale bytes [v6.11]", () => {
+      const bad = setup(broken('v6.11', { noClearOnPrepare: true }), false);
+      expect(guestRead(bad.host, bad.vcpu)).toEqual(new Uint8Array(8).fill(0xcc));
+    });
+  });
+
+  describe('no-host-access-to-private (bugs.hostMapsPrivate)', () => {
+    it('the host writes a private page through a guest_memfd mapping -> violation [v6.18]', () => {
+      // Without INIT_SHARED, kvm_gmem_fault_user_mapping() answers SIGBUS.
+      const ok = setup('v6.18', true, uapi.GUEST_MEMFD_FLAG_MMAP);
+      const m = ok.host.mmap({ length: 4096, prot: 3, flags: uapi.MAP_SHARED, fd: ok.gmem });
+      expect(() => ok.host.memory.write(m, [1])).toThrow(/SIGBUS/);
+      const bad = setup(broken('v6.18', { hostMapsPrivate: true }), true, uapi.GUEST_MEMFD_FLAG_MMAP);
+      const mb = bad.host.mmap({ length: 4096, prot: 3, flags: uapi.MAP_SHARED, fd: bad.gmem });
+      const v = violation(() => bad.host.memory.write(mb, [1]));
+      expect(v?.invariant).toBe('no-host-access-to-private');
+    });
+  });
+
+  describe('no-mapping-of-freed-folio (bugs.noZapOnPunchHole)', () => {
+    for (const k of ['v6.8', 'v6.11', 'v7.0']) {
+      it(`PUNCH_HOLE frees a folio a private SPTE still maps -> violation [${k}]`, () => {
+        const punch = uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE;
+        const ok = setup(k);
+        guestRead(ok.host, ok.vcpu);
+        expect(ok.host.fallocate(ok.gmem, punch, 0, 4096)).toBe(0);
+        const bad = setup(broken(k, { noZapOnPunchHole: true }));
+        guestRead(bad.host, bad.vcpu);
+        const v = violation(() => bad.host.fallocate(bad.gmem, punch, 0, 4096));
+        expect(v?.invariant).toBe('no-mapping-of-freed-folio');
+      });
+    }
+  });
+
+  describe('attributes-match-mappings (bugs.noZapOnAttributeChange)', () => {
+    for (const k of ['v6.8', 'v6.11', 'v7.0']) {
+      it(`a private SPTE survives conversion to shared -> violation [${k}]`, () => {
+        const toShared = { address: GPA, size: 4096, attributes: 0, flags: 0 };
+        const ok = setup(k);
+        guestRead(ok.host, ok.vcpu);
+        expect(ok.host.ioctl(ok.vm, 'KVM_SET_MEMORY_ATTRIBUTES', toShared)).toBe(0);
+        const bad = setup(broken(k, { noZapOnAttributeChange: true }));
+        guestRead(bad.host, bad.vcpu);
+        const v = violation(() => bad.host.ioctl(bad.vm, 'KVM_SET_MEMORY_ATTRIBUTES', toShared));
+        expect(v?.invariant).toBe('attributes-match-mappings');
+        expect(v?.detail).toMatch(/private SPTE/);
+      });
+    }
+    it('with invariants off, the guest keeps reading the private page through the stale SPTE [v6.11]', () => {
+      const bad = setup(broken('v6.11', { noZapOnAttributeChange: true }), false);
+      bad.host.guest(bad.vcpu).load([{ op: 'write', gpa: GPA, data: [0x42] }]);
+      bad.host.ioctl(bad.vcpu, 'KVM_RUN');
+      bad.host.ioctl(bad.vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
+        address: GPA,
+        size: 4096,
+        attributes: 0,
+        flags: 0,
+      });
+      // Shared memory (the anonymous backing) holds 0; the stale private mapping still shows 0x42.
+      expect(guestRead(bad.host, bad.vcpu)[0]).toBe(0x42);
+    });
+  });
+});

@@ -1,0 +1,224 @@
+/**
+ * The rest of the SNP launch in KVM and the platform: sev_mem_enc_ioctl() dispatch,
+ * KVM_SEV_SNP_LAUNCH_START / _FINISH, KVM_PRE_FAULT_MEMORY before and after finish, the July 2024
+ * thread's SNP counter-example, sev_gmem_prepare / sev_gmem_invalidate and the guest's PVALIDATE and
+ * page-state changes. Expected values: arch/x86/kvm/svm/sev.c at torvalds/linux 0097f9df996f,
+ * 5932ca411e53 (pre_fault_allowed), 9b9f7962e3e8 (second LAUNCH_FINISH), and the seed mail
+ * (M. Roth: KVM_PRE_FAULT_MEMORY and SNP_LAUNCH_UPDATE are mutually exclusive before finish).
+ */
+import { describe, expect, it } from 'vitest';
+import type { SnpPlatform } from '../../src/kernel/arch/sev/platform.js';
+import { snpAttestationReport, snpGuestContext } from '../../src/kernel/arch/sev/report.js';
+import { InvariantViolation } from '../../src/kernel/errors.js';
+import { createHost } from '../../src/kernel/host.js';
+import { getProfile } from '../../src/kernel/profiles/index.js';
+import { uapi } from '../../src/uapi/index.js';
+import { errnoOf, MiB, SNP_KERNELS, snpVm } from './snp-vm.js';
+
+const PAGE = 4096;
+const NORMAL = uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL;
+
+function launched(kernel: string) {
+  const s = snpVm(kernel);
+  const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+  s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', { gfn_start: 0, uaddr: s.hva, len: 4 * PAGE, type: NORMAL });
+  s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+  return { ...s, vcpu };
+}
+
+describe.each(SNP_KERNELS)('SNP launch on %s', (kernel) => {
+  const profile = getProfile(kernel)!;
+
+  it('sev_mem_enc_ioctl: a legacy command on an SNP guest -> EPERM, error not copied back', () => {
+    const s = snpVm(kernel);
+    const cmd = { id: uapi.KVM_SEV_LAUNCH_START, sev_fd: s.sev, data: {}, error: 77 };
+    expect(errnoOf(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', cmd))).toBe('EPERM');
+    expect(cmd.error).toBe(77);
+  });
+
+  it('sev_mem_enc_ioctl: an unknown command id -> EINVAL', () => {
+    const s = snpVm(kernel);
+    expect(errnoOf(() => s.enc(103))).toBe('EINVAL');
+  });
+
+  it('snp_launch_start: before KVM_SEV_INIT2 -> ENOTTY', () => {
+    const s = snpVm(kernel, { init2: false });
+    expect(errnoOf(() => s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000n }))).toBe('ENOTTY');
+  });
+
+  it.each([
+    ['a second context', 0x30000n, 0, 'EINVAL', true],
+    ['flags set', 0x30000n, 1, 'EINVAL', false],
+    ['an unknown policy bit (18)', 0x30000n | (1n << 18n), 0, 'EINVAL', false],
+    ['reserved-must-be-one bit 17 clear', 0x10000n, 0, 'EINVAL', false],
+  ] as const)('snp_launch_start: %s -> %s', (_w, policy, flags, errno, second) => {
+    const s = snpVm(kernel, { start: second ? 0x30000n : false });
+    expect(errnoOf(() => s.enc('KVM_SEV_SNP_LAUNCH_START', { policy, flags }))).toBe(errno);
+  });
+
+  it('snp_launch_start: sev_fd not /dev/sev: snp_context_create() fails -> ENOTTY', () => {
+    const s = snpVm(kernel, { start: false });
+    expect(errnoOf(() => s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000n }, s.kvm))).toBe('ENOTTY');
+  });
+
+  it('SNP_LAUNCH_START firmware policy check: SMT not allowed on an SMT host -> EIO, error POLICY_FAILURE', () => {
+    const s = snpVm(kernel, { start: false });
+    const cmd = { id: 'KVM_SEV_SNP_LAUNCH_START', sev_fd: s.sev, data: { policy: 0x20000n }, error: 0 };
+    expect(errnoOf(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', cmd))).toBe('EIO');
+    expect(cmd.error).toBe(uapi.SEV_RET_POLICY_FAILURE);
+    // The context was decommissioned: a new LAUNCH_START is allowed.
+    expect(s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000n }).error).toBe(0);
+  });
+
+  it('snp_launch_finish: flags set -> EINVAL; before LAUNCH_START -> EINVAL; before INIT2 -> ENOTTY', () => {
+    expect(errnoOf(() => snpVm(kernel).enc('KVM_SEV_SNP_LAUNCH_FINISH', { flags: 1 }))).toBe('EINVAL');
+    expect(errnoOf(() => snpVm(kernel, { start: false }).enc('KVM_SEV_SNP_LAUNCH_FINISH', {}))).toBe(
+      'EINVAL',
+    );
+    expect(errnoOf(() => snpVm(kernel, { init2: false }).enc('KVM_SEV_SNP_LAUNCH_FINISH', {}))).toBe(
+      'ENOTTY',
+    );
+  });
+
+  it('snp_launch_finish: each vCPU VMSA measured, MEASUREMENT reported, pre_fault_allowed set', () => {
+    const s = launched(kernel);
+    const g = snpGuestContext(s.host, s.vm)!;
+    expect(g.state).toBe('RUNNING');
+    expect(g.launchDigest.updates).toBe(4 + 1);
+    expect(Buffer.from(snpAttestationReport(s.host, s.vm)!.measurement)).toEqual(
+      Buffer.from(g.launchDigest.digest),
+    );
+    // KVM_SET_REGS etc. after finish are the VMM's business; LAUNCH_UPDATE is refused by the firmware.
+    const c = {
+      id: 'KVM_SEV_SNP_LAUNCH_UPDATE',
+      sev_fd: s.sev,
+      data: { gfn_start: 8, uaddr: s.hva, len: PAGE, type: NORMAL },
+      error: 0,
+    };
+    expect(errnoOf(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', c))).toBe('EIO');
+    expect(c.error).toBe(uapi.SEV_RET_INVALID_GUEST_STATE);
+  });
+
+  it('a second LAUNCH_FINISH writes the encrypted VMSA: host RMP #PF (reported as an invariant violation; fixed after 7.0 by 9b9f7962e3e8)', () => {
+    const s = launched(kernel);
+    expect(() => s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {})).toThrow(InvariantViolation);
+  });
+
+  it('a second LAUNCH_FINISH with 9b9f7962e3e8 (sev_es_sync_vmsa refuses a protected vCPU) -> EINVAL', () => {
+    const fixed = {
+      ...profile,
+      name: `${kernel}+9b9f7962e3e8`,
+      sev: { ...profile.sev, syncVmsaRejectsProtected: true },
+    };
+    const host = createHost({ kernel: fixed, platform: 'snp' });
+    const kvm = host.open('/dev/kvm');
+    const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SNP_VM);
+    const sev = host.open('/dev/sev');
+    const enc = (id: string, data: object) =>
+      host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', { id, sev_fd: sev, data, error: 0 });
+    enc('KVM_SEV_INIT2', {});
+    enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000n });
+    host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+    expect(errnoOf(() => enc('KVM_SEV_SNP_LAUNCH_FINISH', {}))).toBe('EINVAL');
+  });
+
+  if (profile.mmu.preFaultAllowedGate) {
+    it('KVM_PRE_FAULT_MEMORY before LAUNCH_FINISH -> EOPNOTSUPP (5932ca411e53); after it, a private page is prepared (RMP guest-invalid)', () => {
+      const s = snpVm(kernel);
+      const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+      expect(errnoOf(() => s.host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: 0x10000, size: PAGE }))).toBe(
+        'EOPNOTSUPP',
+      );
+      s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+      const range = { gpa: 0x10000, size: PAGE };
+      s.host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', range);
+      expect(range.size).toBe(0);
+      const p = s.host.platform as SnpPlatform;
+      expect([...p.rmp.entries.entries()].filter((e) => !e.value.vmsa).map((e) => e.value.state)).toEqual([
+        'guest-invalid',
+      ]);
+    });
+
+    it('seed thread counter-example: pre-fault before LAUNCH_UPDATE is refused (EOPNOTSUPP), so LAUNCH_UPDATE works', () => {
+      const s = snpVm(kernel);
+      const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+      expect(errnoOf(() => s.host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: 0, size: PAGE }))).toBe(
+        'EOPNOTSUPP',
+      );
+      expect(
+        s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', { gfn_start: 0, uaddr: s.hva, len: PAGE, type: NORMAL }).error,
+      ).toBe(0);
+    });
+  } else {
+    it(`seed thread counter-example: pre-fault before LAUNCH_UPDATE succeeds (no pre_fault_allowed gate), then LAUNCH_UPDATE -> EIO (${profile.gmem.populateRejectsUptodate ? 'EEXIST: folio up to date' : 'EINVAL: RMP already assigned'})`, () => {
+      const s = snpVm(kernel);
+      const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+      const range = { gpa: 0, size: PAGE };
+      s.host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', range);
+      expect(range.size).toBe(0);
+      const p = s.host.platform as SnpPlatform;
+      expect(p.rmp.lookup(p.rmp.entries.entries().next().value!.start)?.state).toBe('guest-invalid');
+      let msg = '';
+      try {
+        s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', { gfn_start: 0, uaddr: s.hva, len: PAGE, type: NORMAL });
+      } catch (e) {
+        expect((e as { code: string }).code).toBe('EIO');
+        msg = (e as Error).message;
+      }
+      expect(msg).toContain(
+        profile.gmem.populateRejectsUptodate
+          ? '(EEXIST:'
+          : '(EINVAL: sev_gmem_post_populate: RMP entry already assigned',
+      );
+    });
+  }
+
+  it('PUNCH_HOLE frees launched pages: sev_gmem_invalidate() gives them back to the hypervisor', () => {
+    const s = launched(kernel);
+    const p = s.host.platform as SnpPlatform;
+    const before = p.rmp.entries.count(0, Number.MAX_SAFE_INTEGER, (e) => !e.vmsa);
+    expect(before).toBe(4);
+    s.host.fallocate(s.gmem, uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE, 0, 2 * PAGE);
+    expect(p.rmp.entries.count(0, Number.MAX_SAFE_INTEGER, (e) => !e.vmsa)).toBe(2);
+  });
+
+  it('guest page-state change (KVM_HC_MAP_GPA_RANGE exit) then PVALIDATE: guest-invalid -> guest-valid', () => {
+    const s = launched(kernel);
+    s.host.ioctl(s.vm, 'KVM_ENABLE_CAP', {
+      cap: uapi.KVM_CAP_EXIT_HYPERCALL,
+      args: [1 << uapi.KVM_HC_MAP_GPA_RANGE],
+    });
+    // The page starts shared; the guest asks for it private.
+    s.host.ioctl(s.vm, 'KVM_SET_MEMORY_ATTRIBUTES', { address: MiB, size: PAGE, attributes: 0, flags: 0 });
+    s.host
+      .guest(s.vcpu)
+      .load([
+        { op: 'map_gpa', gpa: MiB, npages: 1, private: true },
+        { op: 'accept', gpa: MiB, size: PAGE },
+        { op: 'hlt' },
+      ]);
+    s.host.ioctl(s.vcpu, 'KVM_RUN');
+    const run = s.host.kvmRun(s.vcpu);
+    expect(run.exit_reason).toBe(uapi.KVM_EXIT_HYPERCALL);
+    expect(run.hypercall!.args.slice(0, 3)).toEqual([
+      BigInt(MiB),
+      1n,
+      BigInt(uapi.KVM_MAP_GPA_RANGE_ENCRYPTED),
+    ]);
+    s.host.ioctl(s.vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
+      address: MiB,
+      size: PAGE,
+      attributes: uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
+      flags: 0,
+    });
+    run.hypercall!.ret = 0n;
+    s.host.ioctl(s.vcpu, 'KVM_RUN');
+    expect(run.exit_reason).toBe(uapi.KVM_EXIT_HLT);
+    const p = s.host.platform as SnpPlatform;
+    const states = [...p.rmp.entries.entries()]
+      .filter((e) => !e.value.vmsa && !e.value.launched)
+      .map((e) => e.value.state);
+    expect(states).toEqual(['guest-valid']);
+  });
+});
