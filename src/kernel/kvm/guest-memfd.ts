@@ -21,8 +21,8 @@ import {
 } from '../../uapi/mman.js';
 import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
-import { describeProvenance, type Provenance } from '../provenance.js';
 import type { GmemPreparation } from '../profiles/types.js';
+import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
 import type { Memslot } from './memslots.js';
 import type { Vm } from './vm.js';

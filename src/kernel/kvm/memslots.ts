@@ -168,8 +168,7 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
     if (gmemFlag) throw kerr('EINVAL', 'guest_memfd memslots are immutable');
     // 6.19+ (9935df5333aa): KVM_MEM_GUEST_MEMFD cannot be toggled either; before, clearing it
     // re-issued the slot without its guest_memfd.
-    const fixed =
-      KVM_MEM_READONLY | (vm.profile.memslots.rejectGmemFlagToggle ? KVM_MEM_GUEST_MEMFD : 0);
+    const fixed = KVM_MEM_READONLY | (vm.profile.memslots.rejectGmemFlagToggle ? KVM_MEM_GUEST_MEMFD : 0);
     if (
       mem.userspaceAddr !== BigInt(old.userspaceAddr) ||
       npages !== BigInt(old.npages) ||

@@ -34,7 +34,7 @@ export const tdxDev2024: KernelProfile = {
       inferred: true,
     },
     {
-      what: 'TDX INIT_MEM_REGION on a GPA not pre-faulted: kvm_tdp_mmu_get_walk_private_pfn() -> -ENOENT; pfn mismatch -> -EAGAIN (Isaku Yamahata\'s tdx_gmem_post_populate of April 2024; the July branch itself not read)',
+      what: "TDX INIT_MEM_REGION on a GPA not pre-faulted: kvm_tdp_mmu_get_walk_private_pfn() -> -ENOENT; pfn mismatch -> -EAGAIN (Isaku Yamahata's tdx_gmem_post_populate of April 2024; the July branch itself not read)",
       where: '<20240425011248.GP3596705@ls.amr.corp.intel.com>',
       inferred: true,
     },

@@ -13,12 +13,14 @@ export const v7_0: KernelProfile = {
     { what: 'KVM: guest_memfd: Remove preparation tracking', where: '188349ceb0f0' },
     {
       what: 'TDX: a second KVM_TDX_INIT_MEM_REGION of a GPA finds the mirror SPTE present (RET_PF_SPURIOUS) -> -EIO from kvm_tdp_mmu_map_private_pfn(); no common-code EEXIST',
-      where: 'kvm-x86/linux arch/x86/kvm/vmx/tdx.c 09c6f74ecb86 + <20251016222816.141523-1-seanjc@google.com> (mmu.c)',
+      where:
+        'kvm-x86/linux arch/x86/kvm/vmx/tdx.c 09c6f74ecb86 + <20251016222816.141523-1-seanjc@google.com> (mmu.c)',
       inferred: true,
     },
     {
       what: 'TDX: tdx_gmem_post_populate() returns -EOPNOTSUPP when common code passed no source page (NULL source_addr)',
-      where: 'kvm-x86/linux tdx.c (quoted in "kvm: sev: Fix issues reported by Sashiko", 2026-06-23) and 2a62345b3052',
+      where:
+        'kvm-x86/linux tdx.c (quoted in "kvm: sev: Fix issues reported by Sashiko", 2026-06-23) and 2a62345b3052',
     },
     { what: 'KVM: SEV: Require 4K-aligned uaddr for SNP_LAUNCH_UPDATE', where: 'b2e648758038' },
     { what: 'KVM: guest_memfd: GUP source pages prior to populating guest memory', where: 'ba375af3d04d' },
