@@ -10,7 +10,7 @@ import { HostFault, InvariantViolation, KernelError, kerr, SyscallError } from '
 import { FdTable, KFile, type Stat } from './file.js';
 import { Guest } from './guest/program.js';
 import { Invariants } from './invariants/index.js';
-import { GmemFile, gmemMemoryFailure, noteHost } from './kvm/guest-memfd.js';
+import { GmemFile, gmemMemoryFailure } from './kvm/guest-memfd.js';
 import { KvmDevFile } from './kvm/kvm-dev.js';
 import type { KvmRun, Vcpu } from './kvm/vcpu.js';
 import { VcpuFile } from './kvm/vcpu.js';
@@ -82,7 +82,6 @@ export class Host {
     }
     this.invariants = new Invariants(opts.invariants ?? true);
     this.platform = createPlatform(platform, this);
-    noteHost(this);
   }
 
   // Deterministic allocators.

@@ -21,6 +21,7 @@ import {
 } from '../../uapi/mman.js';
 import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
+import type { Host } from '../host.js';
 import type { GmemPreparation } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
@@ -63,6 +64,8 @@ export class GmemInode {
   readonly npages: number;
 
   constructor(
+    /** The host the memory belongs to (its platform is told when folios are freed). */
+    readonly host: Host,
     readonly ino: number,
     readonly size: bigint,
     readonly flags: bigint,
@@ -175,7 +178,7 @@ export function createGuestMemfd(vm: Vm, arg: unknown): number {
   if (size <= 0n || !pageAligned(size))
     throw kerr('EINVAL', 'kvm_gmem_create: size <= 0 or not page aligned');
   const host = vm.host;
-  const inode = new GmemInode(host.nextIno(), size, flags, host.reservePfns(Number(size >> 12n)));
+  const inode = new GmemInode(host, host.nextIno(), size, flags, host.reservePfns(Number(size >> 12n)));
   const file = new GmemFile(vm, inode);
   inode.files.add(file);
   vm.gmemFiles.add(file);
@@ -297,23 +300,19 @@ function punchHole(inode: GmemInode, start: number, end: number): void {
 
 /** truncate_inode_pages_range() + ->free_folio (kvm_arch_gmem_invalidate, SNP: RMP back to hypervisor). */
 function freeFolios(inode: GmemInode, start: number, end: number): void {
-  const host = [...inode.files][0]?.host;
+  const host = inode.host;
   const freed: Array<[number, number]> = [];
   for (const e of inode.folios.entries(start, end)) freed.push([e.start, e.end]);
   if (freed.length === 0) return;
   inode.folios.set(start, end, undefined);
-  for (const [s, e] of freed) {
-    for (let i = s; i < e; i++) inode.data.delete(i);
+  // Page bytes are kept only for written pages: walk whichever is smaller, the range or the map.
+  if (inode.data.size < end - start) {
+    for (const i of inode.data.keys()) if (i >= start && i < end) inode.data.delete(i);
+  } else {
+    for (const [s, e] of freed) for (let i = s; i < e; i++) inode.data.delete(i);
   }
-  const platform = host?.platform ?? lastHost?.platform;
-  for (const [s, e] of freed) platform?.gmemInvalidate?.(inode.pfn(s), inode.pfn(e));
-  (host ?? lastHost)?.invariants.foliosFreed(inode, start, end);
-}
-
-/** The host whose files were released last; the inode's last file may be gone when it is freed. */
-let lastHost: import('../host.js').Host | undefined;
-export function noteHost(h: import('../host.js').Host): void {
-  lastHost = h;
+  for (const [s, e] of freed) host.platform.gmemInvalidate?.(inode.pfn(s), inode.pfn(e));
+  host.invariants.foliosFreed(inode, start, end);
 }
 
 /** What get_pfn hands the MMU. */
