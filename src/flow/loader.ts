@@ -450,7 +450,13 @@ class Compiler {
     const v = (k: string): CValue => this.value((op as Record<string, unknown>)[k], [...path, k], scope);
     switch (op.op) {
       case 'read':
-        return { op: 'read', gpa: v('gpa'), length: v('length'), shared: op.shared };
+        return {
+          op: 'read',
+          gpa: v('gpa'),
+          length: v('length'),
+          shared: op.shared,
+          expect: op.expect === undefined ? undefined : this.data(op.expect, [...path, 'expect'], scope),
+        };
       case 'write':
         return {
           op: 'write',

@@ -6,7 +6,7 @@
  * the runner maps sequence numbers to its step numbers and rewrites "call #N" into "step K".
  */
 import { HostFault, InvariantViolation, SyscallError } from '../kernel/errors.js';
-import type { GuestOp } from '../kernel/guest/program.js';
+import type { GuestOp, GuestProgram } from '../kernel/guest/program.js';
 import { createHost, type Host } from '../kernel/host.js';
 import type { PlatformName } from '../kernel/platform.js';
 import { getProfile, kernels } from '../kernel/profiles/index.js';
@@ -126,6 +126,11 @@ class Runner {
   /** Host syscall sequence number -> step number. */
   private readonly seqStep = new Map<number, number>();
   private readonly loopVars: Array<[string, bigint]> = [];
+  /** Per vCPU fd: the loaded program and its reads with an expected result not yet checked. */
+  private readonly readExpects = new Map<
+    number,
+    { program: GuestProgram; pending: Array<{ i: number; gpa: bigint; want: Uint8Array }> }
+  >();
   private n = 0;
   readonly env: EvalEnv = {
     constant: (name) => uapiConstant(name),
@@ -271,6 +276,7 @@ class Runner {
     let exit: string | undefined;
     let exitDetail = '';
     let outStruct: Record<string, unknown> | undefined;
+    let readBack: string | undefined;
     try {
       try {
         const value = this.execute(s, (o) => {
@@ -285,6 +291,7 @@ class Runner {
             exit = exitName(r.exit_reason);
             exitDetail = describeExit(r as unknown as Record<string, unknown>);
             if (s.as) this.bindings.set(s.as, structuredCloneish(r));
+            readBack = this.checkReads(vcpu);
           } catch {
             // Not a vCPU fd: the KVM_RUN itself reported it.
           }
@@ -298,7 +305,7 @@ class Runner {
     for (let q = seqBefore + 1; q <= h.seq; q++) this.seqStep.set(q, n);
     if (outcome.kind === 'errno' && outcome.cause)
       outcome = { ...outcome, cause: this.rewrite(outcome.cause) };
-    const { asExpected, why } = this.check(s.expect, outcome, exit, outStruct);
+    const { asExpected, why } = this.check(s.expect, outcome, exit, outStruct, readBack);
     let explanation: string | undefined;
     if (!asExpected || outcome.kind !== 'ok')
       explanation = this.explain(n, s, call, outcome, exit, exitDetail, why);
@@ -412,7 +419,19 @@ class Runner {
               return { op: 'hlt' };
           }
         });
-        h.guest(this.num(s.vcpu)).load(ops);
+        const vcpu = this.num(s.vcpu);
+        const guest = h.guest(vcpu);
+        guest.load(ops);
+        const pending: Array<{ i: number; gpa: bigint; want: Uint8Array }> = [];
+        s.program.forEach((op, i) => {
+          if (op.op === 'read' && op.expect !== undefined)
+            pending.push({
+              i,
+              gpa: BigInt(ops[i]!.op === 'read' ? ops[i]!.gpa : 0),
+              want: this.bytes(op.expect),
+            });
+        });
+        this.readExpects.set(vcpu, { program: guest.program, pending });
         return ops.length;
       }
       case 'run':
@@ -425,6 +444,7 @@ class Runner {
     o: StepOutcome,
     exit: string | undefined,
     out: Record<string, unknown> | undefined,
+    readBack?: string,
   ): { asExpected: boolean; why?: string } {
     const got = outcomeText(o);
     switch (ex.result) {
@@ -464,7 +484,31 @@ class Runner {
       if (e instanceof FlowEvalError) return { asExpected: false, why: `flow error: ${e.message}` };
       throw e;
     }
+    if (readBack !== undefined) return { asExpected: false, why: readBack };
     return { asExpected: true };
+  }
+
+  /**
+   * After a KVM_RUN: the guest reads with an expected result that the run completed (the guest's
+   * pc is past them) are compared with the bytes they returned. Returns the first difference.
+   */
+  private checkReads(vcpu: number): string | undefined {
+    const entry = this.readExpects.get(vcpu);
+    if (!entry) return undefined;
+    const prog = this.host.guest(vcpu).program;
+    if (prog !== entry.program) return undefined;
+    let first: string | undefined;
+    entry.pending = entry.pending.filter((r) => {
+      if (r.i >= prog.pc) return true;
+      const got = prog.results[r.i]?.data ?? new Uint8Array(0);
+      const at = firstDifference(got, r.want);
+      if (at !== undefined && first === undefined)
+        first =
+          `guest op ${r.i} (read of ${got.length} bytes at gpa ${hex(r.gpa)}) returned ` +
+          `${hexBytes(got, at)} at offset ${at}, expected ${hexBytes(r.want, at)}`;
+      return false;
+    });
+    return first;
   }
 
   /** "call #N (path)" -> "step K 'name' (line L), path". */
@@ -549,6 +593,19 @@ function structuredCloneish<T>(v: T): T {
   if (v instanceof Uint8Array) return v.slice() as T;
   if (Array.isArray(v)) return v.map((x) => structuredCloneish(x)) as T;
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, structuredCloneish(x)])) as T;
+}
+
+/** The first offset where two byte strings differ (a length difference counts), or undefined. */
+function firstDifference(a: Uint8Array, b: Uint8Array): number | undefined {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? undefined : n;
+}
+
+/** Up to 8 bytes from `at`, as hex. */
+function hexBytes(b: Uint8Array, at: number): string {
+  const part = Array.from(b.subarray(at, at + 8), (x) => x.toString(16).padStart(2, '0')).join(' ');
+  return part ? `[${part}${b.length > at + 8 ? ' ...' : ''}]` : '[end of data]';
 }
 
 function describeExit(r: Record<string, unknown>): string {

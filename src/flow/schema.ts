@@ -137,6 +137,9 @@ export const GuestOpSchema = z
       gpa: ExprSchema,
       length: ExprSchema,
       shared: z.boolean().optional(),
+      expect: DataSchema.optional().describe(
+        'the bytes the read must return, checked by the run step that completes the read',
+      ),
     }),
     z.strictObject({
       op: z.literal('write'),

@@ -33,7 +33,14 @@ export interface Expect {
 }
 
 export type GuestOpSpec =
-  | { readonly op: 'read'; readonly gpa: CValue; readonly length: CValue; readonly shared?: boolean }
+  | {
+      readonly op: 'read';
+      readonly gpa: CValue;
+      readonly length: CValue;
+      readonly shared?: boolean;
+      /** The bytes the read must return (checked by the run step that completes it). */
+      readonly expect?: CData;
+    }
   | { readonly op: 'write'; readonly gpa: CValue; readonly data: CData; readonly shared?: boolean }
   | { readonly op: 'accept'; readonly gpa: CValue; readonly size: CValue }
   | { readonly op: 'map_gpa'; readonly gpa: CValue; readonly npages: CValue; readonly private: boolean }

@@ -43,14 +43,45 @@ describe('flow matrix over flows/', () => {
 
   it('QEMU upstream TD and the SNP flows pass on every profile with TDX / SNP', () => {
     const tdxKernels = ['v6.16', 'v6.18', 'v6.19', 'v7.0'];
-    for (const k of tdxKernels)
-      expect(m.cells.find((c) => c.flow === 'qemu-tdx-upstream' && c.kernel === k)?.observed.result).toBe(
-        'ok',
-      );
+    for (const f of ['qemu-tdx-upstream', 'alioth-tdx', 'qemu-tdx-conversion'])
+      for (const k of tdxKernels)
+        expect(m.cells.find((c) => c.flow === f && c.kernel === k)?.observed.result, `${f} ${k}`).toBe('ok');
     const snpKernels = kernels().filter((k) => k !== 'v6.8');
-    for (const f of ['qemu-snp', 'alioth-snp', 'cloud-hypervisor-snp', 'selftests-snp-launch'])
+    for (const f of [
+      'qemu-snp',
+      'alioth-snp',
+      'cloud-hypervisor-snp',
+      'selftests-snp-launch',
+      'qemu-snp-conversion',
+    ])
       for (const k of snpKernels)
         expect(m.cells.find((c) => c.flow === f && c.kernel === k)?.observed.result, `${f} ${k}`).toBe('ok');
+  });
+
+  it('runtime conversions on SNP (6.11+) and TDX (6.16+): every MapGPA / memory-fault exit and read-back as QEMU expects', () => {
+    const cell = (f: string, k: string) => m.cells.find((c) => c.flow === f && c.kernel === k)!;
+    for (const k of ['v6.11', 'v6.16', 'v6.19', 'v7.0']) {
+      const run = cell('qemu-snp-conversion', k).run;
+      expect(run.passed, `qemu-snp-conversion ${k}`).toBe(true);
+      expect(run.steps.filter((s) => s.exit === 'KVM_EXIT_HYPERCALL').length).toBe(2);
+      expect(run.steps.find((s) => s.name === 'run-to-implicit-shared')?.outcome).toMatchObject({
+        code: 'EFAULT',
+      });
+    }
+    for (const k of ['v6.16', 'v6.18', 'v6.19', 'v7.0']) {
+      const run = cell('qemu-tdx-conversion', k).run;
+      expect(run.passed, `qemu-tdx-conversion ${k}`).toBe(true);
+      expect(run.steps.find((s) => s.name === 'run-to-implicit-shared')?.exit).toBe('KVM_EXIT_MEMORY_FAULT');
+    }
+  });
+
+  it('the VMM bug (page-state change without KVM_SET_MEMORY_ATTRIBUTES) is an EFAULT memory-fault exit blamed on the launch-time attribute', () => {
+    for (const k of kernels().filter((x) => x !== 'v6.8')) {
+      const c = m.cells.find((x) => x.flow === 'snp-conversion-without-attributes' && x.kernel === k)!;
+      expect(c.observed).toMatchObject({ result: 'EFAULT', at: 'run-after-psc' });
+      expect(c.run.firstUnexpected?.exit).toBe('KVM_EXIT_MEMORY_FAULT');
+      expect(c.run.firstUnexpected?.explanation).toMatch(/gfn 0x100 is private since step \d+ 'ram-private'/);
+    }
   });
 
   it('the whole matrix agrees', () => {
