@@ -1,9 +1,17 @@
 /**
- * `gmemlab measure snp` speed: the CLI end to end (spawned, median of several runs) beside `node -e 0`,
- * the in-process launch (plan + host + PSP) beside one SHA-384 over the same image bytes, and the
- * CLI's peak RSS. Run with `npx tsx bench/measure-snp.ts` after `npm run build`; without
- * dist/cli/gmemlab.js the CLI is measured through a tiny script importing main() under tsx.
- * Targets (issue 4): CLI <= node -e 0 + 40 ms, peak RSS < 60 MiB, in-process <= 1.5x bare hashing.
+ * `gmemlab measure snp` speed (issue 4). Run with `npm run build && npx tsx bench/measure-snp.ts`.
+ * Targets: (a) the CLI costs at most 40 ms more than `node -e 0`; (b) its peak RSS is under 60 MiB;
+ * (c) the in-process launch (plan + host + PSP) is within 1.5x of one SHA-384 over the image bytes.
+ *
+ * Each figure is measured in the same round as its baseline: spawns of `node -e 0` alternate with
+ * spawns of the CLI, launches alternate with bare hashes. A round is RUNS (>= 15) of each; medians
+ * per round; ROUNDS rounds (BENCH_ROUNDS, default 3) and the best round is reported, because other
+ * processes on a shared machine only ever make a run slower.
+ * Peak RSS: the CLI is spawned with `--require` of a tiny script that writes
+ * process.resourceUsage().maxRSS at exit (no /usr/bin/time needed).
+ * Baselines for (c): "one SHA-384 over the image" is the issue's target. The SNP algorithm itself
+ * hashes every measured page on its own and then one 112-byte PAGE_INFO per page (SNP ABI §8.17),
+ * so the bench also prints that floor, computed directly over the same pages, for an honest ratio.
  */
 import { spawnSync } from 'node:child_process';
 import { hash } from 'node:crypto';
@@ -11,80 +19,124 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SNP_PAGE_INFO_SIZE, SNP_PAGE_SIZE } from '../src/kernel/arch/sev/launch-digest.js';
 import { runSnpLaunch } from '../src/measure/snp/launch.js';
 import { planSnpLaunch } from '../src/measure/snp/launch-plan.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const ovmf = resolve(repo, '../shared/fixtures/ovmf-bookworm-2022.11-6+deb12u2.fd');
-const args = ['measure', 'snp', '--vcpus', '4', '--vcpu-type', 'EPYC-v4', '--ovmf', ovmf];
-const RUNS = 7;
+const ovmf = process.argv[2] ?? resolve(repo, '../shared/fixtures/ovmf-bookworm-2022.11-6+deb12u2.fd');
+const args = ['measure', 'snp', '--mode', 'snp', '--vcpus', '4', '--vcpu-type', 'EPYC-v4', '--ovmf', ovmf];
+const RUNS = Math.max(15, Number(process.env['BENCH_RUNS'] ?? 15));
+const ROUNDS = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 3));
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const f = (x: number): string => x.toFixed(1);
 
-/** Wall time (ms) and peak RSS (KiB, from /usr/bin/time when present) of one spawned command. */
-function spawnTimed(cmd: string, argv: string[]): { ms: number; rssKiB?: number; out: string } {
-  const timeBin = existsSync('/usr/bin/time');
+const rssProbe = join(tmpdir(), `gmemlab-maxrss-${process.pid}.cjs`);
+writeFileSync(
+  rssProbe,
+  "process.on('exit', () => require('node:fs').writeSync(2, '\\n@maxrss ' + process.resourceUsage().maxRSS + '\\n'));\n",
+);
+
+/** Wall time of one spawn (ms); throws if the command fails. */
+function spawnMs(argv: string[]): { ms: number; out: string; err: string } {
   const t0 = performance.now();
-  const r = timeBin
-    ? spawnSync('/usr/bin/time', ['-f', '%M', cmd, ...argv], { encoding: 'utf8' })
-    : spawnSync(cmd, argv, { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, argv, { encoding: 'utf8' });
   const ms = performance.now() - t0;
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed: ${r.stderr}`);
-  const rss = timeBin ? Number(r.stderr.trim().split('\n').at(-1)) : undefined;
-  return { ms, rssKiB: rss, out: r.stdout };
+  if (r.status !== 0) throw new Error(`node ${argv.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return { ms, out: r.stdout, err: r.stderr };
 }
 
 const built = resolve(repo, 'dist/cli/gmemlab.js');
-let cli: [string, string[]];
-if (existsSync(built)) cli = [process.execPath, [built, ...args]];
-else {
-  const shim = join(tmpdir(), 'gmemlab-measure-snp-shim.mts');
-  writeFileSync(
-    shim,
-    `import { main } from ${JSON.stringify(resolve(repo, 'src/cli/measure-snp.ts'))};\nprocess.exitCode = await main(process.argv.slice(2));\n`,
-  );
-  cli = [process.execPath, ['--import', 'tsx', shim, ...args.slice(2)]];
-  console.log('dist/cli/gmemlab.js not built: measuring src/cli/measure-snp.ts main() under tsx');
-}
-
-const bare: number[] = [];
-const cliMs: number[] = [];
-const rss: number[] = [];
-let digest = '';
-for (let i = 0; i < RUNS; i++) {
-  bare.push(spawnTimed(process.execPath, ['-e', '0']).ms);
-  const r = spawnTimed(cli[0], cli[1]);
-  cliMs.push(r.ms);
-  if (r.rssKiB !== undefined) rss.push(r.rssKiB);
-  digest = r.out.trim();
-}
-
-const image = readFileSync(ovmf);
-const inproc: number[] = [];
-const hashing: number[] = [];
-for (let i = 0; i < RUNS + 2; i++) {
-  let t0 = performance.now();
-  runSnpLaunch(planSnpLaunch(image, { vcpus: 4, vcpuSig: 0x800f12 }));
-  const a = performance.now() - t0;
-  t0 = performance.now();
-  hash('sha384', image);
-  const b = performance.now() - t0;
-  if (i >= 2) {
-    inproc.push(a);
-    hashing.push(b);
+if (existsSync(built)) {
+  const cli = [built, ...args];
+  let best: { bare: number; cli: number } | undefined;
+  let digest = '';
+  for (let round = 1; round <= ROUNDS; round++) {
+    const bare: number[] = [];
+    const run: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      bare.push(spawnMs(['-e', '0']).ms);
+      const r = spawnMs(cli);
+      run.push(r.ms);
+      digest = r.out.trim();
+    }
+    const b = median(bare);
+    const c = median(run);
+    console.log(
+      `round ${round}: node -e 0 median ${f(b)} ms, CLI median ${f(c)} ms, delta +${f(c - b)} ms (${RUNS} runs each)`,
+    );
+    if (!best || c - b < best.cli - best.bare) best = { bare: b, cli: c };
   }
+  let rss = 0;
+  for (let i = 0; i < 5; i++) {
+    const m = /@maxrss (\d+)/.exec(spawnMs(['--require', rssProbe, ...cli]).err);
+    rss = Math.max(rss, Number(m?.[1] ?? 0));
+  }
+  const bareRss = Number(/@maxrss (\d+)/.exec(spawnMs(['--require', rssProbe, '-e', '0']).err)?.[1] ?? 0);
+  console.log(`digest                         ${digest}`);
+  console.log(`node -e 0 (median, best round) ${f(best!.bare)} ms`);
+  console.log(
+    `CLI measure snp (median)       ${f(best!.cli)} ms   delta +${f(best!.cli - best!.bare)} ms (target <= +40 ms)`,
+  );
+  console.log(
+    `CLI peak RSS (max of 5)        ${f(rss / 1024)} MiB (target < 60 MiB; node -e 0: ${f(bareRss / 1024)} MiB)`,
+  );
+} else {
+  console.log(`(no ${built}: run \`npm run build\` for the CLI figures)`);
 }
 
-const f = (x: number): string => x.toFixed(1);
-console.log(`digest                      ${digest}`);
-console.log(`node -e 0 (median of ${RUNS})      ${f(median(bare))} ms`);
-console.log(
-  `CLI measure snp (median)    ${f(median(cliMs))} ms   (+${f(median(cliMs) - median(bare))} ms over node -e 0; target <= +40)`,
+// In process: plan + host + launch, beside the baselines, alternating.
+const image = readFileSync(ovmf);
+const launch = (): Uint8Array => runSnpLaunch(planSnpLaunch(image, { vcpus: 4, vcpuSig: 0x800f12 })).digest;
+// The pages the PSP measures in this launch, for the algorithm floor: contents hashed for NORMAL/VMSA.
+const measured: { contents?: Uint8Array }[] = [];
+runSnpLaunch(planSnpLaunch(image, { vcpus: 4, vcpuSig: 0x800f12 }), {
+  onPage: (p) =>
+    measured.push(p.contents.some((b) => b !== 0) ? { contents: new Uint8Array(SNP_PAGE_SIZE) } : {}),
+});
+const normal = measured.filter((p) => p.contents).length;
+// Floor: the same number of page hashes over image pages (VMSA pages hash as any page), then one
+// PAGE_INFO hash per measured page.
+const floorPages = Array.from({ length: normal }, (_, i) =>
+  image.subarray((i * SNP_PAGE_SIZE) % image.length, ((i * SNP_PAGE_SIZE) % image.length) + SNP_PAGE_SIZE),
 );
-if (rss.length) console.log(`CLI peak RSS (max)          ${f(Math.max(...rss) / 1024)} MiB (target < 60)`);
-console.log(`in-process launch (median)  ${f(median(inproc))} ms`);
-console.log(`SHA-384 of the image        ${f(median(hashing))} ms`);
-console.log(`ratio in-process / hashing  ${f(median(inproc) / median(hashing))}x (target <= 1.5x)`);
+const pageInfo = new Uint8Array(SNP_PAGE_INFO_SIZE);
+const floor = (): void => {
+  for (const p of floorPages) pageInfo.set(hash('sha384', p, 'buffer'), 0x30);
+  for (let i = 0; i < measured.length; i++) pageInfo.set(hash('sha384', pageInfo, 'buffer'), 0);
+};
+const timeIt = (fn: () => unknown): number => {
+  const t0 = performance.now();
+  fn();
+  return performance.now() - t0;
+};
+for (let i = 0; i < 5; i++) {
+  launch();
+  hash('sha384', image);
+  floor();
+}
+let bestIn: { inproc: number; bare: number; floor: number } | undefined;
+for (let round = 1; round <= ROUNDS; round++) {
+  const inproc: number[] = [];
+  const bare: number[] = [];
+  const fl: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    inproc.push(timeIt(launch));
+    bare.push(timeIt(() => hash('sha384', image)));
+    fl.push(timeIt(floor));
+  }
+  const r = { inproc: median(inproc), bare: median(bare), floor: median(fl) };
+  console.log(
+    `round ${round}: in-process ${f(r.inproc)} ms, SHA-384 of the image ${f(r.bare)} ms (${(r.inproc / r.bare).toFixed(2)}x), SNP floor ${f(r.floor)} ms`,
+  );
+  if (!bestIn || r.inproc / r.bare < bestIn.inproc / bestIn.bare) bestIn = r;
+}
+console.log(`in-process launch (median)     ${f(bestIn!.inproc)} ms`);
+console.log(
+  `one SHA-384 over the image     ${f(bestIn!.bare)} ms (${image.length} bytes; the target's baseline)`,
+);
+console.log(`ratio in-process / SHA-384     ${(bestIn!.inproc / bestIn!.bare).toFixed(2)}x (target <= 1.5x)`);
+console.log(
+  `SNP algorithm floor            ${f(bestIn!.floor)} ms (${normal} page hashes + ${measured.length} PAGE_INFO hashes, computed directly; ratio to it ${(bestIn!.inproc / bestIn!.floor).toFixed(2)}x)`,
+);

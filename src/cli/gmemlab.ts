@@ -1,10 +1,11 @@
 /**
  * The `gmemlab` command. Start-up stays fast: each subcommand's module is loaded with a dynamic
  * import inside its action (esbuild splits them into chunks), and `gmemlab measure snp|tdx ...`
- * is dispatched before commander so the measurement tools get their argv untouched.
+ * is dispatched before commander is even loaded: the measurement tools are self-contained bundles
+ * (scripts/bundle.mjs) that load only the kernel and measure modules, and get their argv untouched.
  * Exit codes: 0 success, 1 an expectation or documented outcome does not hold, 2 bad input.
  */
-import { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 
 /** Print one line for an error we expect (bad input), never a stack trace. */
 async function guarded(fn: () => Promise<number>): Promise<void> {
@@ -36,8 +37,8 @@ async function measure(tool: 'snp' | 'tdx', argv: string[]): Promise<void> {
   });
 }
 
-function program(): Command {
-  const p = new Command('gmemlab')
+function program(Cmd: typeof import('commander').Command): Command {
+  const p = new Cmd('gmemlab')
     .description('an executable model of KVM guest_memfd and confidential-VM launch (SEV-SNP, TDX)')
     .showSuggestionAfterError()
     .exitOverride();
@@ -107,8 +108,9 @@ async function main(argv: string[]): Promise<void> {
     await measure(argv[1], argv.slice(2));
     return;
   }
+  const { Command, CommanderError } = await import('commander');
   try {
-    await program().parseAsync(argv, { from: 'user' });
+    await program(Command).parseAsync(argv, { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) {
       // commander has already printed its one-line message (or the help).

@@ -1,13 +1,12 @@
 /** `gmemlab kernels`: the kernel profiles with their one-line description. */
 import { allProfiles } from '../kernel/profiles/index.js';
-import { toJsonText } from '../report/json.js';
 
 export function kernelsCommand(opts: { json?: boolean }): number {
   const ps = allProfiles();
   if (opts.json) {
-    process.stdout.write(
-      toJsonText(ps.map((p) => ({ name: p.name, base: p.base, description: p.description }))),
-    );
+    // Plain strings: JSON.stringify is report/json's toJsonText here, without loading the flow code.
+    const rows = ps.map((p) => ({ name: p.name, base: p.base, description: p.description }));
+    process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return 0;
   }
   const w = Math.max(...ps.map((p) => p.name.length));

@@ -6,7 +6,6 @@
  * Errors: one line on stderr, exit 1 (2 for bad usage), as sev-snp-measure exits.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
 import { SNP_PAGE_TYPE_NAMES } from '../kernel/arch/sev/launch-digest.js';
 import type { SnpMeasuredPage } from '../kernel/arch/sev/psp.js';
 import { FirmwareFormatError } from '../measure/errors.js';
@@ -14,16 +13,16 @@ import { cpuSig, VCPU_TYPE_NAMES, vcpuSigForType } from '../measure/snp/cpu-sig.
 import { runSnpLaunch, SnpLaunchError } from '../measure/snp/launch.js';
 import { planSnpLaunch, type SnpMeasureMode, type SnpMeasureOptions } from '../measure/snp/launch-plan.js';
 import type { SevVmmType } from '../measure/snp/vmsa.js';
+import { ArgvError, helpText, type OptionSpec, parseArgv } from './argv.js';
 
 class UsageError extends Error {}
 
-const intArg =
-  (name: string) =>
-  (v: string): number => {
-    const n = Number(v.trim());
-    if (!Number.isInteger(n) || n < 0) throw new UsageError(`argument ${name}: invalid int value: '${v}'`);
-    return n;
-  };
+const intArg = (name: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v.trim());
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`argument ${name}: invalid int value: '${v}'`);
+  return n;
+};
 
 /** Python int(x, 0): decimal, 0x / 0o / 0b prefixes. */
 function parseIntAuto(name: string, v: string): bigint {
@@ -62,36 +61,83 @@ interface Opts {
   kernelProfile: string;
 }
 
-function buildCommand(out: { opts?: Opts }): Command {
-  const cmd = new Command('gmemlab measure snp')
-    .description('Compute the SEV-SNP launch digest by running the launch through a modelled host')
-    .addOption(
-      new Option('--mode <mode>', 'measurement mode').choices(['snp', 'snp:ovmf-hash']).default('snp'),
-    )
-    .option('--vcpus <n>', 'number of vCPUs', intArg('--vcpus'))
-    .addOption(new Option('--vcpu-type <type>', 'vCPU type').choices([...VCPU_TYPE_NAMES]))
-    .option('--vcpu-sig <sig>', 'vCPU signature (CPUID.1.EAX)')
-    .option('--vcpu-family <n>', 'vCPU family', intArg('--vcpu-family'))
-    .option('--vcpu-model <n>', 'vCPU model', intArg('--vcpu-model'))
-    .option('--vcpu-stepping <n>', 'vCPU stepping', intArg('--vcpu-stepping'))
-    .option('--ovmf <path>', 'OVMF image')
-    .option('--kernel <path>', 'kernel (measured direct boot)')
-    .option('--initrd <path>', 'initrd (requires --kernel)')
-    .option('--append <cmdline>', 'kernel command line (requires --kernel)')
-    .option('--guest-features <features>', 'SEV_FEATURES of the VMSA', '0x1')
-    .addOption(new Option('--vmm-type <type>', 'VMM').choices(['qemu', 'ec2', 'gce']).default('qemu'))
-    .option('--snp-ovmf-hash <hex>', 'precomputed digest of the OVMF pages (from --mode snp:ovmf-hash)')
-    .addOption(
-      new Option('--output-format <fmt>', 'digest encoding').choices(['hex', 'base64']).default('hex'),
-    )
-    .option('--trace <file>', 'write one JSON line per measured page')
-    .option('--kernel-profile <name>', 'modelled kernel (gmemlab profile)', 'v7.0')
-    .exitOverride()
-    .configureOutput({ writeErr: () => {}, writeOut: (s) => process.stdout.write(s) })
-    .action((o: Opts) => {
-      out.opts = o;
-    });
-  return cmd;
+const DESCRIPTION =
+  'Compute the SEV-SNP launch digest by running the launch through a modelled host.\n' +
+  'The launch runs with the safety invariants off (createHost({ invariants: false })): a measurement\n' +
+  'needs the digest, not a check after every call; `gmemlab run` checks them on flows.';
+
+const OPTIONS: readonly OptionSpec[] = [
+  {
+    name: 'mode',
+    value: 'mode',
+    description: 'measurement mode',
+    choices: ['snp', 'snp:ovmf-hash'],
+    default: 'snp',
+  },
+  { name: 'vcpus', value: 'n', description: 'number of vCPUs' },
+  { name: 'vcpu-type', value: 'type', description: 'vCPU type', choices: VCPU_TYPE_NAMES },
+  { name: 'vcpu-sig', value: 'sig', description: 'vCPU signature (CPUID.1.EAX)' },
+  { name: 'vcpu-family', value: 'n', description: 'vCPU family' },
+  { name: 'vcpu-model', value: 'n', description: 'vCPU model' },
+  { name: 'vcpu-stepping', value: 'n', description: 'vCPU stepping' },
+  { name: 'ovmf', value: 'path', description: 'OVMF image' },
+  { name: 'kernel', value: 'path', description: 'kernel (measured direct boot)' },
+  { name: 'initrd', value: 'path', description: 'initrd (requires --kernel)' },
+  { name: 'append', value: 'cmdline', description: 'kernel command line (requires --kernel)' },
+  { name: 'guest-features', value: 'features', description: 'SEV_FEATURES of the VMSA', default: '0x1' },
+  { name: 'vmm-type', value: 'type', description: 'VMM', choices: ['qemu', 'ec2', 'gce'], default: 'qemu' },
+  {
+    name: 'snp-ovmf-hash',
+    value: 'hex',
+    description: 'precomputed digest of the OVMF pages (from --mode snp:ovmf-hash)',
+  },
+  {
+    name: 'output-format',
+    value: 'fmt',
+    description: 'digest encoding',
+    choices: ['hex', 'base64'],
+    default: 'hex',
+  },
+  { name: 'trace', value: 'file', description: 'write one JSON line per measured page' },
+  {
+    name: 'kernel-profile',
+    value: 'name',
+    description: 'modelled kernel (gmemlab profile)',
+    default: 'v7.0',
+  },
+];
+
+/** The parsed options, or 'help' after printing the usage. Throws ArgvError / UsageError. */
+function parseOptions(argv: string[]): Opts | 'help' {
+  const { values: v, help } = parseArgv(argv, OPTIONS);
+  if (help) {
+    process.stdout.write(helpText('gmemlab measure snp', DESCRIPTION, OPTIONS));
+    return 'help';
+  }
+  const opt = (name: string): string | undefined => v.get(name);
+  const o: Opts = {
+    mode: opt('mode')!,
+    guestFeatures: opt('guest-features')!,
+    vmmType: opt('vmm-type')!,
+    outputFormat: opt('output-format')!,
+    kernelProfile: opt('kernel-profile')!,
+  };
+  const set = <K extends keyof Opts>(k: K, x: Opts[K] | undefined): void => {
+    if (x !== undefined) o[k] = x;
+  };
+  set('vcpus', intArg('--vcpus', opt('vcpus')));
+  set('vcpuType', opt('vcpu-type'));
+  set('vcpuSig', opt('vcpu-sig'));
+  set('vcpuFamily', intArg('--vcpu-family', opt('vcpu-family')));
+  set('vcpuModel', intArg('--vcpu-model', opt('vcpu-model')));
+  set('vcpuStepping', intArg('--vcpu-stepping', opt('vcpu-stepping')));
+  set('ovmf', opt('ovmf'));
+  set('kernel', opt('kernel'));
+  set('initrd', opt('initrd'));
+  set('append', opt('append'));
+  set('snpOvmfHash', opt('snp-ovmf-hash'));
+  set('trace', opt('trace'));
+  return o;
 }
 
 function toMeasureOptions(o: Opts): SnpMeasureOptions {
@@ -127,13 +173,14 @@ function toMeasureOptions(o: Opts): SnpMeasureOptions {
 
 /** argv: the arguments after `measure snp`. Returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const holder: { opts?: Opts } = {};
+  let o: Opts;
   try {
-    buildCommand(holder).parse(argv, { from: 'user' });
+    const parsed = parseOptions(argv);
+    if (parsed === 'help') return 0;
+    o = parsed;
   } catch (e) {
-    if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
-      process.stderr.write(`${e.message.replace(/\n.*/s, '')}\n`);
+    if (e instanceof ArgvError) {
+      process.stderr.write(`${e.message}\n`);
       return 2;
     }
     if (e instanceof UsageError) {
@@ -142,8 +189,6 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const o = holder.opts;
-  if (!o) return 2;
   try {
     const opts = toMeasureOptions(o);
     const image = readInput(o.ovmf!, 'OVMF image');

@@ -6,47 +6,61 @@
  * on stderr with a non-zero exit status.
  */
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { FirmwareFormatError } from '../measure/errors.js';
 import { runTdLaunch, TdLaunchError } from '../measure/tdx/launch.js';
 import type { TdPageOrder } from '../measure/tdx/launch-plan.js';
+import { ArgvError, helpText, type OptionSpec, parseArgv } from './argv.js';
 
 const ORDERS: readonly TdPageOrder[] = ['single', 'two-pass'];
 
-function parseOrder(v: string): TdPageOrder {
-  if (!(ORDERS as readonly string[]).includes(v))
-    throw new InvalidArgumentError(`expected one of ${ORDERS.join(', ')}`);
-  return v as TdPageOrder;
-}
+const DESCRIPTION =
+  'MRTD of a TDVF firmware image, as the modelled TDX module computes it during a QEMU-style launch.\n' +
+  'The launch runs with the safety invariants off (createHost({ invariants: false })): a measurement\n' +
+  'needs the MRTD, not a check after every call; `gmemlab run` checks them on flows.';
+
+const OPTIONS: readonly OptionSpec[] = [
+  {
+    name: 'firmware',
+    value: 'file',
+    description: 'TDVF firmware image (the combined OVMF.fd, or a td-shim image)',
+    required: true,
+  },
+  {
+    name: 'order',
+    value: 'order',
+    description: 'page order: single (upstream KVM) or two-pass (older TDX stacks)',
+    choices: ORDERS,
+    default: 'single',
+  },
+  { name: 'kernel', value: 'name', description: 'kernel profile the launch runs on', default: 'v6.16' },
+];
 
 /** argv = the arguments after `measure tdx`. Returns the exit status. */
 export async function main(argv: string[]): Promise<number> {
   const out = (s: string): void => void process.stdout.write(s);
   const err = (s: string): void => void process.stderr.write(s);
-  const cmd = new Command('gmemlab measure tdx')
-    .description(
-      'MRTD of a TDVF firmware image, as the modelled TDX module computes it during a QEMU-style launch',
-    )
-    .requiredOption('--firmware <file>', 'TDVF firmware image (the combined OVMF.fd, or a td-shim image)')
-    .option(
-      '--order <order>',
-      'page order: single (upstream KVM) or two-pass (older TDX stacks)',
-      parseOrder,
-      'single',
-    )
-    .option('--kernel <name>', 'kernel profile the launch runs on', 'v6.16')
-    .exitOverride()
-    .configureOutput({ writeOut: out, writeErr: err });
+  let o: { firmware: string; order: TdPageOrder; kernel: string };
   try {
-    cmd.parse(argv, { from: 'user' });
+    const { values, help } = parseArgv(argv, OPTIONS);
+    if (help) {
+      out(helpText('gmemlab measure tdx', DESCRIPTION, OPTIONS));
+      return 0;
+    }
+    o = {
+      firmware: values.get('firmware')!,
+      order: values.get('order') as TdPageOrder,
+      kernel: values.get('kernel')!,
+    };
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof ArgvError) {
+      err(`${e.message}\n`);
+      return 2;
+    }
     throw e;
   }
-  const o = cmd.opts<{ firmware: string; order: TdPageOrder; kernel: string }>();
   let image: Uint8Array;
   try {
-    image = new Uint8Array(readFileSync(o.firmware));
+    image = readFileSync(o.firmware);
   } catch (e) {
     err(
       `gmemlab measure tdx: cannot read ${o.firmware}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`,

@@ -2,13 +2,20 @@
  * Provenance: every state change records the call that made it and the kernel path that did it,
  * so an error can name the earlier step that put a page or a VM in the state that made it fail.
  *
- * Cost model: recording must be cheap because the fault path records on every page it changes.
- * The kernel-function stack is a persistent linked list whose frames are interned per syscall
- * (entering the same function from the same caller again reuses its frame; bottom frames are
- * interned per call name, so frames are shared across syscalls), the ' > ' path string is only built
- * when someone reads it, and the provenance of (syscall, stack, leaf) is interned for the duration of
- * the syscall, so the thousands
- * of pages one call touches share one object (and adjacent extents carrying it merge).
+ * Cost model: recording must be cheap because the fault path records on every page it changes,
+ * and small because page state keeps it (one record per extent, a million extents in
+ * bench/scale-4tib.ts).
+ * - The kernel-function stack is a linked list of frames interned for the host's lifetime: a
+ *   bottom frame per call name, a child per (caller, callee) name. Entering a function allocates
+ *   nothing after the first time.
+ * - A *site* is (frame, leaf), also interned: it owns the ' > ' path string, built once on first
+ *   read and shared by every record made there, in any syscall.
+ * - A record is then just (seq, site): two fields. The record of one site is interned for the
+ *   duration of its syscall, so the thousands of pages one call touches share one object (and
+ *   adjacent extents carrying it merge).
+ * - State that is always changed at one site (memory attributes) need not keep a record at all:
+ *   it keeps the seq (a number) and rebuilds the record with `Site.at(seq)` when an explanation
+ *   needs it.
  */
 
 export interface Provenance {
@@ -21,32 +28,48 @@ export interface Provenance {
 }
 
 /** One kernel function on the stack; `parent` is the caller (the syscall is the bottom frame). */
-interface Frame {
-  readonly name: string;
-  readonly parent: Frame | null;
-  /** Interned provenance per leaf taken in this frame, valid for syscall `seq` only. */
-  cache: Map<string, LazyProvenance> | null;
-  /** Interned callee frames, so repeated calls of one function share a frame (and its cache). */
-  children: Map<string, Frame> | null;
-}
-
-function newFrame(name: string, parent: Frame | null): Frame {
-  return { name, parent, cache: null, children: null };
-}
-
-/** The frame for `name` called from `parent`; frames live as long as their syscall's bottom frame. */
-function child(parent: Frame, name: string): Frame {
-  let kids = parent.children;
-  if (kids === null) {
-    kids = new Map();
-    parent.children = kids;
+class Frame {
+  /** Sites (leaves) of state changes made directly in this frame. */
+  sites: Map<string, Site> | null = null;
+  /** Interned callee frames, so repeated calls of one function share a frame (and its sites). */
+  children: Map<string, Frame> | null = null;
+  /** The bottom frame: its name is the syscall's. */
+  readonly root: Frame;
+  constructor(
+    readonly name: string,
+    readonly parent: Frame | null,
+  ) {
+    this.root = parent === null ? this : parent.root;
   }
-  let f = kids.get(name);
-  if (f === undefined) {
-    f = newFrame(name, parent);
-    kids.set(name, f);
+
+  /** The frame for `name` called from here. */
+  child(name: string): Frame {
+    let kids = this.children;
+    if (kids === null) {
+      kids = new Map();
+      this.children = kids;
+    }
+    let f = kids.get(name);
+    if (f === undefined) {
+      f = new Frame(name, this);
+      kids.set(name, f);
+    }
+    return f;
   }
-  return f;
+
+  site(leaf: string): Site {
+    let sites = this.sites;
+    if (sites === null) {
+      sites = new Map();
+      this.sites = sites;
+    }
+    let s = sites.get(leaf);
+    if (s === undefined) {
+      s = new Site(this, leaf);
+      sites.set(leaf, s);
+    }
+    return s;
+  }
 }
 
 function framePath(f: Frame): string {
@@ -55,21 +78,48 @@ function framePath(f: Frame): string {
   return names.reverse().join(' > ');
 }
 
-/** A provenance whose path string is built on first read. */
-class LazyProvenance implements Provenance {
+/** Where a state change is made: a kernel path (frame) and the leaf that did it. */
+export class Site {
   private joined: string | undefined;
+  /** The record last made here, reused while its syscall runs. */
+  last: SiteProvenance | null = null;
   constructor(
-    readonly seq: number,
-    readonly call: string,
     private readonly frame: Frame,
     private readonly leaf: string,
   ) {}
+
+  /** The syscall or ioctl the path starts from. */
+  get call(): string {
+    return this.frame.root.name;
+  }
+
+  /** 'CALL > fn > ... > leaf', built on first read. */
   get path(): string {
     if (this.joined === undefined) {
       const base = framePath(this.frame);
       this.joined = this.leaf ? `${base} > ${this.leaf}` : base;
     }
     return this.joined;
+  }
+
+  /** The provenance of a change made here by syscall `seq` (rebuilt from a stored seq). */
+  at(seq: number): Provenance {
+    const last = this.last;
+    return last !== null && last.seq === seq ? last : new SiteProvenance(seq, this);
+  }
+}
+
+/** A provenance record: the syscall's seq and the site; call and path come from the site. */
+class SiteProvenance implements Provenance {
+  constructor(
+    readonly seq: number,
+    private readonly site: Site,
+  ) {}
+  get call(): string {
+    return this.site.call;
+  }
+  get path(): string {
+    return this.site.path;
   }
   toJSON(): Provenance {
     return { seq: this.seq, call: this.call, path: this.path };
@@ -80,12 +130,8 @@ class LazyProvenance implements Provenance {
 export class Tracer {
   seq = 0;
   call = '';
-  private top: Frame = newFrame('', null);
-  /**
-   * Bottom frames interned per call name, so frames (and their Maps) are shared by every syscall of
-   * that name instead of being pinned, one set per syscall, by the provenance each state change keeps
-   * (1M attribute extents would otherwise each hold two frames and two Maps: bench/scale-4tib.ts).
-   */
+  private top: Frame = new Frame('', null);
+  /** Bottom frames interned per call name, so frames and sites are shared by every syscall of that name. */
   private readonly roots = new Map<string, Frame>();
 
   /** A new syscall starts. */
@@ -94,7 +140,7 @@ export class Tracer {
     this.call = call;
     let root = this.roots.get(call);
     if (root === undefined) {
-      root = newFrame(call, null);
+      root = new Frame(call, null);
       this.roots.set(call, root);
     }
     this.top = root;
@@ -103,7 +149,7 @@ export class Tracer {
   /** Run `fn` inside kernel function `name` (for provenance paths). */
   within<T>(name: string, fn: () => T): T {
     const saved = this.top;
-    this.top = child(saved, name);
+    this.top = saved.child(name);
     try {
       return fn();
     } finally {
@@ -111,24 +157,28 @@ export class Tracer {
     }
   }
 
+  /** Enter kernel function `name`; pair with leave() in a finally (within() without a closure). */
   enter(name: string): void {
-    this.top = child(this.top, name);
+    this.top = this.top.child(name);
   }
 
   leave(): void {
     if (this.top.parent !== null) this.top = this.top.parent;
   }
 
+  /** The site of a state change made here by `leaf`, for state that stores only the seq. */
+  site(leaf = ''): Site {
+    return this.top.site(leaf);
+  }
+
   /** Provenance of a state change made here by `leaf` (e.g. 'folio_mark_uptodate'). */
   here(leaf = ''): Provenance {
-    const f = this.top;
-    // Frames outlive their syscall (interned per call name): a cached provenance is reused only
-    // within the syscall that made it.
-    if (f.cache === null) f.cache = new Map();
-    let p = f.cache.get(leaf);
-    if (p === undefined || p.seq !== this.seq) {
-      p = new LazyProvenance(this.seq, this.call, f, leaf);
-      f.cache.set(leaf, p);
+    const s = this.top.site(leaf);
+    // Sites outlive their syscall: a record is reused only within the syscall that made it.
+    let p = s.last;
+    if (p === null || p.seq !== this.seq) {
+      p = new SiteProvenance(this.seq, s);
+      s.last = p;
     }
     return p;
   }

@@ -5,19 +5,36 @@
  * RMP, S-EPT) lives in one of these, so a 4 TiB guest (2^30 pages) costs memory proportional to
  * the number of distinct extents, never to its size.
  *
- * Representation: a treap of maximal extents keyed by start. Two choices make it fit the model:
+ * Representation: a persistent B+-tree of maximal extents ordered by start.
  *
- * - Priorities are a hash of the extent start (no randomness: the project is deterministic). With a
- *   total order on priorities a treap's shape is a function of its key set, so equal maps have
- *   equal trees whatever history built them, and depth is O(log n) expected even for sequential
- *   inserts.
- * - Nodes are persistent (path copying), which makes `clone()` O(1) for the explorer's branching.
- *   To avoid paying an allocation per visited node when nothing is shared, each node carries the
- *   epoch of the map that created it: a map edits its own nodes in place and copies the others.
- *   `clone()` (and any iterator) gives the map a fresh epoch, which freezes every existing node.
+ * - Leaves hold up to CAP extents in three parallel arrays (starts, ends, values): about 24 bytes
+ *   per extent plus slack, instead of one ~80-byte object per extent, and a lookup touches a
+ *   handful of nodes instead of ~50.
+ * - Branches hold up to CAP children and their separator keys. keys[i] (i >= 1) separates kids[i-1]
+ *   from kids[i]: every extent left of it ends at or before it, every extent right of it starts at
+ *   or after it, so a descent by page index finds the only leaf that can contain that page.
+ * - Every node except the root holds at least MIN entries; all leaves are at the same depth. The
+ *   structure is deterministic (no randomness), but not canonical: two maps with equal contents may
+ *   have different node boundaries depending on their histories.
+ * - Nodes are persistent (copy-on-write), which makes `clone()` O(1) for the explorer's branching.
+ *   Each node carries the epoch of the map that created it: a map edits its own nodes in place and
+ *   copies the others. `clone()` gives the map a fresh epoch, which freezes every existing node.
  *
  * Adjacent extents with equal values (per `equals`) are always merged, so the extent list, and
- * hence `size` and the tree shape, is canonical.
+ * hence `size`, is canonical.
+ *
+ * Mutations work as "replace region": set() and update() compute the final contents of a region
+ * [A, B) that no extent straddles (at most three extents for set), then one recursive pass removes
+ * every extent starting in [A, B), drops whole subtrees inside it, inserts the new extents, and
+ * repairs overflowing or underfull nodes on the way back up. No user code (equals, callbacks) runs
+ * during that pass, which is why it may use module-level scratch state.
+ *
+ * Fast paths: the map remembers the leaf of its last descent and the separators around it (a
+ * finger), so a lookup near the previous one skips the descent; and a mutation whose region lies
+ * inside one leaf that the map owns, and leaves that leaf legally filled, edits it in place without
+ * the general pass. Overflowing nodes first share entries with a sibling that has room, and the
+ * last child of a node (where sequential appends land) is re-dealt into full nodes, so sequential
+ * appends leave full leaves behind and random inserts leave them about 3/4 full.
  */
 
 /** One maximal run of pages [start, end) holding the same value. */
@@ -27,33 +44,37 @@ export interface Extent<V> {
   readonly value: V;
 }
 
-/** Tree node. Kept to seven fields: no subtree sizes (count is O(log n + k) by walking). */
-class Node<V> {
+/** Most entries in a node: extents in a leaf, children in a branch. */
+const CAP = 64;
+/** Fewest entries in a node other than the root. Must stay below CAP / 2 - 2 (see redistribute). */
+const MIN = 16;
+
+class Leaf<V> {
   constructor(
-    public start: number,
-    public end: number,
-    public value: V,
-    public left: Node<V> | null,
-    public right: Node<V> | null,
-    /** hash(start): recomputed whenever start changes so the shape stays canonical. */
-    public prio: number,
     /** Owner epoch: only the map whose current epoch matches may edit this node in place. */
     public epoch: number,
+    public n: number,
+    public starts: number[],
+    public ends: number[],
+    /** Slots at and beyond n are kept undefined, so dropped values are not kept alive. */
+    public vals: (V | undefined)[],
   ) {}
 }
 
-type AnyNode = Node<unknown>;
-
-const TWO_32 = 4294967296;
-
-/** Deterministic 30-bit priority for an extent starting at `x` (murmur3 fmix32 over both halves). */
-function prioOf(x: number): number {
-  let h = (x >>> 0) ^ Math.imul(Math.floor(x / TWO_32) | 0, 0x9e3779b1) ^ 0x5bd1e995;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  // 30 bits: stays a V8 small integer (a full uint32 would be boxed as a heap number per node).
-  return (h ^ (h >>> 16)) >>> 2;
+class Branch<V> {
+  constructor(
+    public epoch: number,
+    public n: number,
+    /** Separators; keys[0] is never used by searches. */
+    public keys: number[],
+    public kids: Node<V>[],
+  ) {}
 }
+
+type Node<V> = Leaf<V> | Branch<V>;
+
+/** Filler for unused child slots (keeps the kids arrays free of holes and of stale children). */
+const NIL: Leaf<never> = new Leaf<never>(0, 0, [], [], []);
 
 let epochCounter = 0;
 function freshEpoch(): number {
@@ -61,236 +82,754 @@ function freshEpoch(): number {
   return epochCounter;
 }
 
-/** The node itself if `epoch` owns it, else a copy owned by `epoch` (the path-copying step). */
-function own<V>(n: Node<V>, epoch: number): Node<V> {
-  return n.epoch === epoch ? n : new Node(n.start, n.end, n.value, n.left, n.right, n.prio, epoch);
+// ---------------------------------------------------------------------------------------------
+// Mutation context. A mutation sets these, then runs replaceIn(), which calls no user code.
+
+/** Epoch of the map being mutated: nodes with this epoch are edited in place. */
+let E = 0;
+/** The region being replaced: every extent starting in [RA, RB) goes, and none straddles either end. */
+let RA = 0;
+let RB = 0;
+/** The new extents of the region, ascending, inside [RA, RB), already merged. */
+let IS: number[] = [];
+let IE: number[] = [];
+let IV: unknown[] = [];
+let IM = 0;
+/** Extents removed by the current pass. */
+let removed = 0;
+
+/** Scratch item arrays for set() (at most three items). */
+const SS: number[] = [0, 0, 0];
+const SE: number[] = [0, 0, 0];
+const SV: unknown[] = [undefined, undefined, undefined];
+
+// Results of seek(): index in the leaf of the last extent starting at or before x (-1: none), and
+// the separators around the leaf on the path (its extents lie in [sLb, sUb)).
+let sIdx = -1;
+let sLb = -Infinity;
+let sUb = Infinity;
+
+function numArray(): number[] {
+  return new Array<number>(CAP).fill(0);
 }
 
-// split() returns its left half and leaves the right half here: a second return value without
-// allocating a tuple per level. split/merge never call user code, so this cannot be re-entered.
-let splitRight: AnyNode | null = null;
-// The extent split() cut in two, if any: its old end (-1: none) and value. split() keeps the left
-// piece in place and leaves the right piece [x, cutEnd) to the caller, because the piece has a new
-// start, hence a new priority that may belong above nodes split() has already re-hung.
-let cutEnd = -1;
-let cutValue: unknown;
-
-/**
- * Split `t` at page `x` into extents below x (returned) and at or above x (left in splitRight),
- * minus the right piece of a straddling extent (reported in cutEnd/cutValue). O(depth).
+/*
+ * A leaf that overflows by at most CAP entries (an insert into a full leaf: the usual split) moves
+ * its entries to these spill arrays, and hands its own arrays to the next newLeaf(). Its parent
+ * re-deals it right away, in the same pass, so per split only one Leaf object is allocated.
  */
-function split<V>(t: Node<V> | null, x: number, epoch: number): Node<V> | null {
-  if (t === null) {
-    splitRight = null;
-    return null;
-  }
-  if (t.end <= x) {
-    const l = split(t.right, x, epoch);
-    if (l !== t.right) {
-      t = own(t, epoch);
-      t.right = l;
-    }
-    return t;
-  }
-  if (t.start >= x) {
-    const l = split(t.left, x, epoch);
-    const r = splitRight as Node<V> | null;
-    if (r !== t.left) {
-      t = own(t, epoch);
-      t.left = r;
-    }
-    splitRight = t;
+const XS: number[] = new Array<number>(2 * CAP).fill(0);
+const XE: number[] = new Array<number>(2 * CAP).fill(0);
+const XV: unknown[] = new Array<unknown>(2 * CAP).fill(undefined);
+let spilled = false;
+let freeS: number[] | null = null;
+let freeE: number[] = XS;
+let freeV: unknown[] = XV;
+
+function newLeaf<V>(): Leaf<V> {
+  if (freeS !== null) {
+    const l = new Leaf<V>(E, 0, freeS, freeE, freeV as (V | undefined)[]);
+    freeS = null;
     return l;
   }
-  // t.start < x < t.end: keep [start, x) where it is (same start, same priority).
-  cutEnd = t.end;
-  cutValue = t.value;
-  splitRight = t.right;
-  const n = own(t, epoch);
-  n.end = x;
-  n.right = null;
-  return n;
+  return new Leaf<V>(E, 0, numArray(), numArray(), new Array<V | undefined>(CAP).fill(undefined));
 }
 
-/** Join two treaps where every extent of `a` lies below every extent of `b`. O(depth). */
-function merge<V>(a: Node<V> | null, b: Node<V> | null, epoch: number): Node<V> | null {
-  if (a === null) return b;
-  if (b === null) return a;
-  // Ties go to the lower start (a), which makes the priority order total.
-  if (a.prio >= b.prio) {
-    const r = merge(a.right, b, epoch);
-    const n = own(a, epoch);
-    n.right = r;
-    return n;
+/** After a pass: drop the values the spill arrays still reference. */
+function endPass(): void {
+  if (spilled) {
+    XV.fill(undefined);
+    spilled = false;
   }
-  const l = merge(a, b.left, epoch);
-  const n = own(b, epoch);
-  n.left = l;
-  return n;
 }
 
-function countNodes(n: AnyNode | null): number {
+function newBranch<V>(): Branch<V> {
+  return new Branch<V>(E, 0, numArray(), new Array<Node<V>>(CAP).fill(NIL));
+}
+
+/** The node itself if the current epoch owns it, else a copy that it owns (copy-on-write). */
+function own<V>(node: Node<V>, h: number): Node<V> {
+  if (node.epoch === E) return node;
+  if (h === 0) {
+    const l = node as Leaf<V>;
+    return new Leaf<V>(E, l.n, l.starts.slice(), l.ends.slice(), l.vals.slice());
+  }
+  const b = node as Branch<V>;
+  return new Branch<V>(E, b.n, b.keys.slice(), b.kids.slice());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Searches inside a node.
+
+/** Index of the child of a branch that may hold page x: the last i >= 1 with keys[i] <= x, else 0. */
+function childIdx(keys: number[], n: number, x: number): number {
+  let lo = 1;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+/** The last child that may hold an extent starting below x: last i >= 1 with keys[i] < x, else 0. */
+function childIdxBelow(keys: number[], n: number, x: number): number {
+  let lo = 1;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+/** Index of the last start <= x among starts[from, n), or from - 1. */
+function lastLE(starts: number[], from: number, n: number, x: number): number {
+  let lo = from;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (starts[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+/** Index of the first start >= x among starts[from, n), or n. */
+function lowerBound(starts: number[], from: number, n: number, x: number): number {
+  let lo = from;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (starts[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Index in a leaf of the first extent ending after x (n if none). */
+function firstEndingAfter<V>(l: Leaf<V>, x: number): number {
+  const p = lastLE(l.starts, 0, l.n, x);
+  return p >= 0 && l.ends[p]! > x ? p : p + 1;
+}
+
+/** Descend to the leaf for page x; sets sIdx and sUb. */
+function seek<V>(root: Node<V>, height: number, x: number): Leaf<V> {
+  let node = root;
+  let lb = -Infinity;
+  let ub = Infinity;
+  for (let h = height; h > 0; h--) {
+    const b = node as Branch<V>;
+    const c = childIdx(b.keys, b.n, x);
+    // Deeper separators are tighter.
+    if (c > 0) lb = b.keys[c]!;
+    if (c + 1 < b.n) ub = b.keys[c + 1]!;
+    node = b.kids[c]!;
+  }
+  const l = node as Leaf<V>;
+  sIdx = lastLE(l.starts, 0, l.n, x);
+  sLb = lb;
+  sUb = ub;
+  return l;
+}
+
+/** Leftmost leaf of a subtree. */
+function leftmost<V>(node: Node<V>, h: number): Leaf<V> {
+  while (h > 0) {
+    node = (node as Branch<V>).kids[0]!;
+    h--;
+  }
+  return node as Leaf<V>;
+}
+
+function countExtents<V>(node: Node<V>, h: number): number {
+  if (h === 0) return node.n;
+  const b = node as Branch<V>;
   let c = 0;
-  while (n !== null) {
-    c += 1 + countNodes(n.left);
-    n = n.right;
-  }
+  for (let i = 0; i < b.n; i++) c += countExtents(b.kids[i]!, h - 1);
   return c;
 }
 
-/** Treap from ascending, non-overlapping fresh nodes in O(m) (Cartesian-tree construction). */
-function buildTreap<V>(nodes: Node<V>[]): Node<V> | null {
-  const stack: Node<V>[] = [];
-  for (const n of nodes) {
-    let last: Node<V> | null = null;
-    while (stack.length > 0 && stack[stack.length - 1]!.prio < n.prio) last = stack.pop()!;
-    n.left = last;
-    if (stack.length > 0) stack[stack.length - 1]!.right = n;
-    stack.push(n);
-  }
-  return stack.length > 0 ? stack[0]! : null;
-}
+// ---------------------------------------------------------------------------------------------
+// The replace pass.
 
-/** Does any extent of `n` intersecting [lo, hi) satisfy pred? In-order, stops at the first hit. */
-function someIn<V>(n: Node<V> | null, lo: number, hi: number, pred: (v: V) => boolean): boolean {
-  while (n !== null) {
-    if (n.end <= lo) n = n.right;
-    else if (n.start >= hi) n = n.left;
-    else {
-      if (n.left !== null && someIn(n.left, lo, hi, pred)) return true;
-      if (pred(n.value)) return true;
-      n = n.right;
+/** Replace the extents of a leaf that start in [RA, RB) by the items (if `items`). */
+function leafReplace<V>(l: Leaf<V>, items: boolean): void {
+  const n = l.n;
+  const st = l.starts;
+  const en = l.ends;
+  const va = l.vals;
+  const i = lowerBound(st, 0, n, RA);
+  const j = lowerBound(st, i, n, RB);
+  const m = items ? IM : 0;
+  removed += j - i;
+  const newN = n - (j - i) + m;
+  if (newN > CAP) {
+    // Overflow: the parent (or replace(), for the root) splits this leaf right away.
+    const small = newN <= 2 * CAP && !spilled && st.length === CAP;
+    const s2 = small ? XS : new Array<number>(newN);
+    const e2 = small ? XE : new Array<number>(newN);
+    const v2 = small ? (XV as (V | undefined)[]) : new Array<V | undefined>(newN);
+    for (let k = 0; k < i; k++) {
+      s2[k] = st[k]!;
+      e2[k] = en[k]!;
+      v2[k] = va[k];
+    }
+    for (let k = 0; k < m; k++) {
+      s2[i + k] = IS[k]!;
+      e2[i + k] = IE[k]!;
+      v2[i + k] = IV[k] as V;
+    }
+    for (let k = j, d = i + m - j; k < n; k++) {
+      s2[k + d] = st[k]!;
+      e2[k + d] = en[k]!;
+      v2[k + d] = va[k];
+    }
+    if (small) {
+      spilled = true;
+      va.fill(undefined);
+      freeS = st;
+      freeE = en;
+      freeV = va;
+    }
+    l.starts = s2;
+    l.ends = e2;
+    l.vals = v2;
+    l.n = newN;
+    return;
+  }
+  const d = m - (j - i);
+  if (d < 0) {
+    for (let k = j; k < n; k++) {
+      st[k + d] = st[k]!;
+      en[k + d] = en[k]!;
+      va[k + d] = va[k];
+    }
+    for (let k = newN; k < n; k++) va[k] = undefined;
+  } else if (d > 0) {
+    for (let k = n - 1; k >= j; k--) {
+      st[k + d] = st[k]!;
+      en[k + d] = en[k]!;
+      va[k + d] = va[k];
     }
   }
+  for (let k = 0; k < m; k++) {
+    st[i + k] = IS[k]!;
+    en[i + k] = IE[k]!;
+    va[i + k] = IV[k] as V;
+  }
+  l.n = newN;
+}
+
+/** Replace kids[x, y) of a branch (and their separators) by `k` pieces. */
+function spliceKids<V>(
+  P: Branch<V>,
+  x: number,
+  y: number,
+  pieces: Node<V>[],
+  pkeys: number[],
+  k: number,
+): void {
+  const n = P.n;
+  const keys = P.keys;
+  const kids = P.kids;
+  const newN = n - (y - x) + k;
+  if (newN > CAP) {
+    // Overflow: the caller's parent splits this branch right away.
+    const k2 = new Array<number>(newN);
+    const c2 = new Array<Node<V>>(newN);
+    for (let q = 0; q < x; q++) {
+      k2[q] = keys[q]!;
+      c2[q] = kids[q]!;
+    }
+    for (let q = 0; q < k; q++) {
+      k2[x + q] = pkeys[q]!;
+      c2[x + q] = pieces[q]!;
+    }
+    for (let q = y, d = x + k - y; q < n; q++) {
+      k2[q + d] = keys[q]!;
+      c2[q + d] = kids[q]!;
+    }
+    P.keys = k2;
+    P.kids = c2;
+    P.n = newN;
+    return;
+  }
+  const d = k - (y - x);
+  if (d < 0) {
+    for (let q = y; q < n; q++) {
+      keys[q + d] = keys[q]!;
+      kids[q + d] = kids[q]!;
+    }
+    for (let q = newN; q < n; q++) kids[q] = NIL;
+  } else if (d > 0) {
+    for (let q = n - 1; q >= y; q--) {
+      keys[q + d] = keys[q]!;
+      kids[q + d] = kids[q]!;
+    }
+  }
+  for (let q = 0; q < k; q++) {
+    keys[x + q] = pkeys[q]!;
+    kids[x + q] = pieces[q]!;
+  }
+  P.n = newN;
+}
+
+/**
+ * Re-deal the entries of kids[x, y) of branch P (height h) evenly into as few fresh nodes as hold
+ * them (none if they are all empty). Source nodes are only read, so they may be shared. A source
+ * may be a one-child branch whose child is underfull (a deletion emptied everything around it):
+ * once re-dealt next to other children, such a child is joined with a neighbour (fixDeficient).
+ * With at least MIN entries in total every piece ends up with at least MIN: a single piece has
+ * them all; with k >= 2 pieces each starts with more than CAP / 2 and loses at most one entry per
+ * deficient source (at most three sources).
+ */
+function redistribute<V>(P: Branch<V>, h: number, x: number, y: number, leftFull = false): void {
+  const kids = P.kids;
+  let total = 0;
+  for (let q = x; q < y; q++) total += kids[q]!.n;
+  if (total === 0) {
+    spliceKids<V>(P, x, y, [], [], 0);
+    return;
+  }
+  const k = Math.ceil(total / CAP);
+  // Piece sizes: even; or, with leftFull, full pieces and the rest (at least MIN) in the last one.
+  const sizes = new Array<number>(k);
+  const rest = total - (k - 1) * CAP;
+  for (let p = 0; p < k; p++) {
+    if (!leftFull) sizes[p] = Math.floor(total / k) + (p < total % k ? 1 : 0);
+    else if (p < k - 1) sizes[p] = CAP;
+    else sizes[p] = rest;
+  }
+  if (leftFull && rest < MIN) {
+    sizes[k - 2] = CAP - (MIN - rest);
+    sizes[k - 1] = MIN;
+  }
+  const pieces = new Array<Node<V>>(k);
+  const pkeys = new Array<number>(k);
+  let u = x; // source cursor: kids[u], entry w
+  let w = 0;
+  // The first source, if this epoch owns it, becomes the first piece: its entries are in place.
+  // Its n changes only at the end, since later pieces may still read its tail.
+  const first = kids[x]!;
+  const reuse =
+    first.epoch === E && (h === 1 ? (first as Leaf<V>).starts : (first as Branch<V>).keys).length === CAP;
+  const firstN = first.n;
+  if (h === 1) {
+    for (let p = 0; p < k; p++) {
+      const size = sizes[p]!;
+      let L: Leaf<V>;
+      let q0 = 0;
+      if (p === 0 && reuse) {
+        L = first as Leaf<V>;
+        q0 = w = size < firstN ? size : firstN;
+      } else L = newLeaf<V>();
+      for (let q = q0; q < size; q++) {
+        let src = kids[u] as Leaf<V>;
+        while (w >= src.n) {
+          u++;
+          w = 0;
+          src = kids[u] as Leaf<V>;
+        }
+        L.starts[q] = src.starts[w]!;
+        L.ends[q] = src.ends[w]!;
+        L.vals[q] = src.vals[w];
+        w++;
+      }
+      if (p > 0 || !reuse) L.n = size;
+      pieces[p] = L;
+      pkeys[p] = p === 0 ? P.keys[x]! : L.starts[0]!;
+    }
+    if (reuse) {
+      const L = first as Leaf<V>;
+      for (let q = sizes[0]!; q < firstN; q++) L.vals[q] = undefined;
+      L.n = sizes[0]!;
+    }
+  } else {
+    for (let p = 0; p < k; p++) {
+      const size = sizes[p]!;
+      let B: Branch<V>;
+      let q0 = 0;
+      if (p === 0 && reuse) {
+        B = first as Branch<V>;
+        q0 = w = size < firstN ? size : firstN;
+      } else B = newBranch<V>();
+      for (let q = q0; q < size; q++) {
+        let src = kids[u] as Branch<V>;
+        while (w >= src.n) {
+          u++;
+          w = 0;
+          src = kids[u] as Branch<V>;
+        }
+        // A source's first child is separated from what precedes it by the source's own separator.
+        B.keys[q] = w === 0 ? P.keys[u]! : src.keys[w]!;
+        B.kids[q] = src.kids[w]!;
+        w++;
+      }
+      if (p > 0 || !reuse) B.n = size;
+      pieces[p] = B;
+      pkeys[p] = p === 0 ? P.keys[x]! : B.keys[0]!;
+    }
+    if (reuse) {
+      const B = first as Branch<V>;
+      for (let q = sizes[0]!; q < firstN; q++) B.kids[q] = NIL;
+      B.n = sizes[0]!;
+    }
+  }
+  spliceKids(P, x, y, pieces, pkeys, k);
+  if (h >= 2) for (let p = 0; p < k; p++) fixDeficient(pieces[p] as Branch<V>, h - 1);
+}
+
+/** Join every underfull child of a fresh branch X (height h) with a neighbour, while X has two. */
+function fixDeficient<V>(X: Branch<V>, h: number): void {
+  let t = X.n - 1;
+  while (t >= 0 && X.n >= 2) {
+    if (t >= X.n) t = X.n - 1;
+    if (X.kids[t]!.n < MIN) {
+      const u = t > 0 ? t - 1 : 0;
+      redistribute(X, h, u, u + 2);
+      t = u; // the joined node may still be underfull if both were
+    } else t--;
+  }
+}
+
+/**
+ * The replace pass over an owned node of height h. Afterwards the node may overflow or be underfull
+ * (the parent repairs it); if it is a branch with two or more children, all of them are within
+ * [MIN, CAP]. Items go down the path of RA only.
+ */
+function replaceIn<V>(node: Node<V>, h: number, items: boolean): void {
+  if (h === 0) {
+    leafReplace(node as Leaf<V>, items);
+    return;
+  }
+  const P = node as Branch<V>;
+  const ci = childIdx(P.keys, P.n, RA);
+  const cj = childIdxBelow(P.keys, P.n, RB);
+  const c = own(P.kids[ci]!, h - 1);
+  P.kids[ci] = c;
+  replaceIn(c, h - 1, items);
+  let y = ci + 1;
+  if (cj > ci) {
+    const d = own(P.kids[cj]!, h - 1);
+    P.kids[cj] = d;
+    replaceIn(d, h - 1, false);
+    // d keeps only extents starting at or after RB; everything left of it now ends by RB.
+    P.keys[cj] = RB;
+    if (cj > ci + 1) {
+      for (let q = ci + 1; q < cj; q++) removed += countExtents(P.kids[q]!, h - 1);
+      spliceKids<V>(P, ci + 1, cj, [], [], 0);
+    }
+    y = ci + 2;
+  }
+  let bad = false;
+  for (let q = ci; q < y; q++) {
+    const s = P.kids[q]!.n;
+    if (s < MIN || s > CAP) bad = true;
+  }
+  if (!bad) return;
+  let x = ci;
+  const cn = P.kids[ci]!.n;
+  if (y === ci + 1 && cn > CAP) {
+    // One child overflows. Share with a sibling that has room; else split it alone if it is the
+    // last child; else re-deal it and a full sibling into three, each at least 2/3 full. At the
+    // right edge (the last child: where sequential appends land) pieces are filled from the left,
+    // so appends leave full nodes behind and split about once per CAP / 2 of them.
+    const last = ci + 1 === P.n;
+    if (ci > 0 && P.kids[ci - 1]!.n + cn <= 2 * CAP) x--;
+    else if (!last && P.kids[ci + 1]!.n + cn <= 2 * CAP) y++;
+    else if (!last) {
+      if (ci > 0) x--;
+      else y++;
+    }
+    redistribute(P, h, x, y, last);
+    return;
+  }
+  if (P.n > y - x) {
+    // Take a neighbour along: it lends entries to an underfull node and absorbs part of an overflow.
+    if (x > 0) x--;
+    else y++;
+  }
+  redistribute(P, h, x, y);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-only walks.
+
+function someIn<V>(node: Node<V>, h: number, lo: number, hi: number, pred: (v: V) => boolean): boolean {
+  if (h === 0) {
+    const l = node as Leaf<V>;
+    for (let i = firstEndingAfter(l, lo); i < l.n && l.starts[i]! < hi; i++)
+      if (pred(l.vals[i] as V)) return true;
+    return false;
+  }
+  const b = node as Branch<V>;
+  const last = childIdxBelow(b.keys, b.n, hi);
+  for (let c = childIdx(b.keys, b.n, lo); c <= last; c++)
+    if (someIn(b.kids[c]!, h - 1, lo, hi, pred)) return true;
   return false;
 }
 
-/** Pages of [lo, hi) covered by extents of `n` (satisfying pred, if given). */
 function countIn<V>(
-  n: Node<V> | null,
+  node: Node<V>,
+  h: number,
   lo: number,
   hi: number,
   pred: ((v: V) => boolean) | undefined,
 ): number {
-  let c = 0;
-  while (n !== null) {
-    if (n.end <= lo) n = n.right;
-    else if (n.start >= hi) n = n.left;
-    else {
-      if (n.left !== null) c += countIn(n.left, lo, hi, pred);
-      if (pred === undefined || pred(n.value)) c += Math.min(n.end, hi) - Math.max(n.start, lo);
-      n = n.right;
+  let total = 0;
+  if (h === 0) {
+    const l = node as Leaf<V>;
+    for (let i = firstEndingAfter(l, lo); i < l.n && l.starts[i]! < hi; i++) {
+      if (pred === undefined || pred(l.vals[i] as V)) {
+        const s = l.starts[i]!;
+        const e = l.ends[i]!;
+        total += (e < hi ? e : hi) - (s > lo ? s : lo);
+      }
     }
+    return total;
   }
-  return c;
+  const b = node as Branch<V>;
+  const last = childIdxBelow(b.keys, b.n, hi);
+  for (let c = childIdx(b.keys, b.n, lo); c <= last; c++) total += countIn(b.kids[c]!, h - 1, lo, hi, pred);
+  return total;
 }
 
-/**
- * In-order walk of [lo, hi) that also reports the gaps: the shared core of every() and update().
- * A class rather than closures so a walk allocates one object, not one per node.
- */
-abstract class SegmentWalk<V> {
-  protected pos: number;
+/** In-order visit of the extents intersecting [lo, hi), unclipped; a false return stops the walk. */
+abstract class Visitor<V> {
   constructor(
     protected readonly lo: number,
     protected readonly hi: number,
-  ) {
-    this.pos = lo;
-  }
-  /** Called once per maximal constant sub-range; return false to stop the walk. */
-  protected abstract visit(start: number, end: number, value: V | undefined): boolean;
+  ) {}
+  protected abstract visit(start: number, end: number, value: V): boolean;
 
-  run(root: Node<V> | null): boolean {
-    if (!this.walk(root)) return false;
-    return this.pos < this.hi ? this.visit(this.pos, this.hi, undefined) : true;
-  }
-
-  private walk(n: Node<V> | null): boolean {
+  walk(node: Node<V>, h: number): boolean {
     const lo = this.lo;
     const hi = this.hi;
-    while (n !== null) {
-      if (n.end <= lo) n = n.right;
-      else if (n.start >= hi) n = n.left;
-      else {
-        if (n.left !== null && !this.walk(n.left)) return false;
-        const s = Math.max(n.start, lo);
-        const e = Math.min(n.end, hi);
-        if (s > this.pos && !this.visit(this.pos, s, undefined)) return false;
-        if (!this.visit(s, e, n.value)) return false;
-        this.pos = e;
-        n = n.right;
-      }
+    if (h === 0) {
+      const l = node as Leaf<V>;
+      for (let i = firstEndingAfter(l, lo); i < l.n && l.starts[i]! < hi; i++)
+        if (!this.visit(l.starts[i]!, l.ends[i]!, l.vals[i] as V)) return false;
+      return true;
     }
+    const b = node as Branch<V>;
+    const last = childIdxBelow(b.keys, b.n, hi);
+    for (let c = childIdx(b.keys, b.n, lo); c <= last; c++) if (!this.walk(b.kids[c]!, h - 1)) return false;
     return true;
   }
 }
 
-class EveryWalk<V> extends SegmentWalk<V> {
+/** every(): sub-ranges of [lo, hi), gaps as undefined, until pred fails. */
+class EveryWalk<V> extends Visitor<V> {
+  private pos: number;
   constructor(
     lo: number,
     hi: number,
     private readonly pred: (v: V | undefined) => boolean,
   ) {
     super(lo, hi);
+    this.pos = lo;
   }
-  protected visit(_s: number, _e: number, value: V | undefined): boolean {
-    return this.pred(value);
+  protected visit(start: number, end: number, value: V): boolean {
+    if (start > this.pos && !this.pred(undefined)) return false;
+    if (!this.pred(value)) return false;
+    this.pos = end;
+    return true;
+  }
+  run(root: Node<V> | null, h: number): boolean {
+    if (root !== null && !this.walk(root, h)) return false;
+    return this.pos < this.hi ? this.pred(undefined) : true;
   }
 }
 
-/** Collects segments into parallel arrays (no per-segment objects) for update(). */
-class CollectWalk<V> extends SegmentWalk<V> {
+/** update(): the sub-ranges of [lo, hi) in parallel arrays, and the extents straddling its ends. */
+class CollectWalk<V> extends Visitor<V> {
   readonly starts: number[] = [];
   readonly ends: number[] = [];
   readonly values: (V | undefined)[] = [];
-  protected visit(s: number, e: number, value: V | undefined): boolean {
-    this.starts.push(s);
-    this.ends.push(e);
-    this.values.push(value);
+  private pos: number;
+  /** Start and value of the extent straddling lo (leftStart < lo), if any. */
+  leftStart: number;
+  leftValue: V | undefined;
+  /** End and value of the extent straddling hi (rightEnd > hi), if any. */
+  rightEnd: number;
+  rightValue: V | undefined;
+  constructor(lo: number, hi: number) {
+    super(lo, hi);
+    this.pos = lo;
+    this.leftStart = lo;
+    this.rightEnd = hi;
+  }
+  protected visit(start: number, end: number, value: V): boolean {
+    const lo = this.lo;
+    const hi = this.hi;
+    if (start < lo) {
+      this.leftStart = start;
+      this.leftValue = value;
+      start = lo;
+    } else if (start > this.pos) this.push(this.pos, start, undefined);
+    if (end > hi) {
+      this.rightEnd = end;
+      this.rightValue = value;
+      end = hi;
+    }
+    this.push(start, end, value);
+    this.pos = end;
     return true;
   }
+  /** After walk(): the gap at the end, if any. */
+  finish(): void {
+    if (this.pos < this.hi) this.push(this.pos, this.hi, undefined);
+  }
+  private push(s: number, e: number, v: V | undefined): void {
+    this.starts.push(s);
+    this.ends.push(e);
+    this.values.push(v);
+  }
 }
 
-function toExtent<V>(n: Node<V>): Extent<V> {
-  return { start: n.start, end: n.end, value: n.value };
+// ---------------------------------------------------------------------------------------------
+// Iterators.
+
+/** Live iterators created since the map's last freeze (see ExtentMap.entries). */
+interface Tracker {
+  live: number;
 }
 
-function* extentsIn<V>(root: Node<V> | null, lo: number, hi: number): Generator<Extent<V>, void, undefined> {
-  if (!(lo < hi)) return;
-  const stack: Node<V>[] = [];
-  let n = root;
-  for (;;) {
-    while (n !== null) {
-      if (n.end <= lo) n = n.right;
-      else if (n.start >= hi) n = n.left;
-      else {
-        stack.push(n);
-        n = n.left;
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true as const, value: undefined });
+
+/** A position in a snapshot of the tree: the path from the root and an index in a leaf. */
+abstract class Walker<V, T> implements IterableIterator<T> {
+  private readonly path: Branch<V>[] = [];
+  private readonly at: number[] = [];
+  protected leaf: Leaf<V> | null = null;
+  protected i = 0;
+  private started = false;
+
+  constructor(
+    private root: Node<V> | null,
+    private readonly height: number,
+    protected readonly lo: number,
+    protected readonly hi: number,
+    private tracker: Tracker | null,
+  ) {}
+
+  abstract next(): IteratorResult<T, undefined>;
+
+  [Symbol.iterator](): this {
+    return this;
+  }
+
+  return(): IteratorResult<T, undefined> {
+    return this.end();
+  }
+
+  /** Position on the first extent ending after lo (leaf null: none). */
+  protected start(): void {
+    this.started = true;
+    let node = this.root;
+    if (node === null || !(this.lo < this.hi)) return;
+    const lo = this.lo;
+    for (let h = this.height, l = 0; h > 0; h--, l++) {
+      const b = node as Branch<V>;
+      const c = childIdx(b.keys, b.n, lo);
+      this.path[l] = b;
+      this.at[l] = c;
+      node = b.kids[c]!;
+    }
+    this.leaf = node as Leaf<V>;
+    this.i = firstEndingAfter(this.leaf, lo);
+    if (this.i >= this.leaf.n) this.nextLeaf();
+  }
+
+  protected get begun(): boolean {
+    return this.started;
+  }
+
+  /** Move past the current extent. */
+  protected step(): void {
+    this.i++;
+    if (this.i >= this.leaf!.n) this.nextLeaf();
+  }
+
+  private nextLeaf(): void {
+    for (let l = this.height - 1; l >= 0; l--) {
+      const b = this.path[l]!;
+      if (this.at[l]! + 1 < b.n) {
+        this.at[l] = this.at[l]! + 1;
+        let node = b.kids[this.at[l]!]!;
+        for (let d = l + 1; d < this.height; d++) {
+          this.path[d] = node as Branch<V>;
+          this.at[d] = 0;
+          node = (node as Branch<V>).kids[0]!;
+        }
+        this.leaf = node as Leaf<V>;
+        this.i = 0;
+        return;
       }
     }
-    const top = stack.pop();
-    if (top === undefined) return;
-    yield {
-      start: Math.max(top.start, lo),
-      end: Math.min(top.end, hi),
-      value: top.value,
-    };
-    n = top.right;
+    this.leaf = null;
+  }
+
+  protected end(): IteratorResult<T, undefined> {
+    this.started = true;
+    this.leaf = null;
+    this.root = null;
+    this.path.length = 0;
+    if (this.tracker !== null) {
+      this.tracker.live--;
+      this.tracker = null;
+    }
+    return DONE;
   }
 }
 
-function* segmentsIn<V>(
-  root: Node<V> | null,
-  lo: number,
-  hi: number,
-): Generator<Extent<V | undefined>, void, undefined> {
-  let pos = lo;
-  for (const e of extentsIn(root, lo, hi)) {
-    if (e.start > pos) yield { start: pos, end: e.start, value: undefined };
-    yield e;
-    pos = e.end;
+class EntriesIterator<V> extends Walker<V, Extent<V>> {
+  next(): IteratorResult<Extent<V>, undefined> {
+    if (!this.begun) this.start();
+    const l = this.leaf;
+    if (l === null) return this.end();
+    const i = this.i;
+    const s = l.starts[i]!;
+    const hi = this.hi;
+    if (!(s < hi)) return this.end();
+    const e = l.ends[i]!;
+    const value = l.vals[i] as V;
+    this.step();
+    const lo = this.lo;
+    return { done: false, value: { start: s > lo ? s : lo, end: e < hi ? e : hi, value } };
   }
-  if (pos < hi) yield { start: pos, end: hi, value: undefined };
+}
+
+class SegmentsIterator<V> extends Walker<V, Extent<V | undefined>> {
+  private pos = this.lo;
+  next(): IteratorResult<Extent<V | undefined>, undefined> {
+    if (!this.begun) this.start();
+    const pos = this.pos;
+    const hi = this.hi;
+    if (!(pos < hi)) return this.end();
+    const l = this.leaf;
+    if (l !== null) {
+      const i = this.i;
+      const s = l.starts[i]!;
+      if (s < hi) {
+        if (s > pos) {
+          this.pos = s;
+          return { done: false, value: { start: pos, end: s, value: undefined } };
+        }
+        const e0 = l.ends[i]!;
+        const e = e0 < hi ? e0 : hi;
+        const value = l.vals[i] as V;
+        this.step();
+        this.pos = e;
+        return { done: false, value: { start: pos, end: e, value } };
+      }
+    }
+    this.pos = hi;
+    return { done: false, value: { start: pos, end: hi, value: undefined } };
+  }
 }
 
 function checkRange(start: number, end: number): void {
@@ -301,16 +840,26 @@ function checkRange(start: number, end: number): void {
 
 /**
  * A map from page ranges to values. `undefined` is never stored: it means "no extent" (a gap).
- * Callbacks (`update`'s fn, predicates) must not mutate the map they are called on; iterators may
- * (they walk a snapshot). With a custom `equals`, which of two equal values survives a merge is
- * unspecified.
+ * Callbacks (`update`'s fn, predicates, `equals`) must not mutate the map they are called on;
+ * iterators may (they walk a snapshot). With a custom `equals`, which of two equal values survives
+ * a merge is unspecified.
  */
 export class ExtentMap<V> {
   private root: Node<V> | null = null;
+  /** Levels below the root: 0 when the root is a leaf. */
+  private height = 0;
   private extents = 0;
   private epoch = freshEpoch();
-  /** Iterators handed out and not yet finished (see track()). */
-  private liveIterators = 0;
+  /** Iterators handed out since the last freeze (see entries()); null: none. */
+  private tracker: Tracker | null = null;
+  /**
+   * Finger: the leaf of the last descent and the separators around it, so that lookups near the
+   * previous one (sequential faults, a set next to a get) skip the descent. Dropped whenever a
+   * mutation may replace nodes; an in-place leaf edit keeps it valid (separators do not move).
+   */
+  private fLeaf: Leaf<V> | null = null;
+  private fLb = 0;
+  private fUb = 0;
   private readonly eq: (a: V, b: V) => boolean;
 
   /** `equals` decides which neighbours merge; default `Object.is`. */
@@ -325,43 +874,271 @@ export class ExtentMap<V> {
 
   /** Value at page `index`; undefined in a gap. */
   get(index: number): V | undefined {
-    const n = this.find(index);
-    return n === null ? undefined : n.value;
+    const root = this.root;
+    if (root === null) return undefined;
+    const l = this.leafFor(root, index);
+    const p = sIdx;
+    return p >= 0 && l.ends[p]! > index ? l.vals[p] : undefined;
+  }
+
+  /** seek() through the finger: the leaf for page x, with sIdx, sLb and sUb set. */
+  private leafFor(root: Node<V>, x: number): Leaf<V> {
+    const f = this.fLeaf;
+    if (f !== null && x >= this.fLb && x < this.fUb) {
+      sIdx = lastLE(f.starts, 0, f.n, x);
+      sLb = this.fLb;
+      sUb = this.fUb;
+      return f;
+    }
+    const l = seek(root, this.height, x);
+    this.fLeaf = l;
+    this.fLb = sLb;
+    this.fUb = sUb;
+    return l;
   }
 
   /** The whole extent containing `index`, unclipped. */
   extentAt(index: number): Extent<V> | undefined {
-    const n = this.find(index);
-    return n === null ? undefined : toExtent(n);
+    const root = this.root;
+    if (root === null) return undefined;
+    const l = this.leafFor(root, index);
+    const p = sIdx;
+    return p >= 0 && l.ends[p]! > index
+      ? { start: l.starts[p]!, end: l.ends[p]!, value: l.vals[p] as V }
+      : undefined;
   }
 
   /** First extent with end > index (the one containing index, or the next one), unclipped. */
   nextExtent(index: number): Extent<V> | undefined {
-    const n = this.firstEndingAfter(index);
-    return n === null ? undefined : toExtent(n);
+    let node = this.root;
+    if (node === null) return undefined;
+    // The subtree right of the descent path at the deepest level that has one.
+    let alt: Node<V> | null = null;
+    let altH = 0;
+    for (let h = this.height; h > 0; h--) {
+      const b = node as Branch<V>;
+      const c = childIdx(b.keys, b.n, index);
+      if (c + 1 < b.n) {
+        alt = b.kids[c + 1]!;
+        altH = h - 1;
+      }
+      node = b.kids[c]!;
+    }
+    let l = node as Leaf<V>;
+    let i = firstEndingAfter(l, index);
+    if (i >= l.n) {
+      if (alt === null) return undefined;
+      l = leftmost(alt, altH);
+      i = 0;
+    }
+    return { start: l.starts[i]!, end: l.ends[i]!, value: l.vals[i] as V };
   }
 
   /** Assign `value` to [start, end); undefined clears it. start >= end is a no-op. */
   set(start: number, end: number, value: V | undefined): void {
     checkRange(start, end);
     if (start >= end) return;
-    this.beforeMutation();
+    const root = this.root;
     if (value === undefined) {
-      const n = this.firstEndingAfter(start);
-      if (n === null || n.start >= end) return; // nothing to clear: do not copy any path
-      this.splice(start, end, null, 0);
+      if (root !== null) this.clearRange(root, start, end);
+      return;
+    }
+    if (root === null) {
+      SS[0] = start;
+      SE[0] = end;
+      SV[0] = value;
+      this.replaceWith(start, end, SS, SE, SV, 1);
       return;
     }
     const eq = this.eq;
-    const at = this.find(start);
-    if (at !== null && at.end >= end && eq(at.value, value)) return; // already so: no-op
+    const l = this.leafFor(root, start);
+    const p = sIdx;
+    const lb = sLb;
+    const ub = sUb;
+    const st = l.starts;
+    const en = l.ends;
+
+    // The extent holding start - 1 (it may also hold start), if any.
+    let hasLeft = false;
+    let ls = 0;
+    let le = 0;
+    let lv: V | undefined;
+    let lookBefore = false; // it may sit in an earlier leaf
+    if (p >= 0) {
+      const ps = st[p]!;
+      const pe = en[p]!;
+      if (pe > start) {
+        if (pe >= end && eq(l.vals[p] as V, value)) return; // already so: do not copy anything
+        if (ps < start) {
+          hasLeft = true;
+          ls = ps;
+          le = pe;
+          lv = l.vals[p];
+        } else if (p > 0) {
+          if (en[p - 1] === start) {
+            hasLeft = true;
+            ls = st[p - 1]!;
+            le = start;
+            lv = l.vals[p - 1];
+          }
+        } else lookBefore = true;
+      } else if (pe === start) {
+        hasLeft = true;
+        ls = ps;
+        le = pe;
+        lv = l.vals[p];
+      }
+    } else lookBefore = true;
+    if (lookBefore && start > 0) {
+      const l2 = this.leafFor(root, start - 1);
+      const q = sIdx;
+      if (q >= 0 && l2.ends[q]! >= start) {
+        hasLeft = true;
+        ls = l2.starts[q]!;
+        le = l2.ends[q]!;
+        lv = l2.vals[q];
+      }
+    }
+
+    // The extent holding end, if any (it may also hold start).
+    let hasRight = false;
+    let rs = 0;
+    let re = 0;
+    let rv: V | undefined;
+    if (end < ub) {
+      const q = lastLE(st, p < 0 ? 0 : p, l.n, end);
+      if (q >= 0 && en[q]! > end) {
+        hasRight = true;
+        rs = st[q]!;
+        re = en[q]!;
+        rv = l.vals[q];
+      }
+    } else {
+      const l2 = this.leafFor(root, end);
+      const q = sIdx;
+      if (q >= 0 && l2.ends[q]! > end) {
+        hasRight = true;
+        rs = l2.starts[q]!;
+        re = l2.ends[q]!;
+        rv = l2.vals[q];
+      }
+    }
+
+    // The region [a, b) that no extent straddles, and its new contents.
+    let a = start;
+    let b = end;
     let lo = start;
     let hi = end;
-    const left = at !== null && at.start < start ? at : this.find(start - 1);
-    if (left !== null && eq(left.value, value)) lo = left.start;
-    const right = at !== null && at.end > end ? at : this.find(end);
-    if (right !== null && eq(right.value, value)) hi = right.end;
-    this.splice(lo, hi, new Node(lo, hi, value, null, null, prioOf(lo), this.epoch), 1);
+    let keepLeft = false;
+    let keepRight = false;
+    if (hasLeft) {
+      if (eq(lv as V, value)) a = lo = ls;
+      else if (le > start) {
+        a = ls;
+        keepLeft = true;
+      }
+    }
+    if (hasRight) {
+      if (eq(rv as V, value)) b = hi = re;
+      else if (rs < end) {
+        b = re;
+        keepRight = true;
+      }
+    }
+    let m = 0;
+    if (keepLeft) {
+      SS[0] = ls;
+      SE[0] = start;
+      SV[0] = lv;
+      m = 1;
+    }
+    SS[m] = lo;
+    SE[m] = hi;
+    SV[m] = value;
+    m++;
+    if (keepRight) {
+      SS[m] = end;
+      SE[m] = re;
+      SV[m] = rv;
+      m++;
+    }
+    if (a >= lb && b <= ub && this.editLeaf(l, a, b, m)) return;
+    this.replaceWith(a, b, SS, SE, SV, m);
+  }
+
+  /**
+   * Fast path of a replace that stays inside leaf l (whose extents lie in [a, b) and whose
+   * separators enclose [a, b)): if the map owns l (hence its whole path) and the leaf keeps a legal
+   * fill, edit it in place without a second descent. Returns false if the general pass is needed.
+   */
+  private editLeaf(
+    l: Leaf<V>,
+    a: number,
+    b: number,
+    m: number,
+    ss: number[] = SS,
+    se: number[] = SE,
+    sv: unknown[] = SV,
+  ): boolean {
+    if (l.epoch !== this.epoch) return false;
+    const t = this.tracker;
+    if (t !== null && t.live > 0) return false;
+    const n = l.n;
+    const i = lowerBound(l.starts, 0, n, a);
+    const j = lowerBound(l.starts, i, n, b);
+    const newN = n - (j - i) + m;
+    if (newN > CAP || newN === 0 || (newN < MIN && this.height > 0)) return false;
+    RA = a;
+    RB = b;
+    IS = ss;
+    IE = se;
+    IV = sv;
+    IM = m;
+    removed = 0;
+    leafReplace(l, true);
+    this.extents += m - removed;
+    IS = IE = SS;
+    IV = SV;
+    SV[0] = SV[1] = SV[2] = undefined;
+    return true;
+  }
+
+  /** set(start, end, undefined) on a non-empty map. */
+  private clearRange(root: Node<V>, start: number, end: number): void {
+    const l = this.leafFor(root, start);
+    const p = sIdx;
+    const lb = sLb;
+    const ub = sUb;
+    let a = start;
+    let b = end;
+    let m = 0;
+    if (p >= 0 && l.ends[p]! > start) {
+      if (l.starts[p]! < start) {
+        SS[0] = l.starts[p]!;
+        SE[0] = start;
+        SV[0] = l.vals[p];
+        a = l.starts[p]!;
+        m = 1;
+      }
+    } else if (p + 1 < l.n) {
+      if (l.starts[p + 1]! >= end) return; // nothing to clear: do not copy any path
+    } else if (ub >= end) return;
+    else {
+      const next = this.nextExtent(start);
+      if (next === undefined || next.start >= end) return;
+    }
+    // The extent holding end, if it started before end, keeps its part from end on.
+    const l2 = end < ub ? l : this.leafFor(root, end);
+    const q = end < ub ? lastLE(l.starts, p < 0 ? 0 : p, l.n, end) : sIdx;
+    if (q >= 0 && l2.ends[q]! > end && l2.starts[q]! < end) {
+      SS[m] = end;
+      SE[m] = l2.ends[q]!;
+      SV[m] = l2.vals[q];
+      b = l2.ends[q]!;
+      m++;
+    }
+    if (a >= lb && b <= ub && this.editLeaf(l, a, b, m)) return;
+    this.replaceWith(a, b, SS, SE, SV, m);
   }
 
   /**
@@ -376,7 +1153,19 @@ export class ExtentMap<V> {
     checkRange(start, end);
     if (start >= end) return;
     const walk = new CollectWalk<V>(start, end);
-    walk.run(this.root);
+    const root = this.root;
+    // Most updates stay inside one leaf: collect from it directly, and edit it in place below.
+    let l: Leaf<V> | null = null;
+    let lb = 0;
+    let ub = 0;
+    if (root !== null) {
+      l = this.leafFor(root, start);
+      lb = sLb;
+      ub = sUb;
+      if (end <= ub) walk.walk(l, 0);
+      else walk.walk(root, this.height);
+    }
+    walk.finish();
     const { starts, ends, values } = walk;
     const eq = this.eq;
     const m = values.length;
@@ -390,244 +1179,222 @@ export class ExtentMap<V> {
         changed = true;
     }
     if (!changed) return; // leave shared nodes shared
-    this.beforeMutation();
 
-    const epoch = this.epoch;
-    const nodes: Node<V>[] = [];
-    let last: Node<V> | null = null;
+    // New contents of [a, b): the outside parts of straddling extents, then the merged results.
+    const os: number[] = [];
+    const oe: number[] = [];
+    const ov: (V | undefined)[] = [];
+    let a = start;
+    let b = end;
+    if (walk.leftStart < start) {
+      a = walk.leftStart;
+      os.push(a);
+      oe.push(start);
+      ov.push(walk.leftValue);
+    }
     for (let i = 0; i < m; i++) {
       const v = next[i];
-      if (v === undefined) {
-        last = null;
-        continue;
-      }
-      if (last !== null && eq(last.value, v)) last.end = ends[i]!;
+      if (v === undefined) continue;
+      const k = os.length - 1;
+      if (k >= 0 && oe[k] === starts[i] && eq(ov[k] as V, v)) oe[k] = ends[i]!;
       else {
-        last = new Node(starts[i]!, ends[i]!, v, null, null, 0, epoch);
-        nodes.push(last);
+        os.push(starts[i]!);
+        oe.push(ends[i]!);
+        ov.push(v);
       }
     }
-    let lo = start;
-    let hi = end;
-    if (nodes.length > 0) {
-      const first = nodes[0]!;
-      if (first.start === start) {
-        const l = this.find(start - 1);
-        if (l !== null && eq(l.value, first.value)) first.start = lo = l.start;
+    if (walk.rightEnd > end) {
+      b = walk.rightEnd;
+      const k = os.length - 1;
+      if (k >= 0 && oe[k] === end && eq(ov[k] as V, walk.rightValue as V)) oe[k] = b;
+      else {
+        os.push(end);
+        oe.push(b);
+        ov.push(walk.rightValue);
       }
-      const tail = nodes[nodes.length - 1]!;
-      if (tail.end === end) {
-        const r = this.find(end);
-        if (r !== null && eq(r.value, tail.value)) tail.end = hi = r.end;
-      }
-      for (const n of nodes) n.prio = prioOf(n.start);
     }
-    this.splice(lo, hi, buildTreap(nodes), nodes.length);
+    // Neighbours just outside [a, b) merge with equal results that touch them.
+    const k = os.length - 1;
+    if (k >= 0 && this.root !== null) {
+      if (a === start && os[0] === start && start > 0) {
+        const l = this.leafFor(this.root, start - 1);
+        const q = sIdx;
+        if (q >= 0 && l.ends[q] === start && eq(l.vals[q] as V, ov[0] as V)) a = os[0] = l.starts[q]!;
+      }
+      if (b === end && oe[k] === end) {
+        const l = this.leafFor(this.root, end);
+        const q = sIdx;
+        if (q >= 0 && l.starts[q] === end && eq(ov[k] as V, l.vals[q] as V)) b = oe[k] = l.ends[q]!;
+      }
+    }
+    if (l !== null && a >= lb && b <= ub && this.editLeaf(l, a, b, os.length, os, oe, ov)) return;
+    this.replaceWith(a, b, os, oe, ov, os.length);
   }
 
   /** Extents (not gaps) intersecting [start, end), clipped to it, ascending. Snapshot semantics. */
   entries(start = -Infinity, end = Infinity): IterableIterator<Extent<V>> {
-    this.liveIterators++;
-    return this.track(extentsIn(this.root, start, end));
+    return new EntriesIterator<V>(this.root, this.height, start, end, this.track());
   }
 
   /** Covers [start, end) exactly, gaps as undefined values, ascending. Snapshot semantics. */
   segments(start: number, end: number): IterableIterator<Extent<V | undefined>> {
-    this.liveIterators++;
-    return this.track(segmentsIn(this.root, start, end));
+    return new SegmentsIterator<V>(this.root, this.height, start, end, this.track());
   }
 
   /**
-   * Snapshot semantics without freezing on every call: while an iterator is live, the first
-   * mutation freezes the tree (so the iterator keeps walking the old nodes). An iterator that is
-   * abandoned without finishing or return() keeps the count up: later mutations then freeze
-   * first, which is still correct, only slower. Freezing on every iteration made each later edit
-   * of a large map path-copy (an allocation per level), which dominated the fault path.
+   * Snapshot semantics without freezing on every call: an iterator walks the nodes of the tree as
+   * it was when created; the first mutation while an iterator created since the last freeze is
+   * unfinished freezes the tree (new epoch), so from then on the map copies those nodes instead of
+   * editing them. An abandoned iterator costs at most that one freeze.
    */
-  private *track<T>(it: Generator<T, void, undefined>): Generator<T, void, undefined> {
-    try {
-      yield* it;
-    } finally {
-      this.liveIterators--;
+  private track(): Tracker {
+    let t = this.tracker;
+    if (t === null) {
+      t = { live: 0 };
+      this.tracker = t;
     }
-  }
-
-  /** Before a mutation: if an iterator may be walking the current nodes, stop editing them in place. */
-  private beforeMutation(): void {
-    if (this.liveIterators > 0) this.freeze();
+    t.live++;
+    return t;
   }
 
   /** Does any extent intersecting [start, end) satisfy pred? */
   some(start: number, end: number, pred: (v: V) => boolean): boolean {
-    return start < end && someIn(this.root, start, end, pred);
+    return start < end && this.root !== null && someIn(this.root, this.height, start, end, pred);
   }
 
   /** Does every sub-range of [start, end) satisfy pred (gaps passed as undefined)? */
   every(start: number, end: number, pred: (v: V | undefined) => boolean): boolean {
-    return start >= end || new EveryWalk<V>(start, end, pred).run(this.root);
+    return start >= end || new EveryWalk<V>(start, end, pred).run(this.root, this.height);
   }
 
   /** Number of pages in [start, end) covered by extents (whose value satisfies pred). */
   count(start: number, end: number, pred?: (v: V) => boolean): number {
-    return start < end ? countIn(this.root, start, end, pred) : 0;
+    return start < end && this.root !== null ? countIn(this.root, this.height, start, end, pred) : 0;
   }
 
   /** O(1) copy sharing all nodes; neither side's later mutations affect the other. */
   clone(): ExtentMap<V> {
     const c = new ExtentMap<V>(this.eq);
     c.root = this.root;
+    c.height = this.height;
     c.extents = this.extents;
     this.freeze();
     return c;
   }
 
   clear(): void {
+    this.fLeaf = null;
     this.root = null;
+    this.height = 0;
     this.extents = 0;
   }
 
   /**
-   * Debugging aid for tests and invariant checkers: throws if the tree is malformed (order,
-   * overlap, unmerged equal neighbours, heap order, priorities, size). O(n). Returns the height.
+   * Debugging aid for tests and invariant checkers: throws if the tree is malformed (extent order,
+   * overlap, unmerged equal neighbours, separators, node fill, leaf depth, stale slots, size). O(n).
+   * Returns the number of levels (0 for an empty map, 1 for a single leaf).
    */
   validate(): number {
-    let prev: Node<V> | null = null;
-    let n = 0;
-    const visit = (t: Node<V> | null, depth: number): number => {
-      if (t === null) return depth;
-      if (!(t.start < t.end) || t.value === undefined) throw new Error(`bad extent [${t.start}, ${t.end})`);
-      if (t.prio !== prioOf(t.start)) throw new Error(`stale priority at ${t.start}`);
-      if (t.left !== null && !(t.prio > t.left.prio)) throw new Error(`heap order (left) at ${t.start}`);
-      if (t.right !== null && !(t.prio >= t.right.prio)) throw new Error(`heap order (right) at ${t.start}`);
-      const hl = visit(t.left, depth + 1);
-      if (prev !== null) {
-        if (prev.end > t.start) throw new Error(`overlap at ${t.start}`);
-        if (prev.end === t.start && this.eq(prev.value, t.value)) throw new Error(`unmerged at ${t.start}`);
+    const root = this.root;
+    if (root === null) {
+      if (this.extents !== 0) throw new Error(`size ${this.extents} but no extents`);
+      return 0;
+    }
+    let count = 0;
+    let prevEnd = -Infinity;
+    let prevValue: V | undefined;
+    const check = (node: Node<V>, h: number, lo: number, hi: number, isRoot: boolean): void => {
+      const n = node.n;
+      if (n > CAP || (!isRoot && n < MIN) || n < (isRoot && h > 0 ? 2 : 1))
+        throw new Error(`node of ${n} entries at height ${h}`);
+      if (h === 0) {
+        const l = node as Leaf<V>;
+        if (l.starts.length !== CAP || l.ends.length !== CAP || l.vals.length !== CAP)
+          throw new Error('leaf arrays not of capacity size');
+        for (let i = 0; i < n; i++) {
+          const s = l.starts[i]!;
+          const e = l.ends[i]!;
+          const v = l.vals[i];
+          if (!Number.isSafeInteger(s) || !Number.isSafeInteger(e) || !(s < e) || v === undefined)
+            throw new Error(`bad extent [${s}, ${e})`);
+          if (s < lo || e > hi) throw new Error(`extent [${s}, ${e}) outside its separators [${lo}, ${hi})`);
+          if (prevEnd > s) throw new Error(`overlap at ${s}`);
+          if (prevEnd === s && this.eq(prevValue as V, v)) throw new Error(`unmerged at ${s}`);
+          prevEnd = e;
+          prevValue = v;
+          count++;
+        }
+        for (let i = n; i < CAP; i++) if (l.vals[i] !== undefined) throw new Error('stale value slot');
+        return;
       }
-      prev = t;
-      n += 1;
-      return Math.max(hl, visit(t.right, depth + 1));
+      const b = node as Branch<V>;
+      if (b.keys.length !== CAP || b.kids.length !== CAP)
+        throw new Error('branch arrays not of capacity size');
+      for (let i = 0; i < n; i++) {
+        const klo = i === 0 ? lo : b.keys[i]!;
+        const khi = i + 1 < n ? b.keys[i + 1]! : hi;
+        if (i > 0 && !(b.keys[i]! >= lo && b.keys[i]! <= hi))
+          throw new Error(`separator ${b.keys[i]} out of range`);
+        const kid = b.kids[i]!;
+        if (kid === NIL) throw new Error('missing child');
+        check(kid, h - 1, klo, khi, false);
+      }
+      for (let i = n; i < CAP; i++) if (b.kids[i] !== NIL) throw new Error('stale child slot');
     };
-    const height = visit(this.root, 0);
-    if (n !== this.extents) throw new Error(`size ${this.extents} but ${n} extents`);
-    return height;
-  }
-
-  private find(index: number): Node<V> | null {
-    let n = this.root;
-    while (n !== null) {
-      if (index < n.start) n = n.left;
-      else if (index >= n.end) n = n.right;
-      else return n;
-    }
-    return null;
-  }
-
-  private firstEndingAfter(index: number): Node<V> | null {
-    let n = this.root;
-    let best: Node<V> | null = null;
-    while (n !== null) {
-      if (n.end > index) {
-        best = n;
-        n = n.left;
-      } else n = n.right;
-    }
-    return best;
+    check(root, this.height, -Infinity, Infinity, true);
+    if (count !== this.extents) throw new Error(`size ${this.extents} but ${count} extents`);
+    return this.height + 1;
   }
 
   /** Make every current node shared, so later edits copy instead of writing in place. */
   private freeze(): void {
-    if (this.root !== null) this.epoch = freshEpoch();
+    this.epoch = freshEpoch();
+    this.tracker = null;
   }
 
   /**
-   * Replace [lo, hi) by `mid` (a treap of `added` extents inside [lo, hi), already merged).
-   *
-   * Rather than splitting the whole tree twice and merging it back (five root-to-leaf passes),
-   * descend to the highest node that intersects the range or that `mid` must sit above, and do
-   * the split/merge work only in that subtree; ancestors are just path-copied. Expected cost:
-   * one descent plus O(k) local work, plus one insert when an extent is cut at hi.
+   * Replace the contents of [a, b) (which no extent straddles) by the m extents in (ss, se, sv).
+   * Runs no user code. Repairs the root: splits it when it overflows, drops one-child levels.
    */
-  private splice(lo: number, hi: number, mid: Node<V> | null, added: number): void {
-    const epoch = this.epoch;
-    const mp = mid === null ? -1 : mid.prio;
-    let parent: Node<V> | null = null;
-    let parentRight = false;
-    let t = this.root;
-    while (t !== null) {
-      let right: boolean;
-      // Stay above mid on ties only when t is the lower start (the treap's tie rule).
-      if (t.end <= lo && t.prio >= mp) right = true;
-      else if (t.start >= hi && t.prio > mp) right = false;
-      else break;
-      const n = own(t, epoch);
-      if (n !== t) {
-        if (parent === null) this.root = n;
-        else if (parentRight) parent.right = n;
-        else parent.left = n;
-      }
-      parent = n;
-      parentRight = right;
-      t = right ? n.right : n.left;
+  private replaceWith(a: number, b: number, ss: number[], se: number[], sv: unknown[], m: number): void {
+    const t = this.tracker;
+    if (t !== null && t.live > 0) this.freeze();
+    E = this.epoch;
+    RA = a;
+    RB = b;
+    IS = ss;
+    IE = se;
+    IV = sv;
+    IM = m;
+    removed = 0;
+    this.fLeaf = null;
+    let h = this.height;
+    let root: Node<V> = this.root === null ? newLeaf<V>() : own(this.root, h);
+    if (this.root === null) h = 0;
+    replaceIn(root, h, true);
+    while (root.n > CAP) {
+      const r = newBranch<V>();
+      r.n = 1;
+      r.kids[0] = root;
+      h++;
+      redistribute(r, h, 0, 1);
+      root = r;
     }
-
-    cutEnd = -1;
-    const a = split(t, lo, epoch);
-    const loCutEnd = cutEnd;
-    const loCutValue = cutValue as V;
-    cutEnd = -1;
-    const b = split(splitRight as Node<V> | null, hi, epoch);
-    const c = splitRight as Node<V> | null;
-    splitRight = null; // do not keep garbage reachable
-    // The part of a cut extent beyond hi survives: cut at hi, or one extent straddling both ends.
-    let pieceEnd = -1;
-    let pieceValue: V | undefined;
-    if (cutEnd >= 0) {
-      pieceEnd = cutEnd;
-      pieceValue = cutValue as V;
-    } else if (loCutEnd > hi) {
-      pieceEnd = loCutEnd;
-      pieceValue = loCutValue;
+    while (h > 0 && root.n === 1) {
+      root = (root as Branch<V>).kids[0]!;
+      h--;
     }
-    cutValue = undefined;
-    this.extents += added - countNodes(b);
-
-    const sub = merge(merge(a, mid, epoch), c, epoch);
-    if (parent === null) this.root = sub;
-    else if (parentRight) parent.right = sub;
-    else parent.left = sub;
-
-    if (pieceEnd >= 0) {
-      // Its new start has a new priority, which may belong anywhere up to the root.
-      this.insert(new Node(hi, pieceEnd, pieceValue as V, null, null, prioOf(hi), epoch));
-      this.extents += 1;
+    if (root.n === 0) {
+      this.root = null;
+      this.height = 0;
+    } else {
+      this.root = root;
+      this.height = h;
     }
-  }
-
-  /** Insert a fresh node whose range is free (no extent intersects it). O(depth). */
-  private insert(node: Node<V>): void {
-    const epoch = this.epoch;
-    const key = node.start;
-    const p = node.prio;
-    let parent: Node<V> | null = null;
-    let parentRight = false;
-    let t = this.root;
-    while (t !== null && (t.prio > p || (t.prio === p && t.start < key))) {
-      const n = own(t, epoch);
-      if (n !== t) {
-        if (parent === null) this.root = n;
-        else if (parentRight) parent.right = n;
-        else parent.left = n;
-      }
-      parent = n;
-      parentRight = key > n.start;
-      t = parentRight ? n.right : n.left;
-    }
-    node.left = split(t, key, epoch); // never cuts: the node's range is free
-    node.right = splitRight as Node<V> | null;
-    splitRight = null;
-    if (parent === null) this.root = node;
-    else if (parentRight) parent.right = node;
-    else parent.left = node;
+    this.extents += m - removed;
+    IS = IE = SS;
+    IV = SV;
+    SV[0] = SV[1] = SV[2] = undefined;
+    endPass();
   }
 }

@@ -229,7 +229,7 @@ describe('ExtentMap against a per-page model', () => {
     });
   }
 
-  it('the tree shape is canonical: same extents, same tree, whatever the history', () => {
+  it('contents are history-independent (the B+-tree shape need not be), and every history validates', () => {
     fc.assert(
       fc.property(
         fc.array(fc.tuple(page, page, val), { maxLength: 60 }),
@@ -248,7 +248,9 @@ describe('ExtentMap against a per-page model', () => {
           b.update(0, U, (v) => (v === 7 ? undefined : v));
           a.update(0, U, (v) => (v === 7 ? undefined : v));
           expect([...b.entries()]).toEqual([...a.entries()]);
-          expect(b.validate()).toBe(a.validate());
+          expect(b.size).toBe(a.size);
+          a.validate();
+          b.validate();
         },
       ),
       { numRuns: 200 },
@@ -425,10 +427,12 @@ describe('ExtentMap examples', () => {
     expect(m.size).toBe(0);
   });
 
-  it('stays shallow under sequential inserts (hash priorities, no degenerate spine)', () => {
+  it('stays shallow under sequential inserts (no degenerate spine)', () => {
     const m = new ExtentMap<number>();
     for (let i = 0; i < 100_000; i++) m.set(i, i + 1, i & 1);
     expect(m.size).toBe(100_000);
-    expect(m.validate()).toBeLessThan(80);
+    // 100k extents: at most 64 per leaf and 64 children per branch, at least 16 (root aside).
+    expect(m.validate()).toBeGreaterThanOrEqual(3);
+    expect(m.validate()).toBeLessThanOrEqual(4);
   });
 });

@@ -22,8 +22,9 @@
  */
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { InvariantViolation } from '../errors.js';
-import type { MemAttr } from '../kvm/attributes.js';
+import { type MemAttrWord, wordIsPrivate } from '../kvm/attributes.js';
 import type { Folio, GmemInode } from '../kvm/guest-memfd.js';
+import type { Spte } from '../kvm/mmu.js';
 import type { Vm } from '../kvm/vm.js';
 import { describeProvenance } from '../provenance.js';
 
@@ -35,14 +36,15 @@ export const INVARIANTS = [
 ] as const;
 export type InvariantName = (typeof INVARIANTS)[number];
 
-const isPrivateAttr = (a: MemAttr | undefined): boolean =>
-  ((a?.attributes ?? 0) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
-const isSharedAttr = (a: MemAttr | undefined): boolean => !isPrivateAttr(a);
+const isPrivateAttr = (w: MemAttrWord | undefined): boolean => wordIsPrivate(w);
+const isSharedAttr = (w: MemAttrWord | undefined): boolean => !wordIsPrivate(w);
 
 export class Invariants {
   private readonly touchedVms: Vm[] = [];
   private readonly touchedStarts: number[] = [];
   private readonly touchedEnds: number[] = [];
+  /** Entries of the touched* arrays in use (they are reused, not truncated, between syscalls). */
+  private touched = 0;
   private pending: InvariantViolation | undefined;
 
   constructor(public enabled: boolean) {}
@@ -50,7 +52,7 @@ export class Invariants {
   /** SPTEs or attributes of [start, end) changed: re-check them after the call. */
   touchGfns(vm: Vm, start: number, end: number): void {
     if (!this.enabled) return;
-    const n = this.touchedVms.length;
+    const n = this.touched;
     // Consecutive touches of the same page (fault, then access) are recorded once.
     if (
       n > 0 &&
@@ -59,15 +61,25 @@ export class Invariants {
       this.touchedEnds[n - 1] === end
     )
       return;
-    this.touchedVms.push(vm);
-    this.touchedStarts.push(start);
-    this.touchedEnds.push(end);
+    this.touchedVms[n] = vm;
+    this.touchedStarts[n] = start;
+    this.touchedEnds[n] = end;
+    this.touched = n + 1;
   }
 
   /** guest_memfd pages changed: re-check every VM mapping them. */
   touchGmem(inode: GmemInode, start: number, end: number): void {
     if (!this.enabled) return;
     for (const f of inode.files) {
+      if (end - start === 1) {
+        // One page (every fault): its binding, without an iterator.
+        const slot = f.bindings.get(start);
+        if (slot !== undefined) {
+          const gfn = slot.baseGfn + (start - slot.gmem!.pgoff);
+          this.touchGfns(f.vm, gfn, gfn + 1);
+        }
+        continue;
+      }
       for (const e of f.bindings.entries(start, end)) {
         const gfn = e.value.baseGfn + (e.start - e.value.gmem!.pgoff);
         this.touchGfns(f.vm, gfn, gfn + (e.end - e.start));
@@ -120,13 +132,18 @@ export class Invariants {
       return;
     }
     const vms = this.touchedVms;
+    const n = this.touched;
     try {
-      for (let i = 0; i < vms.length && !this.pending; i++)
+      for (let i = 0; i < n && !this.pending; i++)
         this.checkRange(vms[i]!, this.touchedStarts[i]!, this.touchedEnds[i]!);
     } finally {
-      vms.length = 0;
-      this.touchedStarts.length = 0;
-      this.touchedEnds.length = 0;
+      this.touched = 0;
+      // Keep the arrays for the next syscall; drop them after a big one (and its VM references).
+      if (n > 256) {
+        vms.length = 0;
+        this.touchedStarts.length = 0;
+        this.touchedEnds.length = 0;
+      }
     }
     const v = this.pending;
     this.pending = undefined;
@@ -134,45 +151,58 @@ export class Invariants {
   }
 
   private checkRange(vm: Vm, start: number, end: number): void {
-    for (const e of vm.mmu.sptes.entries(start, end)) {
-      const spte = e.value;
-      // attributes-match-mappings (kvm_mem_is_private() is false on VMs without private memory).
-      const ok = !vm.arch.hasPrivateMem
-        ? !spte.private
-        : vm.attributes.every(e.start, e.end, spte.private ? isPrivateAttr : isSharedAttr);
-      if (!ok) {
-        let gfn = e.start;
-        for (const a of vm.attributes.segments(e.start, e.end)) {
-          if (isPrivateAttr(a.value) !== spte.private) {
-            gfn = a.start;
-            break;
-          }
+    const sptes = vm.mmu.sptes;
+    if (end - start === 1) {
+      // One page (every fault, conversion and access of a page): a lookup, not an iterator.
+      const spte = sptes.get(start);
+      if (spte !== undefined) this.checkSptes(vm, spte, start, end);
+      return;
+    }
+    for (const e of sptes.entries(start, end)) if (!this.checkSptes(vm, e.value, e.start, e.end)) return;
+  }
+
+  /** Check the SPTE `spte` mapping [start, end); false once a violation is recorded. */
+  private checkSptes(vm: Vm, spte: Spte, start: number, end: number): boolean {
+    // attributes-match-mappings (kvm_mem_is_private() is false on VMs without private memory).
+    const want = spte.private ? isPrivateAttr : isSharedAttr;
+    const ok = !vm.arch.hasPrivateMem
+      ? !spte.private
+      : end - start === 1
+        ? want(vm.attributes.get(start))
+        : vm.attributes.every(start, end, want);
+    if (!ok) {
+      let gfn = start;
+      for (const a of vm.attributes.segments(start, end)) {
+        if (isPrivateAttr(a.value) !== spte.private) {
+          gfn = a.start;
+          break;
         }
-        this.fail(
-          'attributes-match-mappings',
-          `VM ${vm.id} gfn 0x${gfn.toString(16)}: ${spte.private ? 'private' : 'shared'} SPTE (${describeProvenance(spte.since)}) but ${vm.attributeCause(gfn)}`,
-        );
-        return;
       }
-      if (!spte.inode) continue;
-      for (let gfn = e.start; gfn < e.end; gfn++) {
-        const index = gfn + spte.pfnDelta! - spte.inode.pfnBase;
-        const folio = spte.inode.folios.get(index);
-        if (!folio || folio.gen !== spte.gen) {
-          this.fail(
-            'no-mapping-of-freed-folio',
-            `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which was freed${folio ? ' and reallocated' : ''} (mapped by ${describeProvenance(spte.since)})`,
-          );
-          return;
-        }
-        if (folio.content === 'garbage') {
-          this.fail(
-            'no-stale-host-data',
-            `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, never cleared (allocated by ${describeProvenance(folio.since)})`,
-          );
-          return;
-        }
+      this.fail(
+        'attributes-match-mappings',
+        `VM ${vm.id} gfn 0x${gfn.toString(16)}: ${spte.private ? 'private' : 'shared'} SPTE (${describeProvenance(spte.since)}) but ${vm.attributeCause(gfn)}`,
+      );
+      return false;
+    }
+    if (!spte.inode) return true;
+    for (let gfn = start; gfn < end; gfn++) {
+      const index = gfn + spte.pfnDelta! - spte.inode.pfnBase;
+      const folio = spte.inode.folios.get(index);
+      if (!folio || folio.gen !== spte.gen) {
+        this.fail(
+          'no-mapping-of-freed-folio',
+          `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which was freed${folio ? ' and reallocated' : ''} (mapped by ${describeProvenance(spte.since)})`,
+        );
+        return false;
+      }
+      if (folio.content === 'garbage') {
+        this.fail(
+          'no-stale-host-data',
+          `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, never cleared (allocated by ${describeProvenance(folio.since)})`,
+        );
+        return false;
       }
     }
+    return true;
   }
 }

@@ -89,7 +89,11 @@ export class GmemInode {
 
   /** The bytes of page `index` (null = zeroes); a 'garbage' page reads as HOST_GARBAGE_BYTE. */
   readPage(index: number): Uint8Array | null {
-    const f = this.folios.get(index);
+    return this.folioBytes(index, this.folios.get(index));
+  }
+
+  /** readPage() when the caller already holds page `index`'s folio. */
+  folioBytes(index: number, f: Folio | undefined): Uint8Array | null {
     if (!f || f.content === 'zero') return null;
     if (f.content === 'garbage') return new Uint8Array(PAGE_SIZE).fill(HOST_GARBAGE_BYTE);
     return this.data.get(index) ?? null;
@@ -131,9 +135,14 @@ export class GmemFile extends KFile {
         throw kerr('EINVAL', 'kvm_gmem_fallocate: offset or len unaligned');
       const start = Number(offset >> 12n);
       const end = Number((offset + len) >> 12n);
-      if (mode & FALLOC_FL_PUNCH_HOLE)
-        t.within('kvm_gmem_punch_hole', () => punchHole(this.inode, start, end));
-      else t.within('kvm_gmem_allocate', () => allocate(this, offset, len, start, end));
+      const punch = (mode & FALLOC_FL_PUNCH_HOLE) !== 0;
+      t.enter(punch ? 'kvm_gmem_punch_hole' : 'kvm_gmem_allocate');
+      try {
+        if (punch) punchHole(this.inode, start, end);
+        else allocate(this, offset, len, start, end);
+      } finally {
+        t.leave();
+      }
     } finally {
       t.leave();
     }
@@ -289,6 +298,14 @@ function punchHole(inode: GmemInode, start: number, end: number): void {
     // zap shared mappings, others private (kvm_gmem_get_invalidate_filter).
     const filter = f.vm.profile.gmem.mmap && inode.initShared ? 'shared' : 'private';
     if (f.vm.profile.bugs?.noZapOnPunchHole) continue;
+    if (last - start === 1) {
+      // One page (QEMU discards a converted page at a time): its binding, without an iterator.
+      const slot = f.bindings.get(start);
+      if (slot === undefined) continue;
+      const gfn = slot.baseGfn + (start - slot.gmem!.pgoff);
+      f.vm.mmu.zapGfnRange(gfn, gfn + 1, filter, 'kvm_gmem_invalidate_begin');
+      continue;
+    }
     for (const e of f.bindings.entries(start, last)) {
       const slot = e.value;
       const gfn = slot.baseGfn + (e.start - slot.gmem!.pgoff);
@@ -302,7 +319,10 @@ function punchHole(inode: GmemInode, start: number, end: number): void {
 function freeFolios(inode: GmemInode, start: number, end: number): void {
   const host = inode.host;
   const freed: Array<[number, number]> = [];
-  for (const e of inode.folios.entries(start, end)) freed.push([e.start, e.end]);
+  if (end - start === 1) {
+    // One page: a lookup instead of an iterator.
+    if (inode.folios.get(start) !== undefined) freed.push([start, end]);
+  } else for (const e of inode.folios.entries(start, end)) freed.push([e.start, e.end]);
   if (freed.length === 0) return;
   inode.folios.set(start, end, undefined);
   // Page bytes are kept only for written pages: walk whichever is smaller, the range or the map.
@@ -328,8 +348,11 @@ function gmemGetFolio(
   vm: Vm,
   slot: Memslot,
   gfn: number,
-  /** get_pfn fast path: the folio a fresh allocation ends up as once get_pfn is done with it. */
-  freshState?: () => Folio,
+  /**
+   * get_pfn fast path: a fresh allocation is stored as the zeroed, up-to-date folio get_pfn makes
+   * of it, with this provenance leaf (freshFolioLeaf()).
+   */
+  freshLeaf?: string,
 ): { inode: GmemInode; index: number; folio: Folio } {
   const file = slot.gmem?.file;
   if (!file) throw kerr('EFAULT', 'kvm_gmem_get_pfn: guest_memfd closed or slot not bound', slotCause(slot));
@@ -338,8 +361,8 @@ function gmemGetFolio(
     throw kerr('EIO', 'kvm_gmem_get_pfn: binding does not match the slot (WARN)');
   const inode = file.inode;
   let folio = inode.folios.get(index);
-  if (!folio && freshState) {
-    folio = freshState();
+  if (!folio && freshLeaf !== undefined) {
+    folio = newFolio(vm, 'zero', true, vm.host.tracer.here(freshLeaf));
     inode.folios.set(index, index + 1, folio);
   } else if (!folio) {
     const zeroes =
@@ -375,8 +398,10 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
   t.enter('kvm_gmem_get_pfn');
   try {
     const prep = vm.profile.gmem.preparation;
-    const { inode, index } = gmemGetFolio(vm, slot, gfn, freshFolioState(vm, prep));
-    let folio = inode.folios.get(index)!;
+    const got = gmemGetFolio(vm, slot, gfn, freshFolioLeaf(vm, prep));
+    const inode = got.inode;
+    const index = got.index;
+    let folio = got.folio;
     const pfn = inode.pfn(index);
     if (prep === 'coco-hooks') {
       // get_folio(prepare=true): the hook runs on every call, for every bound VM; the folio
@@ -412,7 +437,9 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
         t.within('kvm_gmem_prepare_folio > kvm_arch_gmem_prepare', () => hook.call(vm.arch, gfn, pfn));
     }
     vm.host.invariants.touchGmem(inode, index, index + 1);
-    return { pfn, inode, index, folio: inode.folios.get(index)! };
+    // An arch hook may have written the page (e.g. through gmemWritePage): read the folio back.
+    const hooked = prep === 'coco-hooks' || vm.arch.gmemPrepare !== undefined;
+    return { pfn, inode, index, folio: hooked ? inode.folios.get(index)! : folio };
   } finally {
     t.leave();
   }
@@ -424,28 +451,13 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
  * three. 6.11..6.19: allocated, cleared by kvm_gmem_prepare_folio(), marked prepared; 7.0: cleared
  * and marked by kvm_gmem_get_pfn(). Undefined where the steps must stay separate.
  */
-function freshFolioState(vm: Vm, prep: GmemPreparation): (() => Folio) | undefined {
+function freshFolioLeaf(vm: Vm, prep: GmemPreparation): string | undefined {
   if (vm.arch.gmemPrepare || vm.profile.bugs?.noClearOnPrepare) return undefined;
   if (prep === 'prepared') {
     if (vm.profile.gmem.skipUptodateForUnfinalizedTd) return undefined;
-    return () =>
-      newFolio(
-        vm,
-        'zero',
-        true,
-        vm.host.tracer.here(
-          'kvm_gmem_get_folio; kvm_gmem_prepare_folio > clear_highpage + kvm_gmem_mark_prepared > folio_mark_uptodate',
-        ),
-      );
+    return 'kvm_gmem_get_folio; kvm_gmem_prepare_folio > clear_highpage + kvm_gmem_mark_prepared > folio_mark_uptodate';
   }
-  if (prep === 'zeroed')
-    return () =>
-      newFolio(
-        vm,
-        'zero',
-        true,
-        vm.host.tracer.here('kvm_gmem_get_folio; clear_highpage + folio_mark_uptodate'),
-      );
+  if (prep === 'zeroed') return 'kvm_gmem_get_folio; clear_highpage + folio_mark_uptodate';
   return undefined;
 }
 
@@ -587,7 +599,11 @@ function padPage(b: Uint8Array): Uint8Array {
   return p;
 }
 
+/** Compared against natively: a byte loop over every written page is slow until V8 optimises it. */
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+
 function isZero(b: Uint8Array): boolean {
+  if (b.length === PAGE_SIZE) return Buffer.compare(b, ZERO_PAGE) === 0;
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
 }

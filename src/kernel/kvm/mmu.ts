@@ -19,7 +19,7 @@ import {
 } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { Provenance } from '../provenance.js';
-import { type GmemInode, kvmGmemGetPfn } from './guest-memfd.js';
+import { type Folio, type GmemInode, kvmGmemGetPfn } from './guest-memfd.js';
 import type { Memslot } from './memslots.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
@@ -45,7 +45,15 @@ const spteEquals = (a: Spte, b: Spte): boolean =>
 
 /** What a fault resolved to (RET_PF_FIXED with its backing, or RET_PF_EMULATE for MMIO). */
 export type FaultResult =
-  | { kind: 'fixed'; private: true; inode: GmemInode; index: number; slot: Memslot }
+  | {
+      kind: 'fixed';
+      private: true;
+      inode: GmemInode;
+      index: number;
+      slot: Memslot;
+      /** The folio as this fault left it, when the fault looked it up (not for a present SPTE). */
+      folio?: Folio;
+    }
   | { kind: 'fixed'; private: false; slot: Memslot; hva: number; gmem?: { inode: GmemInode; index: number } }
   | { kind: 'emulate' };
 
@@ -105,12 +113,20 @@ export class Mmu {
   zapGfnRange(start: number, end: number, filter: ZapFilter, why: string): void {
     if (start >= end || this.sptes.size === 0) return;
     const vm = this.vm;
-    // Nothing mapped in the range: no walk, no update (the common case for conversions).
+    const f: ZapFilter = vm.type === KVM_X86_TDX_VM ? filter : 'all';
+    const wantPrivateRuns = vm.arch.removePrivateSptes !== undefined;
+    if (f === 'all' && !wantPrivateRuns) {
+      // Every SPTE of the range goes and nobody needs to hear which: one clear, which itself does
+      // nothing when nothing is mapped (the common case for conversions). Touching a range left
+      // empty is harmless: the invariants find no SPTE there.
+      this.sptes.set(start, end, undefined);
+      vm.host.invariants.touchGfns(vm, start, end);
+      return;
+    }
+    // Nothing mapped in the range: no walk, no update.
     const first = this.sptes.nextExtent(start);
     if (first === undefined || first.start >= end) return;
-    const f: ZapFilter = vm.type === KVM_X86_TDX_VM ? filter : 'all';
     let privateRuns: Array<[number, number]> | undefined;
-    const wantPrivateRuns = vm.arch.removePrivateSptes !== undefined;
     this.sptes.update(start, end, (s, a, b) => {
       if (!s) return s;
       if (f === 'private' && !s.private) return s;
@@ -201,9 +217,9 @@ export class Mmu {
           vm.attributeCause(gfn),
         );
       }
-      return this.faultGmem(vcpu, slot, gfn, true);
+      return this.faultGmem(vcpu, slot, gfn, true, cur);
     }
-    if (slot.gmemOnly) return this.faultGmem(vcpu, slot, gfn, false);
+    if (slot.gmemOnly) return this.faultGmem(vcpu, slot, gfn, false, cur);
     // A write to a read-only slot is emulated (KVM_PFN_ERR_RO_FAULT -> RET_PF_EMULATE): MMIO exit.
     if (kind.write && slot.flags & KVM_MEM_READONLY) return EMULATE;
     const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
@@ -227,8 +243,17 @@ export class Mmu {
     return { kind: 'fixed', private: false, slot, hva };
   }
 
-  /** kvm_mmu_faultin_pfn_gmem() then the map: kvm_gmem_get_pfn() errors are memory-fault exits. */
-  private faultGmem(vcpu: Vcpu | undefined, slot: Memslot, gfn: number, isPrivate: boolean): FaultResult {
+  /**
+   * kvm_mmu_faultin_pfn_gmem() then the map: kvm_gmem_get_pfn() errors are memory-fault exits.
+   * `seen` is the SPTE fault() found; re-read only if an arch prepare hook may have changed it.
+   */
+  private faultGmem(
+    vcpu: Vcpu | undefined,
+    slot: Memslot,
+    gfn: number,
+    isPrivate: boolean,
+    seen: Spte | undefined,
+  ): FaultResult {
     const vm = this.vm;
     const t = vm.host.tracer;
     let got: ReturnType<typeof kvmGmemGetPfn>;
@@ -241,7 +266,7 @@ export class Mmu {
     vm.host.invariants.gmemMapped(vm, gfn, got.index, got.folio);
     const gen = got.folio.gen;
     const pfnDelta = got.pfn - gfn;
-    const cur = this.sptes.get(gfn);
+    const cur = vm.arch.gmemPrepare === undefined ? seen : this.sptes.get(gfn);
     if (
       !cur ||
       cur.slot !== slot ||
@@ -265,7 +290,15 @@ export class Mmu {
     }
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
     return isPrivate
-      ? { kind: 'fixed', private: true, inode: got.inode, index: got.index, slot }
+      ? {
+          kind: 'fixed',
+          private: true,
+          inode: got.inode,
+          index: got.index,
+          slot,
+          // Not when an arch hook ran after get_pfn (TDX set_external_spte): it may have written the page.
+          folio: vm.arch.setPrivateSpte ? undefined : got.folio,
+        }
       : {
           kind: 'fixed',
           private: false,

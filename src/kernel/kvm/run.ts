@@ -13,7 +13,7 @@ import * as K from '../../uapi/kvm.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { GuestOp, GuestProgram } from '../guest/program.js';
-import type { GmemInode } from './guest-memfd.js';
+import type { Folio, GmemInode } from './guest-memfd.js';
 import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
@@ -28,6 +28,16 @@ const U64_MASK = (1n << 64n) - 1n;
 const READ: FaultKind = { write: false, prefetch: false };
 const WRITE: FaultKind = { write: true, prefetch: false };
 const ZERO_PAGE = new Uint8Array(4096);
+const HC_MAP_GPA_RANGE = BigInt(K.KVM_HC_MAP_GPA_RANGE);
+const HC_MAP_GPA_RANGE_BIT = 1n << HC_MAP_GPA_RANGE;
+const MAP_GPA_RANGE_ENCRYPTED = BigInt(K.KVM_MAP_GPA_RANGE_ENCRYPTED);
+/** The provenance frame a guest operation runs in (constant names: no string built per operation). */
+function opFrame(op: string): string {
+  if (op === 'read' || op === 'write') return 'kvm_mmu_page_fault';
+  if (op === 'map_gpa') return 'guest map_gpa';
+  if (op === 'accept') return 'guest accept';
+  return `guest ${op}`;
+}
 
 export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   const vm = vcpu.vm;
@@ -36,10 +46,12 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   const prog = vm.host.guest(vcpu).program;
   // complete_userspace_io: finish the instruction that exited with what userspace wrote back.
   completeUserspaceIo(vcpu, prog);
-  delete run.memory_fault;
-  delete run.hypercall;
-  delete run.mmio;
-  delete run.internal;
+  // The previous exit's union member goes. Only delete what is there: deleting the member the last
+  // exit added is cheap, deleting absent ones would push kvm_run into slow (dictionary) mode.
+  if (run.memory_fault !== undefined) delete run.memory_fault;
+  if (run.hypercall !== undefined) delete run.hypercall;
+  if (run.mmio !== undefined) delete run.mmio;
+  if (run.internal !== undefined) delete run.internal;
   // !vcpu->wants_to_run (immediate_exit), checked after the completion.
   if (run.immediate_exit) {
     run.exit_reason = K.KVM_EXIT_INTR;
@@ -60,7 +72,7 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
       run.exit_reason = K.KVM_EXIT_HLT;
       return 0;
     }
-    t.enter(op.op === 'read' || op.op === 'write' ? 'kvm_mmu_page_fault' : `guest ${op.op}`);
+    t.enter(opFrame(op.op));
     let exited: boolean;
     try {
       exited = runOp(vcpu, prog, op);
@@ -122,13 +134,9 @@ function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { 
   const gpa = BigInt.asUintN(64, BigInt(op.gpa));
   const npages = BigInt.asUintN(64, BigInt(op.npages));
   const attrs =
-    op.attrs !== undefined
-      ? BigInt.asUintN(64, BigInt(op.attrs))
-      : op.private
-        ? BigInt(K.KVM_MAP_GPA_RANGE_ENCRYPTED)
-        : 0n;
+    op.attrs !== undefined ? BigInt.asUintN(64, BigInt(op.attrs)) : op.private ? MAP_GPA_RANGE_ENCRYPTED : 0n;
   // user_exit_on_hypercall(): not enabled with KVM_CAP_EXIT_HYPERCALL -> -KVM_ENOSYS to the guest.
-  if (!(vm.hypercallExitEnabled & (1n << BigInt(K.KVM_HC_MAP_GPA_RANGE)))) {
+  if (!(vm.hypercallExitEnabled & HC_MAP_GPA_RANGE_BIT)) {
     prog.results[prog.pc] = { ret: -KVM_ENOSYS };
     return false;
   }
@@ -141,7 +149,7 @@ function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { 
   vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
   // args[3..5] are not written by KVM; the model reports them as 0.
   vcpu.run.hypercall = {
-    nr: BigInt(K.KVM_HC_MAP_GPA_RANGE),
+    nr: HC_MAP_GPA_RANGE,
     // TDX __tdx_map_gpa(): args[0] is the GPA with the shared bit (gfn_direct_bits) cleared.
     args: [vm.arch.decodeGpa ? vm.arch.decodeGpa(gpa).gpa : gpa, npages, attrs, 0n, 0n, 0n],
     ret: 0n,
@@ -191,22 +199,25 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
       prog.partial = done;
       return true;
     }
+    // The folio the fault just looked up, if nothing can have changed it since.
+    let folio: Folio | undefined;
     // TDX: an access to a PENDING (not accepted) private page (tdx_handle_ept_violation).
     if (r.private && vm.arch.guestPrivateAccess) {
       prog.partial = done;
       vm.arch.guestPrivateAccess(vcpu, gfn);
-    }
+    } else if (r.private) folio = r.folio;
     if (r.private || r.gmem) {
       const inode = r.private ? r.inode : r.gmem!.inode;
       const index = r.private ? r.index : r.gmem!.index;
-      if (isWrite) writeGmem(vm, inode, index, off, data!.subarray(done, done + n));
-      else out!.set((inode.readPage(index) ?? ZERO_PAGE).subarray(off, off + n), done);
+      folio ??= inode.folios.get(index);
+      if (isWrite) writeGmem(vm, inode, index, folio, off, chunk(data!, done, n));
+      else copyBytes(out!, done, inode.folioBytes(index, folio) ?? ZERO_PAGE, off, n);
     } else {
       try {
-        if (isWrite) vm.host.mm.gupWrite(r.hva + off, off, data!.subarray(done, done + n));
+        if (isWrite) vm.host.mm.gupWrite(r.hva + off, off, chunk(data!, done, n));
         else {
           const page = vm.host.mm.gupRead(r.hva + off);
-          if (page) out!.set(page.subarray(off, off + n), done);
+          if (page) copyBytes(out!, done, page, off, n);
         }
       } catch (e) {
         // The mapping changed under the SPTE (e.g. write to a read-only VMA): KVM_PFN_ERR_FAULT.
@@ -220,6 +231,20 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
     prog.partial = done;
   }
   return false;
+}
+
+/** data[done, done + n): the array itself when that is all of it (no view allocated). */
+function chunk(data: Uint8Array, done: number, n: number): Uint8Array {
+  return done === 0 && n === data.length ? data : data.subarray(done, done + n);
+}
+
+/** out[at, at + n) = src[off, off + n); a plain loop for the few bytes of a typical access. */
+function copyBytes(out: Uint8Array, at: number, src: Uint8Array, off: number, n: number): void {
+  if (n > 64) {
+    out.set(src.subarray(off, off + n), at);
+    return;
+  }
+  for (let i = 0; i < n; i++) out[at + i] = src[off + i]!;
 }
 
 /**
@@ -240,20 +265,29 @@ function guestView(vm: Vm, gpa: number, shared: boolean | undefined): { gpa: num
 }
 
 /** A guest store into a guest_memfd page (private, or shared through a GMEM_ONLY slot). */
-function writeGmem(vm: Vm, inode: GmemInode, index: number, off: number, bytes: Uint8Array): void {
-  const folio = inode.folios.get(index);
+function writeGmem(
+  vm: Vm,
+  inode: GmemInode,
+  index: number,
+  folio: Folio | undefined,
+  off: number,
+  bytes: Uint8Array,
+): void {
   // Only through a stale SPTE (a deliberately broken profile): the store lands in a freed page.
   if (!folio) return;
-  let page = inode.data.get(index);
-  if (!page || folio.content !== 'data') {
-    const prev = inode.readPage(index);
+  let page = folio.content === 'data' ? inode.data.get(index) : undefined;
+  if (!page) {
+    const prev = inode.folioBytes(index, folio);
     page = prev ? prev.slice() : new Uint8Array(4096);
     inode.data.set(index, page);
     inode.folios.set(index, index + 1, {
-      ...folio,
+      gen: folio.gen,
       content: 'data',
+      uptodate: folio.uptodate,
+      hwpoison: folio.hwpoison,
       since: vm.host.tracer.here('guest write'),
+      uptodateSince: folio.uptodateSince,
     });
   }
-  page.set(bytes, off);
+  copyBytes(page, off, bytes, 0, bytes.length);
 }

@@ -12,7 +12,13 @@ import type { Host } from '../host.js';
 import type { KernelProfile } from '../profiles/types.js';
 import { describeProvenance } from '../provenance.js';
 import { copyFromUser, scalar, u32 } from '../uaccess.js';
-import { type MemAttr, setMemoryAttributes, supportedMemAttributes } from './attributes.js';
+import {
+  MemAttrSites,
+  type MemAttrWord,
+  setMemoryAttributes,
+  supportedMemAttributes,
+  wordAttributes,
+} from './attributes.js';
 import { createGuestMemfd, type GmemFile, supportedGmemFlags } from './guest-memfd.js';
 import { deleteSlot, Memslots, setUserMemoryRegion } from './memslots.js';
 import { Mmu } from './mmu.js';
@@ -26,9 +32,15 @@ export const KVM_EXIT_HYPERCALL_VALID_MASK = 1n << BigInt(K.KVM_HC_MAP_GPA_RANGE
 
 export class Vm {
   readonly memslots = new Memslots();
-  readonly attributes = new ExtentMap<MemAttr>(
-    (a, b) => a.attributes === b.attributes && a.since === b.since,
-  );
+  /**
+   * gfn -> attribute word (attributes.ts: seq * 2 + private). Written only through
+   * setAttributes(), which keeps memoryAttributes()'s one-entry cache valid.
+   */
+  readonly attributes = new ExtentMap<MemAttrWord>();
+  readonly attrSites = new MemAttrSites();
+  /** memoryAttributes() of the gfn asked last (a fault asks twice per access: -1 = none). */
+  private attrMemoGfn = -1;
+  private attrMemo = 0;
   readonly mmu: Mmu;
   readonly vcpus = new Map<number, Vcpu>();
   readonly gmemFiles = new Set<GmemFile>();
@@ -70,16 +82,31 @@ export class Vm {
 
   /** kvm_get_memory_attributes(). */
   memoryAttributes(gfn: number): number {
-    return this.attributes.get(gfn)?.attributes ?? 0;
+    if (gfn === this.attrMemoGfn) return this.attrMemo;
+    const a = wordAttributes(this.attributes.get(gfn));
+    this.attrMemoGfn = gfn;
+    this.attrMemo = a;
+    return a;
+  }
+
+  /** Does every gfn of [start, end) have exactly `attrs`? */
+  attributesAre(start: number, end: number, attrs: number): boolean {
+    if (end - start === 1) return this.memoryAttributes(start) === attrs;
+    return this.attributes.every(start, end, (w) => wordAttributes(w) === attrs);
+  }
+
+  /** Store attribute words (the only writer of `attributes`). */
+  setAttributes(start: number, end: number, word: MemAttrWord): void {
+    this.attrMemoGfn = -1;
+    this.attributes.set(start, end, word);
   }
 
   /** Why gfn has the attributes it has, for explanations. */
   attributeCause(gfn: number): string {
-    const a = this.attributes.get(gfn);
-    const state = (a?.attributes ?? 0) & K.KVM_MEMORY_ATTRIBUTE_PRIVATE ? 'private' : 'shared';
-    return a
-      ? `gfn 0x${gfn.toString(16)} is ${state} since ${describeProvenance(a.since)}`
-      : `gfn 0x${gfn.toString(16)} is shared (never set private)`;
+    const w = this.attributes.get(gfn);
+    if (w === undefined) return `gfn 0x${gfn.toString(16)} is shared (never set private)`;
+    const state = wordAttributes(w) & K.KVM_MEMORY_ATTRIBUTE_PRIVATE ? 'private' : 'shared';
+    return `gfn 0x${gfn.toString(16)} is ${state} since ${describeProvenance(this.attrSites.provenance(w))}`;
   }
 
   /** KVM_BUG_ON / kvm_vm_dead(): the VM is dead, every later ioctl returns -EIO. */

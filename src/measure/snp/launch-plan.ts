@@ -109,22 +109,44 @@ const FOUR_GIB = 0x1_0000_0000;
 
 class PlanBuilder {
   readonly regions: SnpLaunchRegion[] = [];
-  readonly updates: SnpPageUpdate[] = [];
 
   add(region: SnpLaunchRegion): void {
-    const index = this.regions.length;
     this.regions.push(region);
+  }
+
+  /**
+   * The plan, whose per-page `updates` (an object and a view per page) are built on first use: the
+   * launch itself only needs the regions; tests and computeSnpDigestFromPlan() read the pages.
+   */
+  plan(fields: Omit<SnpLaunchPlan, 'regions' | 'updates'>): SnpLaunchPlan {
+    const regions = this.regions;
+    let updates: SnpPageUpdate[] | undefined;
+    return {
+      ...fields,
+      regions,
+      get updates(): SnpPageUpdate[] {
+        updates ??= pageUpdates(regions);
+        return updates;
+      },
+    };
+  }
+}
+
+function pageUpdates(regions: readonly SnpLaunchRegion[]): SnpPageUpdate[] {
+  const updates: SnpPageUpdate[] = [];
+  regions.forEach((region, index) => {
     const measured = region.pageType === SNP_PAGE_TYPE_NORMAL || region.pageType === SNP_PAGE_TYPE_VMSA;
     for (let off = 0; off < region.size; off += SNP_PAGE_SIZE) {
       const gpa = region.gpa + BigInt(off);
       if (measured) {
         const contents = region.contents!.subarray(off, off + SNP_PAGE_SIZE);
-        this.updates.push({ pageType: region.pageType, gpa, contents, region: index });
+        updates.push({ pageType: region.pageType, gpa, contents, region: index });
       } else {
-        this.updates.push({ pageType: region.pageType, gpa, region: index });
+        updates.push({ pageType: region.pageType, gpa, region: index });
       }
     }
-  }
+  });
+  return updates;
 }
 
 function sectionLabel(index: number, s: SevMetadataSection): string {
@@ -257,7 +279,7 @@ export function planSnpLaunchForOvmf(ovmf: OvmfImage, opts: SnpMeasureOptions = 
 
   if (mode === 'snp:ovmf-hash') {
     addFirmware(b, ovmf, file);
-    return { mode, ovmf, regions: b.regions, updates: b.updates, vcpus: [] };
+    return b.plan({ mode, ovmf, vcpus: [] });
   }
   if (mode !== 'snp') throw new RangeError(`unknown SNP measurement mode '${String(mode)}'`);
 
@@ -323,9 +345,9 @@ export function planSnpLaunchForOvmf(ovmf: OvmfImage, opts: SnpMeasureOptions = 
       vcpu: i,
     });
   }
-  const plan: SnpLaunchPlan = { mode, ovmf, regions: b.regions, updates: b.updates, vcpus };
-  if (opts.ovmfHash !== undefined) plan.initialDigest = opts.ovmfHash;
-  return plan;
+  return b.plan(
+    opts.ovmfHash === undefined ? { mode, ovmf, vcpus } : { mode, ovmf, vcpus, initialDigest: opts.ovmfHash },
+  );
 }
 
 /** Fold a plan into a fresh launch digest (test baseline; the product's digest is the PSP model's). */

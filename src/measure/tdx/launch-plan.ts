@@ -122,9 +122,24 @@ function pushAdd(ops: TdModuleOp[], region: TdInitMemRegion, index: number, page
 export function planTdLaunch(image: Uint8Array, opts: TdLaunchOptions): TdLaunchPlan {
   const metadata = parseTdvfMetadata(image, opts.file);
   const regions = initMemRegions(image, metadata, opts.file);
+  // The per-chunk operation list (17 objects a page) is for tests and computeMrtdFromPlan(): the
+  // launch itself only needs the regions, so the list is built on first use.
+  let ops: TdModuleOp[] | undefined;
+  return {
+    order: opts.order,
+    metadata,
+    regions,
+    get ops(): readonly TdModuleOp[] {
+      ops ??= moduleOps(regions, opts.order);
+      return ops;
+    },
+  };
+}
+
+function moduleOps(regions: readonly TdInitMemRegion[], order: TdPageOrder): TdModuleOp[] {
   const ops: TdModuleOp[] = [];
   regions.forEach((region, index) => {
-    if (opts.order === 'single') {
+    if (order === 'single') {
       // tdx_gmem_post_populate(): per page, TDH.MEM.PAGE.ADD then TDH.MR.EXTEND x 16.
       for (let page = 0; page < region.nrPages; page++) {
         pushAdd(ops, region, index, page);
@@ -137,7 +152,7 @@ export function planTdLaunch(image: Uint8Array, opts: TdLaunchOptions): TdLaunch
         for (let page = 0; page < region.nrPages; page++) pushExtends(ops, region, index, page);
     }
   });
-  return { order: opts.order, metadata, regions, ops };
+  return ops;
 }
 
 /** Feed a plan's operations to a fresh TdMeasurement and finalize: the MRTD this launch yields. */

@@ -225,7 +225,9 @@ function writeNonZeroPages(host: Host, addr: number, data: Uint8Array): void {
   }
 }
 
+const ZERO_PAGE = new Uint8Array(TDX_PAGE_SIZE);
+
+/** Native comparison (a memcmp): a byte loop over the whole image is slow until V8 optimises it. */
 function isZero(b: Uint8Array): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
+  return Buffer.compare(b, ZERO_PAGE.subarray(0, b.length)) === 0;
 }

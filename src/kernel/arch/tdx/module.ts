@@ -12,7 +12,7 @@
  */
 import { ExtentMap } from '../../../ranges/extent-map.js';
 import type { GmemInode } from '../../kvm/guest-memfd.js';
-import { TDX_EXTENDMR_CHUNKSIZE, TdMeasurement } from './mrtd.js';
+import { TDX_EXTENDMR_CHUNKSIZE, TDX_PAGE_SIZE, TdMeasurement } from './mrtd.js';
 
 /** SEAMCALL completion status (RAX). 0 is TDX_SUCCESS. */
 export type TdxStatus = bigint;
@@ -290,7 +290,7 @@ export class TdxModule {
     if (free !== TDX_SUCCESS) return free;
     write(src);
     td.sept.set(gfn, gfn + 1, { state: 'mapped', inode: page.inode, delta: page.index - gfn });
-    td.measurement.memPageAdd(BigInt(gfn) << 12n);
+    td.measurement.memPageAddChecked(gfn * TDX_PAGE_SIZE); // gfn is a page number: 4 KiB aligned
     return TDX_SUCCESS;
   }
 
@@ -306,16 +306,25 @@ export class TdxModule {
 
   /** TDH.MR.EXTEND(gpa): one 256-byte chunk of a MAPPED (PAGE.ADDed) page into MRTD. */
   mrExtend(td: Td, gpa: bigint): TdxStatus {
+    // Beyond 2^53 a GPA has no S-EPT leaf: only the operand checks can tell such calls apart.
+    if (gpa < 0n || gpa > MAX_SAFE_GPA) {
+      td.count('TDH.MR.EXTEND');
+      if (td.lifecycle !== 'initialized') return TDX_OP_STATE_INCORRECT;
+      return rcx(gpa % CHUNK_N !== 0n ? TDX_OPERAND_INVALID : TDX_EPT_ENTRY_STATE_INCORRECT);
+    }
+    return this.mrExtendAt(td, Number(gpa));
+  }
+
+  /** mrExtend() with the GPA as a number (exact below 2^53): KVM's per-chunk loop, without a BigInt per chunk. */
+  mrExtendAt(td: Td, gpa: number): TdxStatus {
     td.count('TDH.MR.EXTEND');
     if (td.lifecycle !== 'initialized') return TDX_OP_STATE_INCORRECT;
-    if (gpa % BigInt(TDX_EXTENDMR_CHUNKSIZE) !== 0n) return rcx(TDX_OPERAND_INVALID);
-    const gfn = Number(gpa >> 12n);
+    if (gpa % TDX_EXTENDMR_CHUNKSIZE !== 0) return rcx(TDX_OPERAND_INVALID);
+    const gfn = Math.floor(gpa / TDX_PAGE_SIZE);
     const leaf = td.sept.get(gfn);
     if (leaf?.state !== 'mapped') return rcx(TDX_EPT_ENTRY_STATE_INCORRECT);
-    const off = Number(gpa & 0xfffn);
-    const bytes = leaf.inode.readPage(gfn + leaf.delta);
     // The measurement copies the chunk into its staging buffer: hand it the page and the offset.
-    td.measurement.mrExtend(gpa, bytes ? bytes.subarray(off, off + TDX_EXTENDMR_CHUNKSIZE) : ZERO_CHUNK);
+    td.measurement.mrExtendChecked(gpa, leaf.inode.readPage(gfn + leaf.delta), gpa % TDX_PAGE_SIZE);
     return TDX_SUCCESS;
   }
 
@@ -374,7 +383,8 @@ export class TdxModule {
   }
 }
 
-const ZERO_CHUNK = new Uint8Array(TDX_EXTENDMR_CHUNKSIZE);
+const MAX_SAFE_GPA = BigInt(Number.MAX_SAFE_INTEGER);
+const CHUNK_N = BigInt(TDX_EXTENDMR_CHUNKSIZE);
 
 export function hexStatus(s: TdxStatus): string {
   return `0x${s.toString(16).padStart(16, '0')}`;

@@ -112,6 +112,27 @@ export class TdMeasurement {
     this.#used += TDX_EXTENDMR_CHUNKSIZE;
   }
 
+  /**
+   * The same stream as mrExtend() for a caller that has already checked the operands (the module's
+   * TDH.MR.EXTEND: GPA a 256-byte aligned 52-bit address, as a number): the chunk is read straight
+   * from `page` at `offset` (null = a zero page), without a BigInt or a view per chunk.
+   */
+  mrExtendChecked(gpa: number, page: Uint8Array | null, offset: number): void {
+    this.#checkBuilding('TDH.MR.EXTEND');
+    this.#reserve(MRTD_EXTENSION_BUFFER_SIZE + TDX_EXTENDMR_CHUNKSIZE);
+    this.#headerAt(MR_EXTEND_HEADER, gpa);
+    const data = this.#used;
+    if (page === null) this.#stage.fill(0, data, data + TDX_EXTENDMR_CHUNKSIZE);
+    else this.#stage.set(page.subarray(offset, offset + TDX_EXTENDMR_CHUNKSIZE), data);
+    this.#used = data + TDX_EXTENDMR_CHUNKSIZE;
+  }
+
+  /** memPageAdd() for a caller that has already checked the GPA (a 4 KiB aligned 52-bit address, as a number). */
+  memPageAddChecked(gpa: number): void {
+    this.#checkBuilding('TDH.MEM.PAGE.ADD');
+    this.#headerAt(PAGE_ADD_HEADER, gpa);
+  }
+
   /** TDH.MR.FINALIZE: close the hash and return MRTD (48 bytes). A second call is refused. */
   finalize(): Uint8Array {
     this.#checkBuilding('TDH.MR.FINALIZE');
@@ -132,6 +153,16 @@ export class TdMeasurement {
     this.#stage.set(template, this.#used);
     this.#view.setBigUint64(this.#used + GPA_OFFSET, gpa, true);
     this.#used += MRTD_EXTENSION_BUFFER_SIZE;
+  }
+
+  /** #header() with a number GPA (below 2^53): no BigInt per buffer. */
+  #headerAt(template: Uint8Array, gpa: number): void {
+    this.#reserve(MRTD_EXTENSION_BUFFER_SIZE);
+    const at = this.#used;
+    this.#stage.set(template, at);
+    this.#view.setUint32(at + GPA_OFFSET, gpa >>> 0, true);
+    this.#view.setUint32(at + GPA_OFFSET + 4, Math.floor(gpa / 0x1_0000_0000), true);
+    this.#used = at + MRTD_EXTENSION_BUFFER_SIZE;
   }
 
   #reserve(bytes: number): void {

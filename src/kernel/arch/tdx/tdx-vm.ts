@@ -586,9 +586,9 @@ export class TdxVm implements ArchVm {
 
   /** KVM_TDX_MEASURE_MEMORY_REGION: TDH.MR.EXTEND for each 256-byte chunk (6.19+: TDX_BUG_ON on failure). */
   private extendPage(gfn: number, bugOnError: boolean): void {
-    const gpa = BigInt(gfn) << 12n;
+    const gpa = gfn * 4096;
     for (let off = 0; off < 4096; off += TDX_EXTENDMR_CHUNKSIZE) {
-      const s = this.module.mrExtend(this.td!, gpa + BigInt(off));
+      const s = this.module.mrExtendAt(this.td!, gpa + off);
       if (s === TDX_SUCCESS) continue;
       if (bugOnError) throw this.bug(`TDH.MR.EXTEND failed: ${hexStatus(s)}`);
       throw kerr('EIO', `TDH.MR.EXTEND failed: ${hexStatus(s)}`);

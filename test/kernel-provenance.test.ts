@@ -1,0 +1,201 @@
+/**
+ * Compact state keeps explanations whole: memory-attribute extents store only `seq * 2 + private`
+ * (src/kernel/kvm/attributes.ts) and provenance records are (seq, site) pairs
+ * (src/kernel/provenance.ts), yet an error still names the call and kernel path that put the page
+ * in its state. Also: the Number fast path of KVM_SET_MEMORY_ATTRIBUTES answers exactly as the u64
+ * path does, in virt/kvm/kvm_main.c kvm_vm_ioctl_set_mem_attributes()'s check order.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  createHost,
+  getProfile,
+  type Host,
+  InvariantViolation,
+  type KernelProfile,
+  SyscallError,
+  uapi,
+} from '../src/index.js';
+import { Tracer } from '../src/kernel/provenance.js';
+
+const GPA = 1 << 30;
+const GFN = GPA / 4096;
+const ATTR_PATH = 'KVM_SET_MEMORY_ATTRIBUTES > kvm_vm_set_mem_attributes > xa_store';
+
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
+/** SW_PROTECTED VM with one 4-page memslot at GPA that has no guest_memfd, and a vCPU. */
+function plainSlotVm(kernel: string | KernelProfile = 'v6.16') {
+  const host = createHost({ kernel });
+  const kvm = host.open('/dev/kvm');
+  const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+  const hva = host.mmap({ length: 4 * 4096, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+    slot: 0,
+    flags: 0,
+    guest_phys_addr: GPA,
+    memory_size: 4 * 4096,
+    userspace_addr: hva,
+  });
+  const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+  return { host, vm, vcpu };
+}
+
+function setAttr(host: Host, vm: number, attributes: number, pages = 1): number {
+  host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', { address: GPA, size: pages * 4096, attributes, flags: 0 });
+  return host.seq; // the seq of the call just made
+}
+
+function preFault(host: Host, vcpu: number): SyscallError {
+  const e = thrown(() => host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: GPA, size: 4096, flags: 0 }));
+  expect(e).toBeInstanceOf(SyscallError);
+  return e as SyscallError;
+}
+
+describe('attribute provenance is rebuilt from the stored seq', () => {
+  // arch/x86/kvm/mmu/mmu.c kvm_mmu_faultin_pfn_gmem() (kvm_faultin_pfn_private() before 6.18):
+  // a private fault on a memslot without guest_memfd is -EFAULT; the explanation is the gfn's
+  // attribute and the call that set it.
+  it('mmu.c kvm_mmu_faultin_pfn_gmem: private gfn, no guest_memfd -> EFAULT naming the KVM_SET_MEMORY_ATTRIBUTES call [v6.16]', () => {
+    const { host, vm, vcpu } = plainSlotVm();
+    const seq = setAttr(host, vm, uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE);
+    const e = preFault(host, vcpu);
+    expect(e.code).toBe('EFAULT');
+    expect(e.explanation).toBe(`gfn 0x${GFN.toString(16)} is private since call #${seq} (${ATTR_PATH})`);
+  });
+
+  it('the latest of several conversions is named, not the first [v6.16]', () => {
+    const { host, vm, vcpu } = plainSlotVm();
+    setAttr(host, vm, uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE, 4);
+    setAttr(host, vm, 0);
+    const seq = setAttr(host, vm, uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE);
+    expect(preFault(host, vcpu).explanation).toBe(
+      `gfn 0x${GFN.toString(16)} is private since call #${seq} (${ATTR_PATH})`,
+    );
+  });
+
+  it('a conversion that changes nothing (kvm_range_has_memory_attributes) keeps the earlier call [v6.16]', () => {
+    const { host, vm, vcpu } = plainSlotVm();
+    const seq = setAttr(host, vm, uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE);
+    setAttr(host, vm, uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE); // already private: kvm_vm_set_mem_attributes returns 0 early
+    expect(preFault(host, vcpu).explanation).toContain(`since call #${seq} (`);
+  });
+
+  it('a shared extent explains a stale private SPTE (bugs.noZapOnAttributeChange) [v6.11]', () => {
+    const p = getProfile('v6.11')!;
+    const host = createHost({ kernel: { ...p, name: 'v6.11+bugs', bugs: { noZapOnAttributeChange: true } } });
+    const kvm = host.open('/dev/kvm');
+    const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+    const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 4096, flags: 0 });
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot: 0,
+      flags: uapi.KVM_MEM_GUEST_MEMFD,
+      guest_phys_addr: GPA,
+      memory_size: 4096,
+      userspace_addr: 0,
+      guest_memfd: gmem,
+    });
+    setAttr(host, vm, uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: GPA, size: 4096, flags: 0 });
+    const seq = host.seq + 1;
+    const v = thrown(() => setAttr(host, vm, 0));
+    expect(v).toBeInstanceOf(InvariantViolation);
+    expect((v as InvariantViolation).detail).toContain(
+      `gfn 0x${GFN.toString(16)} is shared since call #${seq} (${ATTR_PATH})`,
+    );
+  });
+});
+
+describe('provenance records: (seq, site), interned per syscall', () => {
+  it('one record per site and syscall; a new syscall makes a new one with the same path', () => {
+    const t = new Tracer();
+    t.begin('KVM_PRE_FAULT_MEMORY');
+    t.enter('kvm_gmem_get_pfn');
+    const a = t.here('folio_mark_uptodate');
+    expect(t.here('folio_mark_uptodate')).toBe(a);
+    expect(t.here('other')).not.toBe(a);
+    t.leave();
+    expect(a).toMatchObject({
+      seq: 1,
+      call: 'KVM_PRE_FAULT_MEMORY',
+      path: 'KVM_PRE_FAULT_MEMORY > kvm_gmem_get_pfn > folio_mark_uptodate',
+    });
+    t.begin('KVM_PRE_FAULT_MEMORY');
+    t.enter('kvm_gmem_get_pfn');
+    const b = t.here('folio_mark_uptodate');
+    expect(b).not.toBe(a);
+    expect(b.seq).toBe(2);
+    expect(b.path).toBe(a.path);
+    expect(JSON.parse(JSON.stringify(b))).toEqual({ seq: 2, call: b.call, path: b.path });
+  });
+
+  it('Site.at(seq) rebuilds the record of a stored seq, and is the interned one for the current call', () => {
+    const t = new Tracer();
+    t.begin('KVM_SET_MEMORY_ATTRIBUTES');
+    t.enter('kvm_vm_set_mem_attributes');
+    const site = t.site('xa_store');
+    const live = t.here('xa_store');
+    expect(site.at(1)).toBe(live);
+    t.leave();
+    t.begin('close');
+    const old = site.at(1);
+    expect(old).toMatchObject({ seq: 1, call: 'KVM_SET_MEMORY_ATTRIBUTES', path: ATTR_PATH });
+  });
+});
+
+describe('kvm_main.c kvm_vm_ioctl_set_mem_attributes: number and u64 arguments give the same answer', () => {
+  // Checks in the kernel's order: flags, attributes & ~supported, size == 0 or wrap, alignment.
+  const cases: Array<[string, { address: number; size: number; attributes: number; flags: number }, string]> =
+    [
+      ['flags set', { address: GPA, size: 4096, attributes: 0, flags: 1 }, 'EINVAL'],
+      ['unsupported attribute bit', { address: GPA, size: 4096, attributes: 16, flags: 0 }, 'EINVAL'],
+      ['PRIVATE plus another bit', { address: GPA, size: 4096, attributes: 24, flags: 0 }, 'EINVAL'],
+      ['size 0', { address: GPA, size: 0, attributes: 0, flags: 0 }, 'EINVAL'],
+      ['address unaligned', { address: GPA + 1, size: 4096, attributes: 0, flags: 0 }, 'EINVAL'],
+      ['size unaligned', { address: GPA, size: 100, attributes: 0, flags: 0 }, 'EINVAL'],
+      [
+        'flags and size 0: flags is checked first',
+        { address: 1, size: 0, attributes: 0, flags: 2 },
+        'EINVAL',
+      ],
+      ['private, aligned', { address: GPA, size: 8192, attributes: 8, flags: 0 }, 'ok'],
+      ['shared, aligned', { address: GPA, size: 4096, attributes: 0, flags: 0 }, 'ok'],
+      ['beyond 2^53 together', { address: 2 ** 53 - 4096, size: 8192, attributes: 8, flags: 0 }, 'ok'],
+    ];
+  for (const [name, args, want] of cases) {
+    it(`${name}: ${want}`, () => {
+      const outcome = (arg: Record<string, number | bigint>): string => {
+        const { host, vm } = plainSlotVm();
+        const e = thrown(() => host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', arg));
+        return e instanceof SyscallError ? `${e.code}: ${e.reason}` : e === undefined ? 'ok' : String(e);
+      };
+      const asNumbers = outcome({ ...args });
+      const asBigints = outcome({
+        address: BigInt(args.address),
+        size: BigInt(args.size),
+        attributes: BigInt(args.attributes),
+        flags: BigInt(args.flags),
+      });
+      expect(asNumbers.split(':')[0]).toBe(want);
+      expect(asNumbers).toBe(asBigints);
+    });
+  }
+  it('attributes PRIVATE on a VM without private memory: EINVAL (kvm_supported_mem_attributes() is 0)', () => {
+    const host = createHost({ kernel: 'v6.16' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    for (const attributes of [8, 8n]) {
+      const e = thrown(() =>
+        host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', { address: 0, size: 4096, attributes, flags: 0 }),
+      );
+      expect((e as SyscallError).code).toBe('EINVAL');
+      expect((e as SyscallError).reason).toContain('attributes 0x8 not supported');
+    }
+  });
+});
