@@ -15,7 +15,9 @@ const benches = readdirSync(here)
 let failed = 0;
 for (const f of benches) {
   process.stdout.write(`\n=== bench/${f}\n`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--expose-gc', join(here, f)], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--expose-gc', join(here, f)], {
+    stdio: 'inherit',
+  });
   if (r.status !== 0) {
     failed++;
     process.stdout.write(`bench/${f} exited with ${r.status ?? r.signal}\n`);
