@@ -80,6 +80,31 @@ describe.each(SNP_KERNELS)('SNP launch on %s', (kernel) => {
     );
   });
 
+  it('snp_launch_finish: id_block_en with id_block_uaddr 0 -> EINVAL (psp_copy_user_blob: !uaddr), unmapped -> EFAULT (memdup_user)', () => {
+    const s = snpVm(kernel);
+    const blob = s.host.mmap({
+      length: 2 * PAGE,
+      prot: uapi.PROT_READ | uapi.PROT_WRITE,
+      flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS,
+    });
+    const gone = s.host.mmap({
+      length: 2 * PAGE,
+      prot: uapi.PROT_READ | uapi.PROT_WRITE,
+      flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS,
+    });
+    s.host.munmap(gone, 2 * PAGE);
+    const finish = (id_block_uaddr: number, id_auth_uaddr: number) =>
+      errnoOf(() => s.enc('KVM_SEV_SNP_LAUNCH_FINISH', { id_block_en: 1, id_block_uaddr, id_auth_uaddr }));
+    expect(finish(0, blob)).toBe('EINVAL');
+    expect(finish(blob, 0)).toBe('EINVAL');
+    expect(finish(gone, blob)).toBe('EFAULT');
+    expect(finish(blob, gone)).toBe('EFAULT');
+    // Nothing reached the firmware: the launch can still be finished.
+    expect(
+      s.enc('KVM_SEV_SNP_LAUNCH_FINISH', { id_block_en: 1, id_block_uaddr: blob, id_auth_uaddr: blob }).error,
+    ).toBe(0);
+  });
+
   it('snp_launch_finish: each vCPU VMSA measured, MEASUREMENT reported, pre_fault_allowed set', () => {
     const s = launched(kernel);
     const g = snpGuestContext(s.host, s.vm)!;

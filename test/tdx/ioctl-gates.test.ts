@@ -222,6 +222,36 @@ describe('KVM_TDX_INIT_MEM_REGION of a GPA already added, per version', () => {
   });
 });
 
+describe('CPUID.(7,0) TSX (HLE bit 4, RTM bit 11 of EBX) and WAITPKG (bit 5 of ECX)', () => {
+  const leaf7 = (ebx: number, ecx: number) => ({ function: 7, index: 0, flags: 1, eax: 0, ebx, ecx, edx: 0 });
+  const tryInit = (kernel: string, entry: Record<string, number>) => {
+    const td = tdVm(kernel);
+    return errnoOf(() =>
+      initVm(td, { attributes: 0n, xfam: 0x3n, cpuid: { nent: 2, entries: [GPAW48, entry] } }),
+    );
+  };
+  for (const kernel of UPSTREAM) {
+    it(`tdx.c setup_tdparams_cpuids(): tdx_unsupported_cpuid() -> -EINVAL; td_init_cpuid_entry2() hides them from KVM_TDX_CAPABILITIES [${kernel}]`, () => {
+      expect(tryInit(kernel, leaf7(1 << 4, 0))).toBe('EINVAL'); // HLE
+      expect(tryInit(kernel, leaf7(1 << 11, 0))).toBe('EINVAL'); // RTM
+      expect(tryInit(kernel, leaf7(0, 1 << 5))).toBe('EINVAL'); // WAITPKG
+      expect(tryInit(kernel, leaf7(1 << 5, 1 << 4))).toBeUndefined(); // other bits of the same leaf
+      const td = tdVm(kernel);
+      const c: Record<string, unknown> = caps(64);
+      td.host.ioctl(td.vm, 'KVM_MEMORY_ENCRYPT_OP', tdCmd('KVM_TDX_CAPABILITIES', c));
+      const entries = (
+        c['cpuid'] as { entries: Array<{ function: number; index: number; ebx: number; ecx: number }> }
+      ).entries;
+      const e7 = entries.find((e) => e.function === 7 && e.index === 0)!;
+      expect(e7.ebx & ((1 << 4) | (1 << 11))).toBe(0);
+      expect(e7.ecx & (1 << 5)).toBe(0);
+    });
+  }
+  it('tdx-dev-2024-07: no such check yet (tdx_unsupported_cpuid was posted in December 2024; inferred)', () => {
+    expect(tryInit('tdx-dev-2024-07', leaf7(1 << 11, 1 << 5))).toBeUndefined();
+  });
+});
+
 describe('source_addr 0 (NULL) per version', () => {
   it('v6.16, v6.19: tdx_gmem_post_populate GUPs it -> -EFAULT', () => {
     for (const kernel of ['v6.16', 'v6.19'])

@@ -38,11 +38,16 @@ export const tdxDev2024: KernelProfile = {
       where: '<20240425011248.GP3596705@ls.amr.corp.intel.com>',
       inferred: true,
     },
+    {
+      what: 'no TSX/WAITPKG filtering of TD CPUID yet: tdx_clear_unsupported_cpuid()/tdx_unsupported_cpuid() were posted in December 2024 (review by Chao Gao and Adrian Hunter, 2024-12-04)',
+      where: 'TDX CPUID patch review thread, December 2024',
+      inferred: true,
+    },
   ],
   vmTypes: { swProtected: true, sev: true, snp: true, tdx: true },
   gmem: { ...v6_11.gmem, populateRejectsUptodate: false },
   mmu: { preFault: true, preFaultAllowedGate: false, preFaultEagain: false },
-  tdx: { initMemRegion: 'requires-prefault' },
+  tdx: { initMemRegion: 'requires-prefault', rejectsTsxWaitpkg: false },
   // Without 09/12 sev_gmem_post_populate() still returns -EINVAL for an assigned RMP entry.
   sev: { ...v6_11.sev, postPopulateAssignedEexist: false },
 };

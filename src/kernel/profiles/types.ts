@@ -108,6 +108,12 @@ export interface KernelProfile {
 
   readonly tdx: {
     readonly initMemRegion: TdxInitMemRegion;
+    /**
+     * KVM hides TSX and WAITPKG from TDs: KVM_TDX_CAPABILITIES reports CPUID.(7,0) without them and
+     * KVM_TDX_INIT_VM refuses a CPUID.(7,0) entry that sets them with -EINVAL (tdx_clear_unsupported_cpuid,
+     * tdx_unsupported_cpuid; posted December 2024, in 6.16 .. 7.0).
+     */
+    readonly rejectsTsxWaitpkg: boolean;
   };
 
   /**

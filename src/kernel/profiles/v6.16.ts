@@ -14,7 +14,11 @@ export const v6_16: KernelProfile = {
       what: 'arch/x86/kvm/vmx/tdx.c tdx_gmem_post_populate(), tdx_td_finalize() (6.16)',
       where: 'torvalds/linux v6.16',
     },
+    {
+      what: 'arch/x86/kvm/vmx/tdx.c tdx_clear_unsupported_cpuid(), tdx_unsupported_cpuid() in setup_tdparams_cpuids()',
+      where: 'torvalds/linux tdx.c @3829d81b6958632602bee7a8272005d1a4ce298f',
+    },
   ],
   vmTypes: { ...v6_11.vmTypes, tdx: true },
-  tdx: { initMemRegion: 'map-page' },
+  tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: true },
 };

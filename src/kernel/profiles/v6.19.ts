@@ -17,5 +17,5 @@ export const v6_19: KernelProfile = {
     { what: 'KVM: Disallow toggling KVM_MEM_GUEST_MEMFD on an existing memslot', where: '9935df5333aa' },
   ],
   memslots: { ...v6_18.memslots, rejectGmemFlagToggle: true },
-  tdx: { initMemRegion: 'map-pfn' },
+  tdx: { ...v6_18.tdx, initMemRegion: 'map-pfn' },
 };

@@ -28,5 +28,5 @@ export const v6_8: KernelProfile = {
   },
   mmu: { preFault: false, preFaultAllowedGate: false, preFaultEagain: false },
   sev: { launchUpdateSrcAligned: false, postPopulateAssignedEexist: false, syncVmsaRejectsProtected: false },
-  tdx: { initMemRegion: 'map-page' },
+  tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: false },
 };

@@ -377,9 +377,13 @@ function snpLaunchFinish(vm: Vm, platform: SnpPlatform, arch: SevArchVm | undefi
   return 0;
 }
 
+/**
+ * drivers/crypto/ccp/sev-dev.c psp_copy_user_blob(): a zero address (or length) is -EINVAL before
+ * anything is read; then memdup_user(), where an unreadable range is -EFAULT.
+ */
 function readUserBlob(host: Host, addr: bigint, len: number, what: string): Uint8Array {
-  if (addr === 0n || !host.mm.mapped(Number(addr), len))
-    throw kerr('EFAULT', `psp_copy_user_blob: ${what} not readable`);
+  if (addr === 0n || len === 0) throw kerr('EINVAL', `psp_copy_user_blob: ${what} address is 0`);
+  if (!host.mm.mapped(Number(addr), len)) throw kerr('EFAULT', `psp_copy_user_blob: ${what} not readable`);
   return host.mm.read(addr, len);
 }
 

@@ -88,6 +88,18 @@ function readCpuidEntries(cpuid: UStruct, nent: number, what: string): CpuidEntr
   return out;
 }
 
+/** tdx.c TDX_FEATURE_TSX: CPUID.(7,0).EBX HLE (bit 4) | RTM (bit 11); X86_FEATURE_WAITPKG: CPUID.(7,0).ECX bit 5. */
+const TDX_FEATURE_TSX = (1 << 4) | (1 << 11);
+const FEATURE_WAITPKG = 1 << 5;
+
+/** tdx.c has_tsx() / has_waitpkg(): features KVM does not let a TD have (6.16 .. 7.0). */
+function hasTsx(e: CpuidEntry): boolean {
+  return e.function === 7 && e.index === 0 && (e.ebx & TDX_FEATURE_TSX) !== 0;
+}
+function hasWaitpkg(e: CpuidEntry): boolean {
+  return e.function === 7 && e.index === 0 && (e.ecx & FEATURE_WAITPKG) !== 0;
+}
+
 /** kvm_find_cpuid_entry2(). */
 function findCpuid(entries: readonly CpuidEntry[], fn: number, index: number): CpuidEntry | undefined {
   return entries.find(
@@ -223,6 +235,10 @@ export class TdxVm implements ArchVm {
     const e: CpuidEntry = { function: c.leaf, index: c.subleaf ?? 0, flags: 0, eax, ebx, ecx, edx };
     if (c.subleaf !== undefined) e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
     if (c.leaf === 0x80000008) e.eax = ((e.eax & ~0xff0000) | (0xff << 16)) >>> 0;
+    // tdx_clear_unsupported_cpuid(): TSX and WAITPKG are never reported as configurable.
+    if (!this.vm.profile.tdx.rejectsTsxWaitpkg) return e;
+    if (hasTsx(e)) e.ebx = (e.ebx & ~TDX_FEATURE_TSX) >>> 0;
+    if (hasWaitpkg(e)) e.ecx = (e.ecx & ~FEATURE_WAITPKG) >>> 0;
     return e;
   }
 
@@ -287,11 +303,19 @@ export class TdxVm implements ArchVm {
       throw kerr('EINVAL', `setup_tdparams_eptp_controls: guest physical address bits ${gpaw} (48 or 52)`);
     if (gpaw === 52 && !this.module.config.ept5Level)
       throw kerr('EINVAL', 'setup_tdparams_eptp_controls: GPAW 52 needs 5-level EPT');
-    // setup_tdparams_cpuids(): every user entry must land in a configurable slot.
+    // setup_tdparams_cpuids(): a slotted entry asking for TSX or WAITPKG is refused
+    // (tdx_unsupported_cpuid), and every user entry must land in a configurable slot.
     let copied = 0;
     for (let i = 0; i < this.module.config.cpuidConfigs.length; i++) {
       const tmp = this.configEntry(i);
-      if (findCpuid(entries, tmp.function, tmp.index)) copied++;
+      const entry = findCpuid(entries, tmp.function, tmp.index);
+      if (!entry) continue;
+      if (this.vm.profile.tdx.rejectsTsxWaitpkg && (hasTsx(entry) || hasWaitpkg(entry)))
+        throw kerr(
+          'EINVAL',
+          'setup_tdparams_cpuids: CPUID.(7,0) asks for TSX or WAITPKG (tdx_unsupported_cpuid)',
+        );
+      copied++;
     }
     if (copied !== nent)
       throw kerr('EINVAL', 'setup_tdparams_cpuids: a CPUID entry has no configurable slot in TD_PARAMS');
