@@ -3,88 +3,26 @@
  * Targets: (a) the CLI costs at most 40 ms more than `node -e 0`; (b) its peak RSS is under 60 MiB;
  * (c) the in-process launch (plan + host + PSP) is within 1.5x of one SHA-384 over the image bytes.
  *
- * Each figure is measured in the same round as its baseline: spawns of `node -e 0` alternate with
- * spawns of the CLI, launches alternate with bare hashes. A round is RUNS (>= 15) of each; medians
- * per round; ROUNDS rounds (BENCH_ROUNDS, default 3) and the best round is reported, because other
- * processes on a shared machine only ever make a run slower.
- * Peak RSS: the CLI is spawned with `--require` of a tiny script that writes
- * process.resourceUsage().maxRSS at exit (no /usr/bin/time needed).
+ * Each figure is measured in the same round as its baseline (bench/lib/cli-bench.ts): spawns of
+ * `node -e 0` alternate with spawns of the CLI, launches alternate with bare hashes.
  * Baselines for (c): "one SHA-384 over the image" is the issue's target. The SNP algorithm itself
  * hashes every measured page on its own and then one 112-byte PAGE_INFO per page (SNP ABI §8.17),
  * so the bench also prints that floor, computed directly over the same pages, for an honest ratio.
  */
-import { spawnSync } from 'node:child_process';
 import { hash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SNP_PAGE_INFO_SIZE, SNP_PAGE_SIZE } from '../src/kernel/arch/sev/launch-digest.js';
 import { runSnpLaunch } from '../src/measure/snp/launch.js';
 import { planSnpLaunch } from '../src/measure/snp/launch-plan.js';
+import { benchCli, f, median, ROUNDS, RUNS, timeIt } from './lib/cli-bench.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ovmf = process.argv[2] ?? resolve(repo, '../shared/fixtures/ovmf-bookworm-2022.11-6+deb12u2.fd');
 const args = ['measure', 'snp', '--mode', 'snp', '--vcpus', '4', '--vcpu-type', 'EPYC-v4', '--ovmf', ovmf];
-const RUNS = Math.max(15, Number(process.env['BENCH_RUNS'] ?? 15));
-const ROUNDS = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 3));
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const f = (x: number): string => x.toFixed(1);
-
-const rssProbe = join(tmpdir(), `gmemlab-maxrss-${process.pid}.cjs`);
-writeFileSync(
-  rssProbe,
-  "process.on('exit', () => require('node:fs').writeSync(2, '\\n@maxrss ' + process.resourceUsage().maxRSS + '\\n'));\n",
-);
-
-/** Wall time of one spawn (ms); throws if the command fails. */
-function spawnMs(argv: string[]): { ms: number; out: string; err: string } {
-  const t0 = performance.now();
-  const r = spawnSync(process.execPath, argv, { encoding: 'utf8' });
-  const ms = performance.now() - t0;
-  if (r.status !== 0) throw new Error(`node ${argv.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return { ms, out: r.stdout, err: r.stderr };
-}
-
-const built = resolve(repo, 'dist/cli/gmemlab.js');
-if (existsSync(built)) {
-  const cli = [built, ...args];
-  let best: { bare: number; cli: number } | undefined;
-  let digest = '';
-  for (let round = 1; round <= ROUNDS; round++) {
-    const bare: number[] = [];
-    const run: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      bare.push(spawnMs(['-e', '0']).ms);
-      const r = spawnMs(cli);
-      run.push(r.ms);
-      digest = r.out.trim();
-    }
-    const b = median(bare);
-    const c = median(run);
-    console.log(
-      `round ${round}: node -e 0 median ${f(b)} ms, CLI median ${f(c)} ms, delta +${f(c - b)} ms (${RUNS} runs each)`,
-    );
-    if (!best || c - b < best.cli - best.bare) best = { bare: b, cli: c };
-  }
-  let rss = 0;
-  for (let i = 0; i < 5; i++) {
-    const m = /@maxrss (\d+)/.exec(spawnMs(['--require', rssProbe, ...cli]).err);
-    rss = Math.max(rss, Number(m?.[1] ?? 0));
-  }
-  const bareRss = Number(/@maxrss (\d+)/.exec(spawnMs(['--require', rssProbe, '-e', '0']).err)?.[1] ?? 0);
-  console.log(`digest                         ${digest}`);
-  console.log(`node -e 0 (median, best round) ${f(best!.bare)} ms`);
-  console.log(
-    `CLI measure snp (median)       ${f(best!.cli)} ms   delta +${f(best!.cli - best!.bare)} ms (target <= +40 ms)`,
-  );
-  console.log(
-    `CLI peak RSS (max of 5)        ${f(rss / 1024)} MiB (target < 60 MiB; node -e 0: ${f(bareRss / 1024)} MiB)`,
-  );
-} else {
-  console.log(`(no ${built}: run \`npm run build\` for the CLI figures)`);
-}
+benchCli(resolve(repo, 'dist/cli/gmemlab.js'), args, 'measure snp', 'digest');
 
 // In process: plan + host + launch, beside the baselines, alternating.
 const image = readFileSync(ovmf);
@@ -105,11 +43,6 @@ const pageInfo = new Uint8Array(SNP_PAGE_INFO_SIZE);
 const floor = (): void => {
   for (const p of floorPages) pageInfo.set(hash('sha384', p, 'buffer'), 0x30);
   for (let i = 0; i < measured.length; i++) pageInfo.set(hash('sha384', pageInfo, 'buffer'), 0);
-};
-const timeIt = (fn: () => unknown): number => {
-  const t0 = performance.now();
-  fn();
-  return performance.now() - t0;
 };
 for (let i = 0; i < 5; i++) {
   launch();

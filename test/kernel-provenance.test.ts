@@ -15,7 +15,10 @@ import {
   SyscallError,
   uapi,
 } from '../src/index.js';
+import { KernelError } from '../src/kernel/errors.js';
 import { Tracer } from '../src/kernel/provenance.js';
+import { s64, scalar, u8, u16, u32, u64 } from '../src/kernel/uaccess.js';
+import { buildTd, initMemRegion, syscallError } from './tdx/td.js';
 
 const GPA = 1 << 30;
 const GFN = GPA / 4096;
@@ -197,5 +200,114 @@ describe('kvm_main.c kvm_vm_ioctl_set_mem_attributes: number and u64 arguments g
       expect((e as SyscallError).code).toBe('EINVAL');
       expect((e as SyscallError).reason).toContain('attributes 0x8 not supported');
     }
+  });
+});
+
+/**
+ * Provenance paths read as the kernel's call chain, and the PG_uptodate record names the function
+ * that set the bit. virt/kvm/guest_memfd.c (6.11..6.19): kvm_gmem_get_pfn() calls
+ * kvm_gmem_prepare_folio(), which clears the page and on success calls kvm_gmem_mark_prepared() =
+ * folio_mark_uptodate(); kvm_gmem_populate() calls kvm_gmem_mark_prepared() once the vendor
+ * callback succeeded. arch/x86/kvm/vmx/tdx.c tdx_vcpu_init_mem_region() calls kvm_gmem_populate().
+ */
+describe('provenance paths are kernel call chains (virt/kvm/guest_memfd.c)', () => {
+  it('founding case: the pre-fault path ends kvm_gmem_prepare_folio > kvm_gmem_mark_prepared > folio_mark_uptodate', () => {
+    const td = buildTd('tdx-dev-2024-07+eexist');
+    td.host.ioctl(td.vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: 0x1000, size: 4096, flags: 0 });
+    const e = syscallError(() => initMemRegion(td, 0x1000, 1, 1));
+    expect(e.code).toBe('EEXIST');
+    expect(e.explanation).toContain(
+      '(KVM_PRE_FAULT_MEMORY > kvm_arch_vcpu_pre_fault_memory > kvm_tdp_map_page > kvm_gmem_get_pfn > ' +
+        'kvm_gmem_prepare_folio > kvm_gmem_mark_prepared > folio_mark_uptodate)',
+    );
+  });
+
+  it('v6.16: a second KVM_TDX_INIT_MEM_REGION names the populate that marked the folio prepared', () => {
+    const td = buildTd('v6.16'); // upstream 6.16 maps the page itself (tdx_gmem_post_populate)
+    const first = td.host.seq + 1;
+    initMemRegion(td, 0x1000, 1, 1);
+    const e = syscallError(() => initMemRegion(td, 0x1000, 1, 1));
+    expect(e.code).toBe('EEXIST');
+    expect(e.explanation).toContain(
+      `call #${first} (KVM_MEMORY_ENCRYPT_OP > tdx_vcpu_init_mem_region > kvm_gmem_populate > kvm_gmem_mark_prepared > folio_mark_uptodate)`,
+    );
+  });
+
+  it('Tracer.hereIn(callees, leaf) records what nested within() calls would', () => {
+    const t = new Tracer();
+    t.begin('KVM_RUN');
+    t.enter('kvm_gmem_get_pfn');
+    const a = t.hereIn(['kvm_gmem_prepare_folio', 'kvm_gmem_mark_prepared'], 'folio_mark_uptodate');
+    const b = t.within('kvm_gmem_prepare_folio', () =>
+      t.within('kvm_gmem_mark_prepared', () => t.here('folio_mark_uptodate')),
+    );
+    t.leave();
+    expect(b).toBe(a);
+    expect(a.path).toBe(
+      'KVM_RUN > kvm_gmem_get_pfn > kvm_gmem_prepare_folio > kvm_gmem_mark_prepared > folio_mark_uptodate',
+    );
+  });
+});
+
+describe('uaccess field(): the number fast path truncates exactly as a C assignment', () => {
+  const values: unknown[] = [
+    0,
+    -0,
+    1,
+    255,
+    256,
+    0xffff,
+    0x10000,
+    0xffffffff,
+    2 ** 32,
+    2 ** 53 - 1,
+    2 ** 53,
+    2 ** 64,
+  ];
+  values.push(-1, -(2 ** 53 - 1), true, false, null, undefined, 5n, -1n, 2n ** 64n + 3n);
+  const cases = [
+    [u64, 64],
+    [u32, 32],
+    [u16, 16],
+    [u8, 8],
+  ] as const;
+  it('u64/u32/u16/u8 of numbers, bigints, booleans and missing fields', () => {
+    for (const v of values) {
+      // C: (uN)v, i.e. v mod 2^N; a missing field reads as 0 (zeroed struct).
+      const big =
+        v === undefined || v === null ? 0n : typeof v === 'boolean' ? BigInt(v) : BigInt(v as number);
+      for (const [read, bits] of cases)
+        expect(read({ f: v }, 'f'), `${String(v)} as u${bits}`).toBe(BigInt.asUintN(bits, big));
+    }
+    expect(s64({ f: 2 ** 53 - 1 }, 'f')).toBe(2n ** 53n - 1n);
+    expect(s64({ f: -1 }, 'f')).toBe(-1n);
+    expect(scalar(2 ** 40, 'arg')).toBe(2n ** 40n);
+    expect(scalar(-1, 'arg')).toBe(2n ** 64n - 1n);
+  });
+  it('a non-integer number is -EFAULT, as copy_from_user of a bad struct', () => {
+    for (const v of [1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      const e = thrown(() => u64({ f: v }, 'f'));
+      expect(e).toBeInstanceOf(KernelError);
+      expect((e as KernelError).code).toBe('EFAULT');
+    }
+  });
+});
+
+describe('mm: mmap(2) check order (arch/x86/kernel/sys_x86_64.c sys_mmap, mm/mmap.c ksys_mmap_pgoff, do_mmap)', () => {
+  const host = createHost({ kernel: 'v6.16' });
+  const errno = (fn: () => unknown): string | undefined => (thrown(fn) as SyscallError | undefined)?.code;
+  it('ksys_mmap_pgoff(): fget() of a bad fd (-EBADF) comes before do_mmap()’s len and MAP_TYPE checks', () => {
+    expect(errno(() => host.mmap({ length: 0, prot: 3, flags: uapi.MAP_SHARED, fd: 99 }))).toBe('EBADF');
+    expect(errno(() => host.mmap({ length: 4096, prot: 3, flags: 0, fd: 99 }))).toBe('EBADF');
+  });
+  it('sys_mmap(): an unaligned offset is -EINVAL before the fd is looked up', () => {
+    expect(errno(() => host.mmap({ length: 4096, prot: 3, flags: uapi.MAP_SHARED, fd: 99, offset: 1 }))).toBe(
+      'EINVAL',
+    );
+  });
+  it('do_mmap(): len 0 is -EINVAL for an anonymous mapping, whose fd is ignored', () => {
+    const flags = uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS;
+    expect(errno(() => host.mmap({ length: 0, prot: 3, flags }))).toBe('EINVAL');
+    expect(typeof host.mmap({ length: 4096, prot: 3, flags, fd: 99 })).toBe('number');
   });
 });

@@ -5,7 +5,7 @@
  */
 import { ERRNO } from '../uapi/errno.js';
 import { KVM_IOCTLS } from '../uapi/kvm.js';
-import { MAP_ANONYMOUS, MFD_CLOEXEC } from '../uapi/mman.js';
+import { MFD_CLOEXEC } from '../uapi/mman.js';
 import { HostFault, InvariantViolation, KernelError, kerr, SyscallError } from './errors.js';
 import { FdTable, KFile, type Stat } from './file.js';
 import { Guest } from './guest/program.js';
@@ -30,7 +30,7 @@ export interface HostOptions {
   invariants?: boolean;
 }
 
-/** Extra ioctl names that arch code registers (SEV / TDX commands are sub-commands, not ioctls). */
+/** ioctl request names <-> numbers (uAPI); SEV / TDX commands are KVM_MEMORY_ENCRYPT_OP sub-commands. */
 const ioctlNames = new Map<string, number>(Object.entries(KVM_IOCTLS));
 const ioctlByCode = new Map<number, string>([...ioctlNames].map(([n, c]) => [c, n]));
 
@@ -123,13 +123,9 @@ export class Host {
   private syscallFailed(e: unknown, syscall: string, request: string | undefined): unknown {
     const err =
       e instanceof KernelError ? new SyscallError(e.code, syscall, request, e.reason, e.explanation) : e;
-    this.checkInvariantsAfterError();
-    return err;
-  }
-
-  private checkInvariantsAfterError(): void {
-    // A violation outranks the errno: it means the model reached an unsafe state.
+    // A violation outranks the errno: it means the model reached an unsafe state (check() throws it).
     this.invariants.check();
+    return err;
   }
 
   open(path: string, _flags = 2): number {
@@ -179,12 +175,7 @@ export class Host {
   }
 
   mmap(args: MmapArgs): number {
-    return this.sys('mmap', undefined, () =>
-      this.mm.mmap(args, (fd) => {
-        if (args.flags & MAP_ANONYMOUS) throw kerr('EINVAL', 'mmap: anonymous mapping with fd');
-        return this.fds.lookup(fd);
-      }),
-    );
+    return this.sys('mmap', undefined, () => this.mm.mmap(args, (fd) => this.fds.lookup(fd)));
   }
 
   munmap(addr: number | bigint, length: number | bigint): number {

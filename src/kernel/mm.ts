@@ -11,7 +11,6 @@ import {
   MAP_SHARED,
   MAP_SHARED_VALIDATE,
   MAP_TYPE,
-  PAGE_SHIFT,
   PAGE_SIZE,
   PROT_EXEC,
   PROT_READ,
@@ -50,15 +49,24 @@ export class AddressSpace {
   private vmas: Vma[] = [];
   private next = MMAP_BASE;
 
-  /** do_mmap(): validation in its order, then the file's ->mmap. */
+  /**
+   * mmap(2), checks in the kernel's order: x86 sys_mmap() (offset alignment), ksys_mmap_pgoff()
+   * (fget of a non-anonymous mapping's fd: -EBADF), do_mmap() (length, MAP_TYPE), then the file's
+   * ->mmap.
+   */
   mmap(args: MmapArgs, fileFor: (fd: number) => KFile): number {
     const length = Number(args.length);
     const flags = args.flags | 0;
     const prot = args.prot | 0;
     const offset = Number(args.offset ?? 0);
+    if (offset % PAGE_SIZE !== 0 || offset < 0) throw kerr('EINVAL', 'sys_mmap: offset not page aligned');
+    let file: KFile | undefined;
+    if (!(flags & MAP_ANONYMOUS)) {
+      if (args.fd === undefined || args.fd < 0)
+        throw kerr('EBADF', 'ksys_mmap_pgoff: no file for a non-anonymous mapping');
+      file = fileFor(args.fd);
+    }
     if (!Number.isSafeInteger(length) || length <= 0) throw kerr('EINVAL', 'do_mmap: len is 0');
-    if (offset % PAGE_SIZE !== 0 || offset < 0)
-      throw kerr('EINVAL', 'ksys_mmap_pgoff: offset not page aligned');
     const type = flags & MAP_TYPE;
     if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) {
       throw kerr('EINVAL', 'do_mmap: MAP_SHARED or MAP_PRIVATE required');
@@ -76,13 +84,10 @@ export class AddressSpace {
       this.next = start + len + PAGE_SIZE; // a guard gap keeps mappings apart
     }
     const pgoff = offset / PAGE_SIZE;
-    if (flags & MAP_ANONYMOUS) {
+    if (file === undefined) {
       this.insert({ start, end: start + len, prot, flags, pgoff: 0, anon: new Map() });
       return start;
     }
-    if (args.fd === undefined || args.fd < 0)
-      throw kerr('EBADF', 'do_mmap: no file for a non-anonymous mapping');
-    const file = fileFor(args.fd);
     const backing = file.mmap({ length: len, prot, flags, pgoff });
     this.insert({ start, end: start + len, prot, flags, pgoff, file: file.get(), backing });
     return start;
@@ -99,15 +104,16 @@ export class AddressSpace {
         keep.push(v);
         continue;
       }
-      if (v.start < start) keep.push(this.slice(v, v.start, start, true));
-      if (v.end > end) keep.push(this.slice(v, end, v.end, true));
+      if (v.start < start) keep.push(this.slice(v, v.start, start));
+      if (v.end > end) keep.push(this.slice(v, end, v.end));
       v.file?.put();
     }
     this.vmas = keep.sort((a, b) => a.start - b.start);
   }
 
-  private slice(v: Vma, start: number, end: number, takeRef: boolean): Vma {
-    if (takeRef) v.file?.get();
+  /** A part of `v` that stays mapped: it holds its own reference on the file. */
+  private slice(v: Vma, start: number, end: number): Vma {
+    v.file?.get();
     return { ...v, start, end, pgoff: v.pgoff + (start - v.start) / PAGE_SIZE };
   }
 
@@ -120,18 +126,6 @@ export class AddressSpace {
     // Few VMAs: a linear scan is fine and keeps this simple.
     for (const v of this.vmas) if (addr >= v.start && addr < v.end) return v;
     return undefined;
-  }
-
-  /** Is [addr, addr+len) inside mappings (used by access_ok-style checks and GUP)? */
-  mapped(addr: number, len: number): boolean {
-    let a = addr;
-    const end = addr + len;
-    while (a < end) {
-      const v = this.find(a);
-      if (!v) return false;
-      a = v.end;
-    }
-    return true;
   }
 
   read(addr: number | bigint, len: number): Uint8Array {
@@ -170,6 +164,18 @@ export class AddressSpace {
       throw new HostFault('SIGSEGV', BigInt(addr), 'protection');
     }
     return v;
+  }
+
+  /** Is [addr, addr+len) inside mappings (access_ok-style checks, e.g. the PSP's user blobs)? */
+  mapped(addr: number, len: number): boolean {
+    let a = addr;
+    const end = addr + len;
+    while (a < end) {
+      const v = this.find(a);
+      if (!v) return false;
+      a = v.end;
+    }
+    return true;
   }
 
   /** The page at `addr` for reading; null means all zeroes. */
@@ -218,9 +224,5 @@ export class AddressSpace {
         throw kerr('EFAULT', `get_user_pages: ${e.reason} at 0x${addr.toString(16)}`);
       throw e;
     }
-  }
-
-  static pageOf(addr: number): number {
-    return Math.floor(addr / 2 ** PAGE_SHIFT);
   }
 }

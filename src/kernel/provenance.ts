@@ -23,7 +23,7 @@ export interface Provenance {
   readonly seq: number;
   /** The syscall or ioctl request, e.g. 'KVM_PRE_FAULT_MEMORY'. */
   readonly call: string;
-  /** The kernel path, e.g. 'KVM_PRE_FAULT_MEMORY > kvm_gmem_get_pfn > kvm_gmem_prepare_folio > folio_mark_uptodate'. */
+  /** The kernel call chain, e.g. 'KVM_PRE_FAULT_MEMORY > ... > kvm_gmem_prepare_folio > kvm_gmem_mark_prepared > folio_mark_uptodate'. */
   readonly path: string;
 }
 
@@ -173,7 +173,21 @@ export class Tracer {
 
   /** Provenance of a state change made here by `leaf` (e.g. 'folio_mark_uptodate'). */
   here(leaf = ''): Provenance {
-    const s = this.top.site(leaf);
+    return this.record(this.top.site(leaf));
+  }
+
+  /**
+   * Provenance of a change made by `leaf` in `callees`, called in turn from here: the record of
+   * `within(callees[0], () => within(callees[1], () => here(leaf)))` without the closures. For a
+   * model that folds several kernel steps into one state update and records the last of them.
+   */
+  hereIn(callees: readonly string[], leaf: string): Provenance {
+    let f = this.top;
+    for (const name of callees) f = f.child(name);
+    return this.record(f.site(leaf));
+  }
+
+  private record(s: Site): Provenance {
     // Sites outlive their syscall: a record is reused only within the syscall that made it.
     let p = s.last;
     if (p === null || p.seq !== this.seq) {

@@ -16,27 +16,35 @@ export function copyFromUser(arg: unknown, what: string): UStruct {
   return arg as UStruct;
 }
 
-/** An unsigned field of `bits` width; values are truncated like a C assignment would. */
-function field(s: UStruct, name: string, bits: bigint): bigint {
+/**
+ * An unsigned field of `bits` width; values are truncated like a C assignment would. `max` is the
+ * largest number that is its own truncation and converts exactly: 2^bits - 1, or for u64
+ * Number.MAX_SAFE_INTEGER. Such a number (the common case: sizes, addresses, flags from JS) skips
+ * the BigInt.asUintN round trip.
+ */
+function field(s: UStruct, name: string, bits: number, max: number): bigint {
   const v = s[name];
+  if (typeof v === 'number' && v >= 0 && v <= max && Number.isInteger(v)) return BigInt(v);
   if (v === undefined || v === null) return 0n;
   let b: bigint;
   if (typeof v === 'bigint') b = v;
   else if (typeof v === 'number' && Number.isInteger(v)) b = BigInt(v);
   else if (typeof v === 'boolean') b = v ? 1n : 0n;
   else throw kerr('EFAULT', `copy_from_user: field ${name} is not an integer`);
-  return BigInt.asUintN(Number(bits), b);
+  return BigInt.asUintN(bits, b);
 }
 
-export const u64 = (s: UStruct, name: string): bigint => field(s, name, 64n);
-export const u32 = (s: UStruct, name: string): bigint => field(s, name, 32n);
-export const u16 = (s: UStruct, name: string): bigint => field(s, name, 16n);
-export const u8 = (s: UStruct, name: string): bigint => field(s, name, 8n);
+export const u64 = (s: UStruct, name: string): bigint => field(s, name, 64, Number.MAX_SAFE_INTEGER);
+export const u32 = (s: UStruct, name: string): bigint => field(s, name, 32, 0xffff_ffff);
+export const u16 = (s: UStruct, name: string): bigint => field(s, name, 16, 0xffff);
+export const u8 = (s: UStruct, name: string): bigint => field(s, name, 8, 0xff);
 /** A signed 64-bit field (loff_t and friends). */
-export const s64 = (s: UStruct, name: string): bigint => BigInt.asIntN(64, field(s, name, 64n));
+export const s64 = (s: UStruct, name: string): bigint => BigInt.asIntN(64, u64(s, name));
 
 /** An integer scalar argument (ioctl arg passed by value, an fd, a length). */
 export function scalar(v: unknown, what: string): bigint {
+  if (typeof v === 'number' && v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v))
+    return BigInt(v);
   if (typeof v === 'bigint') return BigInt.asUintN(64, v);
   if (typeof v === 'number' && Number.isInteger(v)) return BigInt.asUintN(64, BigInt(v));
   if (v === undefined || v === null) return 0n;

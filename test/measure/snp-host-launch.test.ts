@@ -12,6 +12,7 @@ import { main } from '../../src/cli/measure-snp.js';
 import { vcpuSigForType } from '../../src/measure/snp/cpu-sig.js';
 import { runSnpLaunch } from '../../src/measure/snp/launch.js';
 import { planSnpLaunch, type SnpMeasureOptions } from '../../src/measure/snp/launch-plan.js';
+import { type CapturedOutput, captureOutput } from './capture-output.js';
 
 const fixturePath = (name: string): string =>
   new URL(`../../../shared/fixtures/${name}`, import.meta.url).pathname;
@@ -128,19 +129,9 @@ describe('host path: measurement.md §4.1 vectors (sev-snp-measure tests/test_gu
 });
 
 describe('gmemlab measure snp main()', () => {
-  let out = '';
-  let err = '';
+  let io: CapturedOutput = { out: '', err: '' };
   const run = async (args: string[]): Promise<number> => {
-    out = '';
-    err = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
-      out += String(s);
-      return true;
-    });
-    vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
-      err += String(s);
-      return true;
-    });
+    io = captureOutput();
     return main(args);
   };
   afterEach(() => {
@@ -149,7 +140,7 @@ describe('gmemlab measure snp main()', () => {
 
   it('S1 in hex', async () => {
     expect(await run(['--mode', 'snp', '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--ovmf', BW_PATH])).toBe(0);
-    expect(out).toBe(`${S1}\n`);
+    expect(io.out).toBe(`${S1}\n`);
   });
   it('S4 with --vcpu-family/--vcpu-model/--vcpu-stepping (EPYC-Milan = 25/1/1)', async () => {
     expect(
@@ -166,17 +157,17 @@ describe('gmemlab measure snp main()', () => {
         BW_PATH,
       ]),
     ).toBe(0);
-    expect(out.trim()).toBe(
+    expect(io.out.trim()).toBe(
       'e9c10ab98f8086bf4a4993dcdc1f768b1128bcb02301d1791f1d3274329e790db2d12a301d66d99a462a13b5d87e2840',
     );
   });
   it('S5 in base64 and S6 with --snp-ovmf-hash', async () => {
     expect(await run(['--mode', 'snp:ovmf-hash', '--ovmf', BW_PATH, '--output-format', 'base64'])).toBe(0);
-    expect(Buffer.from(out.trim(), 'base64').toString('hex')).toBe(S5);
+    expect(Buffer.from(io.out.trim(), 'base64').toString('hex')).toBe(S5);
     expect(
       await run(['--vcpus', '1', '--vcpu-sig', '0x800f12', '--ovmf', BW_PATH, '--snp-ovmf-hash', S5]),
     ).toBe(0);
-    expect(out.trim()).toBe(S1);
+    expect(io.out.trim()).toBe(S1);
   });
   it('--kernel/--initrd/--append with --vmm-type gce, and --trace writes one JSON line per page', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gmemlab-snp-'));
@@ -197,7 +188,7 @@ describe('gmemlab measure snp main()', () => {
         trace,
       ]),
     ).toBe(0);
-    expect(out.trim()).toBe(
+    expect(io.out.trim()).toBe(
       '5da7106cf14cf46b1725ebab123eb9e53bd46a1e9f400cd0c08e7827b04b688ea8b4e403c8404efed4397ea5d5d0722e',
     );
     const lines = readFileSync(trace, 'utf8')
@@ -216,7 +207,7 @@ describe('gmemlab measure snp main()', () => {
     expect(lines.at(-1)).toMatchObject({
       type: 'SNP_PAGE_TYPE_VMSA',
       gpa: '0xfffffffff000',
-      digest: out.trim(),
+      digest: io.out.trim(),
     });
   });
   it('S7: a kernel for an image without SNP_KERNEL_HASHES: one line on stderr, exit 1', async () => {
@@ -234,8 +225,10 @@ describe('gmemlab measure snp main()', () => {
         'console=ttyS0',
       ]),
     ).toBe(1);
-    expect(err).toBe("Error: Kernel specified but OVMF metadata doesn't include SNP_KERNEL_HASHES section\n");
-    expect(out).toBe('');
+    expect(io.err).toBe(
+      "Error: Kernel specified but OVMF metadata doesn't include SNP_KERNEL_HASHES section\n",
+    );
+    expect(io.out).toBe('');
   });
   it.each([
     [['--vcpus', '1', '--vcpu-type', 'EPYC-v4'], 2, /--ovmf/],
@@ -252,7 +245,7 @@ describe('gmemlab measure snp main()', () => {
   ] as const)('usage and launch errors %j -> exit %i, one line', async (args, code, re) => {
     const a = args.map((x) => (x === 'BW' ? BW_PATH : x));
     expect(await run(a)).toBe(code);
-    expect(err).toMatch(re);
-    expect(err.trim().split('\n')).toHaveLength(1);
+    expect(io.err).toMatch(re);
+    expect(io.err.trim().split('\n')).toHaveLength(1);
   });
 });

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/measure-tdx.js';
 import { tdxVmOf } from '../../src/kernel/arch/tdx/index.js';
 import { runTdLaunch } from '../../src/measure/tdx/launch.js';
+import { type CapturedOutput, captureOutput } from './capture-output.js';
 
 const path = (name: string): string => new URL(`../../../shared/fixtures/${name}`, import.meta.url).pathname;
 const fixture = (name: string): Uint8Array => new Uint8Array(readFileSync(path(name)));
@@ -63,19 +64,9 @@ describe('MRTD from a launch through the host (measurement.md 7)', () => {
 });
 
 describe('gmemlab measure tdx (main)', () => {
-  let out = '';
-  let err = '';
+  let io: CapturedOutput = { out: '', err: '' };
   const capture = () => {
-    out = '';
-    err = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
-      out += String(s);
-      return true;
-    });
-    vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
-      err += String(s);
-      return true;
-    });
+    io = captureOutput();
   };
   afterEach(() => vi.restoreAllMocks());
 
@@ -85,7 +76,7 @@ describe('gmemlab measure tdx (main)', () => {
         capture();
         const code = await main(['--firmware', path(file), '--order', order]);
         expect(code).toBe(0);
-        expect(out).toBe(`${mrtd}\n`);
+        expect(io.out).toBe(`${mrtd}\n`);
       });
     }
   }
@@ -96,21 +87,21 @@ describe('gmemlab measure tdx (main)', () => {
     (await import('node:fs')).writeFileSync(tmp, code);
     capture();
     expect(await main(['--firmware', tmp])).toBe(1);
-    expect(out).toBe('');
-    expect(err).toMatch(/runs past the end/);
-    expect(err.trim().split('\n')).toHaveLength(1);
+    expect(io.out).toBe('');
+    expect(io.err).toMatch(/runs past the end/);
+    expect(io.err.trim().split('\n')).toHaveLength(1);
   });
 
   it('an image without TDX metadata (an SNP OVMF suffix): one-line error, exit 1', async () => {
     capture();
     expect(await main(['--firmware', path('ovmf_AmdSev_suffix.bin')])).toBe(1);
-    expect(err.trim().split('\n')).toHaveLength(1);
-    expect(err).toMatch(/^gmemlab measure tdx: /);
+    expect(io.err.trim().split('\n')).toHaveLength(1);
+    expect(io.err).toMatch(/^gmemlab measure tdx: /);
   });
 
   it('a bad --order is a usage error (exit 2)', async () => {
     capture();
     expect(await main(['--firmware', path('tiny_tdvf.bin'), '--order', 'three-pass'])).toBe(2);
-    expect(err).toMatch(/single, two-pass/);
+    expect(io.err).toMatch(/single, two-pass/);
   });
 });

@@ -23,15 +23,14 @@ import { uapi } from '../../src/index.js';
 import {
   __vm_create_guest_memfd,
   allHostConfigs,
-  GENERIC_VM_TYPES,
   type HostConfig,
   host_bytes_equal,
   host_memset,
   type KvmVm,
+  kvm_arch_has_private_mem,
   kvm_mmap,
   kvm_munmap,
   kvm_vm_free,
-  kvm_vm_types,
   newHost,
   PAGE_SIZE,
   profileOf,
@@ -41,6 +40,7 @@ import {
   vm_check_cap,
   vm_create_barebones_type,
   vm_create_guest_memfd,
+  vm_type_configs,
 } from './lib/kvm_util.js';
 
 const page_size = PAGE_SIZE;
@@ -50,10 +50,6 @@ const { GUEST_MEMFD_FLAG_MMAP: MMAP, GUEST_MEMFD_FLAG_INIT_SHARED: INIT_SHARED }
 const KEEP = uapi.FALLOC_FL_KEEP_SIZE;
 const PUNCH = uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE;
 
-/** x86 kvm_arch_has_private_mem(): SW_PROTECTED, SNP and TDX VMs. */
-const hasPrivateMem = (type: number): boolean =>
-  type === uapi.KVM_X86_SW_PROTECTED_VM || type === uapi.KVM_X86_SNP_VM || type === uapi.KVM_X86_TDX_VM;
-
 /**
  * The flags KVM_CAP_GUEST_MEMFD_FLAGS reports on a VM of `type`: kvm_gmem_get_supported_flags()
  * (6.18+: MMAP always, INIT_SHARED iff kvm_arch_supports_gmem_init_shared(), i.e. no private memory
@@ -61,21 +57,7 @@ const hasPrivateMem = (type: number): boolean =>
  */
 function expectedGmemFlags(kernel: string, type: number): number {
   if (!profileOf(kernel).gmem.mmap) return 0;
-  return MMAP | (hasPrivateMem(type) ? 0 : INIT_SHARED);
-}
-
-/** The (host config, VM type) pairs main() would loop over. */
-function vmTypeConfigs(): Array<{ cfg: HostConfig; type: number }> {
-  const out: Array<{ cfg: HostConfig; type: number }> = [];
-  for (const cfg of allHostConfigs()) {
-    const types = kvm_vm_types(newHost(cfg));
-    for (const type of types) {
-      // DEFAULT and SW_PROTECTED do not depend on the platform: run them on the generic one only.
-      if (cfg.platform !== 'generic' && GENERIC_VM_TYPES.includes(type)) continue;
-      out.push({ cfg, type });
-    }
-  }
-  return out;
+  return MMAP | (kvm_arch_has_private_mem(type) ? 0 : INIT_SHARED);
 }
 
 /** gmem_test(): a fresh guest_memfd of total_size with `flags`, closed afterwards. */
@@ -242,7 +224,7 @@ function test_invalid_punch_hole(vm: KvmVm, fd: number): void {
 
 // --- The matrix ---------------------------------------------------------------------------------
 
-const configs = vmTypeConfigs();
+const configs = vm_type_configs();
 
 describe('guest_memfd_test.c main(): KVM_CAP_GUEST_MEMFD and the VM types looped over', () => {
   for (const cfg of allHostConfigs()) {

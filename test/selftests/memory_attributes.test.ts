@@ -16,12 +16,10 @@ import { describe, expect, it } from 'vitest';
 import { uapi } from '../../src/index.js';
 import {
   __vm_set_memory_attributes,
-  allHostConfigs,
-  GENERIC_VM_TYPES,
-  type HostConfig,
+  errnoOf,
+  kvm_arch_has_private_mem,
   kvm_check_cap,
   kvm_vm_free,
-  kvm_vm_types,
   newHost,
   PAGE_SIZE,
   VM_TYPE_NAMES,
@@ -30,6 +28,7 @@ import {
   vm_mem_add,
   vm_mem_region_delete,
   vm_mem_set_private,
+  vm_type_configs,
   vm_vcpu_add,
 } from './lib/kvm_util.js';
 
@@ -38,26 +37,9 @@ const GPA = 0xc0000000;
 const SLOT = 10;
 const U64_MAX = (1n << 64n) - 1n;
 
-/** x86 kvm_arch_has_private_mem(). */
-const hasPrivateMem = (type: number): boolean =>
-  type === uapi.KVM_X86_SW_PROTECTED_VM || type === uapi.KVM_X86_SNP_VM || type === uapi.KVM_X86_TDX_VM;
-
-const errnoOf = (r: { ok: boolean; code?: string }): string => (r.ok ? 'ok' : (r.code ?? '?'));
-
-function configs(): Array<{ cfg: HostConfig; type: number }> {
-  const out: Array<{ cfg: HostConfig; type: number }> = [];
-  for (const cfg of allHostConfigs()) {
-    for (const type of kvm_vm_types(newHost(cfg))) {
-      if (cfg.platform !== 'generic' && GENERIC_VM_TYPES.includes(type)) continue;
-      out.push({ cfg, type });
-    }
-  }
-  return out;
-}
-
-for (const { cfg, type } of configs()) {
+for (const { cfg, type } of vm_type_configs()) {
   const tag = `[${cfg.kernel}/${cfg.platform}] ${VM_TYPE_NAMES[type] ?? type} VM`;
-  const supported = hasPrivateMem(type) ? PRIVATE : 0;
+  const supported = kvm_arch_has_private_mem(type) ? PRIVATE : 0;
 
   describe(`KVM_SET_MEMORY_ATTRIBUTES ${tag}`, () => {
     const withVm = (fn: (vm: ReturnType<typeof vm_create_barebones_type>) => void) => () => {

@@ -24,6 +24,7 @@ import { type Host, kernels, uapi } from '../../src/index.js';
 import {
   __vm_set_user_memory_region,
   __vm_set_user_memory_region2,
+  errnoOf,
   kvm_check_cap,
   kvm_memfd_alloc,
   kvm_mmap,
@@ -50,7 +51,6 @@ const { KVM_MEM_GUEST_MEMFD: GMEM, KVM_MEM_LOG_DIRTY_PAGES: DIRTY, KVM_MEM_READO
 const X86_USER_MEM_SLOTS = 32767 - 3;
 
 const host = (kernel: string): Host => newHost({ kernel, platform: 'generic' });
-const errnoOf = (r: { ok: boolean; code?: string }): string => (r.ok ? 'ok' : (r.code ?? '?'));
 
 for (const kernel of kernels()) {
   const tag = `[${kernel}]`;

@@ -201,7 +201,7 @@ export function supportedGmemFlags(vm: Vm | undefined): number {
   if (profile && !profile.gmem.mmap) return 0;
   let flags = GUEST_MEMFD_FLAG_MMAP;
   // x86 kvm_arch_supports_gmem_init_shared(): only VMs without private memory.
-  if (!vm || !vm.arch.hasPrivateMem) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
+  if (!vm?.arch.hasPrivateMem) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
   return flags;
 }
 
@@ -262,31 +262,47 @@ function allocate(file: GmemFile, offset: bigint, len: bigint, start: number, en
   const vm = file.vm;
   const prep = vm.profile.gmem.preparation;
   const t = vm.host.tracer;
-  // 6.8 and 6.11-rc1: kvm_gmem_get_folio() zeroes and marks up to date; 6.11+: allocate only.
-  const zeroes = prep === 'zero-on-get-folio' || prep === 'coco-hooks';
-  const since = t.here(
-    zeroes ? 'kvm_gmem_get_folio > clear_highpage + folio_mark_uptodate' : 'kvm_gmem_get_folio',
-  );
+  // 6.8 and 6.11-rc1: kvm_gmem_get_folio() clears and marks up to date; 6.11+: allocate only.
+  const zeroes = getFolioZeroes(prep);
+  const since = zeroes ? t.hereIn(GET_FOLIO, 'folio_mark_uptodate') : t.here('kvm_gmem_get_folio');
   let folio: Folio | undefined;
   inode.folios.update(start, end, (f) => {
     if (f) return f;
     folio ??= newFolio(vm, zeroes ? 'zero' : 'garbage', zeroes, since);
     return folio;
   });
-  // 6.11-rc1: fallocate also prepares, for every VM bound to the range (kvm_gmem_prepare_folio loop).
+  // 6.11-rc1: kvm_gmem_allocate() calls kvm_gmem_get_folio(prepare=true), which prepares every
+  // page for every VM that has it bound.
   if (prep === 'coco-hooks') {
-    for (let i = start; i < end; i++)
-      t.within('kvm_gmem_prepare_folio', () => archPrepareAllBindings(inode, i));
+    t.enter('kvm_gmem_get_folio');
+    try {
+      for (let i = start; i < end; i++) archPrepareAllBindings(inode, i);
+    } finally {
+      t.leave();
+    }
   }
   vm.host.invariants.touchGmem(inode, start, end);
 }
 
 /** 6.11-rc1 kvm_gmem_prepare_folio(): the arch hook of every VM that has the index bound. */
 function archPrepareAllBindings(inode: GmemInode, index: number): void {
-  for (const f of inode.files) {
-    const slot = f.bindings.get(index);
-    if (!slot || !f.vm.arch.gmemPrepare) continue;
-    f.vm.arch.gmemPrepare(slot.baseGfn + (index - slot.gmem!.pgoff), inode.pfn(index));
+  const t = inode.host.tracer;
+  t.enter('kvm_gmem_prepare_folio');
+  try {
+    for (const f of inode.files) {
+      const slot = f.bindings.get(index);
+      const arch = f.vm.arch;
+      if (!slot || !arch.gmemPrepare) continue;
+      const gfn = slot.baseGfn + (index - slot.gmem!.pgoff);
+      t.enter('kvm_arch_gmem_prepare');
+      try {
+        arch.gmemPrepare(gfn, inode.pfn(index));
+      } finally {
+        t.leave();
+      }
+    }
+  } finally {
+    t.leave();
   }
 }
 
@@ -343,16 +359,33 @@ export interface GmemPfn {
   readonly folio: Folio;
 }
 
-/** __kvm_gmem_get_pfn() common part: file, binding, folio (allocated if absent). */
+/** kvm_gmem_get_folio() clears a new folio and marks it up to date (6.8, 6.11-rc1). */
+function getFolioZeroes(prep: GmemPreparation): boolean {
+  return prep === 'zero-on-get-folio' || prep === 'coco-hooks';
+}
+
+/** Callees from kvm_gmem_allocate() / kvm_gmem_get_pfn() (6.8) to the page-cache allocation. */
+const GET_FOLIO = ['kvm_gmem_get_folio'] as const;
+/** From kvm_gmem_get_pfn() (6.11-rc1+) or kvm_gmem_populate(): __kvm_gmem_get_pfn() allocates. */
+const GET_PFN_GET_FOLIO = ['__kvm_gmem_get_pfn', 'kvm_gmem_get_folio'] as const;
+/** 6.11..6.19: kvm_gmem_prepare_folio() > kvm_gmem_mark_prepared() sets PG_uptodate. */
+const PREPARE_MARK = ['kvm_gmem_prepare_folio', 'kvm_gmem_mark_prepared'] as const;
+const MARK_PREPARED = ['kvm_gmem_mark_prepared'] as const;
+
+/**
+ * __kvm_gmem_get_pfn() common part (6.8: inline in kvm_gmem_get_pfn()): file, binding, folio
+ * (allocated if absent). Records are made under the caller's frame (kvm_gmem_get_pfn or
+ * kvm_gmem_populate).
+ */
 function gmemGetFolio(
   vm: Vm,
   slot: Memslot,
   gfn: number,
   /**
    * get_pfn fast path: a fresh allocation is stored as the zeroed, up-to-date folio get_pfn makes
-   * of it, with this provenance leaf (freshFolioLeaf()).
+   * of it (freshFolio()), recorded where that kernel sets PG_uptodate.
    */
-  freshLeaf?: string,
+  fresh?: FreshFolio,
 ): { inode: GmemInode; index: number; folio: Folio } {
   const file = slot.gmem?.file;
   if (!file) throw kerr('EFAULT', 'kvm_gmem_get_pfn: guest_memfd closed or slot not bound', slotCause(slot));
@@ -361,17 +394,20 @@ function gmemGetFolio(
     throw kerr('EIO', 'kvm_gmem_get_pfn: binding does not match the slot (WARN)');
   const inode = file.inode;
   let folio = inode.folios.get(index);
-  if (!folio && freshLeaf !== undefined) {
-    folio = newFolio(vm, 'zero', true, vm.host.tracer.here(freshLeaf));
+  const t = vm.host.tracer;
+  if (!folio && fresh !== undefined) {
+    // 6.11..6.19 kvm_gmem_get_pfn() > kvm_gmem_prepare_folio() > kvm_gmem_mark_prepared();
+    // 7.0 kvm_gmem_get_pfn() itself.
+    const since =
+      fresh === 'prepared' ? t.hereIn(PREPARE_MARK, 'folio_mark_uptodate') : t.here('folio_mark_uptodate');
+    folio = newFolio(vm, 'zero', true, since);
     inode.folios.set(index, index + 1, folio);
   } else if (!folio) {
-    const zeroes =
-      vm.profile.gmem.preparation === 'zero-on-get-folio' || vm.profile.gmem.preparation === 'coco-hooks';
-    const since = vm.host.tracer.here(
-      zeroes
-        ? 'kvm_gmem_get_folio > clear_highpage + folio_mark_uptodate'
-        : 'kvm_gmem_get_folio (filemap_grab_folio)',
-    );
+    const prep = vm.profile.gmem.preparation;
+    const zeroes = getFolioZeroes(prep);
+    // 6.8 kvm_gmem_get_pfn() calls kvm_gmem_get_folio() itself; later kernels through __kvm_gmem_get_pfn().
+    const callees = prep === 'zero-on-get-folio' ? GET_FOLIO : GET_PFN_GET_FOLIO;
+    const since = t.hereIn(callees, zeroes ? 'folio_mark_uptodate' : '');
     // bugs.noClearOnPrepare: 6.8 / 6.11-rc1 mark the folio up to date without clear_highpage().
     const cleared = zeroes && !vm.profile.bugs?.noClearOnPrepare;
     folio = newFolio(vm, cleared ? 'zero' : 'garbage', zeroes, since);
@@ -398,15 +434,23 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
   t.enter('kvm_gmem_get_pfn');
   try {
     const prep = vm.profile.gmem.preparation;
-    const got = gmemGetFolio(vm, slot, gfn, freshFolioLeaf(vm, prep));
+    const got = gmemGetFolio(vm, slot, gfn, freshFolio(vm, prep));
     const inode = got.inode;
     const index = got.index;
     let folio = got.folio;
     const pfn = inode.pfn(index);
     if (prep === 'coco-hooks') {
-      // get_folio(prepare=true): the hook runs on every call, for every bound VM; the folio
-      // stays up to date even if the hook fails. hwpoison is checked afterwards.
-      t.within('kvm_gmem_prepare_folio', () => archPrepareAllBindings(inode, index));
+      // __kvm_gmem_get_pfn() > kvm_gmem_get_folio(prepare=true): the hook runs on every call, for
+      // every bound VM; the folio stays up to date even if the hook fails. hwpoison is checked
+      // afterwards, in __kvm_gmem_get_pfn().
+      t.enter('__kvm_gmem_get_pfn');
+      t.enter('kvm_gmem_get_folio');
+      try {
+        archPrepareAllBindings(inode, index);
+      } finally {
+        t.leave();
+        t.leave();
+      }
     }
     if (folio.hwpoison)
       throw kerr(
@@ -421,7 +465,7 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
         // 7.0 kvm_gmem_get_pfn(): clear_highpage() + folio_mark_uptodate() (bugs.noClearOnPrepare
         // drops the clear, so the host's old bytes reach the guest).
         const clear = !vm.profile.bugs?.noClearOnPrepare;
-        const since = t.here(clear ? 'clear_highpage + folio_mark_uptodate' : 'folio_mark_uptodate');
+        const since = t.here('folio_mark_uptodate');
         folio = setFolio(inode, index, {
           ...folio,
           content: clear ? 'zero' : folio.content,
@@ -431,10 +475,19 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
         });
         if (clear) inode.data.delete(index);
       }
-      // 7.0: the arch hook runs on every fault; a failure leaves the folio up to date (zeroed).
+      // 7.0 kvm_gmem_prepare_folio(): the arch hook runs on every fault; a failure leaves the
+      // folio up to date (zeroed).
       const hook = vm.arch.gmemPrepare;
-      if (hook)
-        t.within('kvm_gmem_prepare_folio > kvm_arch_gmem_prepare', () => hook.call(vm.arch, gfn, pfn));
+      if (hook) {
+        t.enter('kvm_gmem_prepare_folio');
+        t.enter('kvm_arch_gmem_prepare');
+        try {
+          hook.call(vm.arch, gfn, pfn);
+        } finally {
+          t.leave();
+          t.leave();
+        }
+      }
     }
     vm.host.invariants.touchGmem(inode, index, index + 1);
     // An arch hook may have written the page (e.g. through gmemWritePage): read the folio back.
@@ -451,13 +504,12 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
  * three. 6.11..6.19: allocated, cleared by kvm_gmem_prepare_folio(), marked prepared; 7.0: cleared
  * and marked by kvm_gmem_get_pfn(). Undefined where the steps must stay separate.
  */
-function freshFolioLeaf(vm: Vm, prep: GmemPreparation): string | undefined {
+type FreshFolio = 'prepared' | 'zeroed';
+
+function freshFolio(vm: Vm, prep: GmemPreparation): FreshFolio | undefined {
   if (vm.arch.gmemPrepare || vm.profile.bugs?.noClearOnPrepare) return undefined;
-  if (prep === 'prepared') {
-    if (vm.profile.gmem.skipUptodateForUnfinalizedTd) return undefined;
-    return 'kvm_gmem_get_folio; kvm_gmem_prepare_folio > clear_highpage + kvm_gmem_mark_prepared > folio_mark_uptodate';
-  }
-  if (prep === 'zeroed') return 'kvm_gmem_get_folio; clear_highpage + folio_mark_uptodate';
+  if (prep === 'prepared') return vm.profile.gmem.skipUptodateForUnfinalizedTd ? undefined : 'prepared';
+  if (prep === 'zeroed') return 'zeroed';
   return undefined;
 }
 
@@ -469,7 +521,7 @@ function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn:
   const hook = vm.arch.gmemPrepare;
   if (!hook && !vm.profile.bugs?.noClearOnPrepare && !vm.profile.gmem.skipUptodateForUnfinalizedTd) {
     // Nothing can observe the state between the clear and the mark: one update.
-    const since = t.here('clear_highpage + kvm_gmem_mark_prepared > folio_mark_uptodate');
+    const since = t.hereIn(MARK_PREPARED, 'folio_mark_uptodate');
     inode.data.delete(index);
     return setFolio(inode, index, { ...old, content: 'zero', uptodate: true, since, uptodateSince: since });
   }
@@ -482,7 +534,7 @@ function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn:
   if (vm.profile.gmem.skipUptodateForUnfinalizedTd && vm.arch.name === 'tdx' && !vm.arch.finalized?.()) {
     return folio;
   }
-  const since = t.here('kvm_gmem_mark_prepared > folio_mark_uptodate');
+  const since = t.hereIn(MARK_PREPARED, 'folio_mark_uptodate');
   return setFolio(inode, index, { ...folio, uptodate: true, since, uptodateSince: since });
 }
 
@@ -551,7 +603,7 @@ function populateOne(vm: Vm, slot: Memslot, gfn: number, src: number | null, pos
   if (g.populateGupInCommonCode && src !== null) {
     srcPage = t.within('get_user_pages_fast', () => vm.host.mm.gupRead(src));
   }
-  const { inode, index, folio } = t.within('__kvm_gmem_get_pfn', () => gmemGetFolio(vm, slot, gfn));
+  const { inode, index, folio } = gmemGetFolio(vm, slot, gfn);
   if (folio.hwpoison) throw kerr('EHWPOISON', 'kvm_gmem_populate: folio is hwpoisoned');
   if (g.populateRejectsUptodate && folio.uptodate) {
     throw kerr(
@@ -565,9 +617,13 @@ function populateOne(vm: Vm, slot: Memslot, gfn: number, src: number | null, pos
   }
   const pfn = inode.pfn(index);
   post({ gfn, pfn, inode, index, src, srcPage, slot });
-  if (g.preparation !== 'coco-hooks' && g.preparation !== 'zero-on-get-folio') {
+  if (!getFolioZeroes(g.preparation)) {
+    // Once the callback succeeded: 6.11..6.19 kvm_gmem_mark_prepared(), 7.0 folio_mark_uptodate().
     const cur = inode.folios.get(index)!;
-    const since = t.here('folio_mark_uptodate');
+    const since =
+      g.preparation === 'prepared'
+        ? t.hereIn(MARK_PREPARED, 'folio_mark_uptodate')
+        : t.here('folio_mark_uptodate');
     inode.folios.set(index, index + 1, { ...cur, uptodate: true, since, uptodateSince: since });
   }
   vm.host.invariants.touchGmem(inode, index, index + 1);
@@ -608,6 +664,9 @@ function isZero(b: Uint8Array): boolean {
   return true;
 }
 
+const USER_FAULT = ['kvm_gmem_fault_user_mapping'] as const;
+const USER_FAULT_MARK_PREPARED = ['kvm_gmem_fault_user_mapping', 'kvm_gmem_mark_prepared'] as const;
+
 /** The user mapping of a guest_memfd (6.18+): kvm_gmem_fault_user_mapping() per page. */
 class GmemUserMapping implements MmapBacking {
   constructor(private readonly file: GmemFile) {}
@@ -622,10 +681,13 @@ class GmemUserMapping implements MmapBacking {
     }
     let folio = inode.folios.get(pgoff);
     if (folio?.hwpoison) throw new HostFault('SIGBUS', addr, 'guest_memfd page is hwpoisoned');
-    if (!folio || !folio.uptodate) {
-      host.tracer.enter('kvm_gmem_fault_user_mapping');
-      const since = host.tracer.here('clear_highpage + folio_mark_uptodate');
-      host.tracer.leave();
+    if (!folio?.uptodate) {
+      // clear_highpage(), then 6.18/6.19 kvm_gmem_mark_prepared(), 7.0 folio_mark_uptodate().
+      const prepared = this.file.vm.profile.gmem.preparation === 'prepared';
+      const since = host.tracer.hereIn(
+        prepared ? USER_FAULT_MARK_PREPARED : USER_FAULT,
+        'folio_mark_uptodate',
+      );
       folio = {
         gen: folio?.gen ?? host.nextFolioGen(),
         content: 'zero',

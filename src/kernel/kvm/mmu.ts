@@ -18,7 +18,7 @@ import {
   KVM_X86_TDX_VM,
 } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
-import type { Provenance } from '../provenance.js';
+import type { Provenance, Tracer } from '../provenance.js';
 import { type Folio, type GmemInode, kvmGmemGetPfn } from './guest-memfd.js';
 import type { Memslot } from './memslots.js';
 import type { Vcpu } from './vcpu.js';
@@ -67,6 +67,28 @@ export interface FaultKind {
 }
 
 const EMULATE: FaultResult = { kind: 'emulate' };
+
+/**
+ * Provenance of a leaf SPTE: arch/x86/kvm/mmu/tdp_mmu.c kvm_tdp_mmu_map() installs it in
+ * tdp_mmu_map_handle_target_level() (whether the SPTE is private is in the SPTE, not the path).
+ */
+const TDP_MMU_MAP = ['kvm_tdp_mmu_map'] as const;
+const SET_LEAF_SPTE = 'tdp_mmu_map_handle_target_level';
+
+/**
+ * A mirror (private) SPTE reaches the TDX module from the same place: kvm_tdp_mmu_map() >
+ * tdp_mmu_map_handle_target_level() > ... > the set_external_spte hook (tdx_sept_set_private_spte).
+ */
+function withinTdpMmuMap(t: Tracer, fn: () => void): void {
+  t.enter('kvm_tdp_mmu_map');
+  t.enter(SET_LEAF_SPTE);
+  try {
+    fn();
+  } finally {
+    t.leave();
+    t.leave();
+  }
+}
 
 /** What an existing SPTE maps: the guest_memfd page, or the slot's userspace page. */
 function mapped(s: Spte, gfn: number): FaultResult {
@@ -236,7 +258,7 @@ export class Mmu {
       this.sptes.set(gfn, gfn + 1, {
         private: false,
         slot,
-        since: vm.host.tracer.here('kvm_tdp_mmu_map (shared)'),
+        since: vm.host.tracer.hereIn(TDP_MMU_MAP, SET_LEAF_SPTE),
       });
     }
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
@@ -277,7 +299,7 @@ export class Mmu {
     ) {
       if (isPrivate && vm.arch.setPrivateSpte) {
         const set = vm.arch.setPrivateSpte.bind(vm.arch);
-        t.within('kvm_tdp_mmu_map > set_external_spte', () => set(gfn, got.pfn, slot));
+        withinTdpMmuMap(t, () => set(gfn, got.pfn, slot));
       }
       this.sptes.set(gfn, gfn + 1, {
         private: isPrivate,
@@ -285,7 +307,7 @@ export class Mmu {
         inode: got.inode,
         gen,
         pfnDelta,
-        since: t.here(isPrivate ? 'kvm_tdp_mmu_map (private)' : 'kvm_tdp_mmu_map (gmem shared)'),
+        since: t.hereIn(TDP_MMU_MAP, SET_LEAF_SPTE),
       });
     }
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
@@ -325,7 +347,7 @@ export class Mmu {
       );
     if (vm.arch.setPrivateSpte) {
       const set = vm.arch.setPrivateSpte.bind(vm.arch);
-      t.within('kvm_tdp_mmu_map > set_external_spte', () => set(gfn, page.pfn, slot));
+      withinTdpMmuMap(t, () => set(gfn, page.pfn, slot));
     }
     this.sptes.set(gfn, gfn + 1, {
       private: true,
@@ -333,7 +355,7 @@ export class Mmu {
       inode: page.inode,
       gen: page.gen,
       pfnDelta: page.pfn - gfn,
-      since: t.here('kvm_tdp_mmu_map (private pfn)'),
+      since: t.hereIn(TDP_MMU_MAP, SET_LEAF_SPTE),
     });
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
   }

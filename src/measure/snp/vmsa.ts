@@ -10,7 +10,8 @@
  * (zero at reset), SVSM's flat 64-bit VMSA.
  */
 
-import type { SevVcpuState, VmcbSegment } from '../../kernel/arch/sev/vmsa.js';
+import { svmResetState } from '../../kernel/arch/sev/svm-vcpu.js';
+import type { SevVcpuState } from '../../kernel/arch/sev/vmsa.js';
 
 export { encodeVmsa, type SevVcpuState, VMSA_SIZE, type VmcbSegment } from '../../kernel/arch/sev/vmsa.js';
 
@@ -31,10 +32,6 @@ export interface VcpuResetOptions {
 /** Architectural reset vector (Intel SDM / AMD APM: CS.base 0xFFFF0000, RIP 0xFFF0). */
 export const BSP_RESET_EIP = 0xfffffff0;
 
-function seg(selector: number, attrib: number, limit: number, base = 0n): VmcbSegment {
-  return { selector, attrib, limit, base };
-}
-
 /**
  * The vCPU's state at reset as the named VMM gives it (sev-snp-measure VMSA.build_save_area):
  * real mode, CS.base = EIP & 0xFFFF0000, RIP = EIP & 0xFFFF.
@@ -47,93 +44,36 @@ export function vcpuResetState(opts: VcpuResetOptions): SevVcpuState {
     if (opts.apEip === undefined) throw new RangeError('an AP needs the SEV-ES reset block EIP');
     eip = opts.apEip >>> 0;
   }
-  // QEMU defaults (KVM: segment attributes from svm init_vmcb(), EFER.SVME, CR4.MCE;
-  // QEMU: RDX = CPUID signature, MXCSR 0x1F80, FCW 0x37F).
-  let csAttrib = 0x9b;
-  let ssAttrib = 0x93;
-  let trAttrib = 0x8b;
-  let gPat = 0x0007040600070406n; // PAT reset value, AMD APM vol. 2 §A.3
-  let rdx = BigInt(opts.vcpuSig >>> 0);
-  let mxcsr = 0x1f80;
-  let fcw = 0x37f;
+  // KVM's reset state (svm init_vmcb(), kvm_vcpu_reset(): segment attributes, EFER.SVME, CR4.MCE,
+  // DR6/DR7, RFLAGS, XCR0, G_PAT, FCW/MXCSR) is the kernel model's, one source of truth; the VMM
+  // then sets what differs through KVM_SET_SREGS / KVM_SET_REGS / KVM_SET_FPU / KVM_SET_MSRS.
+  const st = svmResetState();
+  st.cs = { ...st.cs, base: BigInt((eip & 0xffff0000) >>> 0) };
+  st.rip = BigInt(eip & 0xffff);
+  // QEMU: RDX = CPUID signature; KVM's FCW 0x37F and MXCSR 0x1F80 as they are.
+  st.rdx = BigInt(opts.vcpuSig >>> 0);
   switch (opts.vmmType) {
     case 'qemu':
       break;
     case 'ec2':
       // EC2's VMM: CS not accessed for the BSP only, SS/TR types differ, RDX 0x600, no FPU init.
-      if (eip === BSP_RESET_EIP) csAttrib = 0x9a;
-      ssAttrib = 0x92;
-      trAttrib = 0x83;
-      rdx = 0x600n;
-      mxcsr = 0;
-      fcw = 0;
+      if (eip === BSP_RESET_EIP) st.cs = { ...st.cs, attrib: 0x9a };
+      st.ss = { ...st.ss, attrib: 0x92 };
+      st.tr = { ...st.tr, attrib: 0x83 };
+      st.rdx = 0x600n;
+      st.mxcsr = 0;
+      st.x87Fcw = 0;
       break;
     case 'gce':
       // GCE's hypervisor overwrites the default G_PAT; RDX 0x600, no FPU init.
-      gPat = 0x00070106n;
-      rdx = 0x600n;
-      mxcsr = 0;
-      fcw = 0;
+      st.gPat = 0x00070106n;
+      st.rdx = 0x600n;
+      st.mxcsr = 0;
+      st.x87Fcw = 0;
       break;
     default:
       throw new RangeError(`unknown VMM type '${String(opts.vmmType)}'`);
   }
-  return {
-    es: seg(0, 0x93, 0xffff),
-    cs: seg(0xf000, csAttrib, 0xffff, BigInt((eip & 0xffff0000) >>> 0)),
-    ss: seg(0, ssAttrib, 0xffff),
-    ds: seg(0, 0x93, 0xffff),
-    fs: seg(0, 0x93, 0xffff),
-    gs: seg(0, 0x93, 0xffff),
-    gdtr: seg(0, 0, 0xffff),
-    ldtr: seg(0, 0x82, 0xffff),
-    idtr: seg(0, 0, 0xffff),
-    tr: seg(0, trAttrib, 0xffff),
-    vmpl: 0,
-    cpl: 0,
-    efer: 0x1000n, // EFER.SVME: KVM sets it for SVM guests
-    xss: 0n,
-    cr4: 0x40n, // CR4.MCE: KVM
-    cr3: 0n,
-    cr0: 0x10n, // CR0.ET
-    dr7: 0x400n,
-    dr6: 0xffff0ff0n,
-    rflags: 0x2n,
-    rip: BigInt(eip & 0xffff),
-    rsp: 0n,
-    rax: 0n,
-    star: 0n,
-    lstar: 0n,
-    cstar: 0n,
-    sfmask: 0n,
-    kernelGsBase: 0n,
-    sysenterCs: 0n,
-    sysenterEsp: 0n,
-    sysenterEip: 0n,
-    cr2: 0n,
-    gPat,
-    pkru: 0,
-    tscAux: 0,
-    rcx: 0n,
-    rdx,
-    rbx: 0n,
-    rbp: 0n,
-    rsi: 0n,
-    rdi: 0n,
-    r8: 0n,
-    r9: 0n,
-    r10: 0n,
-    r11: 0n,
-    r12: 0n,
-    r13: 0n,
-    r14: 0n,
-    r15: 0n,
-    sevFeatures: opts.guestFeatures,
-    virtualTom: 0n,
-    xcr0: 0x1n, // XCR0.X87
-    mxcsr,
-    x87Ftw: 0,
-    x87Fsw: 0,
-    x87Fcw: fcw,
-  };
+  st.sevFeatures = opts.guestFeatures;
+  return st;
 }

@@ -88,6 +88,32 @@ export const VM_TYPE_NAMES: Readonly<Record<number, string>> = {
 /** Platform-independent x86 VM types: tested once, on the generic platform. */
 export const GENERIC_VM_TYPES: readonly number[] = [uapi.KVM_X86_DEFAULT_VM, uapi.KVM_X86_SW_PROTECTED_VM];
 
+/** x86 kvm_arch_has_private_mem(): SW_PROTECTED, SNP and TDX VMs. */
+export function kvm_arch_has_private_mem(type: number): boolean {
+  return (
+    type === uapi.KVM_X86_SW_PROTECTED_VM || type === uapi.KVM_X86_SNP_VM || type === uapi.KVM_X86_TDX_VM
+  );
+}
+
+/**
+ * The (host config, VM type) pairs a selftest's main() loops over (for each type in
+ * KVM_CAP_VM_TYPES); DEFAULT and SW_PROTECTED do not depend on the platform, so they run on the
+ * generic one only.
+ */
+export function vm_type_configs(): Array<{ cfg: HostConfig; type: number }> {
+  const out: Array<{ cfg: HostConfig; type: number }> = [];
+  for (const cfg of allHostConfigs()) {
+    for (const type of kvm_vm_types(newHost(cfg))) {
+      if (cfg.platform !== 'generic' && GENERIC_VM_TYPES.includes(type)) continue;
+      out.push({ cfg, type });
+    }
+  }
+  return out;
+}
+
+/** The errno name of a sys() result, or 'ok'. */
+export const errnoOf = (r: { ok: boolean; code?: string }): string => (r.ok ? 'ok' : (r.code ?? '?'));
+
 /** The bits of a mask, ascending (for_each_set_bit). */
 export function setBits(mask: number): number[] {
   const out: number[] = [];
