@@ -483,7 +483,8 @@ export class SevArchVm implements ArchVm {
       this.sev.asid,
       false,
       'guest-invalid',
-      this.vm.host.tracer.here('rmp_make_private'),
+      // sev_gmem_prepare() -> rmp_make_private(), under kvm_arch_gmem_prepare().
+      this.vm.host.tracer.hereIn(['sev_gmem_prepare'], 'rmp_make_private'),
     );
   }
 
