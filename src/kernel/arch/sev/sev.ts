@@ -203,7 +203,7 @@ function snpLaunchStart(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined,
   sev.policy = policy;
   const psp = platform.psp;
   let handle = 0;
-  // snp_context_create(): any failure, even a bad sev_fd, is -ENOTTY.
+  // snp_context_create(): every failure, even a bad sev_fd, is -ENOTTY.
   const created = sevIssueCmd(vm.host, c.sevFd, c, () => {
     handle = psp.gctxCreate();
     return 0;
