@@ -2,12 +2,13 @@
  * The flow matrix over the whole corpus agrees with every documented outcome, and the founding cell
  * is what the seed mail says: EEXIST at the first KVM_TDX_INIT_MEM_REGION on the dev tree with 09/12.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import '../../src/kernel/arch/register.js';
-import { loadFlow } from '../../src/flow/loader.js';
+import { loadFlow, parseFlow } from '../../src/flow/loader.js';
 import { runMatrix } from '../../src/flow/matrix.js';
+import { runFlow } from '../../src/flow/runner.js';
 import { kernels } from '../../src/kernel/profiles/index.js';
 
 const dir = join(import.meta.dirname, '../../flows');
@@ -53,6 +54,7 @@ describe('flow matrix over flows/', () => {
       'cloud-hypervisor-snp',
       'selftests-snp-launch',
       'qemu-snp-conversion',
+      'alioth-snp-conversion-no-punch',
     ])
       for (const k of snpKernels)
         expect(m.cells.find((c) => c.flow === f && c.kernel === k)?.observed.result, `${f} ${k}`).toBe('ok');
@@ -81,6 +83,32 @@ describe('flow matrix over flows/', () => {
       expect(c.observed).toMatchObject({ result: 'EFAULT', at: 'run-after-psc' });
       expect(c.run.firstUnexpected?.exit).toBe('KVM_EXIT_MEMORY_FAULT');
       expect(c.run.firstUnexpected?.explanation).toMatch(/gfn 0x100 is private since step \d+ 'ram-private'/);
+    }
+  });
+
+  it('alioth converts without punch-hole: after re-PVALIDATE the guest reads its old private bytes, QEMU (punch-hole) reads zeroes', () => {
+    // kvm_gmem_get_pfn(): <= 6.19 skips kvm_gmem_prepare_folio() for an up-to-date folio; 7.0 clears only a
+    // folio that is not up to date and sev_gmem_prepare() returns 0 for an assigned RMP entry.
+    const file = join(dir, 'alioth-snp-conversion-no-punch.yaml');
+    const text = readFileSync(file, 'utf8');
+    const oldBytes = '{ op: read, gpa: 0x100000, length: 64, expect: { fill: 0x5a, length: 64 } }';
+    const at = text.lastIndexOf(oldBytes);
+    expect(at).toBeGreaterThan(text.indexOf('op: map_gpa, gpa: 0x100000, npages: 16, private: true'));
+    const zeroes = parseFlow(
+      `${text.slice(0, at)}${oldBytes.replace('fill: 0x5a', 'fill: 0')}${text.slice(at + oldBytes.length)}`,
+      file,
+    );
+    for (const k of kernels().filter((x) => x !== 'v6.8')) {
+      const run = m.cells.find((c) => c.flow === 'alioth-snp-conversion-no-punch' && c.kernel === k)!.run;
+      expect(run.passed, `alioth-snp-conversion-no-punch ${k}`).toBe(true);
+      expect(run.steps.some((s) => s.call.startsWith('fallocate'))).toBe(false);
+      expect(run.steps.filter((s) => s.exit === 'KVM_EXIT_HYPERCALL').length).toBe(2);
+      const asZero = runFlow(zeroes, { kernel: k });
+      expect(asZero.firstUnexpected?.name, k).toBe('run-to-implicit-shared');
+      expect(asZero.firstUnexpected?.explanation).toMatch(/returned \[5a 5a .*expected \[00 00/);
+      const qemu = m.cells.find((c) => c.flow === 'qemu-snp-conversion' && c.kernel === k)!.run;
+      expect(qemu.passed, k).toBe(true);
+      expect(qemu.steps.filter((s) => s.call.startsWith('fallocate')).length).toBe(2);
     }
   });
 
