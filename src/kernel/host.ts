@@ -257,6 +257,12 @@ export class Host {
       this.hostAccess(() =>
         this.mm.write(addr, bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes)),
       ),
+    /**
+     * write() of whole pages without copying them: the pages keep referring to `bytes`,
+     * copy-on-write, so the caller must not change `bytes` afterwards (e.g. a firmware image).
+     */
+    writeShared: (addr: number, bytes: Uint8Array): void =>
+      this.hostAccess(() => this.mm.writeShared(addr, bytes)),
   };
 
   private hostAccess<T>(fn: () => T): T {

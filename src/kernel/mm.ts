@@ -19,6 +19,24 @@ import {
 import { HostFault, kerr } from './errors.js';
 import type { KFile, MmapBacking } from './file.js';
 
+/**
+ * Page byte arrays held in two places at once are copy-on-write: a guest_memfd page populated
+ * from an anonymous page shares its array, and the measure tools map the firmware image's pages
+ * without copying them. Whoever writes a page array in place asks ownPage() for it first.
+ */
+const cowPages = new WeakSet<Uint8Array>();
+
+/** Mark `p` as shared: the next in-place write copies it. Returns `p`. */
+export function sharePage(p: Uint8Array): Uint8Array {
+  cowPages.add(p);
+  return p;
+}
+
+/** `p` if nobody else holds it, else a private copy for the caller to store and write. */
+export function ownPage(p: Uint8Array): Uint8Array {
+  return cowPages.has(p) ? p.slice() : p;
+}
+
 export interface Vma {
   readonly start: number;
   readonly end: number;
@@ -178,6 +196,40 @@ export class AddressSpace {
     return true;
   }
 
+  /**
+   * How many of the `max` pages from page-aligned `addr` lie in one readable anonymous mapping:
+   * pages get_user_pages() reads without a fault path that could fail (populate's run path).
+   */
+  anonReadablePages(addr: number, max: number): number {
+    const v = this.find(addr);
+    if (!v?.anon || !(v.prot & PROT_READ)) return 0;
+    return Math.min(max, Math.floor((v.end - addr) / PAGE_SIZE));
+  }
+
+  /** The bytes of page `addr` of an anonymous mapping (null = zeroes), for anonReadablePages() runs. */
+  anonPage(addr: number): Uint8Array | null {
+    return this.find(addr)?.anon?.get(Math.floor(addr / PAGE_SIZE)) ?? null;
+  }
+
+  /**
+   * write() of whole pages whose bytes the caller hands over: the pages of `data` (page-aligned
+   * `addr`, a multiple of 4 KiB) are stored without a copy, copy-on-write. The caller must not
+   * change `data` afterwards. Same faults as write().
+   */
+  writeShared(addr: number, data: Uint8Array): void {
+    if (addr % PAGE_SIZE !== 0 || data.length % PAGE_SIZE !== 0) {
+      this.write(addr, data);
+      return;
+    }
+    for (let done = 0; done < data.length; done += PAGE_SIZE) {
+      const a = addr + done;
+      const v = this.vmaFor(a, true);
+      const bytes = data.subarray(done, done + PAGE_SIZE);
+      if (v.anon) v.anon.set(Math.floor(a / PAGE_SIZE), sharePage(bytes));
+      else this.writePage(a, 0, bytes);
+    }
+  }
+
   /** The page at `addr` for reading; null means all zeroes. */
   readPage(addr: number): Uint8Array | null {
     const v = this.vmaFor(addr, false);
@@ -190,11 +242,9 @@ export class AddressSpace {
     const v = this.vmaFor(addr, true);
     const page = Math.floor(addr / PAGE_SIZE);
     if (v.anon) {
-      let p = v.anon.get(page);
-      if (!p) {
-        p = new Uint8Array(PAGE_SIZE);
-        v.anon.set(page, p);
-      }
+      const cur = v.anon.get(page);
+      const p = cur === undefined ? new Uint8Array(PAGE_SIZE) : ownPage(cur);
+      if (p !== cur) v.anon.set(page, p);
       p.set(bytes, off);
       return;
     }
@@ -212,6 +262,17 @@ export class AddressSpace {
     } catch (e) {
       if (e instanceof HostFault)
         throw kerr('EFAULT', `get_user_pages: ${e.reason} at 0x${addr.toString(16)}`);
+      throw e;
+    }
+  }
+
+  /** copy_from_user() of `len` bytes for the kernel: -EFAULT where any byte is not readable. */
+  copyFromUser(addr: number, len: number): Uint8Array {
+    try {
+      return this.read(addr, len);
+    } catch (e) {
+      if (e instanceof HostFault)
+        throw kerr('EFAULT', `copy_from_user: ${e.reason} at 0x${addr.toString(16)}`);
       throw e;
     }
   }

@@ -22,9 +22,11 @@ import {
 import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
 import type { Host } from '../host.js';
+import { ownPage, sharePage } from '../mm.js';
 import type { GmemPreparation } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
+import { wordAttributes } from './attributes.js';
 import type { Memslot } from './memslots.js';
 import type { Vm } from './vm.js';
 
@@ -552,6 +554,130 @@ export type PostPopulate = (ctx: {
 }) => void;
 
 /**
+ * A run of pages handed to a vendor's PostPopulateRun: `n` pages from `gfn` / `index` / `pfn`, with
+ * fresh folios (allocated by populate, not yet written), bound to `slot`, private where the profile
+ * requires it, and (when `src` is not null) page-aligned source pages in one readable anonymous
+ * mapping. `write(i, bytes)` is what gmemWritePage() does to page i, minus the page-cache update,
+ * which common code makes for the whole run.
+ */
+export interface PopulateRun {
+  gfn: number;
+  pfn: number;
+  inode: GmemInode;
+  index: number;
+  n: number;
+  src: number | null;
+  slot: Memslot;
+  write(i: number, bytes: Uint8Array | null): void;
+}
+
+/**
+ * A vendor's post_populate for a run of pages: an optimisation of PostPopulate with the same
+ * results. It returns how many pages from the first it did, each exactly as PostPopulate would
+ * have, and stops before (leaves untouched) a page PostPopulate would fail on or that it cannot
+ * take in a run; common code then does that page through the per-page path.
+ */
+export type PostPopulateRun = (run: PopulateRun) => number;
+
+/** Off only in tests that compare the run path with the per-page path. */
+let populateRuns = true;
+export function setPopulateRuns(on: boolean): void {
+  populateRuns = on;
+}
+
+/**
+ * How many pages from gfn the run path may take (0 or 1: per page). The pages must be ones the
+ * per-page path would take without an error from common code or from reading the source:
+ * bound to `slot`, no folio yet, private where required, no pending signal, source pages readable.
+ * Only the kernels that mark populated folios up to date after the callback (6.11+ 'prepared',
+ * 7.0 'zeroed'); older ones allocate zeroed folios, and go page by page.
+ */
+function populateRunLength(vm: Vm, slot: Memslot, gfn: number, src: number | null, max: number): number {
+  const g = vm.profile.gmem;
+  if (!populateRuns || max < 2 || getFolioZeroes(g.preparation)) return 0;
+  if (g.populateChecksSignals && vm.host.signalPending) return 0;
+  const file = slot.gmem?.file;
+  if (!file) return 0;
+  const index = slot.gmem!.pgoff + (gfn - slot.baseGfn);
+  const bound = file.bindings.extentAt(index);
+  if (bound?.value !== slot) return 0;
+  let n = Math.min(max, bound.end - index);
+  const folio = file.inode.folios.nextExtent(index);
+  if (folio !== undefined) n = Math.min(n, folio.start - index);
+  if (g.populateRequiresPrivate) {
+    const a = vm.attributes.extentAt(gfn);
+    if (a === undefined || !(wordAttributes(a.value) & KVM_MEMORY_ATTRIBUTE_PRIVATE)) return 0;
+    n = Math.min(n, a.end - gfn);
+  }
+  if (src !== null) {
+    if (src % PAGE_SIZE !== 0) return 0;
+    n = Math.min(n, vm.host.mm.anonReadablePages(src, n));
+  }
+  return n;
+}
+
+/**
+ * kvm_gmem_populate() over a run: the folios the per-page path would allocate, the vendor's run
+ * callback, then the final page-cache state of the pages it did, as populateOne() leaves them
+ * (content as written, up to date, recorded where the kernel marks them). One folio generation
+ * for the run: pages allocated by one call share it, as fallocate's do.
+ */
+function populateRun(
+  vm: Vm,
+  slot: Memslot,
+  gfn: number,
+  src: number | null,
+  n: number,
+  postRun: PostPopulateRun,
+): number {
+  const t = vm.host.tracer;
+  const inode = slot.gmem!.file!.inode;
+  const index = slot.gmem!.pgoff + (gfn - slot.baseGfn);
+  // What each page holds once the vendor is done: untouched pages keep the host's old bytes.
+  const kinds: FolioContent[] = new Array<FolioContent>(n).fill('garbage');
+  const done = postRun({
+    gfn,
+    pfn: inode.pfn(index),
+    inode,
+    index,
+    n,
+    src,
+    slot,
+    write(i, bytes) {
+      if (bytes === null || isZero(bytes)) {
+        inode.data.delete(index + i);
+        kinds[i] = 'zero';
+      } else {
+        // Shared with the source page, copy-on-write (mm.ts ownPage()): no 4 KiB copy per page.
+        inode.data.set(index + i, bytes.length === PAGE_SIZE ? sharePage(bytes) : padPage(bytes));
+        kinds[i] = 'data';
+      }
+    },
+  });
+  if (done <= 0) return 0;
+  const since =
+    vm.profile.gmem.preparation === 'prepared'
+      ? t.hereIn(MARK_PREPARED, 'folio_mark_uptodate')
+      : t.here('folio_mark_uptodate');
+  const gen = vm.host.nextFolioGen();
+  const byKind = new Map<FolioContent, Folio>();
+  for (let a = 0; a < done; ) {
+    const kind = kinds[a]!;
+    let b = a + 1;
+    while (b < done && kinds[b] === kind) b++;
+    let folio = byKind.get(kind);
+    if (folio === undefined) {
+      folio = { gen, content: kind, uptodate: true, hwpoison: false, since, uptodateSince: since };
+      byKind.set(kind, folio);
+    }
+    inode.folios.set(index + a, index + b, folio);
+    a = b;
+  }
+  vm.host.invariants.touchGmem(inode, index, index + done);
+  return done;
+}
+
+/**
  * kvm_gmem_populate(): copy user data into guest_memfd pages through a vendor callback.
  * Returns the number of pages done, or throws the first page's error (`ret && !i ? ret : i`).
  */
@@ -561,6 +687,7 @@ export function kvmGmemPopulate(
   src: number | null,
   npages: number,
   post: PostPopulate,
+  postRun?: PostPopulateRun,
 ): number {
   const t = vm.host.tracer;
   const g = vm.profile.gmem;
@@ -579,13 +706,22 @@ export function kvmGmemPopulate(
     const n = Math.min(npages, slot.baseGfn + slot.npages - startGfn);
     let i = 0;
     let err: unknown;
-    for (; i < n; i++) {
+    while (i < n) {
+      const pageSrc = src === null ? null : src + i * PAGE_SIZE;
+      const run = postRun === undefined ? 0 : populateRunLength(vm, slot, startGfn + i, pageSrc, n - i);
+      if (run > 1) {
+        const done = populateRun(vm, slot, startGfn + i, pageSrc, run, postRun!);
+        i += done;
+        if (done === run) continue;
+      }
+      // One page the kernel's way; also the page a run stopped before, which fails here as it must.
       try {
         populateOne(vm, slot, startGfn + i, src === null ? null : src + i * PAGE_SIZE, post);
       } catch (e) {
         err = e;
         break;
       }
+      i++;
     }
     if (err !== undefined && i === 0) throw err;
     return i;
@@ -644,7 +780,8 @@ export function gmemWritePage(
     inode.data.delete(index);
     inode.folios.set(index, index + 1, { ...cur, content: 'zero', since });
   } else {
-    inode.data.set(index, bytes.length === PAGE_SIZE ? bytes.slice() : padPage(bytes));
+    // A whole page is shared with the caller's array, copy-on-write (mm.ts ownPage()).
+    inode.data.set(index, bytes.length === PAGE_SIZE ? sharePage(bytes) : padPage(bytes));
     inode.folios.set(index, index + 1, { ...cur, content: 'data', since });
   }
 }
@@ -716,6 +853,12 @@ class GmemUserMapping implements MmapBacking {
       page = new Uint8Array(PAGE_SIZE);
       inode.data.set(pgoff, page);
       inode.folios.set(pgoff, pgoff + 1, { ...folio, content: 'data' });
+    } else {
+      const own = ownPage(page); // copy-on-write
+      if (own !== page) {
+        page = own;
+        inode.data.set(pgoff, page);
+      }
     }
     page.set(bytes, offsetInPage);
   }

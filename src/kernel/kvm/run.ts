@@ -13,6 +13,7 @@ import * as K from '../../uapi/kvm.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { GuestOp, GuestProgram } from '../guest/program.js';
+import { ownPage } from '../mm.js';
 import type { Folio, GmemInode } from './guest-memfd.js';
 import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
@@ -276,6 +277,14 @@ function writeGmem(
   // Only through a stale SPTE (a deliberately broken profile): the store lands in a freed page.
   if (!folio) return;
   let page = folio.content === 'data' ? inode.data.get(index) : undefined;
+  if (page !== undefined) {
+    // Shared with the page it was populated from: copy-on-write.
+    const own = ownPage(page);
+    if (own !== page) {
+      page = own;
+      inode.data.set(index, page);
+    }
+  }
   if (!page) {
     const prev = inode.folioBytes(index, folio);
     page = prev ? prev.slice() : new Uint8Array(4096);

@@ -164,7 +164,9 @@ function launch(
   };
   if (ramSize > 0 && plan.mode === 'snp') addSlot(0, ramSize);
   const flash = addSlot(flashGpa, flashSize);
-  host.memory.write(flash.hva, plan.ovmf.data.subarray(0, flashSize));
+  // QEMU copies the firmware into the flash mapping; the image is not changed afterwards, so its
+  // pages are mapped copy-on-write instead (mm.ts writeShared).
+  host.memory.writeShared(flash.hva, plan.ovmf.data.subarray(0, flashSize));
 
   const hvaOf = (gpa: bigint): number => {
     const g = Number(gpa);

@@ -211,7 +211,10 @@ export function runTdLaunch(image: Uint8Array, opts: TdLaunchRunOptions = {}): T
   return { mrtd, host, vmFd: vm, regions: plan.regions, syscalls: host.seq };
 }
 
-/** Copy `data` into host memory at `addr`, one write per run of non-zero pages (anonymous memory reads as zero). */
+/**
+ * Copy `data` into host memory at `addr`, one write per run of non-zero pages (anonymous memory
+ * reads as zero). The image is not changed afterwards: its pages are mapped copy-on-write.
+ */
 function writeNonZeroPages(host: Host, addr: number, data: Uint8Array): void {
   let runStart = -1;
   for (let off = 0; off <= data.length; off += TDX_PAGE_SIZE) {
@@ -219,7 +222,7 @@ function writeNonZeroPages(host: Host, addr: number, data: Uint8Array): void {
       off === data.length || isZero(data.subarray(off, Math.min(off + TDX_PAGE_SIZE, data.length)));
     if (!zero && runStart < 0) runStart = off;
     if (zero && runStart >= 0) {
-      host.memory.write(addr + runStart, data.subarray(runStart, off));
+      host.memory.writeShared(addr + runStart, data.subarray(runStart, off));
       runStart = -1;
     }
   }

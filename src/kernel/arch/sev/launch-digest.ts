@@ -77,7 +77,7 @@ export function snpPageTypeMeasuresContents(pageType: number): boolean {
 /** The running launch digest of one guest (SNP ABI §8.17.2). */
 export class SnpLaunchDigest {
   /** PAGE_INFO staging buffer; DIGEST_CUR (bytes 0..47) always holds the current digest. */
-  private readonly pageInfo = new Uint8Array(SNP_PAGE_INFO_SIZE);
+  private readonly pageInfo = Buffer.alloc(SNP_PAGE_INFO_SIZE);
   private readonly view = new DataView(this.pageInfo.buffer);
   private count = 0;
 
@@ -104,7 +104,9 @@ export class SnpLaunchDigest {
           `${SNP_PAGE_TYPE_NAMES[page.pageType]} page needs ${SNP_PAGE_SIZE} bytes of contents, got ${c?.length ?? 0}`,
         );
       }
-      info.set(hash('sha384', c, 'buffer'), 0x30); // CONTENTS = SHA-384(page)
+      // CONTENTS = SHA-384(page). Digests come back as 'binary' (latin1) strings (one char per byte) and are
+      // written straight into PAGE_INFO: node's 'buffer' output costs ~1 us more per call.
+      info.write(hash('sha384', c, 'binary'), 0x30, SNP_LAUNCH_DIGEST_SIZE, 'binary');
     } else {
       info.fill(0, 0x30, 0x60); // CONTENTS = 0 for ZERO, UNMEASURED, SECRETS, CPUID
     }
@@ -116,13 +118,13 @@ export class SnpLaunchDigest {
     info[0x66] = (page.vmpl1Perms ?? 0) & 0xff;
     info[0x67] = 0; // reserved
     v.setBigUint64(0x68, page.gpa & U64_MASK, true); // GPA
-    info.set(hash('sha384', info, 'buffer'), 0); // DIGEST_CUR <- new LD
+    info.write(hash('sha384', info, 'binary'), 0, SNP_LAUNCH_DIGEST_SIZE, 'binary'); // DIGEST_CUR <- new LD
     this.count++;
   }
 
   /** A copy of the current launch digest (48 bytes). */
   get digest(): Uint8Array {
-    return this.pageInfo.slice(0, SNP_LAUNCH_DIGEST_SIZE);
+    return new Uint8Array(this.pageInfo.subarray(0, SNP_LAUNCH_DIGEST_SIZE));
   }
 
   /** Number of pages measured since construction. */

@@ -215,6 +215,67 @@ export class Psp {
     return SEV_RET_SUCCESS;
   }
 
+  /** Would SNP_LAUNCH_UPDATE of this context run at all (context launching, bound to `asid`)? */
+  launchUpdateRunReady(handle: number, asid: number): boolean {
+    const g = this.contexts.get(handle);
+    return g !== undefined && !g.decommissioned && g.state === 'LAUNCH' && g.asid === asid;
+  }
+
+  /**
+   * SNP_LAUNCH_UPDATE of `n` consecutive pages of one type, with the results of n launchUpdate()
+   * calls: the kernel issues one command per page, the model takes a run of them at once. Only
+   * for types whose page step cannot fail once the run's checks pass (NORMAL, ZERO, UNMEASURED).
+   * Returns n, or 0 with nothing done if a check fails (the caller then goes page by page and gets
+   * the per-page status).
+   */
+  launchUpdateRun(
+    handle: number,
+    pfn: number,
+    n: number,
+    pageType: number,
+    read: (i: number) => Uint8Array,
+    write: (i: number, bytes: Uint8Array | null) => void,
+    since: Provenance,
+  ): number {
+    const g = this.contexts.get(handle);
+    if (!g || g.decommissioned || g.state !== 'LAUNCH') return 0;
+    if (
+      pageType !== SNP_PAGE_TYPE_NORMAL &&
+      pageType !== SNP_PAGE_TYPE_ZERO &&
+      pageType !== SNP_PAGE_TYPE_UNMEASURED
+    )
+      return 0;
+    // Every page Pre-Guest for this ASID, immutable, not a VMSA: one RMP extent covers the run.
+    const r = this.rmp.entries.extentAt(pfn);
+    const e = r?.value;
+    if (!r || r.end < pfn + n || e?.state !== 'pre-guest' || e.asid !== g.asid || !e.immutable || e.vmsa)
+      return 0;
+    const digest = g.launchDigest;
+    for (let i = 0; i < n; i++) {
+      const gpa = BigInt(pfn + i + e.gfnDelta) << 12n;
+      let contents: Uint8Array | undefined;
+      if (pageType === SNP_PAGE_TYPE_NORMAL) contents = read(i);
+      else if (pageType === SNP_PAGE_TYPE_ZERO) write(i, null);
+      digest.update({ pageType, gpa, contents });
+      if (g.onMeasure) {
+        g.onMeasure({
+          pageType,
+          gpa,
+          contents: contents ? hash('sha384', contents, 'buffer') : new Uint8Array(SNP_LAUNCH_DIGEST_SIZE),
+          digest: digest.digest,
+        });
+      }
+    }
+    this.rmp.entries.set(pfn, pfn + n, {
+      ...e,
+      state: 'guest-valid',
+      immutable: false,
+      launched: true,
+      since,
+    });
+    return n;
+  }
+
   /** SNP_LAUNCH_FINISH: LAUNCH -> RUNNING; the launch digest becomes the MEASUREMENT. */
   launchFinish(handle: number, hostData: Uint8Array, idBlockEn: boolean): number {
     const g = this.contexts.get(handle);

@@ -73,6 +73,27 @@ export class Rmp {
     });
   }
 
+  /** makePrivate() of `n` pages from pfn, mapped to the gfns from `gfn` (one extent). */
+  makePrivateRun(
+    pfn: number,
+    n: number,
+    gfn: number,
+    asid: number,
+    immutable: boolean,
+    state: RmpState,
+    since: Provenance,
+  ): void {
+    this.entries.set(pfn, pfn + n, {
+      state,
+      asid,
+      gfnDelta: gfn - pfn,
+      immutable,
+      vmsa: false,
+      launched: false,
+      since,
+    });
+  }
+
   /** A change of state of an assigned entry (firmware LAUNCH_UPDATE, guest PVALIDATE). */
   update(pfn: number, patch: Partial<Omit<RmpEntry, 'since'>>, since: Provenance): void {
     const cur = this.entries.get(pfn);

@@ -9,10 +9,16 @@
  * intra-host migration, 2 MiB RMP entries, ID block signature checks, vCPU creation races (-EBUSY).
  */
 import * as K from '../../../uapi/kvm.js';
+import { PAGE_SIZE } from '../../../uapi/mman.js';
 import * as S from '../../../uapi/sev.js';
 import { InvariantViolation, KernelError, kerr } from '../../errors.js';
 import type { Host } from '../../host.js';
-import { gmemWritePage, kvmGmemPopulate, type PostPopulate } from '../../kvm/guest-memfd.js';
+import {
+  gmemWritePage,
+  kvmGmemPopulate,
+  type PostPopulate,
+  type PostPopulateRun,
+} from '../../kvm/guest-memfd.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import type { Vm } from '../../kvm/vm.js';
 import { copyFromUser, copyToUser, pageAligned, type UStruct, u8, u16, u32, u64 } from '../../uaccess.js';
@@ -248,7 +254,14 @@ function snpLaunchUpdate(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined
   const fw = { error: 0 };
   let count: number;
   try {
-    count = kvmGmemPopulate(vm, gfn, src, npages, postPopulate(vm, platform, sev, type, c.sevFd, fw));
+    count = kvmGmemPopulate(
+      vm,
+      gfn,
+      src,
+      npages,
+      postPopulate(vm, platform, sev, type, c.sevFd, fw),
+      postPopulateRun(vm, platform, sev, type, c.sevFd, fw),
+    );
   } catch (e) {
     if (!(e instanceof KernelError)) throw e;
     // count < 0: the errno is flattened to -EIO; error = the firmware status (0 if not from firmware).
@@ -289,10 +302,11 @@ function postPopulate(
       );
     }
     if (src !== null) {
-      // 6.11..6.19: copy_from_user(); 7.0: memcpy from the page common code pinned.
+      // 6.11..6.19: copy_from_user() of 4 KiB from src (which need not be page aligned before
+      // 7.0); 7.0: memcpy from the page common code pinned.
       const bytes = vm.profile.gmem.populateGupInCommonCode
         ? (srcPage ?? null)
-        : t.within('copy_from_user', () => host.mm.gupRead(src));
+        : t.within('copy_from_user', () => host.mm.copyFromUser(src, PAGE_SIZE));
       gmemWritePage(host, inode, index, bytes, 'sev_gmem_post_populate (copy source)');
     }
     rmp.makePrivate(pfn, gfn, sev.asid, true, 'pre-guest', t.here('rmp_make_private'));
@@ -322,6 +336,65 @@ function postPopulate(
       }
       throw kerr(rc, `sev_gmem_post_populate: SNP_LAUNCH_UPDATE failed (status 0x${fw.error.toString(16)})`);
     }
+  };
+}
+
+/** What the firmware reads of a page that holds zeroes (never written). */
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+
+/**
+ * sev_gmem_post_populate() over a run of pages (guest_memfd.ts PostPopulateRun): the same steps
+ * per page (source copied, RMP made private and immutable, SNP_LAUNCH_UPDATE), taken for the
+ * whole run, for the page types whose firmware step cannot fail page by page. Stops before the
+ * first page whose RMP entry is already assigned; takes nothing when the command itself would fail
+ * (bad /dev/sev fd, guest context not launching): the per-page path reports those.
+ */
+function postPopulateRun(
+  vm: Vm,
+  platform: SnpPlatform,
+  sev: SevInfo,
+  type: number,
+  sevFd: number,
+  fw: { error: number },
+): PostPopulateRun | undefined {
+  if (
+    type !== S.KVM_SEV_SNP_PAGE_TYPE_NORMAL &&
+    type !== S.KVM_SEV_SNP_PAGE_TYPE_ZERO &&
+    type !== S.KVM_SEV_SNP_PAGE_TYPE_UNMEASURED
+  )
+    return undefined;
+  const host = vm.host;
+  const t = host.tracer;
+  const rmp = platform.rmp;
+  return (run) => {
+    if (type !== S.KVM_SEV_SNP_PAGE_TYPE_ZERO && run.src === null) return 0;
+    if (!host.fds.has(sevFd) || !(host.fds.lookup(sevFd) instanceof SevDevFile)) return 0;
+    if (!platform.psp.launchUpdateRunReady(sev.snpContext!, sev.asid)) return 0;
+    let n = run.n;
+    // snp_lookup_rmpentry(): up to the first page that is already assigned.
+    const assigned = rmp.entries.nextExtent(run.pfn);
+    if (assigned !== undefined) n = Math.min(n, assigned.start - run.pfn);
+    if (n <= 0) return 0;
+    const src = run.src;
+    if (src !== null) {
+      // copy_from_user() (7.0: memcpy from the page common code pinned): the same bytes.
+      for (let i = 0; i < n; i++) run.write(i, host.mm.anonPage(src + i * PAGE_SIZE));
+    }
+    rmp.makePrivateRun(run.pfn, n, run.gfn, sev.asid, true, 'pre-guest', t.here('rmp_make_private'));
+    const since = t.here('SNP_LAUNCH_UPDATE');
+    const done = platform.psp.launchUpdateRun(
+      sev.snpContext!,
+      run.pfn,
+      n,
+      type,
+      (i) => run.inode.data.get(run.index + i) ?? ZERO_PAGE,
+      (i, bytes) => run.write(i, bytes),
+      since,
+    );
+    if (done !== n)
+      throw new KernelError('EIO', 'sev_gmem_post_populate: firmware refused a checked run (model defect)');
+    fw.error = 0;
+    return n;
   };
 }
 

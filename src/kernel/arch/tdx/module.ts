@@ -328,6 +328,24 @@ export class TdxModule {
     return TDX_SUCCESS;
   }
 
+  /**
+   * KVM's TDH.MR.EXTEND loop over one page (16 chunks from gfn's GPA), stopping at the first
+   * failure: the status of the failing chunk, or success. Once the first chunk found the leaf
+   * MAPPED, the other chunks see the same leaf and page: they are extended without looking again.
+   */
+  mrExtendPage(td: Td, gfn: number): TdxStatus {
+    const gpa = gfn * TDX_PAGE_SIZE;
+    const first = this.mrExtendAt(td, gpa);
+    if (first !== TDX_SUCCESS) return first;
+    const leaf = td.sept.get(gfn)!;
+    const page = leaf.inode.readPage(gfn + leaf.delta);
+    for (let off = TDX_EXTENDMR_CHUNKSIZE; off < TDX_PAGE_SIZE; off += TDX_EXTENDMR_CHUNKSIZE) {
+      td.count('TDH.MR.EXTEND');
+      td.measurement.mrExtendChecked(gpa + off, page, off);
+    }
+    return TDX_SUCCESS;
+  }
+
   /** TDH.MR.FINALIZE: MRTD is closed; PAGE.ADD / MR.EXTEND are refused from now on. */
   mrFinalize(td: Td): TdxStatus {
     td.count('TDH.MR.FINALIZE');

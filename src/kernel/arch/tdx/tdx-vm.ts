@@ -32,7 +32,6 @@ import {
   type TdxModule,
   type TdxStatus,
 } from './module.js';
-import { TDX_EXTENDMR_CHUNKSIZE } from './mrtd.js';
 
 /** arch/x86/include/asm/kvm_host.h. */
 export const KVM_MAX_CPUID_ENTRIES = 256;
@@ -610,13 +609,10 @@ export class TdxVm implements ArchVm {
 
   /** KVM_TDX_MEASURE_MEMORY_REGION: TDH.MR.EXTEND for each 256-byte chunk (6.19+: TDX_BUG_ON on failure). */
   private extendPage(gfn: number, bugOnError: boolean): void {
-    const gpa = gfn * 4096;
-    for (let off = 0; off < 4096; off += TDX_EXTENDMR_CHUNKSIZE) {
-      const s = this.module.mrExtendAt(this.td!, gpa + off);
-      if (s === TDX_SUCCESS) continue;
-      if (bugOnError) throw this.bug(`TDH.MR.EXTEND failed: ${hexStatus(s)}`);
-      throw kerr('EIO', `TDH.MR.EXTEND failed: ${hexStatus(s)}`);
-    }
+    const s = this.module.mrExtendPage(this.td!, gfn);
+    if (s === TDX_SUCCESS) return;
+    if (bugOnError) throw this.bug(`TDH.MR.EXTEND failed: ${hexStatus(s)}`);
+    throw kerr('EIO', `TDH.MR.EXTEND failed: ${hexStatus(s)}`);
   }
 
   private unpremap(gfn: number): void {
