@@ -20,21 +20,15 @@ import { HostFault, kerr } from './errors.js';
 import type { KFile, MmapBacking } from './file.js';
 
 /**
- * Page byte arrays held in two places at once are copy-on-write: a guest_memfd page populated
- * from an anonymous page shares its array, and the measure tools map the firmware image's pages
- * without copying them. Whoever writes a page array in place asks ownPage() for it first.
+ * Page byte arrays are never changed once stored, so anonymous memory, guest_memfd pages and the
+ * measure tools' firmware image share them freely (a populated page keeps its source's array). A
+ * write stores a new array: pageWith() is page `cur` (null = zeroes) with `bytes` at `off`.
  */
-const cowPages = new WeakSet<Uint8Array>();
-
-/** Mark `p` as shared: the next in-place write copies it. Returns `p`. */
-export function sharePage(p: Uint8Array): Uint8Array {
-  cowPages.add(p);
+export function pageWith(cur: Uint8Array | null | undefined, off: number, bytes: Uint8Array): Uint8Array {
+  if (off === 0 && bytes.length === PAGE_SIZE) return bytes.slice();
+  const p = cur ? cur.slice() : new Uint8Array(PAGE_SIZE);
+  p.set(bytes, off);
   return p;
-}
-
-/** `p` if nobody else holds it, else a private copy for the caller to store and write. */
-export function ownPage(p: Uint8Array): Uint8Array {
-  return cowPages.has(p) ? p.slice() : p;
 }
 
 export interface Vma {
@@ -213,7 +207,7 @@ export class AddressSpace {
 
   /**
    * write() of whole pages whose bytes the caller hands over: the pages of `data` (page-aligned
-   * `addr`, a multiple of 4 KiB) are stored without a copy, copy-on-write. The caller must not
+   * `addr`, a multiple of 4 KiB) are stored without a copy (see pageWith()). The caller must not
    * change `data` afterwards. Same faults as write().
    */
   writeShared(addr: number, data: Uint8Array): void {
@@ -225,7 +219,7 @@ export class AddressSpace {
       const a = addr + done;
       const v = this.vmaFor(a, true);
       const bytes = data.subarray(done, done + PAGE_SIZE);
-      if (v.anon) v.anon.set(Math.floor(a / PAGE_SIZE), sharePage(bytes));
+      if (v.anon) v.anon.set(Math.floor(a / PAGE_SIZE), bytes);
       else this.writePage(a, 0, bytes);
     }
   }
@@ -242,10 +236,7 @@ export class AddressSpace {
     const v = this.vmaFor(addr, true);
     const page = Math.floor(addr / PAGE_SIZE);
     if (v.anon) {
-      const cur = v.anon.get(page);
-      const p = cur === undefined ? new Uint8Array(PAGE_SIZE) : ownPage(cur);
-      if (p !== cur) v.anon.set(page, p);
-      p.set(bytes, off);
+      v.anon.set(page, pageWith(v.anon.get(page), off, bytes));
       return;
     }
     v.backing!.writePage(v.pgoff + (page - v.start / PAGE_SIZE), off, bytes);

@@ -22,7 +22,7 @@ import {
 import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
 import type { Host } from '../host.js';
-import { ownPage, sharePage } from '../mm.js';
+import { pageWith } from '../mm.js';
 import type { GmemPreparation } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
@@ -648,8 +648,8 @@ function populateRun(
         inode.data.delete(index + i);
         kinds[i] = 'zero';
       } else {
-        // Shared with the source page, copy-on-write (mm.ts ownPage()): no 4 KiB copy per page.
-        inode.data.set(index + i, bytes.length === PAGE_SIZE ? sharePage(bytes) : padPage(bytes));
+        // The source page's array itself: stored pages are never changed (mm.ts pageWith()).
+        inode.data.set(index + i, bytes.length === PAGE_SIZE ? bytes : padPage(bytes));
         kinds[i] = 'data';
       }
     },
@@ -780,8 +780,8 @@ export function gmemWritePage(
     inode.data.delete(index);
     inode.folios.set(index, index + 1, { ...cur, content: 'zero', since });
   } else {
-    // A whole page is shared with the caller's array, copy-on-write (mm.ts ownPage()).
-    inode.data.set(index, bytes.length === PAGE_SIZE ? sharePage(bytes) : padPage(bytes));
+    // The caller's array itself: stored pages are never changed (mm.ts pageWith()).
+    inode.data.set(index, bytes.length === PAGE_SIZE ? bytes : padPage(bytes));
     inode.folios.set(index, index + 1, { ...cur, content: 'data', since });
   }
 }
@@ -848,19 +848,9 @@ class GmemUserMapping implements MmapBacking {
   writePage(pgoff: number, offsetInPage: number, bytes: Uint8Array): void {
     const { inode, folio } = this.fault(pgoff);
     this.file.host.invariants.hostAccess(inode, pgoff);
-    let page = inode.data.get(pgoff);
-    if (!page || folio.content !== 'data') {
-      page = new Uint8Array(PAGE_SIZE);
-      inode.data.set(pgoff, page);
-      inode.folios.set(pgoff, pgoff + 1, { ...folio, content: 'data' });
-    } else {
-      const own = ownPage(page); // copy-on-write
-      if (own !== page) {
-        page = own;
-        inode.data.set(pgoff, page);
-      }
-    }
-    page.set(bytes, offsetInPage);
+    const cur = folio.content === 'data' ? inode.data.get(pgoff) : undefined;
+    if (folio.content !== 'data') inode.folios.set(pgoff, pgoff + 1, { ...folio, content: 'data' });
+    inode.data.set(pgoff, pageWith(cur, offsetInPage, bytes));
   }
 }
 

@@ -13,7 +13,7 @@ import * as K from '../../uapi/kvm.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { GuestOp, GuestProgram } from '../guest/program.js';
-import { ownPage } from '../mm.js';
+import { pageWith } from '../mm.js';
 import type { Folio, GmemInode } from './guest-memfd.js';
 import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
@@ -276,19 +276,8 @@ function writeGmem(
 ): void {
   // Only through a stale SPTE (a deliberately broken profile): the store lands in a freed page.
   if (!folio) return;
-  let page = folio.content === 'data' ? inode.data.get(index) : undefined;
-  if (page !== undefined) {
-    // Shared with the page it was populated from: copy-on-write.
-    const own = ownPage(page);
-    if (own !== page) {
-      page = own;
-      inode.data.set(index, page);
-    }
-  }
-  if (!page) {
-    const prev = inode.folioBytes(index, folio);
-    page = prev ? prev.slice() : new Uint8Array(4096);
-    inode.data.set(index, page);
+  const cur = folio.content === 'data' ? inode.data.get(index) : undefined;
+  if (cur === undefined) {
     inode.folios.set(index, index + 1, {
       gen: folio.gen,
       content: 'data',
@@ -298,5 +287,6 @@ function writeGmem(
       uptodateSince: folio.uptodateSince,
     });
   }
-  copyBytes(page, off, bytes, 0, bytes.length);
+  // Stored pages are never changed in place (mm.ts pageWith()): the write makes a new array.
+  inode.data.set(index, pageWith(cur ?? inode.folioBytes(index, folio), off, bytes));
 }

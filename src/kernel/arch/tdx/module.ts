@@ -338,11 +338,8 @@ export class TdxModule {
     const first = this.mrExtendAt(td, gpa);
     if (first !== TDX_SUCCESS) return first;
     const leaf = td.sept.get(gfn)!;
-    const page = leaf.inode.readPage(gfn + leaf.delta);
-    for (let off = TDX_EXTENDMR_CHUNKSIZE; off < TDX_PAGE_SIZE; off += TDX_EXTENDMR_CHUNKSIZE) {
-      td.count('TDH.MR.EXTEND');
-      td.measurement.mrExtendChecked(gpa + off, page, off);
-    }
+    td.count('TDH.MR.EXTEND', TDX_PAGE_SIZE / TDX_EXTENDMR_CHUNKSIZE - 1);
+    td.measurement.mrExtendPageChecked(gpa, leaf.inode.readPage(gfn + leaf.delta), 1);
     return TDX_SUCCESS;
   }
 

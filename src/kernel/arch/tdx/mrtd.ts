@@ -127,6 +127,23 @@ export class TdMeasurement {
     this.#used = data + TDX_EXTENDMR_CHUNKSIZE;
   }
 
+  /**
+   * mrExtendChecked() of the chunks of the page at `gpa` (4 KiB aligned) from chunk `from` on, in
+   * order (null = a zero page): one call per page instead of one per chunk.
+   */
+  mrExtendPageChecked(gpa: number, page: Uint8Array | null, from: number): void {
+    this.#checkBuilding('TDH.MR.EXTEND');
+    for (let off = from * TDX_EXTENDMR_CHUNKSIZE; off < TDX_PAGE_SIZE; off += TDX_EXTENDMR_CHUNKSIZE) {
+      this.#reserve(MRTD_EXTENSION_BUFFER_SIZE + TDX_EXTENDMR_CHUNKSIZE);
+      this.#headerAt(MR_EXTEND_HEADER, gpa + off);
+      const data = this.#used;
+      const stage = this.#stage;
+      if (page === null) stage.fill(0, data, data + TDX_EXTENDMR_CHUNKSIZE);
+      else stage.set(page.subarray(off, off + TDX_EXTENDMR_CHUNKSIZE), data);
+      this.#used = data + TDX_EXTENDMR_CHUNKSIZE;
+    }
+  }
+
   /** memPageAdd() for a caller that has already checked the GPA (a 4 KiB aligned 52-bit address, as a number). */
   memPageAddChecked(gpa: number): void {
     this.#checkBuilding('TDH.MEM.PAGE.ADD');
