@@ -10,8 +10,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { loadTool } from '../../src/cli/tool-loader.js';
 
 export const RUNS = Math.max(15, Number(process.env['BENCH_RUNS'] ?? 15));
 export const ROUNDS = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 3));
@@ -67,15 +69,26 @@ export function benchCli(built: string, args: string[], name: string, outLabel: 
   const rssProbe = join(tmpdir(), `gmemlab-maxrss-${process.pid}.cjs`);
   writeFileSync(
     rssProbe,
-    "process.on('exit', () => require('node:fs').writeSync(2, '\\n@maxrss ' + process.resourceUsage().maxRSS + '\\n'));\n",
+    "process.on('exit', () => { const u = process.resourceUsage(); require('node:fs').writeSync(2, '\\n@maxrss ' + u.maxRSS + ' ' + (u.userCPUTime + u.systemCPUTime) + '\\n'); });\n",
   );
-  const maxRss = (argv: string[]): number =>
-    Number(/@maxrss (\d+)/.exec(spawnMs(['--require', rssProbe, ...argv]).err)?.[1] ?? 0);
+  // Peak RSS (KiB) and CPU time (user + system, ms: less disturbed than wall time by other processes).
+  const probe = (argv: string[]): { rss: number; cpu: number } => {
+    const m = /@maxrss (\d+) (\d+)/.exec(spawnMs(['--require', rssProbe, ...argv]).err);
+    return { rss: Number(m?.[1] ?? 0), cpu: Number(m?.[2] ?? 0) / 1000 };
+  };
   let rss = 0;
   let bareRss = 0;
+  const cpu: number[] = [];
+  const bareCpu: number[] = [];
   try {
-    for (let i = 0; i < 5; i++) rss = Math.max(rss, maxRss(cli));
-    bareRss = maxRss(['-e', '0']);
+    for (let i = 0; i < 5; i++) {
+      const c = probe(cli);
+      rss = Math.max(rss, c.rss);
+      cpu.push(c.cpu);
+      const b = probe(['-e', '0']);
+      bareRss = b.rss;
+      bareCpu.push(b.cpu);
+    }
   } finally {
     rmSync(rssProbe, { force: true });
   }
@@ -87,4 +100,15 @@ export function benchCli(built: string, args: string[], name: string, outLabel: 
   console.log(
     `CLI peak RSS (max of 5)        ${f(rss / 1024)} MiB (target < 60 MiB; node -e 0: ${f(bareRss / 1024)} MiB)`,
   );
+  console.log(
+    `CLI CPU time (median of 5)     ${f(median(cpu))} ms user+sys, delta +${f(median(cpu) - median(bareCpu))} ms (node -e 0: ${f(median(bareCpu))} ms)`,
+  );
+  // `gmemlab measure TOOL`: is the tool's V8 code cache (scripts/bundle-cli.mjs) used by a plain node?
+  if (args[0] === 'measure' && args[1]) {
+    const tool = join(dirname(built), `measure-${args[1]}.js`);
+    if (existsSync(tool)) {
+      const state = loadTool(tool, createRequire(import.meta.url)).cache;
+      console.log(`${`code cache (measure-${args[1]}.js)`.padEnd(30)} ${state} by node ${process.version}`);
+    }
+  }
 }

@@ -6,6 +6,20 @@
  * line, exit 2 for the caller).
  */
 
+/**
+ * Where a measurement tool writes. The default goes through process.stdout/stderr; the built `gmemlab`
+ * (src/cli/start.cts) passes synchronous fd writes, so a measurement never creates the stdio streams.
+ */
+export interface ToolIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export const processIo: ToolIo = {
+  out: (text) => void process.stdout.write(text),
+  err: (text) => void process.stderr.write(text),
+};
+
 /** One option: `--name <value>`, or a flag when `value` is absent. */
 export interface OptionSpec {
   /** Long name without the dashes, e.g. 'vcpu-type'. */

@@ -1,6 +1,7 @@
 /** How the CLI reports an error: one line per problem, never a stack trace. Returns the exit code. */
 import { FlowLoadError, formatProblem } from '../flow/loader.js';
 import { FlowRunError } from '../flow/runner.js';
+import { reportOtherError } from './error-line.js';
 
 /** Bad input the user can fix (a path, an option): one line, exit 2. */
 export class UsageError extends Error {
@@ -19,12 +20,5 @@ export function reportError(e: unknown): number {
     process.stderr.write(`gmemlab: ${e.message}\n`);
     return 2;
   }
-  const err = e as NodeJS.ErrnoException;
-  if (err && typeof err.code === 'string' && typeof err.message === 'string' && err.syscall) {
-    process.stderr.write(`gmemlab: ${err.message}\n`);
-    return 2;
-  }
-  const msg = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-  process.stderr.write(`gmemlab: internal error: ${msg.split('\n')[0]}\n`);
-  return 70;
+  return reportOtherError(e, (text) => void process.stderr.write(text));
 }

@@ -13,7 +13,7 @@ import { cpuSig, VCPU_TYPE_NAMES, vcpuSigForType } from '../measure/snp/cpu-sig.
 import { runSnpLaunch, SnpLaunchError } from '../measure/snp/launch.js';
 import { planSnpLaunch, type SnpMeasureMode, type SnpMeasureOptions } from '../measure/snp/launch-plan.js';
 import type { SevVmmType } from '../measure/snp/vmsa.js';
-import { ArgvError, helpText, type OptionSpec, parseArgv } from './argv.js';
+import { ArgvError, helpText, type OptionSpec, parseArgv, processIo, type ToolIo } from './argv.js';
 
 class UsageError extends Error {}
 
@@ -108,10 +108,10 @@ const OPTIONS: readonly OptionSpec[] = [
 ];
 
 /** The parsed options, or 'help' after printing the usage. Throws ArgvError / UsageError. */
-function parseOptions(argv: string[]): Opts | 'help' {
+function parseOptions(argv: string[], io: ToolIo): Opts | 'help' {
   const { values: v, help } = parseArgv(argv, OPTIONS);
   if (help) {
-    process.stdout.write(helpText('gmemlab measure snp', DESCRIPTION, OPTIONS));
+    io.out(helpText('gmemlab measure snp', DESCRIPTION, OPTIONS));
     return 'help';
   }
   const opt = (name: string): string | undefined => v.get(name);
@@ -172,19 +172,19 @@ function toMeasureOptions(o: Opts): SnpMeasureOptions {
 }
 
 /** argv: the arguments after `measure snp`. Returns the exit code. */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], io: ToolIo = processIo): Promise<number> {
   let o: Opts;
   try {
-    const parsed = parseOptions(argv);
+    const parsed = parseOptions(argv, io);
     if (parsed === 'help') return 0;
     o = parsed;
   } catch (e) {
     if (e instanceof ArgvError) {
-      process.stderr.write(`${e.message}\n`);
+      io.err(`${e.message}\n`);
       return 2;
     }
     if (e instanceof UsageError) {
-      process.stderr.write(`error: ${e.message}\n`);
+      io.err(`error: ${e.message}\n`);
       return 2;
     }
     throw e;
@@ -209,19 +209,19 @@ export async function main(argv: string[]): Promise<number> {
     const { digest } = runSnpLaunch(plan, { kernel: o.kernelProfile, onPage });
     if (o.trace) writeFileSync(o.trace, lines.length ? `${lines.join('\n')}\n` : '');
     const text = Buffer.from(digest).toString(o.outputFormat === 'base64' ? 'base64' : 'hex');
-    process.stdout.write(`${text}\n`);
+    io.out(`${text}\n`);
     return 0;
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`error: ${e.message}\n`);
+      io.err(`error: ${e.message}\n`);
       return 2;
     }
     if (e instanceof FirmwareFormatError || e instanceof SnpLaunchError || e instanceof RangeError) {
-      process.stderr.write(`Error: ${e.message.split('\n')[0]}\n`);
+      io.err(`Error: ${e.message.split('\n')[0]}\n`);
       return 1;
     }
     if (e instanceof TypeError && /unknown kernel/.test(e.message)) {
-      process.stderr.write(`Error: ${e.message}\n`);
+      io.err(`Error: ${e.message}\n`);
       return 1;
     }
     throw e;

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { FirmwareFormatError } from '../measure/errors.js';
 import { runTdLaunch, TdLaunchError } from '../measure/tdx/launch.js';
 import type { TdPageOrder } from '../measure/tdx/launch-plan.js';
-import { ArgvError, helpText, type OptionSpec, parseArgv } from './argv.js';
+import { ArgvError, helpText, type OptionSpec, parseArgv, processIo, type ToolIo } from './argv.js';
 
 const ORDERS: readonly TdPageOrder[] = ['single', 'two-pass'];
 
@@ -36,9 +36,9 @@ const OPTIONS: readonly OptionSpec[] = [
 ];
 
 /** argv = the arguments after `measure tdx`. Returns the exit status. */
-export async function main(argv: string[]): Promise<number> {
-  const out = (s: string): void => void process.stdout.write(s);
-  const err = (s: string): void => void process.stderr.write(s);
+export async function main(argv: string[], io: ToolIo = processIo): Promise<number> {
+  const out = (s: string): void => io.out(s);
+  const err = (s: string): void => io.err(s);
   let o: { firmware: string; order: TdPageOrder; kernel: string };
   try {
     const { values, help } = parseArgv(argv, OPTIONS);
