@@ -1127,7 +1127,7 @@ export class ExtentMap<V> {
    * Fast path of a replace that stays inside leaf l (whose extents lie in [a, b) and whose
    * separators enclose [a, b)): if the map owns l (hence its whole path) and the leaf keeps a legal
    * fill, edit it in place without a second descent. Returns false if the general pass is needed.
-   * `p` is the index in l of the last start <= some page x >= a (-1: none, or not known).
+   * `p` is the index in l of the last start <= some page x >= a (-1: none; -2: not known).
    */
   private editLeaf(
     l: Leaf<V>,
@@ -1143,10 +1143,16 @@ export class ExtentMap<V> {
     const t = this.tracker;
     if (t !== null && t.live > 0) return false;
     const n = l.n;
-    if (p < 0) p = n - 1;
-    editRange(l.starts, n, p, a, b);
-    const i = eI;
-    const j = eJ;
+    let i: number;
+    let j: number;
+    if (p >= -1) {
+      editRange(l.starts, n, p, a, b);
+      i = eI;
+      j = eJ;
+    } else {
+      i = lowerBound(l.starts, 0, n, a);
+      j = lowerBound(l.starts, i, n, b);
+    }
     const newN = n - (j - i) + m;
     if (newN > CAP || newN === 0 || (newN < MIN && this.height > 0)) return false;
     IS = ss;
@@ -1284,7 +1290,7 @@ export class ExtentMap<V> {
         if (q >= 0 && l.starts[q] === end && eq(ov[k] as V, l.vals[q] as V)) b = oe[k] = l.ends[q]!;
       }
     }
-    if (l !== null && a >= lb && b <= ub && this.editLeaf(l, a, b, os.length, -1, os, oe, ov)) return;
+    if (l !== null && a >= lb && b <= ub && this.editLeaf(l, a, b, os.length, -2, os, oe, ov)) return;
     this.replaceWith(a, b, os, oe, ov, os.length);
   }
 
