@@ -26,7 +26,13 @@ import type { KFile, MmapBacking } from './file.js';
  */
 export function pageWith(cur: Uint8Array | null | undefined, off: number, bytes: Uint8Array): Uint8Array {
   if (off === 0 && bytes.length === PAGE_SIZE) return bytes.slice();
-  const p = cur ? cur.slice() : new Uint8Array(PAGE_SIZE);
+  let p: Uint8Array;
+  if (cur?.length === PAGE_SIZE) p = cur.slice();
+  else {
+    // No page yet, or a short guest_memfd entry (the rest of the page is zero).
+    p = new Uint8Array(PAGE_SIZE);
+    if (cur) p.set(cur);
+  }
   p.set(bytes, off);
   return p;
 }

@@ -42,8 +42,20 @@ class Frame {
     this.root = parent === null ? this : parent.root;
   }
 
+  /** The callee asked for last, and its name: a frame mostly calls the same function again. */
+  private lastName = '';
+  private lastChild: Frame | null = null;
+
   /** The frame for `name` called from here. */
   child(name: string): Frame {
+    if (name === this.lastName && this.lastChild !== null) return this.lastChild;
+    const f = this.lookupChild(name);
+    this.lastName = name;
+    this.lastChild = f;
+    return f;
+  }
+
+  private lookupChild(name: string): Frame {
     let kids = this.children;
     if (kids === null) {
       kids = new Map();
@@ -57,7 +69,18 @@ class Frame {
     return f;
   }
 
+  private lastLeaf = '';
+  private lastSite: Site | null = null;
+
   site(leaf: string): Site {
+    if (leaf === this.lastLeaf && this.lastSite !== null) return this.lastSite;
+    const s = this.lookupSite(leaf);
+    this.lastLeaf = leaf;
+    this.lastSite = s;
+    return s;
+  }
+
+  private lookupSite(leaf: string): Site {
     let sites = this.sites;
     if (sites === null) {
       sites = new Map();

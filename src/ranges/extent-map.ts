@@ -197,6 +197,50 @@ function lastLE(starts: number[], from: number, n: number, x: number): number {
   return lo - 1;
 }
 
+/**
+ * lastLE(starts, 0, n, x) given q, an index whose start is <= x (or -1): a few steps forward
+ * before falling back to the binary search (a one-page edit is at q or next to it).
+ */
+function lastLEFrom(starts: number[], q: number, n: number, x: number): number {
+  for (let step = 0; step < 4; step++) {
+    if (q + 1 < n && starts[q + 1]! <= x) q++;
+    else return q;
+  }
+  return lastLE(starts, q + 1, n, x);
+}
+
+/** Results of editRange(). */
+let eI = 0;
+let eJ = 0;
+
+/**
+ * The removal range [eI, eJ) of a leaf edit of [a, b): the extents starting in [a, b). `p` is the
+ * index of the last start <= some x >= a (or -1), so eI is at most p + 1: found by stepping back
+ * (a one-page edit removes at most a few extents), with a binary search for long ranges.
+ */
+function editRange(starts: number[], n: number, p: number, a: number, b: number): void {
+  let i = p + 1;
+  let k = 0;
+  while (i > 0 && starts[i - 1]! >= a) {
+    i--;
+    if (++k === 4) {
+      i = lowerBound(starts, 0, i, a);
+      break;
+    }
+  }
+  let j = i;
+  k = 0;
+  while (j < n && starts[j]! < b) {
+    j++;
+    if (++k === 4) {
+      j = lowerBound(starts, j, n, b);
+      break;
+    }
+  }
+  eI = i;
+  eJ = j;
+}
+
 /** Index of the first start >= x among starts[from, n), or n. */
 function lowerBound(starts: number[], from: number, n: number, x: number): number {
   let lo = from;
@@ -257,47 +301,60 @@ function countExtents<V>(node: Node<V>, h: number): number {
 
 /** Replace the extents of a leaf that start in [RA, RB) by the items (if `items`). */
 function leafReplace<V>(l: Leaf<V>, items: boolean): void {
+  const i = lowerBound(l.starts, 0, l.n, RA);
+  const j = lowerBound(l.starts, i, l.n, RB);
+  removed += j - i;
+  leafSplice(l, i, j, items ? IM : 0);
+}
+
+/** leafSplice() past CAP: the entries move to bigger arrays; the caller splits the leaf right away. */
+function leafOverflow<V>(l: Leaf<V>, i: number, j: number, m: number, newN: number): void {
   const n = l.n;
   const st = l.starts;
   const en = l.ends;
   const va = l.vals;
-  const i = lowerBound(st, 0, n, RA);
-  const j = lowerBound(st, i, n, RB);
-  const m = items ? IM : 0;
-  removed += j - i;
+  // Overflow: the parent (or replace(), for the root) splits this leaf right away.
+  const small = newN <= 2 * CAP && !spilled && st.length === CAP;
+  const s2 = small ? XS : new Array<number>(newN);
+  const e2 = small ? XE : new Array<number>(newN);
+  const v2 = small ? (XV as (V | undefined)[]) : new Array<V | undefined>(newN);
+  for (let k = 0; k < i; k++) {
+    s2[k] = st[k]!;
+    e2[k] = en[k]!;
+    v2[k] = va[k];
+  }
+  for (let k = 0; k < m; k++) {
+    s2[i + k] = IS[k]!;
+    e2[i + k] = IE[k]!;
+    v2[i + k] = IV[k] as V;
+  }
+  for (let k = j, d = i + m - j; k < n; k++) {
+    s2[k + d] = st[k]!;
+    e2[k + d] = en[k]!;
+    v2[k + d] = va[k];
+  }
+  if (small) {
+    spilled = true;
+    va.fill(undefined);
+    freeS = st;
+    freeE = en;
+    freeV = va;
+  }
+  l.starts = s2;
+  l.ends = e2;
+  l.vals = v2;
+  l.n = newN;
+}
+
+/** Replace entries [i, j) of a leaf by the first m items (IS, IE, IV). */
+function leafSplice<V>(l: Leaf<V>, i: number, j: number, m: number): void {
+  const n = l.n;
+  const st = l.starts;
+  const en = l.ends;
+  const va = l.vals;
   const newN = n - (j - i) + m;
   if (newN > CAP) {
-    // Overflow: the parent (or replace(), for the root) splits this leaf right away.
-    const small = newN <= 2 * CAP && !spilled && st.length === CAP;
-    const s2 = small ? XS : new Array<number>(newN);
-    const e2 = small ? XE : new Array<number>(newN);
-    const v2 = small ? (XV as (V | undefined)[]) : new Array<V | undefined>(newN);
-    for (let k = 0; k < i; k++) {
-      s2[k] = st[k]!;
-      e2[k] = en[k]!;
-      v2[k] = va[k];
-    }
-    for (let k = 0; k < m; k++) {
-      s2[i + k] = IS[k]!;
-      e2[i + k] = IE[k]!;
-      v2[i + k] = IV[k] as V;
-    }
-    for (let k = j, d = i + m - j; k < n; k++) {
-      s2[k + d] = st[k]!;
-      e2[k + d] = en[k]!;
-      v2[k + d] = va[k];
-    }
-    if (small) {
-      spilled = true;
-      va.fill(undefined);
-      freeS = st;
-      freeE = en;
-      freeV = va;
-    }
-    l.starts = s2;
-    l.ends = e2;
-    l.vals = v2;
-    l.n = newN;
+    leafOverflow(l, i, j, m, newN);
     return;
   }
   const d = m - (j - i);
@@ -1006,7 +1063,7 @@ export class ExtentMap<V> {
     let re = 0;
     let rv: V | undefined;
     if (end < ub) {
-      const q = lastLE(st, p < 0 ? 0 : p, l.n, end);
+      const q = lastLEFrom(st, p, l.n, end);
       if (q >= 0 && en[q]! > end) {
         hasRight = true;
         rs = st[q]!;
@@ -1062,7 +1119,7 @@ export class ExtentMap<V> {
       SV[m] = rv;
       m++;
     }
-    if (a >= lb && b <= ub && this.editLeaf(l, a, b, m)) return;
+    if (a >= lb && b <= ub && this.editLeaf(l, a, b, m, p)) return;
     this.replaceWith(a, b, SS, SE, SV, m);
   }
 
@@ -1070,12 +1127,14 @@ export class ExtentMap<V> {
    * Fast path of a replace that stays inside leaf l (whose extents lie in [a, b) and whose
    * separators enclose [a, b)): if the map owns l (hence its whole path) and the leaf keeps a legal
    * fill, edit it in place without a second descent. Returns false if the general pass is needed.
+   * `p` is the index in l of the last start <= some page x >= a (-1: none; -2: not known).
    */
   private editLeaf(
     l: Leaf<V>,
     a: number,
     b: number,
     m: number,
+    p: number,
     ss: number[] = SS,
     se: number[] = SE,
     sv: unknown[] = SV,
@@ -1084,19 +1143,23 @@ export class ExtentMap<V> {
     const t = this.tracker;
     if (t !== null && t.live > 0) return false;
     const n = l.n;
-    const i = lowerBound(l.starts, 0, n, a);
-    const j = lowerBound(l.starts, i, n, b);
+    let i: number;
+    let j: number;
+    if (p >= -1) {
+      editRange(l.starts, n, p, a, b);
+      i = eI;
+      j = eJ;
+    } else {
+      i = lowerBound(l.starts, 0, n, a);
+      j = lowerBound(l.starts, i, n, b);
+    }
     const newN = n - (j - i) + m;
     if (newN > CAP || newN === 0 || (newN < MIN && this.height > 0)) return false;
-    RA = a;
-    RB = b;
     IS = ss;
     IE = se;
     IV = sv;
-    IM = m;
-    removed = 0;
-    leafReplace(l, true);
-    this.extents += m - removed;
+    leafSplice(l, i, j, m);
+    this.extents += m - (j - i);
     IS = IE = SS;
     IV = SV;
     SV[0] = SV[1] = SV[2] = undefined;
@@ -1129,7 +1192,7 @@ export class ExtentMap<V> {
     }
     // The extent holding end, if it started before end, keeps its part from end on.
     const l2 = end < ub ? l : this.leafFor(root, end);
-    const q = end < ub ? lastLE(l.starts, p < 0 ? 0 : p, l.n, end) : sIdx;
+    const q = end < ub ? lastLEFrom(l.starts, p, l.n, end) : sIdx;
     if (q >= 0 && l2.ends[q]! > end && l2.starts[q]! < end) {
       SS[m] = end;
       SE[m] = l2.ends[q]!;
@@ -1137,7 +1200,7 @@ export class ExtentMap<V> {
       b = l2.ends[q]!;
       m++;
     }
-    if (a >= lb && b <= ub && this.editLeaf(l, a, b, m)) return;
+    if (a >= lb && b <= ub && this.editLeaf(l, a, b, m, p)) return;
     this.replaceWith(a, b, SS, SE, SV, m);
   }
 
@@ -1227,7 +1290,7 @@ export class ExtentMap<V> {
         if (q >= 0 && l.starts[q] === end && eq(ov[k] as V, l.vals[q] as V)) b = oe[k] = l.ends[q]!;
       }
     }
-    if (l !== null && a >= lb && b <= ub && this.editLeaf(l, a, b, os.length, os, oe, ov)) return;
+    if (l !== null && a >= lb && b <= ub && this.editLeaf(l, a, b, os.length, -2, os, oe, ov)) return;
     this.replaceWith(a, b, os, oe, ov, os.length);
   }
 

@@ -60,7 +60,11 @@ export const HOST_GARBAGE_BYTE = 0xcc;
 /** The guest_memfd inode: the memory. Its lifetime is the inode's, not a file's or a VM's. */
 export class GmemInode {
   readonly folios = new ExtentMap<Folio>(folioEquals);
-  /** Bytes of pages whose content is 'data'. */
+  /**
+   * Bytes of pages whose content is 'data'. An entry shorter than PAGE_SIZE holds the page's first
+   * bytes and the rest of the page is zero: a small guest store into a fresh folio allocates a few
+   * bytes, not 4 KiB. folioBytes() widens such an entry to a full page when the page is read.
+   */
   readonly data = new Map<number, Uint8Array>();
   readonly files = new Set<GmemFile>();
   readonly npages: number;
@@ -98,7 +102,17 @@ export class GmemInode {
   folioBytes(index: number, f: Folio | undefined): Uint8Array | null {
     if (!f || f.content === 'zero') return null;
     if (f.content === 'garbage') return new Uint8Array(PAGE_SIZE).fill(HOST_GARBAGE_BYTE);
-    return this.data.get(index) ?? null;
+    const d = this.data.get(index);
+    if (d === undefined) return null;
+    return d.length === PAGE_SIZE ? d : this.widen(index, d);
+  }
+
+  /** Replace a short data entry (see `data`) by the full page it stands for. */
+  widen(index: number, short: Uint8Array): Uint8Array {
+    const page = new Uint8Array(PAGE_SIZE);
+    page.set(short);
+    this.data.set(index, page);
+    return page;
   }
 }
 

@@ -13,7 +13,6 @@ import * as K from '../../uapi/kvm.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { GuestOp, GuestProgram } from '../guest/program.js';
-import { pageWith } from '../mm.js';
 import type { Folio, GmemInode } from './guest-memfd.js';
 import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
@@ -93,7 +92,8 @@ function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): void {
   const run = vcpu.run;
   if (pending === 'hypercall') {
     // complete_hypercall_exit(): RAX = hypercall.ret, then skip the VMCALL.
-    prog.results[prog.pc] = { ret: BigInt.asIntN(64, run.hypercall?.ret ?? 0n) };
+    const ret = run.hypercall?.ret ?? 0n;
+    prog.results[prog.pc] = { ret: ret === 0n ? 0n : BigInt.asIntN(64, ret) };
     prog.pc++;
     prog.partial = 0;
     return;
@@ -132,8 +132,21 @@ function runOp(vcpu: Vcpu, prog: GuestProgram, op: GuestOp): boolean {
 /** kvm_emulate_hypercall(), case KVM_HC_MAP_GPA_RANGE: checks in its order. */
 function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'map_gpa' }>): boolean {
   const vm = vcpu.vm;
-  const gpa = BigInt.asUintN(64, BigInt(op.gpa));
-  const npages = BigInt.asUintN(64, BigInt(op.npages));
+  const g = op.gpa;
+  const np = op.npages;
+  if (
+    typeof g === 'number' &&
+    typeof np === 'number' &&
+    op.attrs === undefined &&
+    !vm.arch.decodeGpa &&
+    Number.isSafeInteger(g) &&
+    Number.isSafeInteger(np) &&
+    g >= 0 &&
+    np >= 0
+  )
+    return mapGpaHypercallNum(vcpu, prog, g, np, Boolean(op.private));
+  const gpa = BigInt.asUintN(64, BigInt(g));
+  const npages = BigInt.asUintN(64, BigInt(np));
   const attrs =
     op.attrs !== undefined ? BigInt.asUintN(64, BigInt(op.attrs)) : op.private ? MAP_GPA_RANGE_ENCRYPTED : 0n;
   // user_exit_on_hypercall(): not enabled with KVM_CAP_EXIT_HYPERCALL -> -KVM_ENOSYS to the guest.
@@ -160,6 +173,37 @@ function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { 
   return true;
 }
 
+/**
+ * mapGpaHypercall() for the common case, in exact Number arithmetic: gpa and npages are
+ * non-negative safe integers (no u64 truncation; gfn + npages < 2^54 cannot wrap), no explicit
+ * attrs, no GPA decoding. The same checks in the same order.
+ */
+function mapGpaHypercallNum(
+  vcpu: Vcpu,
+  prog: GuestProgram,
+  gpa: number,
+  npages: number,
+  priv: boolean,
+): boolean {
+  if (!(vcpu.vm.hypercallExitEnabled & HC_MAP_GPA_RANGE_BIT)) {
+    prog.results[prog.pc] = { ret: -KVM_ENOSYS };
+    return false;
+  }
+  if (gpa % 4096 !== 0 || npages === 0) {
+    prog.results[prog.pc] = { ret: -KVM_EINVAL };
+    return false;
+  }
+  vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
+  vcpu.run.hypercall = {
+    nr: HC_MAP_GPA_RANGE,
+    args: [BigInt(gpa), BigInt(npages), priv ? MAP_GPA_RANGE_ENCRYPTED : 0n, 0n, 0n, 0n],
+    ret: 0n,
+    flags: KVM_EXIT_HYPERCALL_LONG_MODE,
+  };
+  vcpu.pendingCompletion = 'hypercall';
+  return true;
+}
+
 /** A guest read or write, page by page through the TDP fault path. */
 function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read' | 'write' }>): boolean {
   const vm = vcpu.vm;
@@ -179,18 +223,20 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
   let done = prog.partial;
   while (done < length) {
     const addr = raw + done;
-    const view = guestView(vm, addr, op.shared);
-    const gfn = Math.floor(view.gpa / 4096);
-    const off = view.gpa - gfn * 4096;
+    guestView(vm, addr, op.shared);
+    const viewGpa = vGpa;
+    const viewPrivate = vPrivate;
+    const gfn = Math.floor(viewGpa / 4096);
+    const off = viewGpa - gfn * 4096;
     const n = Math.min(4096 - off, length - done);
-    const r = vm.mmu.fault(vcpu, gfn, view.private, kind);
+    const r = vm.mmu.fault(vcpu, gfn, viewPrivate, kind);
     if (r.kind === 'emulate') {
       // Emulated MMIO (kvm_handle_noslot_fault -> RET_PF_EMULATE): one exit per access of up to
       // 8 bytes; complete_emulated_mmio() finishes it on the next KVM_RUN.
       const len = Math.min(n, 8);
       vcpu.run.exit_reason = K.KVM_EXIT_MMIO;
       vcpu.run.mmio = {
-        phys_addr: BigInt(view.gpa),
+        phys_addr: BigInt(viewGpa),
         data: isWrite ? data!.slice(done, done + len) : new Uint8Array(8),
         len,
         is_write: isWrite ? 1 : 0,
@@ -249,21 +295,33 @@ function copyBytes(out: Uint8Array, at: number, src: Uint8Array, off: number, n:
 }
 
 /**
- * The gpa a guest access reaches and its private bit. SNP/TDX: the guest's own view (`shared`, or
- * the C-bit / shared bit the arch decodes). SW_PROTECTED: kvm_mmu_page_fault() sets
- * PFERR_PRIVATE_ACCESS from the attribute, the hint is ignored. Default VMs: always shared.
+ * The gpa a guest access reaches and its private bit, into vGpa and vPrivate. SNP/TDX: the
+ * guest's own view (`shared`, or the C-bit / shared bit the arch decodes). SW_PROTECTED:
+ * kvm_mmu_page_fault() sets PFERR_PRIVATE_ACCESS from the attribute, the hint is ignored. Default
+ * VMs: always shared.
  */
-function guestView(vm: Vm, gpa: number, shared: boolean | undefined): { gpa: number; private: boolean } {
+function guestView(vm: Vm, gpa: number, shared: boolean | undefined): void {
   const arch = vm.arch;
   if (arch.decodeGpa) {
     const d = arch.decodeGpa(BigInt(gpa));
-    return { gpa: Number(d.gpa), private: shared === undefined ? d.private : !shared };
+    vGpa = Number(d.gpa);
+    vPrivate = shared === undefined ? d.private : !shared;
+    return;
   }
-  if (arch.privacySource === 'guest') return { gpa, private: !shared };
-  if (!arch.hasPrivateMem) return { gpa, private: false };
-  const gfn = Math.floor(gpa / 4096);
-  return { gpa, private: (vm.memoryAttributes(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0 };
+  vGpa = gpa;
+  if (arch.privacySource === 'guest') vPrivate = !shared;
+  else if (!arch.hasPrivateMem) vPrivate = false;
+  else vPrivate = (vm.memoryAttributes(Math.floor(gpa / 4096)) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
 }
+/** guestView()'s results (no object per access). */
+let vGpa = 0;
+let vPrivate = false;
+
+/**
+ * Size of a short page-data entry (GmemInode.data): V8 keeps typed arrays up to 64 bytes on its
+ * heap, larger ones get a separately allocated backing store.
+ */
+const SHORT_PAGE = 64;
 
 /** A guest store into a guest_memfd page (private, or shared through a GMEM_ONLY slot). */
 function writeGmem(
@@ -287,6 +345,17 @@ function writeGmem(
       uptodateSince: folio.uptodateSince,
     });
   }
-  // Stored pages are never changed in place (mm.ts pageWith()): the write makes a new array.
-  inode.data.set(index, pageWith(cur ?? inode.folioBytes(index, folio), off, bytes));
+  // Stored pages are never changed in place (mm.ts pageWith()): the store makes a new array. A
+  // zeroed folio keeps only the bytes up to the store while that is small (GmemInode.data).
+  const base = cur ?? inode.folioBytes(index, folio);
+  const end = off + bytes.length;
+  let page: Uint8Array;
+  if (base === null) page = new Uint8Array(end <= SHORT_PAGE ? SHORT_PAGE : 4096);
+  else if (base.length >= end) page = base.slice();
+  else {
+    page = new Uint8Array(4096);
+    page.set(base);
+  }
+  copyBytes(page, off, bytes, 0, bytes.length);
+  inode.data.set(index, page);
 }
