@@ -582,6 +582,8 @@ export interface PopulateRun {
   n: number;
   src: number | null;
   slot: Memslot;
+  /** Folio generation of the run's pages (what a mapping of them records). */
+  gen: number;
   write(i: number, bytes: Uint8Array | null): void;
 }
 
@@ -649,6 +651,7 @@ function populateRun(
   const index = slot.gmem!.pgoff + (gfn - slot.baseGfn);
   // What each page holds once the vendor is done: untouched pages keep the host's old bytes.
   const kinds: FolioContent[] = new Array<FolioContent>(n).fill('garbage');
+  const gen = vm.host.nextFolioGen();
   const done = postRun({
     gfn,
     pfn: inode.pfn(index),
@@ -657,6 +660,7 @@ function populateRun(
     n,
     src,
     slot,
+    gen,
     write(i, bytes) {
       if (bytes === null || isZero(bytes)) {
         inode.data.delete(index + i);
@@ -673,7 +677,6 @@ function populateRun(
     vm.profile.gmem.preparation === 'prepared'
       ? t.hereIn(MARK_PREPARED, 'folio_mark_uptodate')
       : t.here('folio_mark_uptodate');
-  const gen = vm.host.nextFolioGen();
   const byKind = new Map<FolioContent, Folio>();
   for (let a = 0; a < done; ) {
     const kind = kinds[a]!;
@@ -689,6 +692,38 @@ function populateRun(
   }
   vm.host.invariants.touchGmem(inode, index, index + done);
   return done;
+}
+
+/**
+ * The run path of kvm_gmem_populate() alone, for a caller that loops over single-page populate
+ * calls (TDX INIT_MEM_REGION): up to `max` pages from startGfn in one go, as that many calls of
+ * one page each would do them. Returns how many pages it did; 0 means none (the caller goes on
+ * page by page, which also reports any error).
+ */
+export function kvmGmemPopulateRun(
+  vm: Vm,
+  startGfn: number,
+  src: number | null,
+  max: number,
+  postRun: PostPopulateRun,
+): number {
+  const slot = vm.memslots.lookup(startGfn);
+  if (!slot?.gmem?.file) return 0;
+  const run = populateRunLength(
+    vm,
+    slot,
+    startGfn,
+    src,
+    Math.min(max, slot.baseGfn + slot.npages - startGfn),
+  );
+  if (run < 2) return 0;
+  const t = vm.host.tracer;
+  t.enter('kvm_gmem_populate');
+  try {
+    return populateRun(vm, slot, startGfn, src, run, postRun);
+  } finally {
+    t.leave();
+  }
 }
 
 /**

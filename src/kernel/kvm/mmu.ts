@@ -361,6 +361,47 @@ export class Mmu {
   }
 
   /**
+   * For run paths (TDX INIT_MEM_REGION over a range): how many gfns from `gfn` (at most `max`)
+   * have no SPTE, in a slot that is not being deleted or moved: gfns a private fault or
+   * kvm_tdp_mmu_map_private_pfn() maps afresh, without a retry or a spurious fault.
+   */
+  freshRun(gfn: number, max: number, slot: Memslot): number {
+    if (this.invalidSlots.has(slot)) return 0;
+    const next = this.sptes.nextExtent(gfn);
+    return next === undefined ? max : Math.max(0, Math.min(max, next.start - gfn));
+  }
+
+  /**
+   * The private leaves a fault or kvm_tdp_mmu_map_private_pfn() installs for `n` gfns of one
+   * folio run (pfn - gfn constant), recorded in the caller's frame as the per-page map records them.
+   */
+  setPrivateRun(
+    gfn: number,
+    n: number,
+    slot: Memslot,
+    page: { inode: GmemInode; gen: number; pfnDelta: number },
+  ): void {
+    const vm = this.vm;
+    this.sptes.set(gfn, gfn + n, {
+      private: true,
+      slot,
+      inode: page.inode,
+      gen: page.gen,
+      pfnDelta: page.pfnDelta,
+      since: vm.host.tracer.hereIn(TDP_MMU_MAP, SET_LEAF_SPTE),
+    });
+    vm.host.invariants.touchGfns(vm, gfn, gfn + n);
+  }
+
+  /**
+   * The frames of the arch hook a fault calls for a new private leaf (kvm_tdp_mmu_map >
+   * tdp_mmu_map_handle_target_level), for a run path that calls it itself.
+   */
+  withinMapLeaf(fn: () => void): void {
+    withinTdpMmuMap(this.vm.host.tracer, fn);
+  }
+
+  /**
    * kvm_mmu_prepare_memory_fault_exit() -> kvm_prepare_memory_fault_exit(): gpa = gfn << PAGE_SHIFT,
    * size = PAGE_SIZE, flags = PRIVATE for a private access (no RWX flags are reported). Only a vCPU
    * fault has a kvm_run to fill; a pre-fault's exit information is never seen by userspace.

@@ -294,6 +294,37 @@ export class TdxModule {
     return TDX_SUCCESS;
   }
 
+  /**
+   * TDH.MEM.PAGE.ADD of `n` consecutive pages of one guest_memfd run, with the results of n
+   * memPageAdd() calls and, with `extend`, of KVM's 16 TDH.MR.EXTEND after each page (the MRTD
+   * stream is page by page: "MEM.PAGE.ADD", then its chunks). `srcAt(i)` is page i's source
+   * (null = zeroes), written through `write`. The caller checked every leaf free and its tables
+   * linked; returns 0 with nothing done if the TD is not being built.
+   */
+  memPageAddRun(
+    td: Td,
+    gfn: number,
+    n: number,
+    page: { inode: GmemInode; index: number },
+    srcAt: (i: number) => Uint8Array | null,
+    write: (i: number, src: Uint8Array | null) => void,
+    extend: boolean,
+  ): number {
+    if (td.lifecycle !== 'initialized') return 0;
+    const m = td.measurement;
+    td.count('TDH.MEM.PAGE.ADD', n);
+    if (extend) td.count('TDH.MR.EXTEND', n * (TDX_PAGE_SIZE / TDX_EXTENDMR_CHUNKSIZE));
+    for (let i = 0; i < n; i++) {
+      const src = srcAt(i);
+      write(i, src);
+      const gpa = (gfn + i) * TDX_PAGE_SIZE;
+      m.memPageAddChecked(gpa);
+      if (extend) m.mrExtendPageChecked(gpa, src, 0);
+    }
+    td.sept.set(gfn, gfn + n, { state: 'mapped', inode: page.inode, delta: page.index - gfn });
+    return n;
+  }
+
   /** TDH.MEM.PAGE.AUG(gpa, hpa): a page for a running TD, PENDING until the guest accepts it. */
   memPageAug(td: Td, gfn: number, page: { inode: GmemInode; index: number }): TdxStatus {
     td.count('TDH.MEM.PAGE.AUG');

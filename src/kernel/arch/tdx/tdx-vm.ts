@@ -11,9 +11,18 @@
  * MSR handling, KVM_TDX_TERMINATE_VM, lock contention (-EBUSY/-EINTR of the 6.19 state guard).
  */
 import { ExtentMap } from '../../../ranges/extent-map.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../../uapi/kvm.js';
 import { KVM_TDX_CMD_IDS, KVM_TDX_MEASURE_MEMORY_REGION } from '../../../uapi/tdx.js';
 import { type KernelError, kerr } from '../../errors.js';
-import { type GmemInode, gmemWritePage, kvmGmemPopulate, type PostPopulate } from '../../kvm/guest-memfd.js';
+import { wordAttributes } from '../../kvm/attributes.js';
+import {
+  type GmemInode,
+  gmemWritePage,
+  kvmGmemPopulate,
+  kvmGmemPopulateRun,
+  type PostPopulate,
+  type PostPopulateRun,
+} from '../../kvm/guest-memfd.js';
 import type { Memslot } from '../../kvm/memslots.js';
 import type { FaultKind } from '../../kvm/mmu.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
@@ -484,11 +493,29 @@ export class TdxVm implements ArchVm {
     }
     const measure = (flags & BigInt(KVM_TDX_MEASURE_MEMORY_REGION)) !== 0n;
     const post = this.postPopulate(vcpu, measure);
+    const postRun = this.postPopulateRun(measure);
     let err: unknown;
     while (nr > 0n) {
       if (vm.host.signalPending) {
         err = kerr('EINTR', 'tdx_vcpu_init_mem_region: signal pending');
         break;
+      }
+      if (postRun !== undefined) {
+        // Several iterations of this loop at once where nothing can differ between them.
+        const srcRun = vm.profile.gmem.populateGupInCommonCode && src === 0n ? null : Number(src);
+        const ran = kvmGmemPopulateRun(
+          vm,
+          Number(gpa >> 12n),
+          srcRun,
+          nr > 0x10000n ? 0x10000 : Number(nr),
+          postRun,
+        );
+        if (ran > 0) {
+          src += BigInt(ran) * 4096n;
+          gpa += BigInt(ran) * 4096n;
+          nr -= BigInt(ran);
+          continue;
+        }
       }
       try {
         // 7.0 common code pins the source only `if (src)`: a NULL source reaches the callback as no page.
@@ -524,6 +551,73 @@ export class TdxVm implements ArchVm {
         else this.postPopulate619(ctx);
         if (measure) this.extendPage(ctx.gfn, mode === 'map-pfn');
       });
+  }
+
+  /**
+   * tdx_gmem_post_populate() over a run of pages (guest_memfd.ts PostPopulateRun), for the
+   * upstream kernels: 6.16 maps each page through a private fault (kvm_tdp_map_page: cleared,
+   * marked prepared, pre-mapped) and then TDH.MEM.PAGE.ADDs it; 6.19+ installs the mirror leaf,
+   * whose hook TDH.MEM.PAGE.ADDs it. Either way every page ends up cleared then written with its
+   * source, ADDed, measured, mapped by a private SPTE, and nr_premapped is back where it was.
+   * Taken only where no step can fail: pages with no SPTE, S-EPT leaf or pre-mapped entry, private
+   * in the attributes, a source, a TD being built. The dev tree (pre-fault first) goes page by page.
+   */
+  private postPopulateRun(measure: boolean): PostPopulateRun | undefined {
+    const vm = this.vm;
+    const mode = vm.profile.tdx.initMemRegion;
+    if (mode === 'requires-prefault') return undefined;
+    if (
+      vm.arch.gmemPrepare ||
+      vm.profile.bugs?.noClearOnPrepare ||
+      vm.profile.gmem.skipUptodateForUnfinalizedTd
+    )
+      return undefined;
+    return (run) => {
+      const td = this.td;
+      if (!td || td.lifecycle !== 'initialized' || this.state === 'runnable' || this.preFaultAllowed)
+        return 0;
+      if (run.src === null || this.pageAddSrc !== undefined) return 0;
+      // kvm_mmu_faultin_pfn(): the fault is private, so the attribute must be too.
+      const a = vm.attributes.extentAt(run.gfn);
+      if (a === undefined || !(wordAttributes(a.value) & KVM_MEMORY_ATTRIBUTE_PRIVATE)) return 0;
+      let n = Math.min(run.n, a.end - run.gfn);
+      n = vm.mmu.freshRun(run.gfn, n, run.slot);
+      const leaf = td.sept.nextExtent(run.gfn);
+      if (leaf !== undefined) n = Math.min(n, leaf.start - run.gfn);
+      const pre = this.premapped.nextExtent(run.gfn);
+      if (pre !== undefined) n = Math.min(n, pre.start - run.gfn);
+      if (n <= 0) return 0;
+      const t = this.tracer;
+      const mm = vm.host.mm;
+      const src = run.src;
+      t.enter('tdx_gmem_post_populate');
+      t.enter(mode === 'map-page' ? 'kvm_tdp_map_page' : 'kvm_tdp_mmu_map_private_pfn');
+      try {
+        // tdx_sept_link_private_spt(): TDH.MEM.SEPT.ADD where a page is the first of its tables.
+        for (let g = run.gfn; g < run.gfn + n; g = (Math.floor(g / 512) + 1) * 512) {
+          vm.mmu.withinMapLeaf(() => t.within('tdx_sept_link_private_spt', () => this.linkTables(g)));
+        }
+        const done = this.module.memPageAddRun(
+          td,
+          run.gfn,
+          n,
+          run,
+          (i) => mm.anonPage(src + i * 4096),
+          (i, bytes) => run.write(i, bytes),
+          measure,
+        );
+        if (done !== n) throw this.bug('tdx_gmem_post_populate: TDH.MEM.PAGE.ADD refused a checked run');
+        vm.mmu.setPrivateRun(run.gfn, n, run.slot, {
+          inode: run.inode,
+          gen: run.gen,
+          pfnDelta: run.pfn - run.gfn,
+        });
+        return n;
+      } finally {
+        t.leave();
+        t.leave();
+      }
+    };
   }
 
   /** get_user_pages_fast() of the source page (an unmapped address is -EFAULT). */
