@@ -221,10 +221,12 @@ export class AddressSpace {
       this.write(addr, data);
       return;
     }
-    for (let done = 0; done < data.length; done += PAGE_SIZE) {
+    // Plain views even of a Buffer: Buffer's subarray() is library code, slow before V8 warms up.
+    const plain = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    for (let done = 0; done < plain.length; done += PAGE_SIZE) {
       const a = addr + done;
       const v = this.vmaFor(a, true);
-      const bytes = data.subarray(done, done + PAGE_SIZE);
+      const bytes = plain.subarray(done, done + PAGE_SIZE);
       if (v.anon) v.anon.set(Math.floor(a / PAGE_SIZE), bytes);
       else this.writePage(a, 0, bytes);
     }
