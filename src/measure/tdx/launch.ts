@@ -181,7 +181,9 @@ export function runTdLaunch(image: Uint8Array, opts: TdLaunchRunOptions = {}): T
     const src = step('mmap', () =>
       host.mmap({ length: bytes, prot: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS }),
     );
-    writeNonZeroPages(host, src, r.source);
+    // The plan's bytes are not changed afterwards: mapped without a copy (a zero page reads as zero
+    // either way, and INIT_MEM_REGION stores it as a zero page).
+    host.memory.writeShared(src, r.source);
     const measureHere = r.measure && order === 'single';
     const region = { source_addr: src, gpa: r.gpa, nr_pages: r.nrPages };
     step(`KVM_TDX_INIT_MEM_REGION (section ${r.section})`, () =>
@@ -209,28 +211,4 @@ export function runTdLaunch(image: Uint8Array, opts: TdLaunchRunOptions = {}): T
   const mrtd = tdMrtd(host, vm);
   if (!mrtd) throw new Error('model defect: finalized TD without MRTD');
   return { mrtd, host, vmFd: vm, regions: plan.regions, syscalls: host.seq };
-}
-
-/**
- * Copy `data` into host memory at `addr`, one write per run of non-zero pages (anonymous memory
- * reads as zero). The image is not changed afterwards: its pages are mapped copy-on-write.
- */
-function writeNonZeroPages(host: Host, addr: number, data: Uint8Array): void {
-  let runStart = -1;
-  for (let off = 0; off <= data.length; off += TDX_PAGE_SIZE) {
-    const zero =
-      off === data.length || isZero(data.subarray(off, Math.min(off + TDX_PAGE_SIZE, data.length)));
-    if (!zero && runStart < 0) runStart = off;
-    if (zero && runStart >= 0) {
-      host.memory.writeShared(addr + runStart, data.subarray(runStart, off));
-      runStart = -1;
-    }
-  }
-}
-
-const ZERO_PAGE = new Uint8Array(TDX_PAGE_SIZE);
-
-/** Native comparison (a memcmp): a byte loop over the whole image is slow until V8 optimises it. */
-function isZero(b: Uint8Array): boolean {
-  return Buffer.compare(b, ZERO_PAGE.subarray(0, b.length)) === 0;
 }
