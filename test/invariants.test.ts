@@ -89,6 +89,29 @@ describe('invariants', () => {
       const bad = setup(broken('v6.11', { noClearOnPrepare: true }), false);
       expect(guestRead(bad.host, bad.vcpu)).toEqual(new Uint8Array(8).fill(0xcc));
     });
+    it('guest_memfd.c kvm_gmem_fault_user_mapping: a host store into the up-to-date, never-cleared page keeps its other stale bytes [v7.0]', () => {
+      // 7.0 clears in the user fault only a folio that is not up to date; get_pfn marked it so.
+      const host = createHost({ kernel: broken('v7.0', { noClearOnPrepare: true }), invariants: false });
+      const kvm = host.open('/dev/kvm');
+      const vm = host.ioctl(kvm, 'KVM_CREATE_VM', 0);
+      const flags = uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED;
+      const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 4096, flags });
+      const m = host.mmap({ length: 4096, prot: 3, flags: uapi.MAP_SHARED, fd: gmem });
+      host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+        slot: 0,
+        flags: uapi.KVM_MEM_GUEST_MEMFD,
+        guest_phys_addr: 0,
+        memory_size: 4096,
+        userspace_addr: m,
+        guest_memfd: gmem,
+      });
+      const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+      host.guest(vcpu).load([{ op: 'read', gpa: 0, length: 4 }]);
+      host.ioctl(vcpu, 'KVM_RUN');
+      expect(host.guest(vcpu).results[0]!.data).toEqual(new Uint8Array(4).fill(0xcc));
+      host.memory.write(m, [1]);
+      expect(host.memory.read(m, 4)).toEqual(Uint8Array.of(1, 0xcc, 0xcc, 0xcc));
+    });
   });
 
   describe('no-host-access-to-private (bugs.hostMapsPrivate)', () => {

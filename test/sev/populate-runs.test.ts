@@ -118,6 +118,30 @@ describe.each(SNP_KERNELS.filter((k) => !getProfile(k)!.sev.launchUpdateSrcAlign
       const inode = (s.host.fds.lookup(s.gmem) as GmemFile).inode;
       expect(inode.readPage(0)).toEqual(src.subarray(8, 8 + PAGE));
     });
+
+    it('sev.c sev_gmem_post_populate: a rejected CPUID page is copied back with copy_to_user() at uaddr itself', () => {
+      const s = snpVm(kernel);
+      // A CPUID table with count > SNP_CPUID_COUNT_MAX (64): the firmware fails with INVALID_PARAM
+      // after writing the table back with count = 64.
+      const table = new Uint8Array(PAGE);
+      new DataView(table.buffer).setUint32(0, 0xffff, true);
+      table[100] = 0x77;
+      const before = new Uint8Array(2 * PAGE).fill(0x11);
+      before.set(table, 8);
+      s.host.memory.write(s.hva, before);
+      const cmd = {
+        id: 'KVM_SEV_SNP_LAUNCH_UPDATE',
+        sev_fd: s.sev,
+        data: { gfn_start: 0, uaddr: s.hva + 8, len: PAGE, type: uapi.KVM_SEV_SNP_PAGE_TYPE_CPUID },
+        error: 0,
+      };
+      expect(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', cmd)).toThrow(/EIO/);
+      expect(cmd.error).toBe(uapi.SEV_RET_INVALID_PARAM);
+      const after = s.host.memory.read(s.hva, 2 * PAGE);
+      const expected = before.slice();
+      new DataView(expected.buffer).setUint32(8, 64, true);
+      expect(after).toEqual(expected);
+    });
   },
 );
 

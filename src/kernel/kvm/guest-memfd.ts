@@ -897,7 +897,9 @@ class GmemUserMapping implements MmapBacking {
   writePage(pgoff: number, offsetInPage: number, bytes: Uint8Array): void {
     const { inode, folio } = this.fault(pgoff);
     this.file.host.invariants.hostAccess(inode, pgoff);
-    const cur = folio.content === 'data' ? inode.data.get(pgoff) : undefined;
+    // The page's current bytes: an up-to-date folio is not cleared by the fault, so a store into a
+    // never-cleared page (bugs.noClearOnPrepare) keeps the host's old bytes around it.
+    const cur = inode.folioBytes(pgoff, folio);
     if (folio.content !== 'data') inode.folios.set(pgoff, pgoff + 1, { ...folio, content: 'data' });
     inode.data.set(pgoff, pageWith(cur, offsetInPage, bytes));
   }

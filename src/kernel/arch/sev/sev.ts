@@ -11,7 +11,7 @@
 import * as K from '../../../uapi/kvm.js';
 import { PAGE_SIZE } from '../../../uapi/mman.js';
 import * as S from '../../../uapi/sev.js';
-import { InvariantViolation, KernelError, kerr } from '../../errors.js';
+import { HostFault, InvariantViolation, KernelError, kerr } from '../../errors.js';
 import type { Host } from '../../host.js';
 import {
   gmemWritePage,
@@ -328,9 +328,11 @@ function postPopulate(
         if (type === S.KVM_SEV_SNP_PAGE_TYPE_CPUID && fw.error === S.SEV_RET_INVALID_PARAM && src !== null) {
           const back = inode.readPage(index) ?? new Uint8Array(4096);
           try {
-            host.mm.gupWrite(src, 0, back);
+            // 6.11..6.19 copy_to_user(src, vaddr, PAGE_SIZE): at src itself, which need not be page
+            // aligned; a fault ends the copy. 7.0: memcpy into the pinned (aligned) source page.
+            host.mm.write(src, back);
           } catch (e) {
-            if (!(e instanceof KernelError)) throw e;
+            if (!(e instanceof KernelError) && !(e instanceof HostFault)) throw e;
           }
         }
       }
