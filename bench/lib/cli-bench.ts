@@ -10,10 +10,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { loadTool } from '../../src/cli/tool-loader.js';
 
 export const RUNS = Math.max(15, Number(process.env['BENCH_RUNS'] ?? 15));
 export const ROUNDS = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 3));
@@ -107,7 +105,13 @@ export function benchCli(built: string, args: string[], name: string, outLabel: 
   if (args[0] === 'measure' && args[1]) {
     const tool = join(dirname(built), `measure-${args[1]}.js`);
     if (existsSync(tool)) {
-      const state = loadTool(tool, createRequire(import.meta.url)).cache;
+      // Asked of a fresh node without this process's V8 flags (bench/run.mjs adds --expose-gc,
+      // and V8 refuses a cache made under other flags).
+      const loader = new URL('../../src/cli/tool-loader.ts', import.meta.url).href;
+      const script = `import { loadTool } from ${JSON.stringify(loader)}; import { createRequire } from 'node:module'; process.stdout.write(loadTool(${JSON.stringify(tool)}, createRequire(${JSON.stringify(tool)})).cache);`;
+      const state = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        encoding: 'utf8',
+      }).stdout;
       console.log(`${`code cache (measure-${args[1]}.js)`.padEnd(30)} ${state} by node ${process.version}`);
     }
   }
