@@ -133,10 +133,6 @@ export class TdMeasurement {
    */
   mrExtendPageChecked(gpa: number, page: Uint8Array | null, from: number): void {
     this.#checkBuilding('TDH.MR.EXTEND');
-    if (from === 0 && page !== null && page.length === TDX_PAGE_SIZE) {
-      this.#extendWholePage(gpa, page);
-      return;
-    }
     for (let off = from * TDX_EXTENDMR_CHUNKSIZE; off < TDX_PAGE_SIZE; off += TDX_EXTENDMR_CHUNKSIZE) {
       this.#reserve(MRTD_EXTENSION_BUFFER_SIZE + TDX_EXTENDMR_CHUNKSIZE);
       this.#headerAt(MR_EXTEND_HEADER, gpa + off);
@@ -161,30 +157,6 @@ export class TdMeasurement {
     const digest = new Uint8Array(this.#hash.digest());
     this.#digest = digest;
     return digest.slice();
-  }
-
-  /**
-   * The 16 (header, chunk) pairs of a whole page with one copy of the page: it lands at the tail of
-   * its 6 KiB slot, then each chunk moves down to its place (chunk k ends before chunk k+1's source
-   * starts, so ascending order never overwrites an unread byte) and the headers fill the gaps.
-   */
-  #extendWholePage(gpa: number, page: Uint8Array): void {
-    const pair = MRTD_EXTENSION_BUFFER_SIZE + TDX_EXTENDMR_CHUNKSIZE;
-    const chunks = TDX_PAGE_SIZE / TDX_EXTENDMR_CHUNKSIZE;
-    this.#reserve(pair * chunks);
-    const base = this.#used;
-    const stage = this.#stage;
-    const tail = base + pair * chunks - TDX_PAGE_SIZE;
-    stage.set(page, tail);
-    for (let k = 0; k < chunks; k++) {
-      const from = tail + k * TDX_EXTENDMR_CHUNKSIZE;
-      stage.copyWithin(base + k * pair + MRTD_EXTENSION_BUFFER_SIZE, from, from + TDX_EXTENDMR_CHUNKSIZE);
-    }
-    for (let k = 0; k < chunks; k++) {
-      this.#used = base + k * pair;
-      this.#headerAt(MR_EXTEND_HEADER, gpa + k * TDX_EXTENDMR_CHUNKSIZE);
-    }
-    this.#used = base + pair * chunks;
   }
 
   #checkBuilding(op: TdMeasurementOp): void {
