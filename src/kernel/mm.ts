@@ -212,6 +212,17 @@ export class AddressSpace {
   }
 
   /**
+   * anonPage() of the pages from page-aligned `addr` on, with one VMA lookup for all of them: page
+   * i's bytes (null = zeroes) for i below what anonReadablePages(addr, ...) allowed. Valid until
+   * the mapping changes.
+   */
+  anonPagesFrom(addr: number): (i: number) => Uint8Array | null {
+    const pages = this.find(addr)?.anon;
+    const first = Math.floor(addr / PAGE_SIZE);
+    return pages === undefined ? () => null : (i) => pages.get(first + i) ?? null;
+  }
+
+  /**
    * write() of whole pages whose bytes the caller hands over: the pages of `data` (page-aligned
    * `addr`, a multiple of 4 KiB) are stored without a copy (see pageWith()). The caller must not
    * change `data` afterwards. Same faults as write().

@@ -318,8 +318,8 @@ export class TdxModule {
       const src = srcAt(i);
       write(i, src);
       const gpa = (gfn + i) * TDX_PAGE_SIZE;
-      m.memPageAddChecked(gpa);
-      if (extend) m.mrExtendPageChecked(gpa, src, 0);
+      if (extend) m.memPageAddExtendChecked(gpa, src);
+      else m.memPageAddChecked(gpa);
     }
     td.sept.set(gfn, gfn + n, { state: 'mapped', inode: page.inode, delta: page.index - gfn });
     return n;

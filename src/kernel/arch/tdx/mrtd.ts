@@ -11,7 +11,8 @@
  *   MR.EXTEND -> 3 buffers: "MR.EXTEND" (9 B), 0 pad to 16, GPA u64 LE at 16, 0 pad to 128,
  *                           then the 256 bytes of the chunk as two buffers.
  * Bytes are staged in a fixed buffer and handed to the hash in large updates: the digest is the
- * same as one update per buffer, with far fewer calls across the JS/OpenSSL boundary.
+ * same as one update per buffer, with far fewer calls across the JS/OpenSSL boundary. A measured
+ * page (PAGE.ADD + 16 x MR.EXTEND) is staged as a whole, over headers already in place.
  */
 
 import { createHash, type Hash } from 'node:crypto';
@@ -54,13 +55,42 @@ export class TdMeasurementError extends Error {
   }
 }
 
-/** Staging size: a multiple of the 128-byte buffer, large enough that hash.update calls are rare. */
-const STAGE_SIZE = 64 * 1024;
+/**
+ * What one measured page adds to the stream (KVM's TDH.MEM.PAGE.ADD then its 16 TDH.MR.EXTEND), a
+ * "page block": its "MEM.PAGE.ADD" buffer, then per chunk k the "MR.EXTEND" buffer at headerAt(k)
+ * and the chunk's 256 bytes right after it. 6272 bytes.
+ */
+const CHUNKS_PER_PAGE = TDX_PAGE_SIZE / TDX_EXTENDMR_CHUNKSIZE;
+const EXTEND_STRIDE = MRTD_EXTENSION_BUFFER_SIZE + TDX_EXTENDMR_CHUNKSIZE;
+const PAGE_BLOCK = MRTD_EXTENSION_BUFFER_SIZE + CHUNKS_PER_PAGE * EXTEND_STRIDE;
+/** Offset in a page block of chunk k's "MR.EXTEND" buffer (its data follows at + 128). */
+const headerAt = (k: number): number => MRTD_EXTENSION_BUFFER_SIZE + k * EXTEND_STRIDE;
+/**
+ * Staging size: whole page blocks, about 64 KiB, so that the pages of a measured run keep their
+ * places and the headers written for one page are in place for the page staged there next.
+ */
+const STAGE_BLOCKS = 10;
+const STAGE_SIZE = STAGE_BLOCKS * PAGE_BLOCK;
+/**
+ * A page block's chunks are moved from a copy of the page in a scratch page just past the stage:
+ * moves within one buffer need no view per chunk (the cost of a subarray() each).
+ */
+const SCRATCH_AT = STAGE_SIZE;
+/** A zero page: the source of a measured page that has no bytes (null). */
+const ZERO_PAGE = new Uint8Array(TDX_PAGE_SIZE);
 
 /** "MEM.PAGE.ADD" header template (the GPA field is filled per call). */
 const PAGE_ADD_HEADER = headerTemplate('MEM.PAGE.ADD');
 /** "MR.EXTEND" header template (the GPA field is filled per call). */
 const MR_EXTEND_HEADER = headerTemplate('MR.EXTEND');
+
+/** The headers of a page block without their GPAs (the chunks are zero): the stage's pattern. */
+const PAGE_BLOCK_PATTERN = ((): Uint8Array => {
+  const block = new Uint8Array(PAGE_BLOCK);
+  block.set(PAGE_ADD_HEADER, 0);
+  for (let k = 0; k < CHUNKS_PER_PAGE; k++) block.set(MR_EXTEND_HEADER, headerAt(k));
+  return block;
+})();
 
 function headerTemplate(ascii: string): Uint8Array {
   const block = new Uint8Array(MRTD_EXTENSION_BUFFER_SIZE);
@@ -75,9 +105,12 @@ function hexGpa(gpa: bigint): string {
 /** The MRTD of one TD: fed by TDH.MEM.PAGE.ADD / TDH.MR.EXTEND, read by TDH.MR.FINALIZE. */
 export class TdMeasurement {
   #hash: Hash = createHash('sha384');
-  #stage = new Uint8Array(STAGE_SIZE);
+  /** The stage, then the scratch page of #pageBlock. */
+  #stage = new Uint8Array(STAGE_SIZE + TDX_PAGE_SIZE);
   #view = new DataView(this.#stage.buffer);
   #used = 0;
+  /** Per page block of the stage: 1 while it holds PAGE_BLOCK_PATTERN's headers (see #pageBlock). */
+  #patterned = new Uint8Array(STAGE_BLOCKS);
   #digest: Uint8Array | undefined;
 
   /** True once TDH.MR.FINALIZE has run. */
@@ -144,6 +177,21 @@ export class TdMeasurement {
     }
   }
 
+  /**
+   * memPageAddChecked(gpa) then mrExtendPageChecked(gpa, page, 0): the whole stream of a page that
+   * KVM adds with KVM_TDX_MEASURE_MEMORY_REGION (null = a zero page), built in place in the stage.
+   */
+  memPageAddExtendChecked(gpa: number, page: Uint8Array | null): void {
+    this.#checkBuilding('TDH.MEM.PAGE.ADD');
+    let src = page ?? ZERO_PAGE;
+    if (src.length !== TDX_PAGE_SIZE) {
+      // A short page reads as zeroes past its end.
+      src = new Uint8Array(TDX_PAGE_SIZE);
+      src.set(page!.subarray(0, TDX_PAGE_SIZE));
+    }
+    this.#pageBlock(gpa, src);
+  }
+
   /** memPageAdd() for a caller that has already checked the GPA (a 4 KiB aligned 52-bit address, as a number). */
   memPageAddChecked(gpa: number): void {
     this.#checkBuilding('TDH.MEM.PAGE.ADD');
@@ -182,8 +230,48 @@ export class TdMeasurement {
     this.#used = at + MRTD_EXTENSION_BUFFER_SIZE;
   }
 
+  /**
+   * Room for `bytes` more at #used (at most one extension buffer and a chunk). The page blocks
+   * they land in no longer hold the pattern.
+   */
   #reserve(bytes: number): void {
     if (this.#used + bytes > STAGE_SIZE) this.#flush();
+    const at = this.#used;
+    this.#patterned[Math.floor(at / PAGE_BLOCK)] = 0;
+    this.#patterned[Math.floor((at + bytes - 1) / PAGE_BLOCK)] = 0;
+  }
+
+  /**
+   * One measured page's block (see PAGE_BLOCK) at a block boundary of the stage. Once the block
+   * holds the pattern, only the chunks and the GPAs change from page to page.
+   */
+  #pageBlock(gpa: number, page: Uint8Array): void {
+    let base = this.#used;
+    // Not at a block boundary (a PAGE.ADD or MR.EXTEND on its own came before): hash what is staged.
+    if (base % PAGE_BLOCK !== 0 || base + PAGE_BLOCK > STAGE_SIZE) {
+      this.#flush();
+      base = 0;
+    }
+    const stage = this.#stage;
+    const block = base / PAGE_BLOCK;
+    if (this.#patterned[block] === 0) {
+      stage.set(PAGE_BLOCK_PATTERN, base);
+      this.#patterned[block] = 1;
+    }
+    stage.set(page, SCRATCH_AT);
+    for (let k = 0, from = SCRATCH_AT; k < CHUNKS_PER_PAGE; k++, from += TDX_EXTENDMR_CHUNKSIZE)
+      stage.copyWithin(base + headerAt(k) + MRTD_EXTENSION_BUFFER_SIZE, from, from + TDX_EXTENDMR_CHUNKSIZE);
+    // The GPAs: a page's chunks share the high word (gpa is 4 KiB aligned, so gpa + 0xf00 does not carry).
+    const view = this.#view;
+    const lo = gpa >>> 0;
+    const hi = Math.floor(gpa / 0x1_0000_0000);
+    view.setUint32(base + GPA_OFFSET, lo, true);
+    view.setUint32(base + GPA_OFFSET + 4, hi, true);
+    for (let k = 0, h = base + headerAt(0); k < CHUNKS_PER_PAGE; k++, h += EXTEND_STRIDE) {
+      view.setUint32(h + GPA_OFFSET, lo + k * TDX_EXTENDMR_CHUNKSIZE, true);
+      view.setUint32(h + GPA_OFFSET + 4, hi, true);
+    }
+    this.#used = base + PAGE_BLOCK;
   }
 
   #flush(): void {

@@ -574,8 +574,7 @@ export class TdxVm implements ArchVm {
       return undefined;
     return (run) => {
       const td = this.td;
-      if (!td || td.lifecycle !== 'initialized' || this.state === 'runnable' || this.preFaultAllowed)
-        return 0;
+      if (td?.lifecycle !== 'initialized' || this.state === 'runnable' || this.preFaultAllowed) return 0;
       if (run.src === null || this.pageAddSrc !== undefined) return 0;
       // kvm_mmu_faultin_pfn(): the fault is private, so the attribute must be too.
       const a = vm.attributes.extentAt(run.gfn);
@@ -602,7 +601,7 @@ export class TdxVm implements ArchVm {
           run.gfn,
           n,
           run,
-          (i) => mm.anonPage(src + i * 4096),
+          mm.anonPagesFrom(src),
           (i, bytes) => run.write(i, bytes),
           measure,
         );
