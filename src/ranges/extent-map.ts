@@ -32,9 +32,10 @@
  * Fast paths: the map remembers the leaf of its last descent and the separators around it (a
  * finger), so a lookup near the previous one skips the descent; and a mutation whose region lies
  * inside one leaf that the map owns, and leaves that leaf legally filled, edits it in place without
- * the general pass. Overflowing nodes first share entries with a sibling that has room, and the
- * last child of a node (where sequential appends land) is re-dealt into full nodes, so sequential
- * appends leave full leaves behind and random inserts leave them about 3/4 full.
+ * the general pass. An overflowing node shares entries with a sibling that has plenty of room,
+ * else splits in halves; the last child of a node (where sequential appends land) is re-dealt into
+ * full nodes, so sequential appends leave full leaves behind and random inserts leave them 2/3 to
+ * 3/4 full.
  */
 
 /** One maximal run of pages [start, end) holding the same value. */
@@ -48,6 +49,13 @@ export interface Extent<V> {
 const CAP = 64;
 /** Fewest entries in a node other than the root. Must stay below CAP / 2 - 2 (see redistribute). */
 const MIN = 16;
+/**
+ * An overflowing node (not the last child) shares entries with a sibling only if both together
+ * hold at most this many, so that each ends at most ~13/16 full; otherwise it splits in halves.
+ * Sharing with a nearly full sibling re-deals two nodes (and allocates one) every few inserts:
+ * random inserts then cost far more in copying than the fuller leaves save.
+ */
+const SHARE_MAX = CAP + CAP / 2 + CAP / 8;
 
 class Leaf<V> {
   constructor(
@@ -590,17 +598,13 @@ function replaceIn<V>(node: Node<V>, h: number, items: boolean): void {
   let x = ci;
   const cn = P.kids[ci]!.n;
   if (y === ci + 1 && cn > CAP) {
-    // One child overflows. Share with a sibling that has room; else split it alone if it is the
-    // last child; else re-deal it and a full sibling into three, each at least 2/3 full. At the
-    // right edge (the last child: where sequential appends land) pieces are filled from the left,
-    // so appends leave full nodes behind and split about once per CAP / 2 of them.
+    // One child overflows. Share with a sibling that has plenty of room (SHARE_MAX); else split
+    // it in halves. At the right edge (the last child: where sequential appends land) it shares
+    // with a left sibling that has any room and pieces are filled from the left, so appends leave
+    // full nodes behind and split about once per CAP / 2 of them.
     const last = ci + 1 === P.n;
-    if (ci > 0 && P.kids[ci - 1]!.n + cn <= 2 * CAP) x--;
-    else if (!last && P.kids[ci + 1]!.n + cn <= 2 * CAP) y++;
-    else if (!last) {
-      if (ci > 0) x--;
-      else y++;
-    }
+    if (ci > 0 && P.kids[ci - 1]!.n + cn <= (last ? 2 * CAP : SHARE_MAX)) x--;
+    else if (!last && P.kids[ci + 1]!.n + cn <= SHARE_MAX) y++;
     redistribute(P, h, x, y, last);
     return;
   }
