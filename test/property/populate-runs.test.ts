@@ -199,6 +199,78 @@ function check<Op>(
   return { fewer, more };
 }
 
+// ------------------------------------------------------------------------------ shared host ops
+
+/** Operations both replays mix in between their populate calls. */
+type HostOp =
+  | { k: 'fallocate'; second: boolean; off: number; len: number; punch: boolean }
+  | { k: 'attributes'; gfn: number; n: number; priv: boolean }
+  | { k: 'memory-failure'; off: number }
+  | { k: 'prefault'; gfn: number; n: number }
+  | { k: 'munmap'; page: number; n: number }
+  | { k: 'remap'; page: number; n: number; readOnly: boolean }
+  | { k: 'host-write'; page: number; off: number; byte: number }
+  | { k: 'race'; slot: number }
+  | { k: 'close-second' };
+
+/** The fds and buffers a HostOp works on: munmap / remap hit `buf`, host-write `written`. */
+interface HostOpTarget {
+  host: Host;
+  vm: number;
+  vcpu: number;
+  gmem: number;
+  gmem2: number;
+  buf: number;
+  written: number;
+}
+
+/** Run one HostOp; what it returned or how it failed. */
+function hostOp(t: HostOpTarget, op: HostOp): unknown {
+  const { host, vm, buf } = t;
+  switch (op.k) {
+    case 'fallocate': {
+      const fd = op.second ? t.gmem2 : t.gmem;
+      const off = op.second ? op.off % 64 : op.off;
+      const mode = op.punch ? uapi.FALLOC_FL_PUNCH_HOLE | uapi.FALLOC_FL_KEEP_SIZE : uapi.FALLOC_FL_KEEP_SIZE;
+      return outcome(() => host.fallocate(fd, mode, off * PAGE, op.len * PAGE));
+    }
+    case 'attributes':
+      return outcome(() =>
+        host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
+          address: op.gfn * PAGE,
+          size: op.n * PAGE,
+          attributes: op.priv ? uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+          flags: 0,
+        }),
+      );
+    case 'memory-failure':
+      return outcome(() => host.memoryFailure(t.gmem, op.off * PAGE));
+    case 'prefault': {
+      const arg = { gpa: op.gfn * PAGE, size: op.n * PAGE, flags: 0 };
+      return [outcome(() => host.ioctl(t.vcpu, 'KVM_PRE_FAULT_MEMORY', arg)), { ...arg }];
+    }
+    case 'munmap':
+      return outcome(() => host.munmap(buf + op.page * PAGE, op.n * PAGE));
+    case 'remap':
+      return outcome(() =>
+        host.mmap({
+          length: op.n * PAGE,
+          prot: op.readOnly ? uapi.PROT_READ : RW,
+          flags: ANON_PRIVATE | uapi.MAP_FIXED,
+          addr: buf + op.page * PAGE,
+        }),
+      );
+    case 'host-write':
+      return outcome(() =>
+        host.memory.write(t.written + op.page * PAGE + op.off, Uint8Array.of(op.byte, 1, 2)),
+      );
+    case 'race':
+      return outcome(() => host.raceMemslotUpdate(vm, op.slot));
+    case 'close-second':
+      return outcome(() => host.close(t.gmem2));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------- SNP
 
 type SnpOp =
@@ -213,15 +285,7 @@ type SnpOp =
       kvmFd: boolean;
     }
   | { k: 'update-signal'; gfn: number }
-  | { k: 'fallocate'; second: boolean; off: number; len: number; punch: boolean }
-  | { k: 'attributes'; gfn: number; n: number; priv: boolean }
-  | { k: 'memory-failure'; off: number }
-  | { k: 'prefault'; gfn: number; n: number }
-  | { k: 'munmap'; page: number; n: number }
-  | { k: 'remap'; page: number; n: number; readOnly: boolean }
-  | { k: 'host-write'; page: number; off: number; byte: number }
-  | { k: 'race'; slot: number }
-  | { k: 'close-second' }
+  | HostOp
   | { k: 'finish' };
 
 /** Guest layout: slot 0 gfn 0..255 (file 1 from 0), slot 1 gfn 256..383 (file 1 from 300), slot 2 gfn 384..447 (file 2). */
@@ -406,64 +470,11 @@ function replaySnp(kernel: string | KernelProfile, ops: SnpOp[], runs: boolean):
         host.signalPending = false;
         break;
       }
-      case 'fallocate': {
-        const fd = op.second ? gmem2 : gmem;
-        const off = op.second ? op.off % 64 : op.off;
-        const mode = op.punch
-          ? uapi.FALLOC_FL_PUNCH_HOLE | uapi.FALLOC_FL_KEEP_SIZE
-          : uapi.FALLOC_FL_KEEP_SIZE;
-        calls.push(outcome(() => host.fallocate(fd, mode, off * PAGE, op.len * PAGE)));
-        break;
-      }
-      case 'attributes':
-        calls.push(
-          outcome(() =>
-            host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
-              address: op.gfn * PAGE,
-              size: op.n * PAGE,
-              attributes: op.priv ? uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
-              flags: 0,
-            }),
-          ),
-        );
-        break;
-      case 'memory-failure':
-        calls.push(outcome(() => host.memoryFailure(gmem, op.off * PAGE)));
-        break;
-      case 'prefault': {
-        const arg = { gpa: op.gfn * PAGE, size: op.n * PAGE, flags: 0 };
-        calls.push([outcome(() => host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', arg)), { ...arg }]);
-        break;
-      }
-      case 'munmap':
-        calls.push(outcome(() => host.munmap(buf + op.page * PAGE, op.n * PAGE)));
-        break;
-      case 'remap':
-        calls.push(
-          outcome(() =>
-            host.mmap({
-              length: op.n * PAGE,
-              prot: op.readOnly ? uapi.PROT_READ : RW,
-              flags: ANON_PRIVATE | uapi.MAP_FIXED,
-              addr: buf + op.page * PAGE,
-            }),
-          ),
-        );
-        break;
-      case 'host-write':
-        calls.push(
-          outcome(() => host.memory.write(hva + op.page * PAGE + op.off, Uint8Array.of(op.byte, 1, 2))),
-        );
-        break;
-      case 'race':
-        calls.push(outcome(() => host.raceMemslotUpdate(vm, op.slot)));
-        break;
-      case 'close-second':
-        calls.push(outcome(() => host.close(gmem2)));
-        break;
       case 'finish':
         calls.push(enc('KVM_SEV_SNP_LAUNCH_FINISH', {}));
         break;
+      default:
+        calls.push(hostOp({ host, vm, vcpu, gmem, gmem2, buf, written: hva }, op));
     }
   }
 
@@ -503,15 +514,7 @@ type TdxOp =
       otherVcpu: boolean;
     }
   | { k: 'region-signal'; gfn: number }
-  | { k: 'fallocate'; second: boolean; off: number; len: number; punch: boolean }
-  | { k: 'attributes'; gfn: number; n: number; priv: boolean }
-  | { k: 'memory-failure'; off: number }
-  | { k: 'prefault'; gfn: number; n: number }
-  | { k: 'munmap'; page: number; n: number }
-  | { k: 'remap'; page: number; n: number; readOnly: boolean }
-  | { k: 'host-write'; page: number; off: number; byte: number }
-  | { k: 'race'; slot: number }
-  | { k: 'close-second' };
+  | HostOp;
 
 /** Guest layout: slot 0 gfn 0..1023 (file 1 from 0, crossing 2 MiB), slot 1 gfn 1024..1151 (file 1 from 1060), slot 2 gfn 1152..1215 (file 2). */
 const TDX_GFNS = 1216;
@@ -695,61 +698,8 @@ function replayTdx(kernel: string | KernelProfile, ops: TdxOp[], runs: boolean):
         );
         host.signalPending = false;
         break;
-      case 'fallocate': {
-        const fd = op.second ? gmem2 : gmem;
-        const off = op.second ? op.off % 64 : op.off;
-        const mode = op.punch
-          ? uapi.FALLOC_FL_PUNCH_HOLE | uapi.FALLOC_FL_KEEP_SIZE
-          : uapi.FALLOC_FL_KEEP_SIZE;
-        calls.push(outcome(() => host.fallocate(fd, mode, off * PAGE, op.len * PAGE)));
-        break;
-      }
-      case 'attributes':
-        calls.push(
-          outcome(() =>
-            host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
-              address: op.gfn * PAGE,
-              size: op.n * PAGE,
-              attributes: op.priv ? uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
-              flags: 0,
-            }),
-          ),
-        );
-        break;
-      case 'memory-failure':
-        calls.push(outcome(() => host.memoryFailure(gmem, op.off * PAGE)));
-        break;
-      case 'prefault': {
-        const arg = { gpa: op.gfn * PAGE, size: op.n * PAGE, flags: 0 };
-        calls.push([outcome(() => host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', arg)), { ...arg }]);
-        break;
-      }
-      case 'munmap':
-        calls.push(outcome(() => host.munmap(src + op.page * PAGE, op.n * PAGE)));
-        break;
-      case 'remap':
-        calls.push(
-          outcome(() =>
-            host.mmap({
-              length: op.n * PAGE,
-              prot: op.readOnly ? uapi.PROT_READ : RW,
-              flags: ANON_PRIVATE | uapi.MAP_FIXED,
-              addr: src + op.page * PAGE,
-            }),
-          ),
-        );
-        break;
-      case 'host-write':
-        calls.push(
-          outcome(() => host.memory.write(src + op.page * PAGE + op.off, Uint8Array.of(op.byte, 1, 2))),
-        );
-        break;
-      case 'race':
-        calls.push(outcome(() => host.raceMemslotUpdate(vm, op.slot)));
-        break;
-      case 'close-second':
-        calls.push(outcome(() => host.close(gmem2)));
-        break;
+      default:
+        calls.push(hostOp({ host, vm, vcpu, gmem, gmem2, buf: src, written: src }, op));
     }
   }
 
