@@ -633,10 +633,10 @@ function populateRunLength(vm: Vm, slot: Memslot, gfn: number, src: number | nul
 }
 
 /**
- * kvm_gmem_populate() over a run: the folios the per-page path would allocate, the vendor's run
- * callback, then the final page-cache state of the pages it did, as populateOne() leaves them
- * (content as written, up to date, recorded where the kernel marks them). One folio generation
- * for the run: pages allocated by one call share it, as fallocate's do.
+ * kvm_gmem_populate() over a run: the vendor's run callback, then the final page-cache state of
+ * the pages it did, as populateOne() leaves them (content as written, up to date, recorded where
+ * the kernel marks them); the intermediate states of each page are not stored. One folio
+ * generation for the run: pages allocated by one call share it, as fallocate's do.
  */
 function populateRun(
   vm: Vm,
