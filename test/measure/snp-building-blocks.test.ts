@@ -67,6 +67,18 @@ describe('SnpLaunchDigest (SNP ABI §8.17.2 Table 67; measurement.md §2.1, §3.
     expect(ld.updates).toBe(1);
   });
 
+  it('a GPA given as a number gives the published LD too (0xFFFFF000; above 4 GiB as the bigint does)', () => {
+    const ld = new SnpLaunchDigest();
+    ld.update({ pageType: SNP_PAGE_TYPE_NORMAL, gpa: 0xfffff000, contents: AMDSEV });
+    expect(hex(ld.digest)).toBe(LD_AFTER_PAGE1);
+    // The VMSA GPA has bits above 32: both forms must write the same PAGE_INFO.
+    const a = new SnpLaunchDigest();
+    const b = new SnpLaunchDigest();
+    a.update({ pageType: SNP_PAGE_TYPE_ZERO, gpa: 0xfffffffff000 });
+    b.update({ pageType: SNP_PAGE_TYPE_ZERO, gpa: 0xfffffffff000n });
+    expect(hex(a.digest)).toBe(hex(b.digest));
+  });
+
   it('unmeasured-content pages hash a zero CONTENTS field and their fields', () => {
     const seed = Buffer.alloc(48, 0xab);
     const ld = new SnpLaunchDigest(seed);

@@ -58,8 +58,8 @@ const U64_MASK = (1n << 64n) - 1n;
 export interface SnpPageMeasurement {
   /** SNP_PAGE_TYPE_* firmware value. */
   pageType: number;
-  /** Guest-physical address recorded in PAGE_INFO.GPA. */
-  gpa: bigint;
+  /** Guest-physical address recorded in PAGE_INFO.GPA (a number: a non-negative safe integer). */
+  gpa: bigint | number;
   /** The 4096 page bytes; required for NORMAL and VMSA (the only types whose contents are measured). */
   contents?: Uint8Array;
   vmpl3Perms?: number;
@@ -130,7 +130,12 @@ export class SnpLaunchDigest {
     info[0x65] = (page.vmpl2Perms ?? 0) & 0xff;
     info[0x66] = (page.vmpl1Perms ?? 0) & 0xff;
     info[0x67] = 0; // reserved
-    v.setBigUint64(0x68, page.gpa & U64_MASK, true); // GPA
+    const gpa = page.gpa;
+    if (typeof gpa === 'number') {
+      // No BigInt per page: a safe integer's two 32-bit halves.
+      v.setUint32(0x68, gpa >>> 0, true);
+      v.setUint32(0x6c, Math.floor(gpa / 0x1_0000_0000), true);
+    } else v.setBigUint64(0x68, gpa & U64_MASK, true); // GPA
     putDigest(info, hash('sha384', info, 'binary'), 0); // DIGEST_CUR <- new LD
     this.count++;
   }

@@ -251,16 +251,23 @@ export class Psp {
     if (!r || r.end < pfn + n || e?.state !== 'pre-guest' || e.asid !== g.asid || !e.immutable || e.vmsa)
       return 0;
     const digest = g.launchDigest;
+    // One measurement record for the run, GPAs as numbers (exact: below 2^52).
+    const m: { pageType: number; gpa: number; contents: Uint8Array | undefined } = {
+      pageType,
+      gpa: 0,
+      contents: undefined,
+    };
     for (let i = 0; i < n; i++) {
-      const gpa = BigInt(pfn + i + e.gfnDelta) << 12n;
+      m.gpa = (pfn + i + e.gfnDelta) * SNP_PAGE_SIZE;
       let contents: Uint8Array | undefined;
       if (pageType === SNP_PAGE_TYPE_NORMAL) contents = read(i);
       else if (pageType === SNP_PAGE_TYPE_ZERO) write(i, null);
-      digest.update({ pageType, gpa, contents });
+      m.contents = contents;
+      digest.update(m);
       if (g.onMeasure) {
         g.onMeasure({
           pageType,
-          gpa,
+          gpa: BigInt(m.gpa),
           contents: contents ? hash('sha384', contents, 'buffer') : new Uint8Array(SNP_LAUNCH_DIGEST_SIZE),
           digest: digest.digest,
         });
