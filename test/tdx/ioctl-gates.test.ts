@@ -209,7 +209,7 @@ describe('KVM_TDX_INIT_MEM_REGION of a GPA already added, per version', () => {
       expect(errnoOf(() => initMemRegion(td, 0x1000))).toBe('EEXIST');
     });
   }
-  it('v7.0: no common-code check; the mirror SPTE is present, RET_PF_SPURIOUS -> -EIO (inferred from kvm_tdp_mmu_map_private_pfn)', () => {
+  it('v7.0: no common-code check; the mirror SPTE is present, RET_PF_SPURIOUS -> -EIO (kvm_tdp_mmu_map_private_pfn; Sean Christopherson <akPEKslqAhygyjhg@google.com>)', () => {
     const td = buildTd('v7.0');
     initMemRegion(td, 0x1000);
     expect(errnoOf(() => initMemRegion(td, 0x1000))).toBe('EIO');

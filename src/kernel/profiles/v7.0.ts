@@ -12,10 +12,9 @@ export const v7_0: KernelProfile = {
     ...v6_19.sources,
     { what: 'KVM: guest_memfd: Remove preparation tracking', where: '188349ceb0f0' },
     {
-      what: 'TDX: a second KVM_TDX_INIT_MEM_REGION of a GPA finds the mirror SPTE present (RET_PF_SPURIOUS) -> -EIO from kvm_tdp_mmu_map_private_pfn(); no common-code EEXIST',
+      what: 'TDX: a second KVM_TDX_INIT_MEM_REGION of a GPA finds the mirror SPTE present (RET_PF_SPURIOUS) -> -EIO from kvm_tdp_mmu_map_private_pfn(); no common-code EEXIST (the maintainer reads the code the same way, 2026-06-30)',
       where:
-        'kvm-x86/linux arch/x86/kvm/vmx/tdx.c 09c6f74ecb86 + <20251016222816.141523-1-seanjc@google.com> (mmu.c)',
-      inferred: true,
+        'kvm-x86/linux arch/x86/kvm/vmx/tdx.c 09c6f74ecb86 + <20251016222816.141523-1-seanjc@google.com> (mmu.c) + <akPEKslqAhygyjhg@google.com>',
     },
     {
       what: 'TDX: tdx_gmem_post_populate() returns -EOPNOTSUPP when common code passed no source page (NULL source_addr)',
