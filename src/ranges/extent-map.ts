@@ -600,7 +600,7 @@ function replaceIn<V>(node: Node<V>, h: number, items: boolean): void {
   if (y === ci + 1 && cn > CAP) {
     // One child overflows. Share with a sibling that has plenty of room (SHARE_MAX); else split
     // it in halves. At the right edge (the last child: where sequential appends land) it shares
-    // with a left sibling that has any room and pieces are filled from the left, so appends leave
+    // with a left sibling that has room at all and pieces are filled from the left, so appends leave
     // full nodes behind and split about once per CAP / 2 of them.
     const last = ci + 1 === P.n;
     if (ci > 0 && P.kids[ci - 1]!.n + cn <= (last ? 2 * CAP : SHARE_MAX)) x--;

@@ -213,6 +213,107 @@ type HostOp =
   | { k: 'race'; slot: number }
   | { k: 'close-second' };
 
+/** Sizes and weights for generating HostOps against one replay's layout. */
+interface HostOpLimits {
+  /** Pages of the first guest_memfd (fallocate offsets and memory_failure). */
+  gmemPages: number;
+  /** gfns KVM_SET_MEMORY_ATTRIBUTES may start at. */
+  attrGfns: number;
+  /** gfns KVM_PRE_FAULT_MEMORY may start at. */
+  prefaultGfns: number;
+  /** Pages of the buffer munmap / remap hit, and of the one host-write hits. */
+  bufPages: number;
+  writePages: number;
+  weights: { prefault: number; remap: number; hostWrite: number; race: number; close: number };
+}
+
+/** The HostOp generators both replays mix in, in one order (so seeds keep their sequences). */
+function hostOpArbs(l: HostOpLimits): fc.WeightedArbitrary<HostOp>[] {
+  return [
+    {
+      weight: 8,
+      arbitrary: fc.record({
+        k: fc.constant('fallocate' as const),
+        second: fc.nat(4).map((n) => n === 0),
+        off: fc.nat(l.gmemPages - 1),
+        len: fc.integer({ min: 1, max: 20 }),
+        punch: fc.nat(4).map((n) => n < 3),
+      }),
+    },
+    {
+      weight: 8,
+      arbitrary: fc.record({
+        k: fc.constant('attributes' as const),
+        gfn: fc.nat(l.attrGfns - 1),
+        n: fc.integer({ min: 1, max: 30 }),
+        priv: fc.nat(4).map((n) => n < 3),
+      }),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.record({ k: fc.constant('memory-failure' as const), off: fc.nat(l.gmemPages - 1) }),
+    },
+    {
+      weight: l.weights.prefault,
+      arbitrary: fc.record({
+        k: fc.constant('prefault' as const),
+        gfn: fc.nat(l.prefaultGfns - 1),
+        n: fc.integer({ min: 1, max: 10 }),
+      }),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        k: fc.constant('munmap' as const),
+        page: fc.nat(l.bufPages - 1),
+        n: fc.integer({ min: 1, max: 3 }),
+      }),
+    },
+    {
+      weight: l.weights.remap,
+      arbitrary: fc.record({
+        k: fc.constant('remap' as const),
+        page: fc.nat(l.bufPages - 1),
+        n: fc.integer({ min: 1, max: 4 }),
+        readOnly: fc.boolean(),
+      }),
+    },
+    {
+      weight: l.weights.hostWrite,
+      arbitrary: fc.record({
+        k: fc.constant('host-write' as const),
+        page: fc.nat(l.writePages - 1),
+        off: fc.nat(PAGE - 4),
+        byte: fc.nat(255),
+      }),
+    },
+    { weight: l.weights.race, arbitrary: fc.record({ k: fc.constant('race' as const), slot: fc.nat(2) }) },
+    { weight: l.weights.close, arbitrary: fc.constant({ k: 'close-second' as const }) },
+  ];
+}
+
+/** KVM_SET_USER_MEMORY_REGION2 of a guest_memfd slot: `n` pages at gfn, file pages from pgoff. */
+function gmemSlot(
+  host: Host,
+  vm: number,
+  id: number,
+  gfn: number,
+  n: number,
+  addr: number,
+  fd: number,
+  pgoff: number,
+): void {
+  host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+    slot: id,
+    flags: uapi.KVM_MEM_GUEST_MEMFD,
+    guest_phys_addr: gfn * PAGE,
+    memory_size: n * PAGE,
+    userspace_addr: addr,
+    guest_memfd: fd,
+    guest_memfd_offset: pgoff * PAGE,
+  });
+}
+
 /** The fds and buffers a HostOp works on: munmap / remap hit `buf`, host-write `written`. */
 interface HostOpTarget {
   host: Host;
@@ -323,62 +424,14 @@ const snpOp: fc.Arbitrary<SnpOp> = fc.oneof(
     }),
   },
   { weight: 3, arbitrary: fc.record({ k: fc.constant('update-signal' as const), gfn: fc.nat(259) }) },
-  {
-    weight: 8,
-    arbitrary: fc.record({
-      k: fc.constant('fallocate' as const),
-      second: fc.nat(4).map((n) => n === 0),
-      off: fc.nat(511),
-      len: fc.integer({ min: 1, max: 20 }),
-      punch: fc.nat(4).map((n) => n < 3),
-    }),
-  },
-  {
-    weight: 8,
-    arbitrary: fc.record({
-      k: fc.constant('attributes' as const),
-      gfn: fc.nat(459),
-      n: fc.integer({ min: 1, max: 30 }),
-      priv: fc.nat(4).map((n) => n < 3),
-    }),
-  },
-  { weight: 4, arbitrary: fc.record({ k: fc.constant('memory-failure' as const), off: fc.nat(511) }) },
-  {
-    weight: 6,
-    arbitrary: fc.record({
-      k: fc.constant('prefault' as const),
-      gfn: fc.nat(439),
-      n: fc.integer({ min: 1, max: 10 }),
-    }),
-  },
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      k: fc.constant('munmap' as const),
-      page: fc.nat(63),
-      n: fc.integer({ min: 1, max: 3 }),
-    }),
-  },
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      k: fc.constant('remap' as const),
-      page: fc.nat(63),
-      n: fc.integer({ min: 1, max: 4 }),
-      readOnly: fc.boolean(),
-    }),
-  },
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      k: fc.constant('host-write' as const),
-      page: fc.nat(255),
-      off: fc.nat(PAGE - 4),
-      byte: fc.nat(255),
-    }),
-  },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('race' as const), slot: fc.nat(2) }) },
-  { weight: 1, arbitrary: fc.constant({ k: 'close-second' as const }) },
+  ...hostOpArbs({
+    gmemPages: 512,
+    attrGfns: 460,
+    prefaultGfns: 440,
+    bufPages: 64,
+    writePages: 256,
+    weights: { prefault: 6, remap: 4, hostWrite: 4, race: 2, close: 1 },
+  }),
   { weight: 1, arbitrary: fc.constant({ k: 'finish' as const }) },
 );
 
@@ -395,15 +448,7 @@ function replaySnp(kernel: string | KernelProfile, ops: SnpOp[], runs: boolean):
   const hva1 = host.mmap({ length: 128 * PAGE, prot: RW, flags: ANON_SHARED });
   const hva2 = host.mmap({ length: 64 * PAGE, prot: RW, flags: ANON_SHARED });
   const slot = (id: number, gfn: number, n: number, addr: number, fd: number, pgoff: number) =>
-    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
-      slot: id,
-      flags: uapi.KVM_MEM_GUEST_MEMFD,
-      guest_phys_addr: gfn * PAGE,
-      memory_size: n * PAGE,
-      userspace_addr: addr,
-      guest_memfd: fd,
-      guest_memfd_offset: pgoff * PAGE,
-    });
+    gmemSlot(host, vm, id, gfn, n, addr, fd, pgoff);
   slot(0, 0, 256, hva, gmem, 0);
   slot(1, 256, 128, hva1, gmem, 300);
   slot(2, 384, 64, hva2, gmem2, 0);
@@ -550,62 +595,14 @@ const tdxOp: fc.Arbitrary<TdxOp> = fc.oneof(
     }),
   },
   { weight: 3, arbitrary: fc.record({ k: fc.constant('region-signal' as const), gfn: fc.nat(999) }) },
-  {
-    weight: 8,
-    arbitrary: fc.record({
-      k: fc.constant('fallocate' as const),
-      second: fc.nat(4).map((n) => n === 0),
-      off: fc.nat(1199),
-      len: fc.integer({ min: 1, max: 20 }),
-      punch: fc.nat(4).map((n) => n < 3),
-    }),
-  },
-  {
-    weight: 8,
-    arbitrary: fc.record({
-      k: fc.constant('attributes' as const),
-      gfn: fc.nat(1219),
-      n: fc.integer({ min: 1, max: 30 }),
-      priv: fc.nat(4).map((n) => n < 3),
-    }),
-  },
-  { weight: 4, arbitrary: fc.record({ k: fc.constant('memory-failure' as const), off: fc.nat(1199) }) },
-  {
-    weight: 8,
-    arbitrary: fc.record({
-      k: fc.constant('prefault' as const),
-      gfn: fc.nat(1209),
-      n: fc.integer({ min: 1, max: 10 }),
-    }),
-  },
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      k: fc.constant('munmap' as const),
-      page: fc.nat(SRC_PAGES - 1),
-      n: fc.integer({ min: 1, max: 3 }),
-    }),
-  },
-  {
-    weight: 3,
-    arbitrary: fc.record({
-      k: fc.constant('remap' as const),
-      page: fc.nat(SRC_PAGES - 1),
-      n: fc.integer({ min: 1, max: 4 }),
-      readOnly: fc.boolean(),
-    }),
-  },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      k: fc.constant('host-write' as const),
-      page: fc.nat(SRC_PAGES - 1),
-      off: fc.nat(PAGE - 4),
-      byte: fc.nat(255),
-    }),
-  },
-  { weight: 3, arbitrary: fc.record({ k: fc.constant('race' as const), slot: fc.nat(2) }) },
-  { weight: 2, arbitrary: fc.constant({ k: 'close-second' as const }) },
+  ...hostOpArbs({
+    gmemPages: 1200,
+    attrGfns: 1220,
+    prefaultGfns: 1210,
+    bufPages: SRC_PAGES,
+    writePages: SRC_PAGES,
+    weights: { prefault: 8, remap: 3, hostWrite: 2, race: 3, close: 2 },
+  }),
 );
 
 function replayTdx(kernel: string | KernelProfile, ops: TdxOp[], runs: boolean): Replay {
@@ -629,15 +626,7 @@ function replayTdx(kernel: string | KernelProfile, ops: TdxOp[], runs: boolean):
   const hva1 = host.mmap({ length: 128 * PAGE, prot: RW, flags: ANON_SHARED });
   const hva2 = host.mmap({ length: 64 * PAGE, prot: RW, flags: ANON_SHARED });
   const slot = (id: number, gfn: number, n: number, addr: number, fd: number, pgoff: number) =>
-    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
-      slot: id,
-      flags: uapi.KVM_MEM_GUEST_MEMFD,
-      guest_phys_addr: gfn * PAGE,
-      memory_size: n * PAGE,
-      userspace_addr: addr,
-      guest_memfd: fd,
-      guest_memfd_offset: pgoff * PAGE,
-    });
+    gmemSlot(host, vm, id, gfn, n, addr, fd, pgoff);
   slot(0, 0, 1024, hva, gmem, 0);
   slot(1, 1024, 128, hva1, gmem, 1060);
   slot(2, 1152, 64, hva2, gmem2, 0);
