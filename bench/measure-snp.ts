@@ -7,7 +7,9 @@
  * `node -e 0` alternate with spawns of the CLI, launches alternate with bare hashes.
  * Baselines for (c): "one SHA-384 over the image" is the issue's target. The SNP algorithm itself
  * hashes every measured page on its own and then one 112-byte PAGE_INFO per page (SNP ABI §8.17),
- * so the bench also prints that floor, computed directly over the same pages, for an honest ratio.
+ * so the bench also prints that cost, computed directly over the same pages, for an honest ratio.
+ * The model hashes a repeated page once per launch (a quarter of Debian's OVMF.fd is erased flash),
+ * so it can come in below that figure.
  */
 import { hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -27,14 +29,14 @@ benchCli(resolve(repo, 'dist/cli/gmemlab.js'), args, 'measure snp', 'digest');
 // In process: plan + host + launch, beside the baselines, alternating.
 const image = readFileSync(ovmf);
 const launch = (): Uint8Array => runSnpLaunch(planSnpLaunch(image, { vcpus: 4, vcpuSig: 0x800f12 })).digest;
-// The pages the PSP measures in this launch, for the algorithm floor: contents hashed for NORMAL/VMSA.
+// The pages the PSP measures in this launch, for the per-page figure: contents hashed for NORMAL/VMSA.
 const measured: { contents?: Uint8Array }[] = [];
 runSnpLaunch(planSnpLaunch(image, { vcpus: 4, vcpuSig: 0x800f12 }), {
   onPage: (p) =>
     measured.push(p.contents.some((b) => b !== 0) ? { contents: new Uint8Array(SNP_PAGE_SIZE) } : {}),
 });
 const normal = measured.filter((p) => p.contents).length;
-// Floor: the same number of page hashes over image pages (VMSA pages hash as any page), then one
+// Per-page hashing: the same number of page hashes over image pages (VMSA pages hash as any page), then one
 // PAGE_INFO hash per measured page.
 const floorPages = Array.from({ length: normal }, (_, i) =>
   image.subarray((i * SNP_PAGE_SIZE) % image.length, ((i * SNP_PAGE_SIZE) % image.length) + SNP_PAGE_SIZE),
@@ -63,7 +65,7 @@ for (let round = 1; round <= ROUNDS; round++) {
   }
   const r = { inproc: median(inproc), bare: median(bare), floor: median(fl) };
   console.log(
-    `round ${round}: in-process ${f(r.inproc)} ms, SHA-384 of the image ${f(r.bare)} ms (${(r.inproc / r.bare).toFixed(2)}x), SNP floor ${f(r.floor)} ms`,
+    `round ${round}: in-process ${f(r.inproc)} ms, SHA-384 of the image ${f(r.bare)} ms (${(r.inproc / r.bare).toFixed(2)}x), SNP per-page hashing ${f(r.floor)} ms`,
   );
   if (!bestIn || r.inproc / r.bare < bestIn.inproc / bestIn.bare) bestIn = r;
 }
@@ -73,5 +75,5 @@ console.log(
 );
 console.log(`ratio in-process / SHA-384     ${(bestIn!.inproc / bestIn!.bare).toFixed(2)}x (target <= 1.5x)`);
 console.log(
-  `SNP algorithm floor            ${f(bestIn!.floor)} ms (${normal} page hashes + ${measured.length} PAGE_INFO hashes, computed directly; ratio to it ${(bestIn!.inproc / bestIn!.floor).toFixed(2)}x)`,
+  `SNP per-page hashing           ${f(bestIn!.floor)} ms (${normal} page hashes + ${measured.length} PAGE_INFO hashes, computed directly; ratio to it ${(bestIn!.inproc / bestIn!.floor).toFixed(2)}x)`,
 );

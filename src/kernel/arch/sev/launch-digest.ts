@@ -87,11 +87,42 @@ function putDigest(b: Buffer, s: string, off: number): void {
   else b.write(s, off, SNP_LAUNCH_DIGEST_SIZE, 'binary');
 }
 
+/**
+ * SHA-384 of page contents already hashed in this launch, found by comparing bytes. Firmware
+ * images repeat pages (erased flash reads 0xFF: a quarter of Debian's OVMF.fd) and the APs' VMSAs
+ * are identical; a 4 KiB compare costs ~0.2 us against ~7.5 us for the hash. A page is copied in
+ * only on the second sighting of its fingerprint, so pages seen once cost no memory.
+ */
+class ContentsDigests {
+  /** Fingerprint -> pages (private copies) with that fingerprint and their digests. */
+  private readonly seen = new Map<number, { page: Uint8Array; digest: string }[]>();
+
+  /** SHA-384 of c as a 'binary' string. */
+  digest(c: Uint8Array): string {
+    // Bytes spread over the page: erased and zeroed pages agree on all of them and meet; others
+    // rarely do, and a wrong candidate fails the compare on its first differing byte.
+    const fp =
+      (c[0]! | (c[1]! << 8) | (c[2048]! << 16) | (c[4095]! << 24)) ^
+      Math.imul(c[512]! | (c[1024]! << 8) | (c[1536]! << 16) | (c[3072]! << 24), 0x9e3779b1);
+    const known = this.seen.get(fp);
+    if (known !== undefined) for (const k of known) if (Buffer.compare(k.page, c) === 0) return k.digest;
+    const d = hash('sha384', c, 'binary');
+    if (known === undefined) {
+      if (this.seen.size < MEMO_FINGERPRINTS) this.seen.set(fp, []);
+    } else if (known.length < MEMO_PAGES_PER_FINGERPRINT) known.push({ page: c.slice(), digest: d });
+    return d;
+  }
+}
+/** Bounds on the memo: a launch of many distinct pages gains nothing from it. */
+const MEMO_FINGERPRINTS = 1 << 16;
+const MEMO_PAGES_PER_FINGERPRINT = 4;
+
 /** The running launch digest of one guest (SNP ABI §8.17.2). */
 export class SnpLaunchDigest {
   /** PAGE_INFO staging buffer; DIGEST_CUR (bytes 0..47) always holds the current digest. */
   private readonly pageInfo = Buffer.alloc(SNP_PAGE_INFO_SIZE);
   private readonly view = new DataView(this.pageInfo.buffer);
+  private readonly contents = new ContentsDigests();
   private count = 0;
 
   /** @param initial seed digest (48 bytes), e.g. a precomputed OVMF hash; zeros when absent. */
@@ -119,7 +150,7 @@ export class SnpLaunchDigest {
       }
       // CONTENTS = SHA-384(page). Digests come back as 'binary' (latin1) strings, one char per
       // byte, written straight into PAGE_INFO: node's 'buffer' output costs ~1 us more per call.
-      putDigest(info, hash('sha384', c, 'binary'), 0x30);
+      putDigest(info, this.contents.digest(c), 0x30);
     } else {
       info.fill(0, 0x30, 0x60); // CONTENTS = 0 for ZERO, UNMEASURED, SECRETS, CPUID
     }
