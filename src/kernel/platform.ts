@@ -21,6 +21,11 @@ export interface Platform {
    * mem_enc_ioctl serves every VM on the host (SNP: sev_mem_enc_ioctl() also for default VMs).
    */
   vmMemEncryptOp?(vm: Vm, cmd: UStruct): number;
+  /**
+   * kvm_x86_ops.dev_get_attr for a non-zero /dev/kvm attribute group (SVM: sev_dev_get_attr()).
+   * Throws the kernel's errno (-ENXIO for an unknown group or attribute). Absent: -ENXIO.
+   */
+  devGetAttr?(group: number, attr: bigint): bigint;
   /** For host.clone(): a deep copy of the platform's state. */
   clone?(host: Host): Platform;
 }

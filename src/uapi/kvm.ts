@@ -20,6 +20,7 @@ export const SIZEOF_KVM_CPUID2 = 8;
 export const SIZEOF_KVM_ENC_REGION = 16;
 export const SIZEOF_KVM_FPU = 416;
 export const SIZEOF_KVM_MSRS = 8;
+export const SIZEOF_KVM_DEVICE_ATTR = 24;
 
 // /dev/kvm ioctls
 export const KVM_GET_API_VERSION = _IO(KVMIO, 0x00);
@@ -27,6 +28,11 @@ export const KVM_CREATE_VM = _IO(KVMIO, 0x01);
 export const KVM_CHECK_EXTENSION = _IO(KVMIO, 0x03);
 export const KVM_GET_VCPU_MMAP_SIZE = _IO(KVMIO, 0x04);
 export const KVM_GET_SUPPORTED_CPUID = _IOWR(KVMIO, 0x05, SIZEOF_KVM_CPUID2);
+// Device attribute ioctls, on /dev/kvm for the system attributes (kvm_arch_dev_ioctl).
+export const KVM_GET_DEVICE_ATTR = _IOW(KVMIO, 0xe2, SIZEOF_KVM_DEVICE_ATTR);
+export const KVM_HAS_DEVICE_ATTR = _IOW(KVMIO, 0xe3, SIZEOF_KVM_DEVICE_ATTR);
+/** Group 0 system attribute: kvm_caps.supported_xcr0. */
+export const KVM_X86_XCOMP_GUEST_SUPP = 0;
 
 // VM ioctls
 export const KVM_CREATE_VCPU = _IO(KVMIO, 0x41);
@@ -137,6 +143,8 @@ export const KVM_IOCTLS: Readonly<Record<string, number>> = {
   KVM_CHECK_EXTENSION,
   KVM_GET_VCPU_MMAP_SIZE,
   KVM_GET_SUPPORTED_CPUID,
+  KVM_GET_DEVICE_ATTR,
+  KVM_HAS_DEVICE_ATTR,
   KVM_CREATE_VCPU,
   KVM_SET_USER_MEMORY_REGION,
   KVM_SET_USER_MEMORY_REGION2,

@@ -77,21 +77,30 @@ export const KVM_SEV_SNP_ID_BLOCK_SIZE = 96;
 export const KVM_SEV_SNP_ID_AUTH_SIZE = 4096;
 export const KVM_SEV_SNP_FINISH_DATA_SIZE = 32;
 
-// KVM_GET_DEVICE_ATTR on /dev/kvm.
+// KVM_GET_DEVICE_ATTR on /dev/kvm (vendor group; KVM_X86_SNP_POLICY_BITS since 6.19).
 export const KVM_X86_GRP_SEV = 1;
 export const KVM_X86_SEV_VMSA_FEATURES = 0;
+export const KVM_X86_SNP_POLICY_BITS = 1;
 
 // SEV_FEATURES / vmsa_features bits (arch/x86/include/asm/svm.h).
 export const SVM_SEV_FEAT_SNP_ACTIVE = 1 << 0;
 export const SVM_SEV_FEAT_DEBUG_SWAP = 1 << 5;
+export const SVM_SEV_FEAT_SECURE_TSC = 1 << 9;
 
 // SNP guest policy (sev.c SNP_POLICY_MASK_*).
 export const SNP_POLICY_MASK_API_MINOR = 0xffn;
 export const SNP_POLICY_MASK_API_MAJOR = 0xff00n;
 export const SNP_POLICY_MASK_SMT = 1n << 16n;
 export const SNP_POLICY_MASK_RSVD_MBO = 1n << 17n;
+export const SNP_POLICY_MASK_MIGRATE_MA = 1n << 18n;
 export const SNP_POLICY_MASK_DEBUG = 1n << 19n;
 export const SNP_POLICY_MASK_SINGLE_SOCKET = 1n << 20n;
+// include/linux/psp-sev.h (6.19): bits 21-25, each needing firmware support.
+export const SNP_POLICY_MASK_CXL_ALLOW = 1n << 21n;
+export const SNP_POLICY_MASK_MEM_AES_256_XTS = 1n << 22n;
+export const SNP_POLICY_MASK_RAPL_DIS = 1n << 23n;
+export const SNP_POLICY_MASK_CIPHERTEXT_HIDING_DRAM = 1n << 24n;
+export const SNP_POLICY_MASK_PAGE_SWAP_DISABLE = 1n << 25n;
 export const SNP_POLICY_MASK_VALID =
   SNP_POLICY_MASK_API_MINOR |
   SNP_POLICY_MASK_API_MAJOR |
@@ -99,6 +108,16 @@ export const SNP_POLICY_MASK_VALID =
   SNP_POLICY_MASK_RSVD_MBO |
   SNP_POLICY_MASK_DEBUG |
   SNP_POLICY_MASK_SINGLE_SOCKET;
+/** psp-sev.h SNP_POLICY_MASK_BASE (6.19): what the oldest supported firmware accepts. */
+export const SNP_POLICY_MASK_BASE = SNP_POLICY_MASK_VALID | SNP_POLICY_MASK_MIGRATE_MA;
+/** sev.c KVM_SNP_POLICY_MASK_VALID (6.19): the bits KVM lets through (not MIGRATE_MA). */
+export const KVM_SNP_POLICY_MASK_VALID =
+  SNP_POLICY_MASK_VALID |
+  SNP_POLICY_MASK_CXL_ALLOW |
+  SNP_POLICY_MASK_MEM_AES_256_XTS |
+  SNP_POLICY_MASK_RAPL_DIS |
+  SNP_POLICY_MASK_CIPHERTEXT_HIDING_DRAM |
+  SNP_POLICY_MASK_PAGE_SWAP_DISABLE;
 
 // sev_ret_code: firmware status codes written to kvm_sev_cmd.error.
 export const SEV_RET_SUCCESS = 0x0;

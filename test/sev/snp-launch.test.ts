@@ -13,7 +13,7 @@ import { InvariantViolation } from '../../src/kernel/errors.js';
 import { createHost } from '../../src/kernel/host.js';
 import { getProfile } from '../../src/kernel/profiles/index.js';
 import { uapi } from '../../src/uapi/index.js';
-import { errnoOf, MiB, SNP_KERNELS, snpVm } from './snp-vm.js';
+import { errnoOf, MiB, releaseAtLeast, SNP_KERNELS, snpVm } from './snp-vm.js';
 
 const PAGE = 4096;
 const NORMAL = uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL;
@@ -61,14 +61,32 @@ describe.each(SNP_KERNELS)('SNP launch on %s', (kernel) => {
     expect(errnoOf(() => s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000n }, s.kvm))).toBe('ENOTTY');
   });
 
-  it('SNP_LAUNCH_START firmware policy check: SMT not allowed on an SMT host -> EIO, error POLICY_FAILURE', () => {
-    const s = snpVm(kernel, { start: false });
-    const cmd = { id: 'KVM_SEV_SNP_LAUNCH_START', sev_fd: s.sev, data: { policy: 0x20000n }, error: 0 };
-    expect(errnoOf(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', cmd))).toBe('EIO');
-    expect(cmd.error).toBe(uapi.SEV_RET_POLICY_FAILURE);
-    // The context was decommissioned: a new LAUNCH_START is allowed.
-    expect(s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000n }).error).toBe(0);
-  });
+  if (releaseAtLeast(kernel, '6.17')) {
+    it('SNP_LAUNCH_START firmware policy check (6.17+, 9f4701e05fae: KVM leaves SMT to the firmware): SMT not allowed on an SMT host -> EIO, error POLICY_FAILURE', () => {
+      const s = snpVm(kernel, { start: false });
+      const cmd = { id: 'KVM_SEV_SNP_LAUNCH_START', sev_fd: s.sev, data: { policy: 0x20000n }, error: 0 };
+      expect(errnoOf(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', cmd))).toBe('EIO');
+      expect(cmd.error).toBe(uapi.SEV_RET_POLICY_FAILURE);
+      // The context was decommissioned: a new LAUNCH_START is allowed.
+      expect(s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000n }).error).toBe(0);
+    });
+    it('snp_launch_start (6.17+, 24be2b7956a5): SINGLE_SOCKET (bit 20) is left to the firmware, which accepts it on one socket', () => {
+      const s = snpVm(kernel, { start: false });
+      expect(s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x130000n }).error).toBe(0);
+    });
+  } else {
+    it('snp_launch_start (before 6.17): policy without SMT (bit 16) -> EINVAL from KVM, no firmware command, error untouched', () => {
+      const s = snpVm(kernel, { start: false });
+      const cmd = { id: 'KVM_SEV_SNP_LAUNCH_START', sev_fd: s.sev, data: { policy: 0x20000n }, error: 77 };
+      expect(errnoOf(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', cmd))).toBe('EINVAL');
+      expect(cmd.error).toBe(77);
+      expect(s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000n }).error).toBe(0);
+    });
+    it('snp_launch_start (before 6.17): SINGLE_SOCKET (bit 20) -> EINVAL', () => {
+      const s = snpVm(kernel, { start: false });
+      expect(errnoOf(() => s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x130000n }))).toBe('EINVAL');
+    });
+  }
 
   it('snp_launch_finish: flags set -> EINVAL; before LAUNCH_START -> EINVAL; before INIT2 -> ENOTTY', () => {
     expect(errnoOf(() => snpVm(kernel).enc('KVM_SEV_SNP_LAUNCH_FINISH', { flags: 1 }))).toBe('EINVAL');

@@ -3,7 +3,7 @@
  * (KVM_SEV_INIT2 before vCPUs, a guest_memfd memslot, private attributes).
  */
 import { createHost, type Host } from '../../src/kernel/host.js';
-import { allProfiles } from '../../src/kernel/profiles/index.js';
+import { allProfiles, getProfile } from '../../src/kernel/profiles/index.js';
 import { uapi } from '../../src/uapi/index.js';
 import '../../src/kernel/arch/register.js';
 
@@ -79,3 +79,15 @@ export function errnoOf(fn: () => unknown): string {
 export const SNP_KERNELS: readonly string[] = allProfiles()
   .filter((p) => p.vmTypes.snp)
   .map((p) => p.name);
+
+/**
+ * Does the profile stand for release `release` ('major.minor') or later? Read from the profile's
+ * base ('6.11-rc1' counts as 6.11, the 2024 dev trees as 6.10): the release numbers in the tests come
+ * from the kernel's history (the pull request a change went in with), not from the model's switches.
+ */
+export function releaseAtLeast(kernel: string, release: string): boolean {
+  const base = getProfile(kernel)!.base;
+  const [maj, min] = (/^(\d+)\.(\d+)/.exec(base) ?? ['', '0', '0']).slice(1).map(Number) as [number, number];
+  const [rMaj, rMin] = release.split('.').map(Number) as [number, number];
+  return maj > rMaj || (maj === rMaj && min >= rMin);
+}

@@ -1,10 +1,12 @@
 /**
- * /dev/kvm: kvm_dev_ioctl() in virt/kvm/kvm_main.c (API version, VM creation, capabilities).
+ * /dev/kvm: kvm_dev_ioctl() in virt/kvm/kvm_main.c (API version, VM creation, capabilities) and
+ * kvm_arch_dev_ioctl() in arch/x86/kvm/x86.c for the system device attributes.
  */
 import * as K from '../../uapi/kvm.js';
-import { kerr } from '../errors.js';
+import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type Stat } from '../file.js';
-import { scalar } from '../uaccess.js';
+import type { Host } from '../host.js';
+import { copyFromUser, scalar, u32, u64 } from '../uaccess.js';
 import { checkExtension, Vm, VmFile } from './vm.js';
 import { checkVmType } from './x86.js';
 
@@ -25,6 +27,16 @@ export class KvmDevFile extends KFile {
         return checkExtension(this.host, undefined, Number(scalar(arg, 'capability')));
       case K.KVM_GET_VCPU_MMAP_SIZE:
         return 3 * 4096;
+      case K.KVM_HAS_DEVICE_ATTR:
+      case K.KVM_GET_DEVICE_ATTR: {
+        // kvm_arch_dev_ioctl(): copy_from_user of struct kvm_device_attr, then
+        // kvm_x86_dev_has_attr() / kvm_x86_dev_get_attr().
+        const a = copyFromUser(arg, 'kvm_device_attr');
+        const val = x86DevGetAttr(this.host, Number(u32(a, 'group')), u64(a, 'attr'));
+        if (request === K.KVM_HAS_DEVICE_ATTR) return 0;
+        putUserU64(this.host, u64(a, 'addr'), val);
+        return 0;
+      }
       default:
         throw kerr('ENOTTY', `kvm_dev_ioctl: ${name} is not a /dev/kvm ioctl`);
     }
@@ -35,4 +47,39 @@ export class KvmDevFile extends KFile {
   }
 
   protected release(): void {}
+}
+
+/**
+ * The modelled host's kvm_caps.supported_xcr0 (KVM_X86_XCOMP_GUEST_SUPP): x87, SSE, AVX,
+ * AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM) and PKRU, as on an EPYC 9004 host. A modelled value, not
+ * read from a machine.
+ */
+export const MODELLED_SUPPORTED_XCR0 = 0x2e7n;
+
+/**
+ * __kvm_x86_dev_get_attr(): a non-zero group goes to the vendor's dev_get_attr (SVM:
+ * sev_dev_get_attr), -ENXIO without one; group 0 has KVM_X86_XCOMP_GUEST_SUPP; anything else -ENXIO.
+ */
+function x86DevGetAttr(host: Host, group: number, attr: bigint): bigint {
+  if (group) {
+    if (!host.platform.devGetAttr) throw kerr('ENXIO', `kvm_x86_dev_get_attr: no attribute group ${group}`);
+    return host.platform.devGetAttr(group, attr);
+  }
+  if (attr === BigInt(K.KVM_X86_XCOMP_GUEST_SUPP)) return MODELLED_SUPPORTED_XCR0;
+  throw kerr('ENXIO', `kvm_x86_dev_get_attr: unknown system attribute ${attr}`);
+}
+
+/** put_user() of a u64 at a user address: -EFAULT where it cannot be written. */
+function putUserU64(host: Host, addr: bigint, val: bigint): void {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, val, true);
+  if (addr > BigInt(Number.MAX_SAFE_INTEGER - 8))
+    throw kerr('EFAULT', `put_user: address 0x${addr.toString(16)} not mapped`);
+  try {
+    host.mm.write(addr, b);
+  } catch (e) {
+    if (e instanceof HostFault || e instanceof KernelError)
+      throw kerr('EFAULT', `put_user: cannot write 0x${addr.toString(16)}`);
+    throw e;
+  }
 }

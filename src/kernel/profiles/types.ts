@@ -104,6 +104,28 @@ export interface KernelProfile {
      * RMP #PF (reported as an invariant violation).
      */
     readonly syncVmsaRejectsProtected: boolean;
+    /**
+     * snp_launch_start() rejects a policy without SMT (bit 16) or with SINGLE_SOCKET (bit 20) with
+     * -EINVAL (6.11 .. 6.16). 6.17 (kvm-x86-svm-6.17: 9f4701e05fae, 24be2b7956a5) leaves both to the
+     * firmware (SNP_LAUNCH_START / SNP_ACTIVATE: POLICY_FAILURE).
+     */
+    readonly launchStartChecksSmtSocket: boolean;
+    /** 6.18+ (00f0b959ffb0): __sev_guest_init() refuses ghcb_version < 2 for an SNP VM (-EINVAL). */
+    readonly snpGhcbVersionMin2: boolean;
+    /**
+     * 6.18+ ("KVM: SVM: Enable Secure TSC for SNP guests"): SVM_SEV_FEAT_SECURE_TSC in
+     * sev_supported_vmsa_features (host has tsc_khz and X86_FEATURE_SNP_SECURE_TSC), refused for
+     * non-SNP VMs by __sev_guest_init(); snp_launch_start() passes desired_tsc_khz to the firmware.
+     */
+    readonly secureTsc: boolean;
+    /** 6.18+ (5b66e335ead6): snp_launch_update() refuses len / PAGE_SIZE <= 0 with -EINVAL. */
+    readonly launchUpdateRejectsEmpty: boolean;
+    /**
+     * 6.19+ ("KVM: SEV: Publish supported SEV-SNP policy bits"): snp_launch_start() checks the policy
+     * against snp_supported_policy_bits = firmware bits (sev_get_snp_policy_bits) &
+     * KVM_SNP_POLICY_MASK_VALID (bits 21-25 added), published as KVM_X86_SNP_POLICY_BITS.
+     */
+    readonly snpPolicyBitsFromFirmware: boolean;
   };
 
   readonly tdx: {

@@ -25,8 +25,24 @@ export const v6_18: KernelProfile = {
       where: '<20250723104714.1674617-10-tabba@google.com>',
       inferred: true,
     },
+    {
+      what: 'KVM SVM changes for 6.17: SNP policy SMT / SINGLE_SOCKET left to the firmware (no v6.17 profile)',
+      where: 'kvm-x86-svm-6.17: 9f4701e05fae, 24be2b7956a5',
+    },
+    {
+      what: 'KVM SVM changes for 6.18: minimum GHCB version 2 for SNP, Secure TSC, non-positive LAUNCH_UPDATE length',
+      where:
+        'kvm-x86-svm-6.18: 00f0b959ffb0, 5b66e335ead6 (pull <20250927060910.2933942-7-seanjc@google.com>)',
+    },
   ],
   memslots: { ...v6_16.memslots, gmemOnAnyVm: true },
   gmem: { ...v6_16.gmem, mmap: true },
   mmu: { ...v6_16.mmu, preFaultEagain: true },
+  sev: {
+    ...v6_16.sev,
+    launchStartChecksSmtSocket: false,
+    snpGhcbVersionMin2: true,
+    secureTsc: true,
+    launchUpdateRejectsEmpty: true,
+  },
 };

@@ -15,7 +15,12 @@ export const v6_19: KernelProfile = {
       where: '<20251030200951.3402865-5-seanjc@google.com>',
     },
     { what: 'KVM: Disallow toggling KVM_MEM_GUEST_MEMFD on an existing memslot', where: '9935df5333aa' },
+    {
+      what: 'KVM: SEV: Publish supported SEV-SNP policy bits (v4 series; KVM_X86_SNP_POLICY_BITS in the v6.19-rc1 uapi headers)',
+      where: '<c596f7529518f3f826a57970029451d9385949e5.1761593632.git.thomas.lendacky@amd.com>',
+    },
   ],
   memslots: { ...v6_18.memslots, rejectGmemFlagToggle: true },
   tdx: { ...v6_18.tdx, initMemRegion: 'map-pfn' },
+  sev: { ...v6_18.sev, snpPolicyBitsFromFirmware: true },
 };

@@ -27,6 +27,15 @@ export const v6_8: KernelProfile = {
     skipUptodateForUnfinalizedTd: false,
   },
   mmu: { preFault: false, preFaultAllowedGate: false, preFaultEagain: false },
-  sev: { launchUpdateSrcAligned: false, postPopulateAssignedEexist: false, syncVmsaRejectsProtected: false },
+  sev: {
+    launchUpdateSrcAligned: false,
+    postPopulateAssignedEexist: false,
+    syncVmsaRejectsProtected: false,
+    launchStartChecksSmtSocket: true,
+    snpGhcbVersionMin2: false,
+    secureTsc: false,
+    launchUpdateRejectsEmpty: false,
+    snpPolicyBitsFromFirmware: false,
+  },
   tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: false },
 };

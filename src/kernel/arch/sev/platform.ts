@@ -6,10 +6,17 @@
  * hypervisor in the RMP.
  */
 import {
+  KVM_SNP_POLICY_MASK_VALID,
+  KVM_X86_GRP_SEV,
+  KVM_X86_SEV_VMSA_FEATURES,
+  KVM_X86_SNP_POLICY_BITS,
   SEV_ISSUE_CMD,
   SEV_PLATFORM_STATUS,
   SEV_RET_SUCCESS,
   SNP_PLATFORM_STATUS,
+  SNP_POLICY_MASK_VALID,
+  SVM_SEV_FEAT_DEBUG_SWAP,
+  SVM_SEV_FEAT_SECURE_TSC,
 } from '../../../uapi/sev.js';
 import { kerr } from '../../errors.js';
 import { KFile, type Stat } from '../../file.js';
@@ -23,6 +30,12 @@ import { Rmp } from './rmp.js';
 /** CPUID 0x8000001F EDX: the first ASID usable by plain SEV guests; SEV-ES/SNP use 1..MIN-1. */
 export const MIN_SEV_ASID = 100;
 export const MAX_SEV_ASID = 509;
+/**
+ * The modelled host's TSC frequency (tsc_khz; kvm->arch.default_tsc_khz of every VM, as no
+ * KVM_SET_TSC_KHZ is modelled): 2.4 GHz, the base clock of an EPYC 9004 (Genoa) part. Non-zero, so
+ * 6.18+ KVM can offer Secure TSC and snp_launch_start()'s WARN (-EINVAL) is never reached.
+ */
+export const HOST_TSC_KHZ = 2_400_000;
 
 export class SevDevFile extends KFile {
   readonly kind = 'sev';
@@ -62,6 +75,10 @@ export class SnpPlatform implements Platform {
   readonly name = 'snp' as const;
   readonly rmp: Rmp;
   readonly psp: Psp;
+  /** X86_FEATURE_SNP_SECURE_TSC (CPUID 0x8000001F EAX[8]) on the modelled CPU. */
+  readonly cpuSecureTsc = true;
+  /** The host's tsc_khz. */
+  readonly tscKhz = HOST_TSC_KHZ;
   private readonly esAsids = new Set<number>();
   private readonly sevAsids = new Set<number>();
 
@@ -85,6 +102,43 @@ export class SnpPlatform implements Platform {
 
   vmMemEncryptOp(vm: Vm, cmd: UStruct): number {
     return this.memEncOp(vm, cmd);
+  }
+
+  /**
+   * sev_hardware_setup(): sev_supported_vmsa_features. DebugSwap (module parameter debug_swap, on by
+   * default); 6.18+: Secure TSC when SNP is enabled, the host has tsc_khz and the CPU has
+   * X86_FEATURE_SNP_SECURE_TSC.
+   */
+  supportedVmsaFeatures(): bigint {
+    let f = BigInt(SVM_SEV_FEAT_DEBUG_SWAP);
+    if (this.host.profile.sev.secureTsc && this.tscKhz && this.cpuSecureTsc)
+      f |= BigInt(SVM_SEV_FEAT_SECURE_TSC);
+    return f;
+  }
+
+  /**
+   * The policy bits snp_launch_start() accepts: SNP_POLICY_MASK_VALID before 6.19; 6.19+
+   * snp_supported_policy_bits = sev_get_snp_policy_bits() & KVM_SNP_POLICY_MASK_VALID
+   * (sev_hardware_setup()).
+   */
+  snpSupportedPolicyBits(): bigint {
+    if (!this.host.profile.sev.snpPolicyBitsFromFirmware) return SNP_POLICY_MASK_VALID;
+    return this.psp.snpPolicyBits() & KVM_SNP_POLICY_MASK_VALID;
+  }
+
+  /**
+   * sev_dev_get_attr() (kvm_x86_ops.dev_get_attr, added with KVM_SEV_INIT2 in 6.10): group
+   * KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES and (6.19+) KVM_X86_SNP_POLICY_BITS; anything else
+   * is -ENXIO. Before 6.10 SVM had no dev_get_attr: -ENXIO from kvm_x86_dev_get_attr().
+   */
+  devGetAttr(group: number, attr: bigint): bigint {
+    const p = this.host.profile;
+    if (!p.vmTypes.sev || group !== KVM_X86_GRP_SEV)
+      throw kerr('ENXIO', `sev_dev_get_attr: unknown attribute group ${group}`);
+    if (attr === BigInt(KVM_X86_SEV_VMSA_FEATURES)) return this.supportedVmsaFeatures();
+    if (attr === BigInt(KVM_X86_SNP_POLICY_BITS) && p.sev.snpPolicyBitsFromFirmware)
+      return this.snpSupportedPolicyBits();
+    throw kerr('ENXIO', `sev_dev_get_attr: unknown attribute ${attr} in KVM_X86_GRP_SEV`);
   }
 
   /** sev_asid_new(): SEV-ES/SNP guests 1..MIN_SEV_ASID-1, SEV guests MIN..MAX; -EBUSY when none is free. */

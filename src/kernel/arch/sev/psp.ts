@@ -20,6 +20,12 @@ import {
   SEV_RET_INVALID_PARAM,
   SEV_RET_POLICY_FAILURE,
   SEV_RET_SUCCESS,
+  SNP_POLICY_MASK_BASE,
+  SNP_POLICY_MASK_CIPHERTEXT_HIDING_DRAM,
+  SNP_POLICY_MASK_CXL_ALLOW,
+  SNP_POLICY_MASK_MEM_AES_256_XTS,
+  SNP_POLICY_MASK_PAGE_SWAP_DISABLE,
+  SNP_POLICY_MASK_RAPL_DIS,
   SNP_POLICY_MASK_SMT,
 } from '../../../uapi/sev.js';
 import type { Provenance } from '../../provenance.js';
@@ -44,6 +50,16 @@ export type SnpGuestState = 'INIT' | 'LAUNCH' | 'RUNNING';
 /** The firmware API version the modelled PSP reports. */
 export const SNP_FW_API_MAJOR = 1;
 export const SNP_FW_API_MINOR = 55;
+
+/**
+ * SNP_FEATURE_INFO (CPUID-like leaf 0) ECX bits of the firmware (include/linux/psp-sev.h): which
+ * optional guest policy bits it accepts. The modelled firmware reports no SNP_FEATURE_INFO
+ * (SNP_PLATFORM_STATUS.feature_info = 0), so only SNP_POLICY_MASK_BASE.
+ */
+export const SNP_RAPL_DISABLE_SUPPORTED = 1 << 2;
+export const SNP_CIPHER_TEXT_HIDING_SUPPORTED = 1 << 3;
+export const SNP_AES_256_XTS_POLICY_SUPPORTED = 1 << 4;
+export const SNP_CXL_ALLOW_POLICY_SUPPORTED = 1 << 5;
 
 /** The CPUID table format of the ABI's CPUID page: u32 count, 12 reserved bytes, 64 entries of 48 bytes. */
 export const SNP_CPUID_COUNT_MAX = 64;
@@ -74,6 +90,8 @@ export interface SnpMeasuredPage {
 export class SnpGuestContext {
   state: SnpGuestState = 'INIT';
   policy = 0n;
+  /** SNP_LAUNCH_START DESIRED_TSC_FREQ (kHz; 0 unless the guest has Secure TSC). */
+  desiredTscKhz = 0;
   asid = 0;
   launchDigest: SnpLaunchDigest;
   /** Final MEASUREMENT, fixed by SNP_LAUNCH_FINISH. */
@@ -112,6 +130,10 @@ export class Psp {
   private nextHandle = 1;
   /** The platform's SMT state (guest policy SMT bit must allow it). */
   smtEnabled = true;
+  /** SNP_PLATFORM_STATUS.feature_info: the firmware implements SNP_FEATURE_INFO. */
+  featureInfo = false;
+  /** SNP_FEATURE_INFO leaf 0 ECX (meaningful only with featureInfo). */
+  featureInfoEcx = 0;
 
   constructor(private readonly rmp: Rmp) {}
 
@@ -126,8 +148,30 @@ export class Psp {
     return handle;
   }
 
-  /** SNP_LAUNCH_START: INIT -> LAUNCH after the policy checks (ABI: POLICY_FAILURE). */
-  launchStart(handle: number, policy: bigint): number {
+  /**
+   * drivers/crypto/ccp/sev-dev.c sev_get_snp_policy_bits() (6.19): the guest policy bits this
+   * firmware supports: SNP_POLICY_MASK_BASE, plus the optional bits SNP_FEATURE_INFO advertises
+   * (and PAGE_SWAP_DISABLE from firmware 1.58 on).
+   */
+  snpPolicyBits(): bigint {
+    let bits = SNP_POLICY_MASK_BASE;
+    if (this.featureInfo) {
+      const ecx = this.featureInfoEcx;
+      if (ecx & SNP_RAPL_DISABLE_SUPPORTED) bits |= SNP_POLICY_MASK_RAPL_DIS;
+      if (ecx & SNP_CIPHER_TEXT_HIDING_SUPPORTED) bits |= SNP_POLICY_MASK_CIPHERTEXT_HIDING_DRAM;
+      if (ecx & SNP_AES_256_XTS_POLICY_SUPPORTED) bits |= SNP_POLICY_MASK_MEM_AES_256_XTS;
+      if (ecx & SNP_CXL_ALLOW_POLICY_SUPPORTED) bits |= SNP_POLICY_MASK_CXL_ALLOW;
+      if (SNP_FW_API_MAJOR > 1 || (SNP_FW_API_MAJOR === 1 && SNP_FW_API_MINOR >= 58))
+        bits |= SNP_POLICY_MASK_PAGE_SWAP_DISABLE;
+    }
+    return bits;
+  }
+
+  /**
+   * SNP_LAUNCH_START: INIT -> LAUNCH after the policy checks (ABI: POLICY_FAILURE). desiredTscKhz
+   * is DESIRED_TSC_FREQ (6.18+ KVM passes it for a Secure TSC guest).
+   */
+  launchStart(handle: number, policy: bigint, desiredTscKhz = 0): number {
     const g = this.contexts.get(handle);
     if (!g || g.decommissioned) return SEV_RET_INVALID_GUEST;
     if (g.state !== 'INIT') return SEV_RET_INVALID_GUEST_STATE;
@@ -140,6 +184,7 @@ export class Psp {
     // SMT enabled on the platform requires the guest to allow it.
     if (this.smtEnabled && !(policy & SNP_POLICY_MASK_SMT)) return SEV_RET_POLICY_FAILURE;
     g.policy = policy;
+    g.desiredTscKhz = desiredTscKhz;
     g.state = 'LAUNCH';
     return SEV_RET_SUCCESS;
   }

@@ -1,7 +1,8 @@
 /**
  * KVM's SEV side for SEV, SEV-ES and SEV-SNP VMs. Mirrors arch/x86/kvm/svm/sev.c at
- * torvalds/linux 0097f9df996f (the 6.11..6.19 populate code), with the 6.11-rc1 and 7.0 differences
- * taken from profile.sev / profile.gmem: sev_mem_enc_ioctl() dispatch, KVM_SEV_INIT2
+ * torvalds/linux 0097f9df996f (a 6.17 tree: the 6.11..6.19 populate code), with the differences of
+ * other releases taken from profile.sev / profile.gmem (6.11-rc1; <= 6.16 SMT / SINGLE_SOCKET policy
+ * checks; 6.18 GHCB minimum, Secure TSC, empty LAUNCH_UPDATE; 6.19 firmware policy bits; 7.0): sev_mem_enc_ioctl() dispatch, KVM_SEV_INIT2
  * (__sev_guest_init), KVM_SEV_SNP_LAUNCH_START / _UPDATE (kvm_gmem_populate +
  * sev_gmem_post_populate) / _FINISH (snp_launch_update_vmsa), sev_gmem_prepare(), and the guest's
  * PVALIDATE. Parity: every check these functions make before the firmware, in their order.
@@ -38,8 +39,6 @@ import {
 } from './svm-vcpu.js';
 import { encodeVmsa } from './vmsa.js';
 
-/** sev_supported_vmsa_features on the modelled host: DebugSwap (sev_hardware_setup). */
-export const SEV_SUPPORTED_VMSA_FEATURES = BigInt(S.SVM_SEV_FEAT_DEBUG_SWAP);
 const GHCB_VERSION_MAX = 2;
 const GHCB_VERSION_DEFAULT = 2;
 
@@ -175,22 +174,31 @@ function sevGuestInit2(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined, 
     throw kerr('EINVAL', 'sev_guest_init2: VM type is not SEV, SEV-ES or SNP');
   const data = copyFromUser(c.data, 'kvm_sev_init');
   const esActive = vm.type !== K.KVM_X86_SEV_VM;
-  const valid = esActive ? SEV_SUPPORTED_VMSA_FEATURES : 0n;
+  const snpActive = vm.type === K.KVM_X86_SNP_VM;
+  const sevp = vm.profile.sev;
+  let valid = esActive ? platform.supportedVmsaFeatures() : 0n;
   if (vm.vcpus.size > 0) throw kerr('EINVAL', '__sev_guest_init: vCPUs already created');
   if (u32(data, 'flags') !== 0n) throw kerr('EINVAL', '__sev_guest_init: flags must be 0');
+  // 6.18+ (Secure TSC): only SNP VMs may ask for SVM_SEV_FEAT_SECURE_TSC.
+  if (sevp.secureTsc && !snpActive) valid &= ~BigInt(S.SVM_SEV_FEAT_SECURE_TSC);
   const features = u64(data, 'vmsa_features');
   if (features & ~valid)
     throw kerr('EINVAL', `__sev_guest_init: vmsa_features 0x${features.toString(16)} not supported`);
-  const ghcb = Number(u16(data, 'ghcb_version'));
+  let ghcb = Number(u16(data, 'ghcb_version'));
   if (ghcb > GHCB_VERSION_MAX || (!esActive && ghcb))
     throw kerr('EINVAL', `__sev_guest_init: ghcb_version ${ghcb} not valid for this VM type`);
+  // SEV-ES and SNP default to GHCB version 2 (6.18 moved this before the SNP minimum check).
+  if (esActive && !ghcb) ghcb = GHCB_VERSION_DEFAULT;
+  // 6.18+ (00f0b959ffb0): an SNP guest needs GHCB protocol version 2.
+  if (sevp.snpGhcbVersionMin2 && snpActive && ghcb < 2)
+    throw kerr('EINVAL', `__sev_guest_init: ghcb_version ${ghcb} below 2 for an SNP VM`);
   if (sev.active) throw kerr('EINVAL', '__sev_guest_init: already active');
   sev.asid = platform.asidNew(esActive);
   sev.active = true;
   sev.esActive = esActive;
   sev.vmsaFeatures = features;
-  sev.ghcbVersion = esActive && !ghcb ? GHCB_VERSION_DEFAULT : ghcb;
-  if (vm.type === K.KVM_X86_SNP_VM) sev.vmsaFeatures |= BigInt(S.SVM_SEV_FEAT_SNP_ACTIVE);
+  sev.ghcbVersion = ghcb;
+  if (snpActive) sev.vmsaFeatures |= BigInt(S.SVM_SEV_FEAT_SNP_ACTIVE);
   sev.needInit = false;
   return 0;
 }
@@ -202,10 +210,18 @@ function snpLaunchStart(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined,
   if (sev.snpContext !== undefined) throw kerr('EINVAL', 'snp_launch_start: SNP context already exists');
   if (u16(params, 'flags') !== 0n) throw kerr('EINVAL', 'snp_launch_start: flags must be 0');
   const policy = u64(params, 'policy');
-  if (policy & ~S.SNP_POLICY_MASK_VALID)
-    throw kerr('EINVAL', `snp_launch_start: policy 0x${policy.toString(16)} has unknown bits`);
+  // 6.19+: snp_supported_policy_bits (firmware & KVM); before, SNP_POLICY_MASK_VALID.
+  if (policy & ~platform.snpSupportedPolicyBits())
+    throw kerr('EINVAL', `snp_launch_start: policy 0x${policy.toString(16)} has unsupported bits`);
   if (!(policy & S.SNP_POLICY_MASK_RSVD_MBO))
     throw kerr('EINVAL', 'snp_launch_start: policy bit 17 (reserved, must be one) is clear');
+  // 6.11 .. 6.16: KVM itself requires SMT allowed and refuses SINGLE_SOCKET (dropped in 6.17).
+  if (vm.profile.sev.launchStartChecksSmtSocket) {
+    if (!(policy & S.SNP_POLICY_MASK_SMT))
+      throw kerr('EINVAL', 'snp_launch_start: policy does not allow SMT (bit 16 clear)');
+    if (policy & S.SNP_POLICY_MASK_SINGLE_SOCKET)
+      throw kerr('EINVAL', 'snp_launch_start: policy SINGLE_SOCKET (bit 20) is not supported');
+  }
   sev.policy = policy;
   const psp = platform.psp;
   let handle = 0;
@@ -216,7 +232,18 @@ function snpLaunchStart(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined,
   });
   if (created) throw kerr('ENOTTY', `snp_context_create: SNP_GCTX_CREATE failed (${created})`);
   sev.snpContext = handle;
-  let rc = sevIssueCmd(vm.host, c.sevFd, c, () => psp.launchStart(handle, policy));
+  // 6.18+ Secure TSC: DESIRED_TSC_FREQ = kvm->arch.default_tsc_khz (the host's tsc_khz here);
+  // a zero frequency is a WARN and -EINVAL after the context was created.
+  let desiredTscKhz = 0;
+  if (sev.vmsaFeatures & BigInt(S.SVM_SEV_FEAT_SECURE_TSC)) {
+    if (!platform.tscKhz) {
+      psp.decommission(handle);
+      sev.snpContext = undefined;
+      throw kerr('EINVAL', 'snp_launch_start: Secure TSC with default_tsc_khz 0 (WARN)');
+    }
+    desiredTscKhz = platform.tscKhz;
+  }
+  let rc = sevIssueCmd(vm.host, c.sevFd, c, () => psp.launchStart(handle, policy, desiredTscKhz));
   if (!rc) {
     sev.fd = c.sevFd;
     rc = sevIssueCmd(vm.host, sev.fd, c, () => psp.activate(handle, sev.asid));
@@ -241,6 +268,10 @@ function snpLaunchUpdate(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined
   const type = Number(u8(params, 'type'));
   if (!pageAligned(len) || u16(params, 'flags') !== 0n || !SNP_PAGE_TYPES.has(type))
     throw kerr('EINVAL', 'snp_launch_update: len not page aligned, flags set or unknown page type');
+  // 6.18+ (5b66e335ead6): npages = len / PAGE_SIZE must be positive. Before, len 0 reaches
+  // kvm_gmem_populate(), which populates nothing and returns 0: success, params unchanged.
+  if (vm.profile.sev.launchUpdateRejectsEmpty && len >> 12n <= 0n)
+    throw kerr('EINVAL', 'snp_launch_update: len / PAGE_SIZE <= 0');
   const isZero = type === S.KVM_SEV_SNP_PAGE_TYPE_ZERO;
   // 7.0 (b2e648758038): the source must be 4K aligned (NULL counts as aligned).
   if (vm.profile.sev.launchUpdateSrcAligned && !isZero && !pageAligned(uaddr))
