@@ -3,7 +3,8 @@
  * KVM_SEV_SNP_LAUNCH_START / _FINISH, KVM_PRE_FAULT_MEMORY before and after finish, the July 2024
  * thread's SNP counter-example, sev_gmem_prepare / sev_gmem_invalidate and the guest's PVALIDATE and
  * page-state changes. Expected values: arch/x86/kvm/svm/sev.c at torvalds/linux 0097f9df996f,
- * 5932ca411e53 (pre_fault_allowed), 9b9f7962e3e8 (second LAUNCH_FINISH), and the seed mail
+ * 5932ca411e53 (pre_fault_allowed), 9b9f7962e3e8 (second LAUNCH_FINISH), kvm-x86-svm-6.17
+ * (9f4701e05fae, 24be2b7956a5: SMT and SINGLE_SOCKET policy checks left to the firmware), and the seed mail
  * (M. Roth: KVM_PRE_FAULT_MEMORY and SNP_LAUNCH_UPDATE are mutually exclusive before finish).
  */
 import { describe, expect, it } from 'vitest';
