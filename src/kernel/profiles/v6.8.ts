@@ -27,6 +27,11 @@ export const v6_8: KernelProfile = {
     skipUptodateForUnfinalizedTd: false,
   },
   mmu: { preFault: false, preFaultAllowedGate: false, preFaultEagain: false },
-  sev: { launchUpdateSrcAligned: false, postPopulateAssignedEexist: false, syncVmsaRejectsProtected: false },
-  tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: false },
+  sev: {
+    launchUpdateSrcAligned: false,
+    postPopulateAssignedEexist: false,
+    syncVmsaRejectsProtected: false,
+    pscClearsHypercallRet: false,
+  },
+  tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: false, mapGpaUnsupportedStatus: 'invalid-operand' },
 };
