@@ -4,6 +4,7 @@
  * TDX in arch/tdx/. Every hook is optional: absent means the generic behaviour.
  */
 
+import type { GuestOp, GuestProgram } from '../guest/program.js';
 import type { Memslot } from '../kvm/memslots.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import type { Vm } from '../kvm/vm.js';
@@ -55,6 +56,19 @@ export interface ArchVm {
    * not accepted, kills the VM and KVM_RUN returns -EIO). Throws a KernelError to fail the access.
    */
   guestPrivateAccess?(vcpu: Vcpu, gfn: number): void;
+
+  /**
+   * A guest 'map_gpa' by the arch's own protocol (TDX TDG.VP.VMCALL<MapGPA>, SNP page-state change).
+   * Returns true if it exited to userspace, false if the guest goes on, undefined if the op goes the
+   * generic KVM_HC_MAP_GPA_RANGE hypercall way (x86.c). Throws a KernelError for a protocol the VM
+   * type does not have.
+   */
+  guestMapGpa?(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'map_gpa' }>): boolean | undefined;
+  /**
+   * complete_userspace_io for an exit guestMapGpa made. Returns true if it made another exit
+   * (KVM_RUN returns to userspace without entering the guest), false if the guest resumes.
+   */
+  completeMapGpa?(vcpu: Vcpu, prog: GuestProgram): boolean;
 
   /** Translate a guest-physical address as the guest issued it into (gfn page address, private view). */
   decodeGpa?(gpa: bigint): { gpa: bigint; private: boolean };

@@ -12,9 +12,14 @@ export type GuestOp =
   /** TDX TDG.MEM.PAGE.ACCEPT / SNP PVALIDATE of [gpa, gpa+size). */
   | { op: 'accept'; gpa: number | bigint; size: number | bigint }
   /**
-   * KVM_HC_MAP_GPA_RANGE (TDX MapGPA / SNP page-state change reach the VMM the same way).
-   * a2 ("attributes") is `attrs` when given, else KVM_MAP_GPA_RANGE_ENCRYPTED iff `private`; KVM
-   * passes it through to userspace unchecked (private_mem_conversions_test puts its own flags there).
+   * A conversion request, reaching the VMM as KVM_EXIT_HYPERCALL(KVM_HC_MAP_GPA_RANGE) by the path
+   * `via` names (see MapGpaVia; default per VM type). `npages` 4 KiB pages from `gpa`.
+   * - 'hypercall': a2 ("attributes") is `attrs` when given, else KVM_MAP_GPA_RANGE_ENCRYPTED iff
+   *   `private`; KVM passes it through unchecked (private_mem_conversions_test puts its own flags there).
+   * - 'tdvmcall': R12 = gpa, R13 = `size` bytes (default npages * 4096). `private` given: the guest
+   *   passes the GPA with the shared bit clear (true) or set (false), as `shared` does for reads;
+   *   absent: `gpa` as written, its shared bit decides. `attrs` is not expressible (KVM derives a2).
+   * - 'psc_msr' / 'psc_ghcb': `private` is the requested page state (shared when absent).
    */
   | {
       op: 'map_gpa';
@@ -22,14 +27,37 @@ export type GuestOp =
       npages: number | bigint;
       private?: boolean;
       attrs?: number | bigint;
+      via?: MapGpaVia;
+      size?: number | bigint;
     }
   | { op: 'hlt' };
+
+/**
+ * How the guest asks for a conversion:
+ * - 'hypercall': VMCALL/VMMCALL KVM_HC_MAP_GPA_RANGE (x86.c ____kvm_emulate_hypercall). Default on
+ *   VMs other than TDX and SNP. A TD issues it as TDG.VP.VMCALL with R10 = the hypercall number
+ *   (tdx_emulate_vmcall), an SEV-ES/SNP guest through the GHCB (VMMCALL exit).
+ * - 'tdvmcall': TDG.VP.VMCALL<MapGPA> (tdx.c tdx_map_gpa). Default on TDX VMs.
+ * - 'psc_msr': GHCB MSR protocol page-state change, one request per page (sev.c snp_begin_psc_msr),
+ *   as Linux's early_set_pages_state() issues them.
+ * - 'psc_ghcb': SVM_VMGEXIT_PSC with a PSC buffer of 4 KiB entries (sev.c snp_begin_psc), at most
+ *   VMGEXIT_PSC_MAX_ENTRY (64) entries per VMGEXIT as Linux's __set_pages_state() fills it. Default on
+ *   SNP VMs.
+ */
+export type MapGpaVia = 'hypercall' | 'tdvmcall' | 'psc_msr' | 'psc_ghcb';
 
 export interface GuestOpResultRecord {
   /** Bytes read, for 'read'. */
   data?: Uint8Array;
-  /** The hypercall's return value (RAX) as the guest saw it, for 'map_gpa' (negative = -KVM_Exxx). */
+  /**
+   * For 'map_gpa', what the guest read back, by `via`: 'hypercall' RAX (R10 on TDX), negative =
+   * -KVM_Exxx; 'tdvmcall' the TDVMCALL status in R10 (u64: 0 success, 0x8000000000000000
+   * INVALID_OPERAND, ...); 'psc_msr' the GHCB MSR value of the last request (0x15 success,
+   * GHCB_MSR_PSC_RESP_ERROR on error); 'psc_ghcb' SW_EXITINFO2 of the last VMGEXIT (0 success).
+   */
   ret?: bigint;
+  /** 'tdvmcall' failure or retry: R11, the GPA the guest should resume the MapGPA from. */
+  r11?: bigint;
 }
 
 export class GuestProgram {

@@ -3,7 +3,9 @@
  * arch/x86/kvm/x86.c that decide exits and return values: kvm_arch_vcpu_ioctl_run()
  * (complete_userspace_io, immediate_exit), kvm_emulate_hypercall() for KVM_HC_MAP_GPA_RANGE and
  * complete_hypercall_exit(), the emulated-MMIO exit and its completion, and kvm_mmu_page_fault()'s
- * choice of the private bit. Versions v6.8 .. v7.0 (no version differences in these paths).
+ * choice of the private bit. Versions v6.8 .. v7.0 (no version differences in these paths). TDX
+ * MapGPA and SNP page-state changes have their own paths (arch/tdx/tdvmcall.ts, arch/sev/psc.ts),
+ * reached through ArchVm.guestMapGpa / completeMapGpa.
  *
  * Where a guest access gets its bytes: a private access reads and writes the guest_memfd page the
  * fault mapped; a shared access the memslot's userspace_addr backing through GUP, or (6.18+
@@ -44,12 +46,17 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   const run = vcpu.run;
   vm.arch.vcpuPreRun?.(vcpu);
   const prog = vm.host.guest(vcpu).program;
-  // complete_userspace_io: finish the instruction that exited with what userspace wrote back.
-  completeUserspaceIo(vcpu, prog);
+  // complete_userspace_io: finish the instruction that exited with what userspace wrote back. A
+  // completion that makes another exit (TDX MapGPA's next chunk) returns to userspace at once
+  // (kvm_arch_vcpu_ioctl_run: cui() <= 0 -> out), before the immediate_exit check.
+  if (completeUserspaceIo(vcpu, prog)) return 0;
   // The previous exit's union member goes. Only delete what is there: deleting the member the last
   // exit added is cheap, deleting absent ones would push kvm_run into slow (dictionary) mode.
   if (run.memory_fault !== undefined) delete run.memory_fault;
-  if (run.hypercall !== undefined) delete run.hypercall;
+  if (run.hypercall !== undefined) {
+    vcpu.staleHypercall = run.hypercall;
+    delete run.hypercall;
+  }
   if (run.mmio !== undefined) delete run.mmio;
   if (run.internal !== undefined) delete run.internal;
   // !vcpu->wants_to_run (immediate_exit), checked after the completion.
@@ -85,9 +92,10 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   }
 }
 
-function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): void {
+/** Returns true if the completion made another exit (nothing else to do in this KVM_RUN). */
+function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): boolean {
   const pending = vcpu.pendingCompletion;
-  if (!pending) return;
+  if (!pending) return false;
   vcpu.pendingCompletion = undefined;
   const run = vcpu.run;
   if (pending === 'hypercall') {
@@ -96,18 +104,21 @@ function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): void {
     prog.results[prog.pc] = { ret: ret === 0n ? 0n : BigInt.asIntN(64, ret) };
     prog.pc++;
     prog.partial = 0;
-    return;
+    return false;
   }
+  // tdx_complete_vmcall_map_gpa(), snp_complete_psc_msr(), snp_complete_one_psc().
+  if (pending === 'map_gpa') return vcpu.vm.arch.completeMapGpa?.(vcpu, prog) ?? false;
   // complete_emulated_mmio(): a read takes the bytes userspace put in run.mmio.data.
   const m = prog.pendingMmio;
   prog.pendingMmio = undefined;
-  if (!m) return;
+  if (!m) return false;
   if (m.read) {
     const out = prog.results[prog.pc]?.data;
     const src = run.mmio?.data;
     if (out && src) out.set(src.subarray(0, m.len), prog.partial);
   }
   prog.partial += m.len;
+  return false;
 }
 
 /** Runs one operation; returns true if it exited to userspace (op not complete). */
@@ -122,14 +133,24 @@ function runOp(vcpu: Vcpu, prog: GuestProgram, op: GuestOp): boolean {
       if (!r) throw kerr('EINVAL', `guest accept/PVALIDATE is not available on ${vm.arch.name} VMs`);
       return r.kind === 'exit';
     }
-    case 'map_gpa':
+    case 'map_gpa': {
+      // TDX TDG.VP.VMCALL<MapGPA>, SNP page-state change: the arch's path; else the KVM hypercall.
+      const r = vm.arch.guestMapGpa?.(vcpu, prog, op);
+      if (r !== undefined) return r;
+      if (op.via !== undefined && op.via !== 'hypercall')
+        throw kerr('EINVAL', `guest map_gpa via ${op.via} is not available on ${vm.arch.name} VMs`);
       return mapGpaHypercall(vcpu, prog, op);
+    }
     default:
       return false;
   }
 }
 
-/** kvm_emulate_hypercall(), case KVM_HC_MAP_GPA_RANGE: checks in its order. */
+/**
+ * kvm_emulate_hypercall() (____kvm_emulate_hypercall from 6.14), case KVM_HC_MAP_GPA_RANGE: checks
+ * in its order. A TD reaches it by TDG.VP.VMCALL with R10 = the hypercall number
+ * (tdx_emulate_vmcall), the return value going to R10; the GPA is passed as the guest wrote it.
+ */
 function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'map_gpa' }>): boolean {
   const vm = vcpu.vm;
   const g = op.gpa;
@@ -164,8 +185,8 @@ function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { 
   // args[3..5] are not written by KVM; the model reports them as 0.
   vcpu.run.hypercall = {
     nr: HC_MAP_GPA_RANGE,
-    // TDX __tdx_map_gpa(): args[0] is the GPA with the shared bit (gfn_direct_bits) cleared.
-    args: [vm.arch.decodeGpa ? vm.arch.decodeGpa(gpa).gpa : gpa, npages, attrs, 0n, 0n, 0n],
+    // a0 as the guest passed it: only TDX's MapGPA path (__tdx_map_gpa) strips the shared bit.
+    args: [gpa, npages, attrs, 0n, 0n, 0n],
     ret: 0n,
     flags: KVM_EXIT_HYPERCALL_LONG_MODE,
   };

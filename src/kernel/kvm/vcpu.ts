@@ -24,8 +24,16 @@ export class Vcpu {
   program: GuestProgram | undefined;
   /** Arch state (SEV: VMSA state; TDX: TD vCPU state). */
   archState: Record<string, unknown> = {};
-  /** An exit that userspace must complete on the next KVM_RUN (hypercall return, MMIO read). */
-  pendingCompletion: 'hypercall' | 'mmio' | undefined;
+  /**
+   * An exit that userspace must complete on the next KVM_RUN (hypercall return, MMIO read, or an
+   * arch conversion request: TDX MapGPA, SNP page-state change: ArchVm.completeMapGpa).
+   */
+  pendingCompletion: 'hypercall' | 'mmio' | 'map_gpa' | undefined;
+  /**
+   * The hypercall member of the last exit, as userspace left it: kvm_run is one shared page, and the
+   * SNP page-state-change exits do not rewrite every field (hypercall.flags; ret before 6.13).
+   */
+  staleHypercall: KvmRun['hypercall'];
 
   constructor(
     readonly vm: Vm,

@@ -47,7 +47,13 @@ export const tdxDev2024: KernelProfile = {
   vmTypes: { swProtected: true, sev: true, snp: true, tdx: true },
   gmem: { ...v6_11.gmem, populateRejectsUptodate: false },
   mmu: { preFault: true, preFaultAllowedGate: false, preFaultEagain: false },
-  tdx: { initMemRegion: 'requires-prefault', rejectsTsxWaitpkg: false },
+  // MapGPA status for an untrapped KVM_HC_MAP_GPA_RANGE: INVALID_OPERAND, as upstream code before
+  // 6.16-rc's SUBFUNC_UNSUPPORTED (inferred: the July branch's tdx_map_gpa() not read).
+  tdx: {
+    initMemRegion: 'requires-prefault',
+    rejectsTsxWaitpkg: false,
+    mapGpaUnsupportedStatus: 'invalid-operand',
+  },
   // Without 09/12 sev_gmem_post_populate() still returns -EINVAL for an assigned RMP entry.
   sev: { ...v6_11.sev, postPopulateAssignedEexist: false },
 };

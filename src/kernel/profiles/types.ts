@@ -126,6 +126,12 @@ export interface KernelProfile {
      * KVM_SNP_POLICY_MASK_VALID (bits 21-25 added), published as KVM_X86_SNP_POLICY_BITS.
      */
     readonly snpPolicyBitsFromFirmware: boolean;
+    /**
+     * snp_begin_psc_msr() / snp_begin_psc() set hypercall.ret = 0 on their KVM_EXIT_HYPERCALL (6.13+:
+     * "KVM: x86: clear vcpu->run->hypercall.ret before exiting for KVM_EXIT_HYPERCALL",
+     * <20241213194137.315304-1-pbonzini@redhat.com>); before, ret holds what the last exit left.
+     */
+    readonly pscClearsHypercallRet: boolean;
   };
 
   readonly tdx: {
@@ -136,6 +142,13 @@ export interface KernelProfile {
      * tdx_unsupported_cpuid; posted December 2024, in 6.16 .. 7.0).
      */
     readonly rejectsTsxWaitpkg: boolean;
+    /**
+     * tdx_map_gpa() with the KVM_HC_MAP_GPA_RANGE exit not enabled: the TDVMCALL status the guest gets.
+     * 'subfunc-unsupported' from 6.16 final (Binbin Wu, "KVM: TDX: Add new TDVMCALL status code for
+     * unsupported subfuncs", 6.16-rc, <20250619180159.187358-2-pbonzini@redhat.com>); before,
+     * 'invalid-operand'.
+     */
+    readonly mapGpaUnsupportedStatus: 'invalid-operand' | 'subfunc-unsupported';
   };
 
   /**

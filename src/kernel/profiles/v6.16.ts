@@ -20,5 +20,7 @@ export const v6_16: KernelProfile = {
     },
   ],
   vmTypes: { ...v6_11.vmTypes, tdx: true },
-  tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: true },
+  // hypercall.ret = 0 on KVM_EXIT_HYPERCALL: 6.13 (December 2024 fix), so every profile from here.
+  sev: { ...v6_11.sev, pscClearsHypercallRet: true },
+  tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: true, mapGpaUnsupportedStatus: 'subfunc-unsupported' },
 };

@@ -36,6 +36,7 @@ export const v6_8: KernelProfile = {
     secureTsc: false,
     launchUpdateRejectsEmpty: false,
     snpPolicyBitsFromFirmware: false,
+    pscClearsHypercallRet: false,
   },
-  tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: false },
+  tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: false, mapGpaUnsupportedStatus: 'invalid-operand' },
 };

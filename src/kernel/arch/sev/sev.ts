@@ -13,6 +13,7 @@ import * as K from '../../../uapi/kvm.js';
 import { PAGE_SIZE } from '../../../uapi/mman.js';
 import * as S from '../../../uapi/sev.js';
 import { HostFault, InvariantViolation, KernelError, kerr } from '../../errors.js';
+import type { GuestOp, GuestProgram } from '../../guest/program.js';
 import type { Host } from '../../host.js';
 import {
   gmemWritePage,
@@ -26,6 +27,7 @@ import { copyFromUser, copyToUser, pageAligned, type UStruct, u8, u16, u32, u64 
 import type { ArchVm, GuestOpResult } from '../arch-vm.js';
 import { SNP_PAGE_TYPE_VMSA, SNP_VMSA_GPA } from './launch-digest.js';
 import { SevDevFile, type SnpPlatform } from './platform.js';
+import { snpBeginPsc, snpBeginPscMsr, snpCompletePsc } from './psc.js';
 import type { SnpLaunchPage } from './psp.js';
 import {
   applyRegs,
@@ -619,6 +621,24 @@ export class SevArchVm implements ArchVm {
         rmp.update(pfn, { state: 'guest-valid' }, this.vm.host.tracer.here('PVALIDATE'));
     }
     return { kind: 'done' };
+  }
+
+  /**
+   * A guest conversion request (arch/sev/psc.ts): SNP guests use the page-state change VMGEXITs
+   * (default: the GHCB PSC buffer), or the KVM hypercall ('hypercall': the generic path).
+   */
+  guestMapGpa(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'map_gpa' }>): boolean | undefined {
+    const via = op.via ?? (this.sev.sevSnpGuest ? 'psc_ghcb' : 'hypercall');
+    if (via === 'hypercall') return undefined;
+    // sev_handle_vmgexit_msr_protocol() / sev_es_validate_vmgexit(): PSC is SNP-only (the guest is
+    // terminated otherwise: not modelled).
+    if (!this.sev.sevSnpGuest || (via !== 'psc_msr' && via !== 'psc_ghcb'))
+      throw kerr('EINVAL', `guest map_gpa via ${via} is not available on ${this.name} VMs`);
+    return via === 'psc_msr' ? snpBeginPscMsr(vcpu, prog, op) : snpBeginPsc(vcpu, prog, op);
+  }
+
+  completeMapGpa(vcpu: Vcpu, prog: GuestProgram): boolean {
+    return snpCompletePsc(vcpu, prog);
   }
 
   /** sev_vm_destroy(): the SNP context is decommissioned, VMSA pages reclaimed, the ASID freed. */

@@ -14,6 +14,7 @@ import { ExtentMap } from '../../../ranges/extent-map.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../../uapi/kvm.js';
 import { KVM_TDX_CMD_IDS, KVM_TDX_MEASURE_MEMORY_REGION } from '../../../uapi/tdx.js';
 import { type KernelError, kerr } from '../../errors.js';
+import type { GuestOp, GuestProgram } from '../../guest/program.js';
 import { wordAttributes } from '../../kvm/attributes.js';
 import {
   type GmemInode,
@@ -41,6 +42,7 @@ import {
   type TdxModule,
   type TdxStatus,
 } from './module.js';
+import { tdxCompleteMapGpa, tdxMapGpa } from './tdvmcall.js';
 
 /** arch/x86/include/asm/kvm_host.h. */
 export const KVM_MAX_CPUID_ENTRIES = 256;
@@ -833,6 +835,21 @@ export class TdxVm implements ArchVm {
         gmemWritePage(this.vm.host, leaf.inode, gfn + leaf.delta, null, 'TDG.MEM.PAGE.ACCEPT');
     }
     return { kind: 'done' };
+  }
+
+  /**
+   * A guest conversion request: TDG.VP.VMCALL<MapGPA> (default; arch/tdx/tdvmcall.ts) or the KVM
+   * hypercall through TDG.VP.VMCALL ('hypercall': the generic path).
+   */
+  guestMapGpa(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'map_gpa' }>): boolean | undefined {
+    const via = op.via ?? 'tdvmcall';
+    if (via === 'hypercall') return undefined;
+    if (via !== 'tdvmcall') throw kerr('EINVAL', `guest map_gpa via ${via} is not available on TDX VMs`);
+    return tdxMapGpa(this, vcpu, prog, op);
+  }
+
+  completeMapGpa(vcpu: Vcpu, prog: GuestProgram): boolean {
+    return tdxCompleteMapGpa(this, vcpu, prog);
   }
 
   /** tdx_mmu_release_hkid() + tdx_vm_destroy(). */

@@ -1,0 +1,135 @@
+/**
+ * SEV-SNP page-state change requests from the guest, forwarded to userspace as
+ * KVM_EXIT_HYPERCALL(KVM_HC_MAP_GPA_RANGE). Mirrors arch/x86/kvm/svm/sev.c snp_begin_psc_msr() /
+ * snp_complete_psc_msr() (GHCB MSR protocol) and snp_begin_psc() / snp_complete_one_psc() (the
+ * SVM_VMGEXIT_PSC buffer), 6.11 .. 7.0 (torvalds/linux sev.c @4b4193256c8d; the original 6.11 pull
+ * <20240510211024.556136-9-michael.roth@amd.com>). Both leave hypercall.flags as it was (KVM never
+ * writes it on these paths); 6.13+ clears hypercall.ret ("KVM: x86: clear vcpu->run->hypercall.ret
+ * before exiting for KVM_EXIT_HYPERCALL", December 2024): profile.sev.pscClearsHypercallRet.
+ * Not modelled: 2 MiB PSC entries and PSMASH/UNSMASH operations (the guest ops only ask for 4 KiB
+ * private/shared), an invalid PSC header (the modelled guest always builds a valid one), the post-7.0
+ * check of hypercall.ret (kvm-x86 5d40e5b49442: values other than 0/EINVAL/EAGAIN fail KVM_RUN).
+ */
+import * as K from '../../../uapi/kvm.js';
+import type { GuestOp, GuestProgram } from '../../guest/program.js';
+import type { Vcpu } from '../../kvm/vcpu.js';
+
+/** arch/x86/include/asm/sev-common.h: GHCB MSR protocol PSC response, and its error form (bit 63). */
+export const GHCB_MSR_PSC_RESP = 0x015n;
+export const GHCB_MSR_PSC_RESP_ERROR = (1n << 63n) | GHCB_MSR_PSC_RESP;
+/** arch/x86/include/asm/sev-common.h VMGEXIT_PSC_ERROR_*. */
+export const VMGEXIT_PSC_ERROR_GENERIC = 0x100n << 32n;
+export const VMGEXIT_PSC_ERROR_INVALID_HDR = (1n << 32n) | 1n;
+export const VMGEXIT_PSC_ERROR_INVALID_ENTRY = (1n << 32n) | 2n;
+/** Entries the Linux guest puts in one PSC buffer (VMGEXIT_PSC_MAX_ENTRY, __set_pages_state()). */
+export const VMGEXIT_PSC_MAX_ENTRY = 64;
+
+const HC_MAP_GPA_RANGE = BigInt(K.KVM_HC_MAP_GPA_RANGE);
+const ENCRYPTED = BigInt(K.KVM_MAP_GPA_RANGE_ENCRYPTED);
+const DECRYPTED = BigInt(K.KVM_MAP_GPA_RANGE_DECRYPTED);
+const PAGE_SZ_4K = BigInt(K.KVM_MAP_GPA_RANGE_PAGE_SZ_4K);
+/** GHCB_MSR_PSC_REQ_TO_GFN(): GHCBData[51:12]; a PSC entry's gfn is 40 bits as well. */
+const GFN_MASK = (1n << 40n) - 1n;
+
+type MapGpaOp = Extract<GuestOp, { op: 'map_gpa' }>;
+
+/** An in-flight request: which protocol, and (GHCB) how many pages the exit covers. */
+interface PscState {
+  via: 'psc_msr' | 'psc_ghcb';
+  npages: number;
+}
+const inflight = new WeakMap<Vcpu, PscState>();
+
+/** The guest's request: first gfn, page count, and the page state it asks for. */
+function request(op: MapGpaOp): { gfn: bigint; npages: bigint } {
+  const gpa = BigInt.asUintN(64, BigInt(op.gpa));
+  return { gfn: gpa >> 12n, npages: BigInt.asUintN(64, BigInt(op.npages)) };
+}
+
+/** The KVM_EXIT_HYPERCALL both PSC paths make (args[2]: state | page size). */
+function pscExit(vcpu: Vcpu, gfn: bigint, npages: bigint, priv: boolean, clearsRet: boolean): void {
+  const stale = vcpu.staleHypercall;
+  vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
+  vcpu.run.hypercall = {
+    nr: HC_MAP_GPA_RANGE,
+    // args[3..5] are not written by KVM; the model reports them as 0.
+    args: [(gfn & GFN_MASK) << 12n, npages, (priv ? ENCRYPTED : DECRYPTED) | PAGE_SZ_4K, 0n, 0n, 0n],
+    // 6.13+: ret = 0 ("should have been -KVM_ENOSYS", QEMU <= 9.2); before, what the last exit left.
+    ret: clearsRet ? 0n : (stale?.ret ?? 0n),
+    // Not written by the PSC paths: what the previous hypercall exit left (0 on a fresh vCPU).
+    flags: stale?.flags ?? 0n,
+  };
+  vcpu.pendingCompletion = 'map_gpa';
+}
+
+/**
+ * The MSR protocol, one GHCB_MSR_PSC_REQ per page as Linux's early_set_pages_state() issues them
+ * (it stops at the first error response). prog.partial counts the pages done.
+ * snp_begin_psc_msr(): op neither PRIVATE nor SHARED -> error response (the guest ops cannot ask for
+ * another); KVM_HC_MAP_GPA_RANGE exit not enabled -> GHCB_MSR_PSC_RESP_ERROR, guest resumes.
+ */
+export function snpBeginPscMsr(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): boolean {
+  const { gfn, npages } = request(op);
+  const done = BigInt(prog.partial);
+  if (done >= npages) {
+    prog.results[prog.pc] ??= {};
+    return false;
+  }
+  if (!(vcpu.vm.hypercallExitEnabled & (1n << HC_MAP_GPA_RANGE))) {
+    prog.results[prog.pc] = { ret: GHCB_MSR_PSC_RESP_ERROR };
+    return false;
+  }
+  inflight.set(vcpu, { via: 'psc_msr', npages: 1 });
+  // args[1] = 1: one page per MSR request.
+  pscExit(vcpu, gfn + done, 1n, op.private === true, vcpu.vm.profile.sev.pscClearsHypercallRet);
+  return true;
+}
+
+/**
+ * SVM_VMGEXIT_PSC: the guest fills a buffer with up to VMGEXIT_PSC_MAX_ENTRY 4 KiB entries of the
+ * same operation for consecutive gfns; snp_begin_psc() merges adjacent entries into one exit, so one
+ * buffer is one exit. prog.partial counts the pages of earlier buffers done.
+ */
+export function snpBeginPsc(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): boolean {
+  const { gfn, npages } = request(op);
+  const done = BigInt(prog.partial);
+  // The Linux guest makes no VMGEXIT for an empty range.
+  if (done >= npages) {
+    prog.results[prog.pc] ??= {};
+    return false;
+  }
+  // snp_begin_psc(): exit not enabled -> VMGEXIT_PSC_ERROR_GENERIC in SW_EXITINFO2.
+  if (!(vcpu.vm.hypercallExitEnabled & (1n << HC_MAP_GPA_RANGE))) {
+    prog.results[prog.pc] = { ret: VMGEXIT_PSC_ERROR_GENERIC };
+    return false;
+  }
+  const left = npages - done;
+  const n = left > BigInt(VMGEXIT_PSC_MAX_ENTRY) ? VMGEXIT_PSC_MAX_ENTRY : Number(left);
+  inflight.set(vcpu, { via: 'psc_ghcb', npages: n });
+  // KVM_MAP_GPA_RANGE_PAGE_SZ_4K: every entry is 4 KiB (pagesize 0).
+  pscExit(vcpu, gfn + done, BigInt(n), op.private === true, vcpu.vm.profile.sev.pscClearsHypercallRet);
+  return true;
+}
+
+/**
+ * snp_complete_psc_msr() / snp_complete_one_psc(): hypercall.ret != 0 fails the request
+ * (GHCB_MSR_PSC_RESP_ERROR, VMGEXIT_PSC_ERROR_GENERIC) and the guest stops; 0 completes the pages
+ * (GHCB entries' cur_page set, hdr.cur_entry advanced; nothing left in the buffer ->
+ * snp_complete_psc(0)) and the guest goes on with the rest of its range. Always resumes the guest.
+ */
+export function snpCompletePsc(vcpu: Vcpu, prog: GuestProgram): boolean {
+  const st = inflight.get(vcpu);
+  if (!st) return false;
+  inflight.delete(vcpu);
+  const failed = (vcpu.run.hypercall?.ret ?? 0n) !== 0n;
+  const msr = st.via === 'psc_msr';
+  if (failed) {
+    prog.results[prog.pc] = { ret: msr ? GHCB_MSR_PSC_RESP_ERROR : VMGEXIT_PSC_ERROR_GENERIC };
+    prog.pc++;
+    prog.partial = 0;
+    return false;
+  }
+  prog.results[prog.pc] = { ret: msr ? GHCB_MSR_PSC_RESP : 0n };
+  prog.partial += st.npages;
+  return false;
+}
