@@ -467,7 +467,7 @@ class Compiler {
       case 'accept':
         return { op: 'accept', gpa: v('gpa'), size: v('size') };
       case 'map_gpa':
-        return { op: 'map_gpa', gpa: v('gpa'), npages: v('npages'), private: op.private };
+        return { op: 'map_gpa', gpa: v('gpa'), npages: v('npages'), private: op.private, via: op.via };
       default:
         return { op: 'hlt' };
     }

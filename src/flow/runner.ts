@@ -414,6 +414,7 @@ class Runner {
                 gpa: this.int(op.gpa),
                 npages: this.int(op.npages),
                 private: op.private,
+                via: op.via,
               };
             default:
               return { op: 'hlt' };

@@ -148,7 +148,18 @@ export const GuestOpSchema = z
       shared: z.boolean().optional(),
     }),
     z.strictObject({ op: z.literal('accept'), gpa: ExprSchema, size: ExprSchema }),
-    z.strictObject({ op: z.literal('map_gpa'), gpa: ExprSchema, npages: ExprSchema, private: z.boolean() }),
+    z.strictObject({
+      op: z.literal('map_gpa'),
+      gpa: ExprSchema,
+      npages: ExprSchema,
+      private: z.boolean(),
+      via: z
+        .enum(['hypercall', 'tdvmcall', 'psc_msr', 'psc_ghcb'])
+        .optional()
+        .describe(
+          'how the guest asks: KVM_HC_MAP_GPA_RANGE hypercall, TDG.VP.VMCALL<MapGPA>, SNP GHCB MSR or GHCB-buffer page-state change (default: tdvmcall on TDX, psc_ghcb on SNP, hypercall otherwise)',
+        ),
+    }),
     z.strictObject({ op: z.literal('hlt') }),
   ])
   .meta({ id: 'GuestOp', description: 'a guest operation: read, write, accept, map_gpa, hlt' });

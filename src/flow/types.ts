@@ -1,4 +1,5 @@
 /** A loaded flow: validated, expressions parsed, every step with its file:line:column. */
+import type { MapGpaVia } from '../kernel/guest/program.js';
 import type { PlatformName } from '../kernel/platform.js';
 import type { ErrnoName } from '../uapi/errno.js';
 import type { Expr } from './expr.js';
@@ -43,7 +44,13 @@ export type GuestOpSpec =
     }
   | { readonly op: 'write'; readonly gpa: CValue; readonly data: CData; readonly shared?: boolean }
   | { readonly op: 'accept'; readonly gpa: CValue; readonly size: CValue }
-  | { readonly op: 'map_gpa'; readonly gpa: CValue; readonly npages: CValue; readonly private: boolean }
+  | {
+      readonly op: 'map_gpa';
+      readonly gpa: CValue;
+      readonly npages: CValue;
+      readonly private: boolean;
+      readonly via?: MapGpaVia;
+    }
   | { readonly op: 'hlt' };
 
 interface StepBase {
