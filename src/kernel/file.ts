@@ -79,12 +79,30 @@ export interface MmapBacking {
 /** The process's fd table: lowest free fd first, as the kernel allocates. */
 export class FdTable {
   private readonly files = new Map<number, KFile>();
+  /** The default soft RLIMIT_NOFILE of a login session. */
   static readonly RLIMIT_NOFILE = 1024;
+  /** The default hard RLIMIT_NOFILE (systemd >= 240 sets 512Ki; fs.nr_open defaults to 1Mi). */
+  static readonly RLIMIT_NOFILE_MAX = 524288;
+  /** The soft limit get_unused_fd_flags() allocates below (rlimit(RLIMIT_NOFILE)). */
+  private limit = FdTable.RLIMIT_NOFILE;
+  /** Every fd below this one is open (the kernel's files_struct next_fd hint). */
+  private nextFd = 3;
+
+  /**
+   * setrlimit(RLIMIT_NOFILE, { cur, max: RLIMIT_NOFILE_MAX }) by an unprivileged process, as QEMU's
+   * os_setup_limits() raises its soft limit to the hard one. do_prlimit(): cur above max is -EINVAL.
+   */
+  setSoftLimit(cur: number): void {
+    if (!Number.isInteger(cur) || cur < 0 || cur > FdTable.RLIMIT_NOFILE_MAX)
+      throw kerr('EINVAL', 'do_prlimit: rlim_cur > rlim_max');
+    this.limit = cur;
+  }
 
   install(file: KFile): number {
-    for (let fd = 3; fd < FdTable.RLIMIT_NOFILE; fd++) {
+    for (let fd = this.nextFd; fd < this.limit; fd++) {
       if (!this.files.has(fd)) {
         this.files.set(fd, file);
+        this.nextFd = fd + 1;
         return fd;
       }
     }
@@ -113,6 +131,7 @@ export class FdTable {
   close(fd: unknown): void {
     const f = this.lookup(fd);
     this.files.delete(Number(fd));
+    if (Number(fd) < this.nextFd) this.nextFd = Number(fd);
     f.put();
   }
 

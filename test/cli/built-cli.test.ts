@@ -6,7 +6,16 @@
  * §3 and §7, as in test/measure).
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -117,13 +126,43 @@ describe('built gmemlab measure (scripts/bundle-cli.mjs)', () => {
   });
 
   it('bad usage and a bad image: one line, exit 2 / 1, as the source CLI', () => {
+    // argparse's wording and order (sev-snp-measure): the bad value is reported before the missing --mode.
     const usage = run('measure', 'snp', '--vcpus', 'x');
-    expect(usage).toEqual({ code: 2, out: '', err: "error: argument --vcpus: invalid int value: 'x'\n" });
+    expect(usage).toEqual({
+      code: 2,
+      out: '',
+      err: "gmemlab measure snp: error: argument --vcpus: invalid int value: 'x'\n",
+    });
     const bad = run('measure', 'tdx', '--firmware', join(out, 'package.json'));
     expect(bad.code).toBe(1);
     expect(bad.err.split('\n')).toHaveLength(2);
     expect(bad.err).toMatch(/^gmemlab measure tdx: /);
     noStack(bad.err);
+  });
+
+  it('measure snp --dump-vmsa writes vmsa0.bin, vmsa1.bin in the working directory: the bytes sev-snp-measure 8f2b337e writes', () => {
+    // Expected: SHA-256 of the files upstream's cli.py writes for these options on the same image
+    // (guest.py snp_calc_launch_digest, dump_vmsa), and its printed digest.
+    const dir = mkdtempSync(join(tmpdir(), 'gmemlab-vmsa-'));
+    const args = ['measure', 'snp', '--mode', 'snp', '--vcpus', '2', '--vcpu-type', 'EPYC-v4'];
+    const r = spawnSync(
+      process.execPath,
+      [join(out, 'gmemlab.js'), ...args, '--guest-features', '0x21', '--dump-vmsa', '--ovmf', WARM_UP_IMAGE],
+      { encoding: 'utf8', cwd: dir },
+    );
+    expect({ code: r.status, out: r.stdout, err: r.stderr }).toEqual({
+      code: 0,
+      out: '735869e96909943dd1bd046cf281aec588ae12c2c66ee6844e40e93d423722dbe535fd7dd7cb9a5f45a7adf8d6346c89\n',
+      err: '',
+    });
+    expect(readdirSync(dir).sort()).toEqual(['vmsa0.bin', 'vmsa1.bin']);
+    const sha = (f: string) =>
+      createHash('sha256')
+        .update(readFileSync(join(dir, f)))
+        .digest('hex');
+    expect(sha('vmsa0.bin')).toBe('b2588f97abfa82b893444537c17d4ae97a78eb0a5f78a4d844055d8d15be091a');
+    expect(sha('vmsa1.bin')).toBe('9fe4cc44ca9c23819e83f4e2660f721344762076bb3b2c29ce029516aabd98b5');
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('--help prints the usage on stdout, exit 0', () => {

@@ -157,7 +157,7 @@ describe('truncated or malformed image', () => {
 describe('inconsistent options are RangeErrors, not firmware errors', () => {
   it.each<[string, SnpMeasureOptions]>([
     ['no vCPU count', { vcpuSig: 0x800f12 }],
-    ['zero vCPUs', { vcpus: 0, vcpuSig: 0x800f12 }],
+    ['a negative vCPU count (the CLI maps it to 0, as range() does)', { vcpus: -1, vcpuSig: 0x800f12 }],
     ['qemu without a vCPU signature', { vcpus: 1 }],
     ['initrd without kernel', { ...SNP, initrd: EMPTY }],
     ['a short OVMF hash', { ...SNP, ovmfHash: new Uint8Array(47) }],

@@ -145,6 +145,8 @@ describe('gmemlab measure snp main()', () => {
   it('S4 with --vcpu-family/--vcpu-model/--vcpu-stepping (EPYC-Milan = 25/1/1)', async () => {
     expect(
       await run([
+        '--mode',
+        'snp',
         '--vcpus',
         '4',
         '--vcpu-family',
@@ -161,11 +163,22 @@ describe('gmemlab measure snp main()', () => {
       'e9c10ab98f8086bf4a4993dcdc1f768b1128bcb02301d1791f1d3274329e790db2d12a301d66d99a462a13b5d87e2840',
     );
   });
-  it('S5 in base64 and S6 with --snp-ovmf-hash', async () => {
+  it('S5 always in hex (sev-snp-measure cli.py prints calc_snp_ovmf_hash().hex() whatever --output-format says) and S6 with --snp-ovmf-hash', async () => {
     expect(await run(['--mode', 'snp:ovmf-hash', '--ovmf', BW_PATH, '--output-format', 'base64'])).toBe(0);
-    expect(Buffer.from(io.out.trim(), 'base64').toString('hex')).toBe(S5);
+    expect(io.out).toBe(`${S5}\n`);
     expect(
-      await run(['--vcpus', '1', '--vcpu-sig', '0x800f12', '--ovmf', BW_PATH, '--snp-ovmf-hash', S5]),
+      await run([
+        '--mode',
+        'snp',
+        '--vcpus',
+        '1',
+        '--vcpu-sig',
+        '0x800f12',
+        '--ovmf',
+        BW_PATH,
+        '--snp-ovmf-hash',
+        S5,
+      ]),
     ).toBe(0);
     expect(io.out.trim()).toBe(S1);
   });
@@ -174,6 +187,8 @@ describe('gmemlab measure snp main()', () => {
     const trace = join(dir, 't.jsonl');
     expect(
       await run([
+        '--mode',
+        'snp',
         '--vcpus',
         '1',
         '--vmm-type',
@@ -213,6 +228,8 @@ describe('gmemlab measure snp main()', () => {
   it('S7: a kernel for an image without SNP_KERNEL_HASHES: one line on stderr, exit 1', async () => {
     expect(
       await run([
+        '--mode',
+        'snp',
         '--vcpus',
         '1',
         '--vcpu-type',
@@ -253,7 +270,7 @@ describe('gmemlab measure snp main()', () => {
     ],
     [['--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--ovmf', 'BW', '--guest-features', '0x20'], 1, /SNPActive/],
   ] as const)('usage and launch errors %j -> exit %i, one line', async (args, code, re) => {
-    const a = args.map((x) => (x === 'BW' ? BW_PATH : x));
+    const a = ['--mode', 'snp', ...args.map((x) => (x === 'BW' ? BW_PATH : x))];
     expect(await run(a)).toBe(code);
     expect(io.err).toMatch(re);
     expect(io.err.trim().split('\n')).toHaveLength(1);

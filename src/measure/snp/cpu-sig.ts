@@ -62,3 +62,20 @@ export function vcpuSigForType(name: string): number | undefined {
   const t = VCPU_TYPES[name]!;
   return cpuSig(t.family, t.model, t.stepping);
 }
+
+/**
+ * cpuSig() on unbounded integers with Python's semantics (sev-snp-measure vcpu_types.cpu_sig() at
+ * 8f2b337e: family below 0x10 is not masked), for --vcpu-family/--vcpu-model/--vcpu-stepping values
+ * of any size or sign. The caller keeps the result modulo 2^64 (RDX).
+ */
+export function cpuSigBig(family: bigint, model: bigint, stepping: bigint): bigint {
+  const familyLow = family > 0xfn ? 0xfn : family;
+  const familyHigh = family > 0xfn ? (family - 0xfn) & 0xffn : 0n;
+  return (
+    (familyHigh << 20n) |
+    (((model >> 4n) & 0xfn) << 16n) |
+    (familyLow << 8n) |
+    ((model & 0xfn) << 4n) |
+    (stepping & 0xfn)
+  );
+}

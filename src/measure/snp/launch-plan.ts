@@ -45,10 +45,13 @@ export type SnpMeasureMode = 'snp' | 'snp:ovmf-hash';
 export interface SnpMeasureOptions {
   /** --mode: 'snp' (default) or 'snp:ovmf-hash' (firmware pages only, to hand the hash over). */
   mode?: SnpMeasureMode;
-  /** --vcpus; required in 'snp' mode. */
+  /** --vcpus; required in 'snp' mode. 0 launches no vCPU (no VMSA page), as sev-snp-measure computes it. */
   vcpus?: number;
-  /** --vcpu-sig / --vcpu-type / --vcpu-family..; required for qemu, unused by ec2 and gce (RDX 0x600). */
-  vcpuSig?: number;
+  /**
+   * --vcpu-sig / --vcpu-type / --vcpu-family..; required for qemu, unused by ec2 and gce (RDX 0x600).
+   * The 64-bit RDX: a bigint above 32 bits is kept as sev-snp-measure keeps it (modulo 2^64).
+   */
+  vcpuSig?: number | bigint;
   /** --vmm-type, default 'qemu'. */
   vmmType?: SevVmmType;
   /** --guest-features (SEV_FEATURES), default 0x1. */
@@ -247,8 +250,8 @@ function checkOptions(opts: SnpMeasureOptions, vmmType: SevVmmType): void {
   if (vmmType !== 'qemu' && vmmType !== 'ec2' && vmmType !== 'gce') {
     throw new RangeError(`unknown VMM type '${String(vmmType)}'`);
   }
-  if (opts.vcpus === undefined || !Number.isInteger(opts.vcpus) || opts.vcpus < 1) {
-    throw new RangeError(`snp mode needs a positive vCPU count, got ${String(opts.vcpus)}`);
+  if (opts.vcpus === undefined || !Number.isInteger(opts.vcpus) || opts.vcpus < 0) {
+    throw new RangeError(`snp mode needs a vCPU count of 0 or more, got ${String(opts.vcpus)}`);
   }
   if (vmmType === 'qemu' && opts.vcpuSig === undefined) {
     throw new RangeError("missing vCPU signature (vcpu type, signature or family) for VMM type 'qemu'");
@@ -332,16 +335,30 @@ export function planSnpLaunchForOvmf(ovmf: OvmfImage, opts: SnpMeasureOptions = 
     vmmType,
     guestFeatures: opts.guestFeatures ?? 0x1n,
   };
+  // Every AP has the same reset state: one state object and one encoded page serve them all (read-only),
+  // so a plan for thousands of vCPUs stays small.
   const vcpus: SevVcpuState[] = [];
+  let ap: { state: SevVcpuState; page: Uint8Array } | undefined;
   for (let i = 0; i < opts.vcpus!; i++) {
-    const state = vcpuResetState({ ...base, bsp: i === 0 });
+    let state: SevVcpuState;
+    let page: Uint8Array;
+    if (i === 0) {
+      state = vcpuResetState({ ...base, bsp: true });
+      page = encodeVmsa(state);
+    } else {
+      if (!ap) {
+        const s = vcpuResetState({ ...base, bsp: false });
+        ap = { state: s, page: encodeVmsa(s) };
+      }
+      ({ state, page } = ap);
+    }
     vcpus.push(state);
     b.add({
       source: 'vmsa',
       pageType: SNP_PAGE_TYPE_VMSA,
       gpa: SNP_VMSA_GPA,
       size: SNP_PAGE_SIZE,
-      contents: encodeVmsa(state),
+      contents: page,
       vcpu: i,
     });
   }

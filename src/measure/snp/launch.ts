@@ -12,8 +12,14 @@ import type { SnpMeasuredPage } from '../../kernel/arch/sev/psp.js';
 import { snpAttestationReport, snpGuestContext, snpSeedLaunchDigest } from '../../kernel/arch/sev/report.js';
 import { KVM_SET_FPU, KVM_SET_MSRS, MSR_IA32_CR_PAT } from '../../kernel/arch/sev/svm-vcpu.js';
 import { SyscallError } from '../../kernel/errors.js';
+import { FdTable } from '../../kernel/file.js';
 import { createHost, type Host } from '../../kernel/host.js';
-import { KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SNP_VM } from '../../uapi/kvm.js';
+import {
+  KVM_CAP_MAX_VCPUS,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_X86_SNP_VM,
+} from '../../uapi/kvm.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../uapi/mman.js';
 import {
   KVM_SEV_INIT2,
@@ -64,6 +70,25 @@ interface Slot {
   hva: number;
 }
 
+/** QEMU kvm_init()'s refusal of more vCPUs than KVM_CAP_MAX_VCPUS (x86 KVM_MAX_VCPUS). */
+function checkMaxVcpus(host: Host, kvm: number, count: number): void {
+  const max = host.ioctl(kvm, 'KVM_CHECK_EXTENSION', KVM_CAP_MAX_VCPUS);
+  if (count > max) {
+    throw new SnpLaunchError(
+      `Number of SMP cpus requested (${count}) exceeds the maximum cpus supported by KVM (${max})`,
+    );
+  }
+}
+
+/**
+ * The vCPU-count check QEMU makes before it creates the VM's vCPUs, on a fresh host of profile
+ * `kernel`, for callers that must not build a plan for a count KVM refuses. Throws SnpLaunchError.
+ */
+export function checkSnpVcpuCount(count: number, kernel = 'v7.0'): void {
+  const host = createHost({ kernel, platform: 'snp', invariants: false });
+  checkMaxVcpus(host, host.open('/dev/kvm'), count);
+}
+
 /** Run the plan's launch through a fresh 'snp' host. Throws SnpLaunchError if a step fails. */
 export function runSnpLaunch(plan: SnpLaunchPlan, opts: SnpHostLaunchOptions = {}): SnpHostLaunchResult {
   const host = createHost({
@@ -90,8 +115,14 @@ function launch(
   opts: SnpHostLaunchOptions,
   call: <T>(what: string, fn: () => T) => T,
 ): SnpHostLaunchResult {
+  // QEMU os_setup_limits() (qemu_init): the soft RLIMIT_NOFILE is raised to the hard limit, so one fd
+  // per vCPU does not run into the 1024 of a login session.
+  call('setrlimit RLIMIT_NOFILE', () => host.fds.setSoftLimit(FdTable.RLIMIT_NOFILE_MAX));
   const kvm = call('open /dev/kvm', () => host.open('/dev/kvm'));
   const vm = call('KVM_CREATE_VM', () => host.ioctl(kvm, 'KVM_CREATE_VM', KVM_X86_SNP_VM));
+  // QEMU kvm_init(): more vCPUs than KVM_CAP_MAX_VCPUS (x86 KVM_MAX_VCPUS, CONFIG_KVM_MAX_NR_VCPUS)
+  // is refused before any vCPU exists, with this message.
+  call('KVM_CHECK_EXTENSION', () => checkMaxVcpus(host, kvm, plan.vcpus.length));
   const sevFd = call('open /dev/sev', () => host.open('/dev/sev'));
   const encOp = (name: string, id: number, data: Record<string, unknown>): void => {
     call(name, () => host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', { id, sev_fd: sevFd, data, error: 0 }));

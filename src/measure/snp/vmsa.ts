@@ -20,8 +20,11 @@ export type SevVmmType = 'qemu' | 'ec2' | 'gce';
 export interface VcpuResetOptions {
   /** AP reset EIP from the OVMF SEV-ES reset block; required for an AP. */
   apEip?: number;
-  /** CPUID Fn0000_0001_EAX: RDX at reset (qemu); ec2 and gce put 0x600 there instead. */
-  vcpuSig: number;
+  /**
+   * CPUID Fn0000_0001_EAX: RDX at reset (qemu); ec2 and gce put 0x600 there instead. RDX is 64 bits:
+   * a larger signature is kept modulo 2^64, as sev-snp-measure's c_uint64 rdx field stores it.
+   */
+  vcpuSig: number | bigint;
   vmmType: SevVmmType;
   /** SEV_FEATURES. */
   guestFeatures: bigint;
@@ -51,7 +54,7 @@ export function vcpuResetState(opts: VcpuResetOptions): SevVcpuState {
   st.cs = { ...st.cs, base: BigInt((eip & 0xffff0000) >>> 0) };
   st.rip = BigInt(eip & 0xffff);
   // QEMU: RDX = CPUID signature; KVM's FCW 0x37F and MXCSR 0x1F80 as they are.
-  st.rdx = BigInt(opts.vcpuSig >>> 0);
+  st.rdx = BigInt.asUintN(64, BigInt(opts.vcpuSig));
   switch (opts.vmmType) {
     case 'qemu':
       break;
