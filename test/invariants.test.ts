@@ -142,6 +142,23 @@ describe('invariants', () => {
     }
   });
 
+  describe('no-mapping-of-freed-folio (bugs.noZapOnRelease)', () => {
+    // kvm_gmem_release() zaps through every binding before the last reference to the inode (and
+    // its folios) goes; without the zap the private SPTE points at a freed folio.
+    for (const k of ['v6.8', 'v6.11', 'v7.0']) {
+      it(`close(guest_memfd) with a private SPTE still installed -> violation [${k}]`, () => {
+        const ok = setup(k);
+        guestRead(ok.host, ok.vcpu);
+        expect(ok.host.close(ok.gmem)).toBe(0);
+        const bad = setup(broken(k, { noZapOnRelease: true }));
+        guestRead(bad.host, bad.vcpu);
+        const v = violation(() => bad.host.close(bad.gmem));
+        expect(v?.invariant).toBe('no-mapping-of-freed-folio');
+        expect(v?.detail).toMatch(/which was freed/);
+      });
+    }
+  });
+
   describe('attributes-match-mappings (bugs.noZapOnAttributeChange)', () => {
     for (const k of ['v6.8', 'v6.11', 'v7.0']) {
       it(`a private SPTE survives conversion to shared -> violation [${k}]`, () => {

@@ -1,7 +1,7 @@
 /**
  * KVM_SET_MEMORY_ATTRIBUTES: the VM-wide gfn -> attributes map. Mirrors virt/kvm/kvm_main.c
  * kvm_vm_ioctl_set_mem_attributes() and kvm_vm_set_mem_attributes(), x86 pre-set hook
- * kvm_arch_pre_set_memory_attributes() (zap the range, private and shared). v6.8 .. v7.0.
+ * kvm_arch_pre_set_memory_attributes() (zap the range: both kinds, or 6.14+ only the old kind). v6.8 .. v7.0.
  * The map needs no memslot and survives memslot deletion.
  *
  * Compact state: an attribute extent stores one number, `seq * 2 + private` (a "word"). PRIVATE is
@@ -128,9 +128,18 @@ function kvmVmSetMemAttributes(vm: Vm, start: number, end: number, attrs: number
   try {
     // Nothing to do (and nothing zapped) if the whole range already has these attributes.
     if (vm.attributesAre(start, end, attrs)) return 0;
-    // x86 kvm_arch_pre_set_memory_attributes(): zap every SPTE of the range, private and shared.
-    if (!vm.profile.bugs?.noZapOnAttributeChange)
-      vm.mmu.zapGfnRange(start, end, 'all', 'kvm_arch_pre_set_memory_attributes');
+    // x86 kvm_arch_pre_set_memory_attributes(): "Unmap the old attribute page". With attr_filter
+    // (6.14+, TDX MMU prep) only the kind being left is zapped: KVM_FILTER_SHARED when the range
+    // becomes private, KVM_FILTER_PRIVATE otherwise, so on a TD a page of the range that is already
+    // private keeps its S-EPT leaf. Before, both kinds (only TDX can tell them apart anyway).
+    if (!vm.profile.bugs?.noZapOnAttributeChange) {
+      const filter = !vm.profile.mmu.gfnRangeFilter
+        ? 'all'
+        : attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE
+          ? 'shared'
+          : 'private';
+      vm.mmu.zapGfnRange(start, end, filter, 'kvm_arch_pre_set_memory_attributes');
+    }
     vm.attrSites.note(t.seq, t.site('xa_store'));
     vm.setAttributes(start, end, attrWord(t.seq, attrs));
     vm.host.invariants.touchGfns(vm, start, end);

@@ -28,6 +28,7 @@ import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
 import { wordAttributes } from './attributes.js';
 import type { Memslot } from './memslots.js';
+import type { ZapFilter } from './mmu.js';
 import type { Vm } from './vm.js';
 
 /** What a page-cache folio holds. 'garbage' is whatever the host left in the page: never clear. */
@@ -175,14 +176,24 @@ export class GmemFile extends KFile {
     return new GmemUserMapping(this);
   }
 
-  /** kvm_gmem_release(): unbind every slot, zap what was mapped through this file, drop the VM. */
+  /**
+   * kvm_gmem_release(): unbind every slot, zap what was mapped through this file, drop the VM.
+   * The zap is kvm_gmem_invalidate_begin(f, 0, -1ul) with the file's invalidation filter
+   * (6.14 .. 6.17: KVM_FILTER_PRIVATE; 6.18+: kvm_gmem_get_invalidate_filter(inode)).
+   */
   protected release(): void {
     const vm = this.vm;
+    const filter = gmemInvalidateFilter(vm, this.inode);
     for (const e of this.bindings.entries()) {
       const slot = e.value;
       if (slot.gmem) slot.gmem.file = null;
       const gfn = slot.baseGfn + (e.start - slot.gmem!.pgoff);
-      vm.mmu.zapGfnRange(gfn, gfn + (e.end - e.start), 'all', 'kvm_gmem_release');
+      if (vm.profile.bugs?.noZapOnRelease) {
+        // The SPTEs stay; have the invariants look at them once the folios are gone.
+        vm.host.invariants.touchGfns(vm, gfn, gfn + (e.end - e.start));
+        continue;
+      }
+      vm.mmu.zapGfnRange(gfn, gfn + (e.end - e.start), filter, 'kvm_gmem_release');
     }
     this.bindings.clear();
     this.inode.files.delete(this);
@@ -322,13 +333,23 @@ function archPrepareAllBindings(inode: GmemInode, index: number): void {
   }
 }
 
+/**
+ * The attr_filter of a guest_memfd invalidation (kvm_gmem_invalidate_begin, also used by release
+ * and memory failure): none before 6.14 (both kinds); 6.14 .. 6.17 KVM_FILTER_PRIVATE ("guest memfd
+ * is relevant to only private mappings"); 6.18+ kvm_gmem_get_invalidate_filter(): SHARED for an
+ * INIT_SHARED file, else PRIVATE. Only a TD's MMU tells the kinds apart (Mmu.zapGfnRange).
+ */
+function gmemInvalidateFilter(vm: Vm, inode: GmemInode): ZapFilter {
+  if (!vm.profile.mmu.gfnRangeFilter) return 'all';
+  return vm.profile.gmem.mmap && inode.initShared ? 'shared' : 'private';
+}
+
 /** kvm_gmem_punch_hole(): invalidate mappings of every bound slot, then truncate the page cache. */
 function punchHole(inode: GmemInode, start: number, end: number): void {
   const last = Math.min(end, inode.npages);
   for (const f of inode.files) {
-    // kvm_gmem_invalidate_begin(): zap through every binding in range. 6.18+: INIT_SHARED files
-    // zap shared mappings, others private (kvm_gmem_get_invalidate_filter).
-    const filter = f.vm.profile.gmem.mmap && inode.initShared ? 'shared' : 'private';
+    // kvm_gmem_invalidate_begin(): zap through every binding in range.
+    const filter = gmemInvalidateFilter(f.vm, inode);
     if (f.vm.profile.bugs?.noZapOnPunchHole) continue;
     if (last - start === 1) {
       // One page (QEMU discards a converted page at a time): its binding, without an iterator.
@@ -905,7 +926,10 @@ class GmemUserMapping implements MmapBacking {
   }
 }
 
-/** memory_failure() on a guest_memfd page (kvm_gmem_error_folio): zap mappings, keep the folio, poison it. */
+/**
+ * memory_failure() on a guest_memfd page (kvm_gmem_error_folio): zap mappings, keep the folio, poison
+ * it. The zap is kvm_gmem_invalidate_begin() over the folio, so with the same filter as a punch-hole.
+ */
 export function gmemMemoryFailure(file: GmemFile, index: number): void {
   const inode = file.inode;
   const folio = inode.folios.get(index);
@@ -914,7 +938,7 @@ export function gmemMemoryFailure(file: GmemFile, index: number): void {
     const slot = f.bindings.get(index);
     if (!slot) continue;
     const gfn = slot.baseGfn + (index - slot.gmem!.pgoff);
-    f.vm.mmu.zapGfnRange(gfn, gfn + 1, 'all', 'kvm_gmem_error_folio');
+    f.vm.mmu.zapGfnRange(gfn, gfn + 1, gmemInvalidateFilter(f.vm, inode), 'kvm_gmem_error_folio');
   }
   inode.folios.set(index, index + 1, {
     ...folio,

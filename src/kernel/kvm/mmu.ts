@@ -181,12 +181,18 @@ export class Mmu {
    */
   fault(vcpu: Vcpu | undefined, gfn: number, isPrivate: boolean, kind: FaultKind): FaultResult {
     const vm = this.vm;
-    // A present SPTE: the hardware walk succeeds and KVM never sees the access (for a pre-fault,
-    // fast_page_fault() -> RET_PF_SPURIOUS). No get_pfn, no prepare hook. SNP and TDX guests
-    // reach private and shared SPTEs by their own C-bit / shared bit, so the kind must match;
-    // SW_PROTECTED and default VMs have one table that the guest cannot tell apart.
+    // A guest access through a present SPTE: the hardware walk succeeds and KVM never sees it. No
+    // get_pfn, no prepare hook. SNP and TDX guests reach private and shared SPTEs by their own
+    // C-bit / shared bit, so the kind must match; SW_PROTECTED and default VMs have one table that
+    // the guest cannot tell apart.
+    // Not for a prefetch (KVM_PRE_FAULT_MEMORY, kvm_tdp_map_page): its error code has no
+    // PFERR_PRESENT_MASK, so page_fault_can_be_fast() returns !kvm_ad_enabled, false with A/D bits
+    // (TDX requires them: tdx_bringup checks enable_ept_ad_bits). The fault goes all the way through
+    // kvm_mmu_faultin_pfn() (KVM_MEMSLOT_INVALID, kvm_gmem_get_pfn() and its prepare hook) and only
+    // tdp_mmu_map_handle_target_level() finds the same SPTE: RET_PF_SPURIOUS, success.
     const cur = this.sptes.get(gfn);
     if (
+      !kind.prefetch &&
       cur !== undefined &&
       cur.slot !== undefined &&
       (cur.private === isPrivate || vm.arch.privacySource !== 'guest')

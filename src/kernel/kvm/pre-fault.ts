@@ -3,8 +3,11 @@
  * kvm_vcpu_pre_fault_memory()) and x86 kvm_arch_vcpu_pre_fault_memory() / kvm_tdp_map_page() in
  * arch/x86/kvm/mmu/mmu.c. Versions v6.11-rc1 .. v7.0 (switches in profile.mmu).
  *
- * Not modelled: kvm_is_gfn_alias() (-EINVAL for a TDX GPA with the shared bit, 6.16+), MMU reload
- * errors, the non-TDP (shadow paging) -EOPNOTSUPP, and huge mappings (progress is 4 KiB per step).
+ * A fault of an already-mapped gfn is not short-cut (see Mmu.fault): it runs kvm_gmem_get_pfn() and
+ * ends RET_PF_SPURIOUS (success).
+ *
+ * Not modelled: MMU reload errors, the non-TDP (shadow paging) -EOPNOTSUPP, and huge mappings
+ * (progress is 4 KiB per step).
  */
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
@@ -82,6 +85,15 @@ function archPreFaultMemory(vcpu: Vcpu, range: { gpa: bigint; size: bigint }): b
     throw kerr(
       'EOPNOTSUPP',
       `kvm_arch_vcpu_pre_fault_memory: pre_fault_allowed is false for this ${vm.arch.name} VM (not finalized)`,
+    );
+  }
+  // kvm_is_gfn_alias() (8046d29dde17, 6.16-rc2): a GPA with the direct bits (the TDX shared bit) is
+  // not an address userspace gave a memslot. Only the current page is checked: a range that runs
+  // into the alias stops there, after the progress made below it.
+  if (vm.profile.mmu.preFaultRejectsAlias && vm.arch.decodeGpa && !vm.arch.decodeGpa(range.gpa).private) {
+    throw kerr(
+      'EINVAL',
+      `kvm_arch_vcpu_pre_fault_memory: gpa 0x${range.gpa.toString(16)} has the shared bit (kvm_is_gfn_alias)`,
     );
   }
   const gfnBig = range.gpa >> 12n;

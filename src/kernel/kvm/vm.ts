@@ -188,8 +188,13 @@ export class Vm {
         if (arg !== undefined && arg !== null && arg !== 0) throw kerr('EINVAL', 'KVM_RUN takes no argument');
         return kvmArchVcpuIoctlRun(vcpu);
       case K.KVM_PRE_FAULT_MEMORY:
+        // Before 6.11 kvm_vcpu_ioctl() has no such case: it falls to kvm_arch_vcpu_ioctl(), whose
+        // x86 default is -EINVAL (not -ENOTTY).
         if (!this.profile.mmu.preFault)
-          throw kerr('ENOTTY', 'KVM_PRE_FAULT_MEMORY does not exist in this kernel');
+          throw kerr(
+            'EINVAL',
+            'kvm_arch_vcpu_ioctl: KVM_PRE_FAULT_MEMORY does not exist in this kernel (x86 default: -EINVAL)',
+          );
         return kvmPreFaultMemory(vcpu, arg);
       case K.KVM_MEMORY_ENCRYPT_OP:
         if (!this.arch.vcpuMemEncryptOp)
@@ -213,7 +218,8 @@ export class Vm {
         // Register ioctls an arch models itself (SEV: the state sev_es_sync_vmsa() reads).
         const r = this.arch.vcpuIoctl?.(vcpu, request, name, arg);
         if (r !== undefined) return r;
-        throw kerr('ENOTTY', `kvm_vcpu_ioctl: ${name} is not a vCPU ioctl`);
+        // kvm_vcpu_ioctl() default -> kvm_arch_vcpu_ioctl(), whose x86 default is r = -EINVAL.
+        throw kerr('EINVAL', `kvm_arch_vcpu_ioctl: ${name} is not a vCPU ioctl (x86 default: -EINVAL)`);
       }
     }
   }

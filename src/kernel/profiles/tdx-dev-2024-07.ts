@@ -39,6 +39,11 @@ export const tdxDev2024: KernelProfile = {
       inferred: true,
     },
     {
+      what: 'kvm_gfn_range.attr_filter from the TDX MMU prep series (v3, May 2024, queued in kvm-coco-queue; the July branch itself not read)',
+      where: '<20240718211230.1492011-3-rick.p.edgecombe@intel.com>',
+      inferred: true,
+    },
+    {
       what: 'no TSX/WAITPKG filtering of TD CPUID yet: tdx_clear_unsupported_cpuid()/tdx_unsupported_cpuid() were posted in December 2024 (review by Chao Gao and Adrian Hunter, 2024-12-04)',
       where: 'TDX CPUID patch review thread, December 2024',
       inferred: true,
@@ -46,7 +51,14 @@ export const tdxDev2024: KernelProfile = {
   ],
   vmTypes: { swProtected: true, sev: true, snp: true, tdx: true },
   gmem: { ...v6_11.gmem, populateRejectsUptodate: false },
-  mmu: { preFault: true, preFaultAllowedGate: false, preFaultEagain: false },
+  // The tree carried the TDX MMU prep series (attr_filter, inferred) but not 8046d29dde17 (June 2025).
+  mmu: {
+    preFault: true,
+    preFaultAllowedGate: false,
+    preFaultEagain: false,
+    preFaultRejectsAlias: false,
+    gfnRangeFilter: true,
+  },
   // MapGPA status for an untrapped KVM_HC_MAP_GPA_RANGE: INVALID_OPERAND, as upstream code before
   // 6.16-rc's SUBFUNC_UNSUPPORTED (inferred: the July branch's tdx_map_gpa() not read).
   tdx: {

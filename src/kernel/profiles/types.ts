@@ -88,6 +88,19 @@ export interface KernelProfile {
     readonly preFaultAllowedGate: boolean;
     /** 6.18+: -EAGAIN when a memslot update raced with the pre-fault before any progress (3ccbf6f47098). */
     readonly preFaultEagain: boolean;
+    /**
+     * kvm_arch_vcpu_pre_fault_memory(): a GPA with the VM's direct (TDX shared) bit is -EINVAL,
+     * right after the pre_fault_allowed check (8046d29dde17, 6.16-rc2).
+     */
+    readonly preFaultRejectsAlias: boolean;
+    /**
+     * struct kvm_gfn_range.attr_filter (TDX MMU prep, 6.14: <20240718211230.1492011-3-rick.p.edgecombe@intel.com>):
+     * kvm_arch_pre_set_memory_attributes() zaps only the old kind (KVM_FILTER_SHARED when the range
+     * becomes private, else KVM_FILTER_PRIVATE) and guest_memfd invalidations (punch-hole, release,
+     * memory failure) only private mappings (6.18+: shared ones for INIT_SHARED files). Before it,
+     * every zap covered both. Only a VM with a mirror root (TDX) can tell the kinds apart.
+     */
+    readonly gfnRangeFilter: boolean;
   };
 
   readonly sev: {
@@ -163,6 +176,8 @@ export interface ProfileBugs {
   readonly noClearOnPrepare?: boolean;
   /** Punch-hole truncates without kvm_gmem_invalidate_begin(): SPTEs keep pointing at freed folios. */
   readonly noZapOnPunchHole?: boolean;
+  /** kvm_gmem_release() forgets to zap through its bindings: SPTEs keep pointing at freed folios. */
+  readonly noZapOnRelease?: boolean;
   /** KVM_SET_MEMORY_ATTRIBUTES skips the pre-set zap: mappings disagree with attributes. */
   readonly noZapOnAttributeChange?: boolean;
   /** guest_memfd user faults ignore INIT_SHARED: the host can touch pages the guest holds private. */

@@ -25,5 +25,5 @@ export const v6_11_rc1: KernelProfile = {
     populate: true,
     populateChecksSignals: true,
   },
-  mmu: { preFault: true, preFaultAllowedGate: false, preFaultEagain: false },
+  mmu: { ...v6_8.mmu, preFault: true },
 };

@@ -24,6 +24,6 @@ export const v6_11: KernelProfile = {
     populateRejectsUptodate: true,
     populateRequiresPrivate: true,
   },
-  mmu: { preFault: true, preFaultAllowedGate: true, preFaultEagain: false },
+  mmu: { ...v6_11_rc1.mmu, preFaultAllowedGate: true },
   sev: { ...v6_11_rc1.sev, postPopulateAssignedEexist: true },
 };

@@ -15,11 +15,21 @@ export const v6_16: KernelProfile = {
       where: 'torvalds/linux v6.16',
     },
     {
+      what: 'KVM: Add member to struct kvm_gfn_range to indicate private/shared (attr_filter; 6.14)',
+      where: '<20240718211230.1492011-3-rick.p.edgecombe@intel.com>',
+    },
+    {
+      what: 'KVM: x86/mmu: Reject direct bits in gpa passed to KVM_PRE_FAULT_MEMORY (6.16-rc2)',
+      where: '8046d29dde17',
+    },
+    {
       what: 'arch/x86/kvm/vmx/tdx.c tdx_clear_unsupported_cpuid(), tdx_unsupported_cpuid() in setup_tdparams_cpuids()',
       where: 'torvalds/linux tdx.c @3829d81b6958632602bee7a8272005d1a4ce298f',
     },
   ],
   vmTypes: { ...v6_11.vmTypes, tdx: true },
+  // attr_filter came with the TDX MMU prep series (6.14); the alias check with 8046d29dde17 (6.16-rc2).
+  mmu: { ...v6_11.mmu, gfnRangeFilter: true, preFaultRejectsAlias: true },
   // hypercall.ret = 0 on KVM_EXIT_HYPERCALL: 6.13 (December 2024 fix), so every profile from here.
   sev: { ...v6_11.sev, pscClearsHypercallRet: true },
   tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: true, mapGpaUnsupportedStatus: 'subfunc-unsupported' },

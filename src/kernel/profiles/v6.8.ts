@@ -26,7 +26,13 @@ export const v6_8: KernelProfile = {
     populateGupInCommonCode: false,
     skipUptodateForUnfinalizedTd: false,
   },
-  mmu: { preFault: false, preFaultAllowedGate: false, preFaultEagain: false },
+  mmu: {
+    preFault: false,
+    preFaultAllowedGate: false,
+    preFaultEagain: false,
+    preFaultRejectsAlias: false,
+    gfnRangeFilter: false,
+  },
   sev: {
     launchUpdateSrcAligned: false,
     postPopulateAssignedEexist: false,
