@@ -5,7 +5,7 @@
  * tdx_vcpu_init_mem_region, tdx_td_finalize) and kvm-x86/linux tdx.c @09c6f74ecb86 (6.19+ paths).
  */
 import { describe, expect, it } from 'vitest';
-import { uapi } from '../../src/index.js';
+import { createHost, uapi } from '../../src/index.js';
 import {
   buildTd,
   errnoOf,
@@ -279,5 +279,29 @@ describe('nr_premapped (6.16 and the dev tree; removed in 6.19)', () => {
     const td = tdVm('v6.16');
     const c = { id: uapi.KVM_TDX_CAPABILITIES, flags: 0, data: caps(64), hw_error: 0 };
     expect(td.host.ioctl(td.vm, 'KVM_MEMORY_ENCRYPT_OP', c)).toBe(0);
+  });
+});
+
+describe('KVM_MEMORY_ENCRYPT_OP on a vCPU that is not a TD vCPU (arch/x86/kvm/vmx/main.c, x86.c)', () => {
+  // kvm_arch_vcpu_ioctl(): -ENOTTY when the vendor has no vcpu_mem_enc_ioctl; with TDX enabled (6.16+)
+  // vt_vcpu_mem_enc_ioctl() refuses a non-TD vCPU with -EINVAL. At VM level vt_mem_enc_ioctl()
+  // gives -ENOTTY for a non-TD VM.
+  const swVcpu = (kernel: string, platform?: 'tdx' | 'snp') => {
+    const host = createHost(platform ? { kernel, platform } : { kernel });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+    return { host, vm, vcpu: host.ioctl(vm, 'KVM_CREATE_VCPU', 0) };
+  };
+  const cmd = () => tdCmd('KVM_TDX_INIT_VCPU', 0);
+  it.each(['v6.16', 'v7.0'])('TDX host [%s]: vCPU -> EINVAL, VM -> ENOTTY', (kernel) => {
+    const { host, vm, vcpu } = swVcpu(kernel, 'tdx');
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', cmd()))).toBe('EINVAL');
+    expect(errnoOf(() => host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', cmd()))).toBe('ENOTTY');
+  });
+  it.each([
+    ['v6.16', 'snp'],
+    ['v7.0', undefined],
+  ] as const)('no TDX on the host [%s %s]: vCPU -> ENOTTY', (kernel, platform) => {
+    const { host, vcpu } = swVcpu(kernel, platform);
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', cmd()))).toBe('ENOTTY');
   });
 });

@@ -197,8 +197,13 @@ export class Vm {
           );
         return kvmPreFaultMemory(vcpu, arg);
       case K.KVM_MEMORY_ENCRYPT_OP:
-        if (!this.arch.vcpuMemEncryptOp)
+        if (!this.arch.vcpuMemEncryptOp) {
+          // kvm_arch_vcpu_ioctl(): -ENOTTY without kvm_x86_ops.vcpu_mem_enc_ioctl. A host with TDX
+          // enabled (6.16+) has vt_vcpu_mem_enc_ioctl(), which refuses a non-TD vCPU with -EINVAL.
+          if (this.host.platform.name === 'tdx' && this.profile.vmTypes.tdx)
+            throw kerr('EINVAL', 'vt_vcpu_mem_enc_ioctl: not a TD vCPU');
           throw kerr('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vCPU commands for this VM type');
+        }
         return this.arch.vcpuMemEncryptOp(vcpu, copyFromUser(arg, 'kvm_tdx_cmd'));
       case K.KVM_SET_REGS:
       case K.KVM_SET_SREGS: {
