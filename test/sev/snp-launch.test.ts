@@ -143,6 +143,20 @@ describe.each(SNP_KERNELS)('SNP launch on %s', (kernel) => {
     expect(c.error).toBe(uapi.SEV_RET_INVALID_GUEST_STATE);
   });
 
+  it('after LAUNCH_FINISH the VMSA page is guest-owned with the VMSA bit the firmware set, not immutable (rmp_make_private() has no VMSA bit; sev_free_vcpu() makes it shared without reclaim)', () => {
+    const s = launched(kernel);
+    const p = s.host.platform as SnpPlatform;
+    const entries = [...p.rmp.entries.entries()];
+    const vmsa = entries.filter((e) => e.value.vmsa);
+    expect(vmsa.map((e) => e.end - e.start)).toEqual([1]);
+    expect(vmsa[0]!.value).toMatchObject({ state: 'guest-valid', immutable: false });
+    // VMSA GPA as the RMP records it: (u64)-1 page-aligned with bits above 51 cleared.
+    expect(vmsa[0]!.start + vmsa[0]!.value.gfnDelta).toBe(0xfffffffff);
+    const normal = entries.filter((e) => !e.value.vmsa);
+    expect(normal.reduce((n, e) => n + e.end - e.start, 0)).toBe(4);
+    for (const e of normal) expect(e.value).toMatchObject({ state: 'guest-valid', immutable: false });
+  });
+
   it('a second LAUNCH_FINISH writes the encrypted VMSA: host RMP #PF (reported as an invariant violation; fixed after 7.0 by 9b9f7962e3e8)', () => {
     const s = launched(kernel);
     expect(() => s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {})).toThrow(InvariantViolation);

@@ -10,7 +10,8 @@
  * of the ABI's contract (an entry the platform cannot honour fails with INVALID_PARAM and the
  * firmware writes the corrected table back into the page, left unencrypted), not AMD's per-leaf
  * rules: each entry's registers may only claim bits of the modelled CPU's own CPUID (SNP_CPUID_MASKS).
- * Not modelled: ID block signature checks, migration agents, VMPLs other than 0, IMI pages.
+ * Not modelled: ID block checks (signature, digest and policy match), migration agents, VMPLs other
+ * than 0, IMI pages.
  */
 import { hash } from 'node:crypto';
 import {
@@ -216,7 +217,6 @@ export class Psp {
     if (!(pageType in SNP_PAGE_TYPE_NAMES)) return SEV_RET_INVALID_PARAM;
     const e = this.rmp.lookup(page.pfn);
     if (e?.state !== 'pre-guest' || e.asid !== g.asid || !e.immutable) return SEV_RET_INVALID_PAGE_STATE;
-    if ((pageType === SNP_PAGE_TYPE_VMSA) !== e.vmsa) return SEV_RET_INVALID_PAGE_STATE;
     const gpa = Rmp.gpaOf(page.pfn, e);
     let contents: Uint8Array | undefined;
     switch (pageType) {
@@ -254,7 +254,10 @@ export class Psp {
     }
     this.rmp.update(
       page.pfn,
-      { state: 'guest-valid', immutable: pageType === SNP_PAGE_TYPE_VMSA, launched: true },
+      // The firmware sets the VMSA bit itself (rmp_make_private() cannot); the page leaves the
+      // firmware's hands, so it is no longer immutable (sev_free_vcpu() makes a VMSA shared
+      // with RMPUPDATE alone, no reclaim).
+      { state: 'guest-valid', immutable: false, vmsa: pageType === SNP_PAGE_TYPE_VMSA, launched: true },
       since,
     );
     return SEV_RET_SUCCESS;
@@ -328,7 +331,11 @@ export class Psp {
     return n;
   }
 
-  /** SNP_LAUNCH_FINISH: LAUNCH -> RUNNING; the launch digest becomes the MEASUREMENT. */
+  /**
+   * SNP_LAUNCH_FINISH: LAUNCH -> RUNNING; the launch digest becomes the MEASUREMENT. Not modelled:
+   * any check of an enabled ID block (its signature, and whether its digest and policy match the
+   * guest's): every ID block is accepted.
+   */
   launchFinish(handle: number, hostData: Uint8Array, idBlockEn: boolean): number {
     const g = this.contexts.get(handle);
     if (!g || g.decommissioned) return SEV_RET_INVALID_GUEST;
@@ -363,11 +370,15 @@ export class Psp {
   }
 }
 
-/** The secrets page the firmware writes (ABI "Secrets Page": version 2 at offset 0; keys not modelled). */
+/**
+ * The secrets page the firmware writes (ABI "Secrets Page"; Linux struct snp_secrets_page): VERSION 2
+ * at 0x00, FMS at 0x08, VMPCK0 from 0x20. Keys are not modelled: a per-guest marker stands in the
+ * first byte of VMPCK0.
+ */
 function secretsPage(g: SnpGuestContext): Uint8Array {
   const p = new Uint8Array(SNP_PAGE_SIZE);
   p[0] = 2; // VERSION
-  p[8] = g.handle & 0xff; // a per-guest marker where the VMPCKs would be
+  p[0x20] = g.handle & 0xff;
   return p;
 }
 

@@ -60,14 +60,13 @@ export class Rmp {
     immutable: boolean,
     state: RmpState,
     since: Provenance,
-    vmsa = false,
   ): void {
     this.entries.set(pfn, pfn + 1, {
       state,
       asid,
       gfnDelta: gfn - pfn,
       immutable,
-      vmsa,
+      vmsa: false,
       launched: false,
       since,
     });

@@ -454,7 +454,6 @@ function snpLaunchFinish(vm: Vm, platform: SnpPlatform, arch: SevArchVm | undefi
         true,
         'pre-guest',
         t.here('rmp_make_private (VMSA)'),
-        true,
       );
       const page: SnpLaunchPage = { pfn: sv.vmsaPfn, read: () => sv.vmsa!, write: () => {} };
       const since = t.here('SNP_LAUNCH_UPDATE (VMSA)');
