@@ -5,7 +5,16 @@
  */
 import { ERRNO } from '../uapi/errno.js';
 import { KVM_IOCTLS } from '../uapi/kvm.js';
-import { MFD_CLOEXEC } from '../uapi/mman.js';
+import {
+  FALLOC_FL_COLLAPSE_RANGE as COLLAPSE,
+  FALLOC_FL_INSERT_RANGE as INSERT,
+  FALLOC_FL_KEEP_SIZE as KEEP_SIZE,
+  MFD_CLOEXEC,
+  FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE,
+  FALLOC_FL_UNSHARE_RANGE as UNSHARE,
+  FALLOC_FL_WRITE_ZEROES as WRITE_ZEROES,
+  FALLOC_FL_ZERO_RANGE as ZERO_RANGE,
+} from '../uapi/mman.js';
 import { HostFault, InvariantViolation, KernelError, kerr, SyscallError } from './errors.js';
 import { FdTable, KFile, type Stat } from './file.js';
 import { Guest } from './guest/program.js';
@@ -167,9 +176,7 @@ export class Host {
       const l = BigInt.asIntN(64, scalar(len, 'fallocate len'));
       // vfs_fallocate() generic checks, in its order.
       if (o < 0n || l <= 0n) throw kerr('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
-      if (mode & ~0x7f) throw kerr('EOPNOTSUPP', 'vfs_fallocate: unknown mode bits');
-      if (mode & 0x02 && !(mode & 0x01))
-        throw kerr('EOPNOTSUPP', 'vfs_fallocate: PUNCH_HOLE requires KEEP_SIZE');
+      vfsFallocateMode(this.profile, mode);
       if (o + l > (1n << 63n) - 1n) throw kerr('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
       file.fallocate(mode, o, l);
     } catch (e) {
@@ -328,3 +335,45 @@ export function errno(name: keyof typeof ERRNO): number {
 }
 
 export { HostFault, InvariantViolation, SyscallError };
+
+/** vfs_fallocate()'s mode checks, in its order, per release (profile.vfs). */
+function vfsFallocateMode(profile: KernelProfile, mode: number): void {
+  const v = profile.vfs;
+  if (!v.fallocateModeSwitch) {
+    // 6.8 .. 6.11: FALLOC_FL_SUPPORTED_MASK, then the combinations one by one.
+    if (mode & ~(KEEP_SIZE | PUNCH_HOLE | COLLAPSE | ZERO_RANGE | INSERT | UNSHARE))
+      throw kerr('EOPNOTSUPP', 'vfs_fallocate: mode bits outside FALLOC_FL_SUPPORTED_MASK');
+    if ((mode & (PUNCH_HOLE | ZERO_RANGE)) === (PUNCH_HOLE | ZERO_RANGE))
+      throw kerr('EOPNOTSUPP', 'vfs_fallocate: PUNCH_HOLE and ZERO_RANGE are exclusive');
+    if (mode & PUNCH_HOLE && !(mode & KEEP_SIZE))
+      throw kerr('EOPNOTSUPP', 'vfs_fallocate: PUNCH_HOLE requires KEEP_SIZE');
+    if (mode & COLLAPSE && mode & ~COLLAPSE)
+      throw kerr('EINVAL', 'vfs_fallocate: COLLAPSE_RANGE must be used alone');
+    if (mode & INSERT && mode & ~INSERT)
+      throw kerr('EINVAL', 'vfs_fallocate: INSERT_RANGE must be used alone');
+    if (mode & UNSHARE && mode & ~(UNSHARE | KEEP_SIZE))
+      throw kerr('EINVAL', 'vfs_fallocate: UNSHARE_RANGE only with KEEP_SIZE');
+    return;
+  }
+  // 6.12+: exactly one mode of FALLOC_FL_MODE_MASK (none = allocate), KEEP_SIZE where it applies.
+  const modes =
+    PUNCH_HOLE | COLLAPSE | ZERO_RANGE | INSERT | UNSHARE | (v.fallocateWriteZeroes ? WRITE_ZEROES : 0);
+  if (mode & ~(modes | KEEP_SIZE))
+    throw kerr('EOPNOTSUPP', 'vfs_fallocate: mode bits outside FALLOC_FL_MODE_MASK');
+  switch (mode & modes) {
+    case 0:
+    case UNSHARE:
+    case ZERO_RANGE:
+      return;
+    case PUNCH_HOLE:
+      if (!(mode & KEEP_SIZE)) throw kerr('EOPNOTSUPP', 'vfs_fallocate: PUNCH_HOLE requires KEEP_SIZE');
+      return;
+    case COLLAPSE:
+    case INSERT:
+    case WRITE_ZEROES:
+      if (mode & KEEP_SIZE) throw kerr('EOPNOTSUPP', 'vfs_fallocate: this mode does not take KEEP_SIZE');
+      return;
+    default:
+      throw kerr('EOPNOTSUPP', 'vfs_fallocate: more than one mode');
+  }
+}

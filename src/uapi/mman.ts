@@ -20,6 +20,8 @@ export const FALLOC_FL_COLLAPSE_RANGE = 0x08;
 export const FALLOC_FL_ZERO_RANGE = 0x10;
 export const FALLOC_FL_INSERT_RANGE = 0x20;
 export const FALLOC_FL_UNSHARE_RANGE = 0x40;
+/** 6.17+ (a mode of its own); older kernels refuse the bit as unknown. */
+export const FALLOC_FL_WRITE_ZEROES = 0x80;
 
 export const MFD_CLOEXEC = 0x1;
 

@@ -287,23 +287,34 @@ function allocate(file: GmemFile, offset: bigint, len: bigint, start: number, en
   const inode = file.inode;
   if (offset + len > inode.size) throw kerr('EINVAL', 'kvm_gmem_allocate: range beyond i_size');
   const vm = file.vm;
+  // The loop checks signal_pending() before each page; a signal pending at the call stops it
+  // before the first.
+  if (vm.host.signalPending) throw kerr('EINTR', 'kvm_gmem_allocate: signal pending');
   const prep = vm.profile.gmem.preparation;
   const t = vm.host.tracer;
   // 6.8 and 6.11-rc1: kvm_gmem_get_folio() clears and marks up to date; 6.11+: allocate only.
   const zeroes = getFolioZeroes(prep);
   const since = zeroes ? t.hereIn(GET_FOLIO, 'folio_mark_uptodate') : t.here('kvm_gmem_get_folio');
   let folio: Folio | undefined;
-  inode.folios.update(start, end, (f) => {
+  const added: Array<[number, number]> = [];
+  inode.folios.update(start, end, (f, a, b) => {
     if (f) return f;
+    added.push([a, b]);
     folio ??= newFolio(vm, zeroes ? 'zero' : 'garbage', zeroes, since);
     return folio;
   });
   // 6.11-rc1: kvm_gmem_allocate() calls kvm_gmem_get_folio(prepare=true), which prepares every
-  // page for every VM that has it bound.
+  // page for every VM that has it bound. A failing hook ends the loop: the page it failed on stays
+  // in the page cache, the pages after it were never allocated.
   if (prep === 'coco-hooks') {
     t.enter('kvm_gmem_get_folio');
+    let i = start;
     try {
-      for (let i = start; i < end; i++) archPrepareAllBindings(inode, i);
+      for (; i < end; i++) archPrepareAllBindings(inode, i);
+    } catch (e) {
+      for (const [a, b] of added) if (b > i + 1) inode.folios.set(Math.max(a, i + 1), b, undefined);
+      vm.host.invariants.touchGmem(inode, start, end);
+      throw e;
     } finally {
       t.leave();
     }

@@ -54,6 +54,19 @@ export interface KernelProfile {
     readonly tdx: boolean;
   };
 
+  readonly vfs: {
+    /**
+     * vfs_fallocate() mode checks. false (6.8 .. 6.11): bits outside FALLOC_FL_SUPPORTED_MASK,
+     * PUNCH_HOLE with ZERO_RANGE or without KEEP_SIZE -> -EOPNOTSUPP; COLLAPSE_RANGE or INSERT_RANGE
+     * with any other bit, UNSHARE_RANGE with anything but KEEP_SIZE -> -EINVAL. true (6.12+, Hellwig
+     * "fs: sort out the fallocate mode vs flag mess", vfs-6.12.fallocate): one mode of
+     * FALLOC_FL_MODE_MASK plus KEEP_SIZE where that mode allows it, anything else -> -EOPNOTSUPP.
+     */
+    readonly fallocateModeSwitch: boolean;
+    /** 6.17+ (vfs-6.17.fallocate): FALLOC_FL_WRITE_ZEROES is a mode, refused with KEEP_SIZE. */
+    readonly fallocateWriteZeroes: boolean;
+  };
+
   readonly memslots: {
     /** 6.18+: KVM_MEM_GUEST_MEMFD valid on every VM (CONFIG_KVM_GUEST_MEMFD), not only private-memory VMs. */
     readonly gmemOnAnyVm: boolean;

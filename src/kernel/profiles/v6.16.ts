@@ -23,12 +23,18 @@ export const v6_16: KernelProfile = {
       where: '8046d29dde17',
     },
     {
+      what: 'fs: sort out the fallocate mode vs flag mess (vfs_fallocate mode switch; 6.12)',
+      where: 'vfs-6.12.fallocate, <20240827065123.1762168-1-hch@lst.de>',
+    },
+    {
       what: 'arch/x86/kvm/vmx/tdx.c tdx_clear_unsupported_cpuid(), tdx_unsupported_cpuid() in setup_tdparams_cpuids()',
       where: 'torvalds/linux tdx.c @3829d81b6958632602bee7a8272005d1a4ce298f',
     },
   ],
   vmTypes: { ...v6_11.vmTypes, tdx: true },
   // attr_filter came with the TDX MMU prep series (6.14); the alias check with 8046d29dde17 (6.16-rc2).
+  // vfs-6.12.fallocate: the mode switch of vfs_fallocate().
+  vfs: { ...v6_11.vfs, fallocateModeSwitch: true },
   mmu: { ...v6_11.mmu, gfnRangeFilter: true, preFaultRejectsAlias: true },
   // hypercall.ret = 0 on KVM_EXIT_HYPERCALL: 6.13 (December 2024 fix), so every profile from here.
   sev: { ...v6_11.sev, pscClearsHypercallRet: true },

@@ -34,7 +34,12 @@ export const v6_18: KernelProfile = {
       where:
         'kvm-x86-svm-6.18: 00f0b959ffb0, 5b66e335ead6 (pull <20250927060910.2933942-7-seanjc@google.com>)',
     },
+    {
+      what: 'fs: introduce FALLOC_FL_WRITE_ZEROES to fallocate (6.17)',
+      where: 'vfs-6.17.fallocate',
+    },
   ],
+  vfs: { ...v6_16.vfs, fallocateWriteZeroes: true },
   memslots: { ...v6_16.memslots, gmemOnAnyVm: true },
   gmem: { ...v6_16.gmem, mmap: true },
   mmu: { ...v6_16.mmu, preFaultEagain: true },

@@ -26,6 +26,7 @@ export const v6_8: KernelProfile = {
     populateGupInCommonCode: false,
     skipUptodateForUnfinalizedTd: false,
   },
+  vfs: { fallocateModeSwitch: false, fallocateWriteZeroes: false },
   mmu: {
     preFault: false,
     preFaultAllowedGate: false,
