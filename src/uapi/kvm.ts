@@ -90,9 +90,10 @@ export const KVM_MEM_GUEST_MEMFD = 1 << 2;
 export const KVM_USER_MEM_SLOTS = 32764;
 /** x86 has two address spaces (normal and SMM). */
 export const KVM_ADDRESS_SPACE_NUM = 2;
-/** x86 KVM_MAX_VCPUS (arch/x86/include/asm/kvm_host.h, 6.x). */
+/** x86 KVM_MAX_VCPUS (arch/x86/include/asm/kvm_host.h, 6.x): CONFIG_KVM_MAX_NR_VCPUS with MAXSMP. */
 export const KVM_MAX_VCPUS = 4096;
-export const KVM_MAX_VCPU_IDS = 4096;
+/** KVM_MAX_VCPUS * KVM_VCPU_ID_RATIO (4): vCPU ids are sparse (x2APIC ids). */
+export const KVM_MAX_VCPU_IDS = 16384;
 
 // guest_memfd
 export const GUEST_MEMFD_FLAG_MMAP = 1 << 0;

@@ -229,9 +229,9 @@ for (const kernel of kernels()) {
         hva: 0,
         guest_memfd: -1,
       });
-      // Overlap in guest_memfd file offsets only. The kvm-x86 selftest (36a062568ea8) expects EEXIST
-      // here; kvm_gmem_bind() at torvalds 01f492e1817e (and v6.8) returns its initial r = -EINVAL for
-      // an overlapping binding, which is what every modelled release returns. Kernel followed.
+      // Overlap in guest_memfd file offsets only: kvm_gmem_bind() returns its initial r = -EINVAL for
+      // an overlapping binding (torvalds 01f492e1817e and v6.8). The selftest's own EEXIST cases are
+      // the GPA overlaps below (slot 10 is deleted, so its file range is free).
       expect(errnoOf(add(MEM_REGION_SLOT, MEM_REGION_GPA, MEM_REGION_SIZE * 2, MEM_REGION_SIZE))).toBe(
         'EINVAL',
       );

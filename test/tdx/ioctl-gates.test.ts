@@ -305,3 +305,85 @@ describe('KVM_MEMORY_ENCRYPT_OP on a vCPU that is not a TD vCPU (arch/x86/kvm/vm
     expect(errnoOf(() => host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', cmd()))).toBe('ENOTTY');
   });
 });
+
+describe('KVM_TDX_CAPABILITIES contents (tdx.c init_kvm_tdx_caps, td_init_cpuid_entry2)', () => {
+  // 6.16 final: the struct is kzalloc()ed and copied back whole, user_tdvmcallinfo_1_r11 =
+  // TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT (BIT(1)); td_init_cpuid_entry2() never sets flags.
+  const get = (kernel: string) => {
+    const td = tdVm(kernel);
+    const data = { ...caps(64), reserved: [7, 7, 7] } as Record<string, unknown>;
+    td.host.ioctl(td.vm, 'KVM_MEMORY_ENCRYPT_OP', tdCmd('KVM_TDX_CAPABILITIES', data));
+    return data;
+  };
+  it.each(UPSTREAM)(
+    '[%s] user r11 = SETUP_EVENT_NOTIFY_INTERRUPT, the rest 0, reserved zeroed, flags 0',
+    (kernel) => {
+      const c = get(kernel);
+      expect(c['user_tdvmcallinfo_1_r11']).toBe(2);
+      expect([
+        c['kernel_tdvmcallinfo_1_r11'],
+        c['kernel_tdvmcallinfo_1_r12'],
+        c['user_tdvmcallinfo_1_r12'],
+      ]).toEqual([0, 0, 0]);
+      expect(c['reserved']).toEqual([0, 0, 0]);
+      const entries = (c['cpuid'] as { entries: { flags: number }[] }).entries;
+      expect(entries.length).toBeGreaterThan(0);
+      expect(entries.every((e) => e.flags === 0)).toBe(true);
+    },
+  );
+  it('[tdx-dev-2024-07] no TDVMCALL info', () => {
+    expect(get('tdx-dev-2024-07')['user_tdvmcallinfo_1_r11']).toBe(0);
+  });
+});
+
+describe('vCPU command on a finalized TD with an unreadable argument', () => {
+  // Up to 6.18 tdx_vcpu_ioctl() checks the TD state before copy_from_user(); 6.19+
+  // tdx_vcpu_unlocked_ioctl() copies the command in first (tdx_get_cmd).
+  it.each([
+    ['v6.16', 'EINVAL'],
+    ['tdx-dev-2024-07', 'EINVAL'],
+    ['v6.19', 'EFAULT'],
+    ['v7.0', 'EFAULT'],
+  ])('[%s] -> %s', (kernel, want) => {
+    const td = buildTd(kernel);
+    finalize(td);
+    expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_MEMORY_ENCRYPT_OP', null))).toBe(want);
+  });
+});
+
+describe('memslots of a TD and the shared bit (x86.c kvm_arch_prepare_memory_region: kvm_is_gfn_alias)', () => {
+  const slotAt = (td: ReturnType<typeof tdVm>, gpa: number, size: number) => {
+    const hva = td.host.mmap({
+      length: size,
+      prot: uapi.PROT_READ | uapi.PROT_WRITE,
+      flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS,
+    });
+    return errnoOf(() =>
+      td.host.ioctl(td.vm, 'KVM_SET_USER_MEMORY_REGION2', {
+        slot: 3,
+        flags: 0,
+        guest_phys_addr: gpa,
+        memory_size: size,
+        userspace_addr: hva,
+      }),
+    );
+  };
+  const SHARED = 2 ** 47; // GPAW 48
+  it.each(['v6.16', 'v7.0', 'tdx-dev-2024-07'])(
+    '[%s] after INIT_VM a slot ending in the shared half -> EINVAL',
+    (kernel) => {
+      const td = tdVm(kernel);
+      initVm(td);
+      expect(slotAt(td, SHARED + 0x1000, 0x1000)).toBe('EINVAL');
+      // Only the last gfn is checked: a slot that starts below the bit but ends above it fails too.
+      expect(slotAt(td, SHARED - 0x1000, 0x2000)).toBe('EINVAL');
+      expect(slotAt(td, SHARED - 0x2000, 0x1000)).toBeUndefined();
+    },
+  );
+  it.each(['v6.16', 'v7.0'])(
+    '[%s] before INIT_VM the TD has no direct bits: the slot is accepted',
+    (kernel) => {
+      expect(slotAt(tdVm(kernel), SHARED + 0x1000, 0x1000)).toBeUndefined();
+    },
+  );
+});

@@ -26,6 +26,7 @@ export class KvmDevFile extends KFile {
       case K.KVM_CHECK_EXTENSION:
         return checkExtension(this.host, undefined, Number(scalar(arg, 'capability')));
       case K.KVM_GET_VCPU_MMAP_SIZE:
+        if (arg) throw kerr('EINVAL', 'KVM_GET_VCPU_MMAP_SIZE takes no argument');
         return 3 * 4096;
       case K.KVM_HAS_DEVICE_ATTR:
       case K.KVM_GET_DEVICE_ATTR: {

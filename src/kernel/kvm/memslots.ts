@@ -202,6 +202,14 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
   // addressable; a failure unbinds (nothing was bound yet here).
   if (change !== 'flags' && baseGfn + npages - 1n > MMU_MAX_GFN)
     throw kerr('EINVAL', 'kvm_arch_prepare_memory_region: gfn beyond kvm_mmu_max_gfn()');
+  // ... nor carry the VM's direct bits (a TD's shared bit, set by KVM_TDX_INIT_VM).
+  if (
+    change !== 'flags' &&
+    vm.profile.memslots.rejectGfnAlias &&
+    vm.arch.decodeGpa &&
+    !vm.arch.decodeGpa((baseGfn + npages - 1n) << 12n).private
+  )
+    throw kerr('EINVAL', 'kvm_arch_prepare_memory_region: last gfn has the shared bit (kvm_is_gfn_alias)');
 
   const since = vm.host.tracer.here(`kvm_set_memslot(${change})`);
   const slot: Memslot = {

@@ -204,7 +204,7 @@ export class Vm {
             throw kerr('EINVAL', 'vt_vcpu_mem_enc_ioctl: not a TD vCPU');
           throw kerr('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vCPU commands for this VM type');
         }
-        return this.arch.vcpuMemEncryptOp(vcpu, copyFromUser(arg, 'kvm_tdx_cmd'));
+        return this.arch.vcpuMemEncryptOp(vcpu, arg);
       case K.KVM_SET_REGS:
       case K.KVM_SET_SREGS: {
         // Registers of a VM with protected state are not accessible (kvm_arch_vcpu_ioctl_set_regs).

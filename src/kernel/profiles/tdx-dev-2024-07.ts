@@ -51,6 +51,8 @@ export const tdxDev2024: KernelProfile = {
   ],
   vmTypes: { swProtected: true, sev: true, snp: true, tdx: true },
   gmem: { ...v6_11.gmem, populateRejectsUptodate: false },
+  // Inferred with the rest of the TDX MMU prep series (attr_filter below).
+  memslots: { ...v6_11.memslots, rejectGfnAlias: true },
   // The tree carried the TDX MMU prep series (attr_filter, inferred) but not 8046d29dde17 (June 2025).
   mmu: {
     preFault: true,
@@ -62,6 +64,7 @@ export const tdxDev2024: KernelProfile = {
   // MapGPA status for an untrapped KVM_HC_MAP_GPA_RANGE: INVALID_OPERAND, as upstream code before
   // 6.16-rc's SUBFUNC_UNSUPPORTED (inferred: the July branch's tdx_map_gpa() not read).
   tdx: {
+    ...v6_11.tdx,
     initMemRegion: 'requires-prefault',
     rejectsTsxWaitpkg: false,
     mapGpaUnsupportedStatus: 'invalid-operand',

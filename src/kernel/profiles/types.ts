@@ -73,6 +73,11 @@ export interface KernelProfile {
     /** 6.19+: changing KVM_MEM_GUEST_MEMFD on an existing memslot is -EINVAL (9935df5333aa); before,
      *  re-issuing a guest_memfd slot without the flag silently dropped its guest_memfd (a UAF). */
     readonly rejectGmemFlagToggle: boolean;
+    /**
+     * kvm_arch_prepare_memory_region(): a slot whose last gfn has the VM's direct (TDX shared) bit is
+     * -EINVAL (kvm_is_gfn_alias; "KVM: x86/mmu: Prevent aliased memslot GFNs", TDX MMU prep, 6.14).
+     */
+    readonly rejectGfnAlias: boolean;
   };
 
   readonly gmem: {
@@ -175,6 +180,18 @@ export interface KernelProfile {
      * 'invalid-operand'.
      */
     readonly mapGpaUnsupportedStatus: 'invalid-operand' | 'subfunc-unsupported';
+    /**
+     * 6.16 final: KVM_TDX_CAPABILITIES fills a zeroed struct (reserved[] comes back as zeros) and
+     * reports user_tdvmcallinfo_1_r11 = TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT (BIT(1)); the 2024
+     * dev tree had neither.
+     */
+    readonly capsTdvmcallInfo: boolean;
+    /**
+     * 6.19+ (tdx_vcpu_unlocked_ioctl(), kvm-x86 94428e3ba325): a vCPU command is copied in
+     * (tdx_get_cmd(), -EFAULT) before the TD state check; up to 6.18 tdx_vcpu_ioctl() checks the
+     * state (-EINVAL) first.
+     */
+    readonly vcpuCmdCopiedFirst: boolean;
   };
 
   /**

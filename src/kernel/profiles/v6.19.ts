@@ -21,6 +21,6 @@ export const v6_19: KernelProfile = {
     },
   ],
   memslots: { ...v6_18.memslots, rejectGmemFlagToggle: true },
-  tdx: { ...v6_18.tdx, initMemRegion: 'map-pfn' },
+  tdx: { ...v6_18.tdx, initMemRegion: 'map-pfn', vcpuCmdCopiedFirst: true },
   sev: { ...v6_18.sev, snpPolicyBitsFromFirmware: true },
 };

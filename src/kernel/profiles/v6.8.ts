@@ -15,7 +15,7 @@ export const v6_8: KernelProfile = {
     { what: 'guest_memfd_test.c at v6.8', where: 'torvalds/linux 94220f1123f3' },
   ],
   vmTypes: { swProtected: true, sev: false, snp: false, tdx: false },
-  memslots: { gmemOnAnyVm: false, rejectGmemFlagToggle: false },
+  memslots: { gmemOnAnyVm: false, rejectGmemFlagToggle: false, rejectGfnAlias: false },
   gmem: {
     mmap: false,
     preparation: 'zero-on-get-folio',
@@ -45,5 +45,11 @@ export const v6_8: KernelProfile = {
     snpPolicyBitsFromFirmware: false,
     pscClearsHypercallRet: false,
   },
-  tdx: { initMemRegion: 'map-page', rejectsTsxWaitpkg: false, mapGpaUnsupportedStatus: 'invalid-operand' },
+  tdx: {
+    initMemRegion: 'map-page',
+    rejectsTsxWaitpkg: false,
+    mapGpaUnsupportedStatus: 'invalid-operand',
+    capsTdvmcallInfo: false,
+    vcpuCmdCopiedFirst: false,
+  },
 };

@@ -46,6 +46,8 @@ import { tdxCompleteMapGpa, tdxMapGpa } from './tdvmcall.js';
 
 /** arch/x86/include/asm/kvm_host.h. */
 export const KVM_MAX_CPUID_ENTRIES = 256;
+/** tdx.c: the optional TDVMCALL leaf userspace can handle (GetTdVmCallInfo R11 bit 1). */
+const TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT = 1n << 1n;
 /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX (arch/x86/include/uapi/asm/kvm.h). */
 const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
 /** tdx.c KVM_SUPPORTED_TD_ATTRS (6.16 .. 7.0). */
@@ -243,7 +245,7 @@ export class TdxVm implements ArchVm {
     const c = this.module.config.cpuidConfigs[i]!;
     const [eax, ebx, ecx, edx] = c.values;
     const e: CpuidEntry = { function: c.leaf, index: c.subleaf ?? 0, flags: 0, eax, ebx, ecx, edx };
-    if (c.subleaf !== undefined) e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+    // td_init_cpuid_entry2() never sets flags: the (zeroed) entry keeps 0 even for sub-leaves.
     if (c.leaf === 0x80000008) e.eax = ((e.eax & ~0xff0000) | (0xff << 16)) >>> 0;
     // tdx_clear_unsupported_cpuid(): TSX and WAITPKG are never reported as configurable.
     if (!this.vm.profile.tdx.rejectsTsxWaitpkg) return e;
@@ -267,13 +269,21 @@ export class TdxVm implements ArchVm {
     if (!xfam) throw kerr('EIO', 'init_kvm_tdx_caps: no supported XFAM');
     copyToUser(caps, 'supported_attrs', attrs);
     copyToUser(caps, 'supported_xfam', xfam);
+    const info = this.vm.profile.tdx.capsTdvmcallInfo;
     for (const f of [
       'kernel_tdvmcallinfo_1_r11',
       'user_tdvmcallinfo_1_r11',
       'kernel_tdvmcallinfo_1_r12',
       'user_tdvmcallinfo_1_r12',
     ])
-      copyToUser(caps, f, 0n);
+      copyToUser(
+        caps,
+        f,
+        info && f === 'user_tdvmcallinfo_1_r11' ? TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT : 0n,
+      );
+    // The whole (zeroed) struct is copied back: reserved[] reads as zeros.
+    if (info && Array.isArray(caps['reserved']))
+      caps['reserved'] = caps['reserved'].map((v) => (typeof v === 'bigint' ? 0n : 0));
     copyToUser(cpuid, 'nent', BigInt(num));
     cpuid['entries'] = Array.from({ length: num }, (_, i) => ({
       ...this.configEntry(i),
@@ -414,9 +424,12 @@ export class TdxVm implements ArchVm {
    * tdx_vcpu_ioctl() (6.16) / tdx_vcpu_unlocked_ioctl() + tdx_vcpu_ioctl() (6.19+). Both refuse every
    * vCPU command before INIT_VM and after FINALIZE_VM and a nonzero hw_error with -EINVAL.
    */
-  vcpuMemEncryptOp(vcpu: Vcpu, cmd: UStruct): number {
+  vcpuMemEncryptOp(vcpu: Vcpu, arg: unknown): number {
+    const copiedFirst = this.vm.profile.tdx.vcpuCmdCopiedFirst;
+    let cmd = copiedFirst ? copyFromUser(arg, 'kvm_tdx_cmd') : undefined;
     if (!this.hkidAssigned || this.state === 'runnable')
       throw kerr('EINVAL', 'tdx_vcpu_ioctl: TD not initialized or already finalized');
+    cmd ??= copyFromUser(arg, 'kvm_tdx_cmd');
     const id = this.cmdId(cmd);
     if (u64(cmd, 'hw_error') !== 0n) throw kerr('EINVAL', 'tdx_vcpu_ioctl: hw_error must be 0 on input');
     switch (id) {

@@ -1,0 +1,40 @@
+/**
+ * /dev/kvm and vCPU limits. Expected values from the kernel: virt/kvm/kvm_main.c kvm_dev_ioctl()
+ * (KVM_GET_VCPU_MMAP_SIZE: `if (arg) goto out;` with r = -EINVAL), arch/x86/include/asm/kvm_host.h
+ * (KVM_MAX_VCPU_IDS = KVM_MAX_VCPUS * KVM_VCPU_ID_RATIO, ratio 4; the model's KVM_MAX_VCPUS is the
+ * MAXSMP value 4096), arch/x86/kvm/x86.c kvm_vm_ioctl_check_extension() (KVM_CAP_MAX_VCPU_ID ->
+ * KVM_MAX_VCPU_IDS) and kvm_vm_ioctl_create_vcpu() (id >= KVM_MAX_VCPU_IDS -> -EINVAL).
+ */
+import { describe, expect, it } from 'vitest';
+import { createHost, uapi } from '../../src/index.js';
+import { SyscallError } from '../../src/kernel/errors.js';
+
+const errnoOf = (fn: () => unknown): string | undefined => {
+  try {
+    fn();
+    return undefined;
+  } catch (e) {
+    if (e instanceof SyscallError) return e.code;
+    throw e;
+  }
+};
+
+describe.each(['v6.8', 'v7.0'])('/dev/kvm [%s]', (kernel) => {
+  it('KVM_GET_VCPU_MMAP_SIZE: 3 pages; a non-zero argument -> EINVAL', () => {
+    const host = createHost({ kernel });
+    const kvm = host.open('/dev/kvm');
+    expect(host.ioctl(kvm, 'KVM_GET_VCPU_MMAP_SIZE', 0)).toBe(3 * 4096);
+    expect(errnoOf(() => host.ioctl(kvm, 'KVM_GET_VCPU_MMAP_SIZE', 1))).toBe('EINVAL');
+  });
+
+  it('vCPU ids up to KVM_MAX_VCPU_IDS (4 x KVM_MAX_VCPUS) - 1', () => {
+    const host = createHost({ kernel });
+    const kvm = host.open('/dev/kvm');
+    expect(host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_MAX_VCPUS)).toBe(4096);
+    expect(host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_MAX_VCPU_ID)).toBe(16384);
+    const vm = host.ioctl(kvm, 'KVM_CREATE_VM', 0);
+    expect(typeof host.ioctl(vm, 'KVM_CREATE_VCPU', 5000)).toBe('number');
+    expect(typeof host.ioctl(vm, 'KVM_CREATE_VCPU', 16383)).toBe('number');
+    expect(errnoOf(() => host.ioctl(vm, 'KVM_CREATE_VCPU', 16384))).toBe('EINVAL');
+  });
+});
