@@ -248,7 +248,18 @@ describe('gmemlab measure snp main()', () => {
     expect(io.out).toBe('');
   });
   it('--guest-features 0x201 (Secure TSC): the default v7.0 profile accepts it (6.18+ sev_supported_vmsa_features); the digest is sev-snp-measure 0.0.13 (8f2b337) --mode snp --vcpus 1 --vcpu-type EPYC-v4 --guest-features 0x201 on BW', async () => {
-    const a = ['--mode', 'snp', '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--ovmf', BW_PATH, '--guest-features', '0x201'];
+    const a = [
+      '--mode',
+      'snp',
+      '--vcpus',
+      '1',
+      '--vcpu-type',
+      'EPYC-v4',
+      '--ovmf',
+      BW_PATH,
+      '--guest-features',
+      '0x201',
+    ];
     expect(await run(a)).toBe(0);
     expect(io.out.trim()).toBe(
       '6050ae227c7eee65b4866511a5a0bf22c44590c894d1d59ed9568f3e4a21737e2dd581f1d439e18eea0fa7f258bafe4d',
