@@ -28,7 +28,7 @@ describe('gmemlab CLI', () => {
     const r = cli('run', 'flows/qemu-tdx-wip-2024.yaml', '--kernel', 'tdx-dev-2024-07+eexist');
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/ERR init-mem-bfv .*KVM_TDX_INIT_MEM_REGION.* -> EEXIST/);
-    expect(r.out).toContain("folio up to date since step 20 'pre-fault-bfv'");
+    expect(r.out).toContain("folio up to date since step 22 'pre-fault-bfv'");
     expect(r.out).toContain('this run agrees');
   });
 

@@ -569,6 +569,15 @@ const TDX_SOURCES = 6;
 const KVM_TDX_MEASURE_MEMORY_REGION = 1;
 
 const tdCmd = (id: string, data: unknown, flags = 0) => ({ id, flags, data, hw_error: 0 });
+/** CPUID.1:ECX[21] (x2APIC), which KVM_TDX_INIT_VCPU requires in the vCPU's CPUID. */
+const X2APIC_CPUID = {
+  nent: 3,
+  entries: [
+    { function: 1, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 1 << 21, edx: 0 },
+    { function: 0x80000000, index: 0, flags: 0, eax: 0x80000008, ebx: 0, ecx: 0, edx: 0 },
+    { function: 0x80000008, index: 0, flags: 0, eax: 0x3030, ebx: 0, ecx: 0, edx: 0 },
+  ],
+};
 
 const tdxGfn = fc.oneof(
   { weight: 6, arbitrary: fc.integer({ min: 0, max: 1029 }) },
@@ -610,6 +619,7 @@ function replayTdx(kernel: string | KernelProfile, ops: TdxOp[], runs: boolean):
   const host = createHost({ kernel, platform: 'tdx', invariants: true });
   const kvm = host.open('/dev/kvm');
   const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_TDX_VM);
+  host.ioctl(vm, 'KVM_ENABLE_CAP', { cap: uapi.KVM_CAP_SPLIT_IRQCHIP, flags: 0, args: [24] });
   const gpaw48 = { function: 0x80000008, index: 0, flags: 0, eax: 48 << 16 };
   host.ioctl(
     vm,
@@ -617,6 +627,7 @@ function replayTdx(kernel: string | KernelProfile, ops: TdxOp[], runs: boolean):
     tdCmd('KVM_TDX_INIT_VM', { attributes: 1n << 28n, xfam: 0x3n, cpuid: { nent: 1, entries: [gpaw48] } }),
   );
   const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+  host.ioctl(vcpu, 'KVM_SET_CPUID2', X2APIC_CPUID);
   host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', tdCmd('KVM_TDX_INIT_VCPU', 0));
   const vcpu2 = host.ioctl(vm, 'KVM_CREATE_VCPU', 1); // never initialized
   const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 1200 * PAGE, flags: 0 });

@@ -16,8 +16,10 @@ import {
   MiB,
   TDX_PROFILES,
   tdCmd,
+  tdVcpu,
   tdVm,
   UPSTREAM,
+  X2APIC_CPUID,
 } from './td.js';
 
 const caps = (nent: number) => ({ cpuid: { nent } });
@@ -95,7 +97,7 @@ for (const kernel of TDX_PROFILES) {
       });
       expect(cmd['hw_error']).toBe(0);
       expect(errnoOf(() => initVm(td))).toBe('EINVAL');
-      const vcpu = td.host.ioctl(td.vm, 'KVM_CREATE_VCPU', 0);
+      const vcpu = tdVcpu(td);
       td.host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', tdCmd('KVM_TDX_INIT_VCPU', 0));
       const out = { nent: 8 };
       td.host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', tdCmd('KVM_TDX_GET_CPUID', out));
@@ -106,7 +108,7 @@ for (const kernel of TDX_PROFILES) {
     it('vCPU commands: KVM_TDX_INIT_VCPU flags / twice -> -EINVAL; GET_CPUID small nent -> -E2BIG with nent', () => {
       const td = tdVm(kernel);
       initVm(td);
-      const vcpu = td.host.ioctl(td.vm, 'KVM_CREATE_VCPU', 0);
+      const vcpu = tdVcpu(td);
       const op = (c: Record<string, unknown>) => td.host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', c);
       expect(errnoOf(() => op({ ...tdCmd('KVM_TDX_INIT_VCPU', 0), hw_error: 5 }))).toBe('EINVAL');
       expect(errnoOf(() => op(tdCmd('KVM_TDX_INIT_VCPU', 0, 1)))).toBe('EINVAL');
@@ -384,6 +386,52 @@ describe('memslots of a TD and the shared bit (x86.c kvm_arch_prepare_memory_reg
     '[%s] before INIT_VM the TD has no direct bits: the slot is accepted',
     (kernel) => {
       expect(slotAt(tdVm(kernel), SHARED + 0x1000, 0x1000)).toBeUndefined();
+    },
+  );
+});
+
+describe('TD vCPU prerequisites (tdx.c tdx_vcpu_create, tdx_vcpu_init; x86.c KVM_CAP_SPLIT_IRQCHIP)', () => {
+  const bareTd = (kernel: string) => {
+    const host = createHost({ kernel, platform: 'tdx' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_TDX_VM);
+    return { host, vm };
+  };
+  const split = (td: { host: ReturnType<typeof createHost>; vm: number }, pins: number) =>
+    errnoOf(() =>
+      td.host.ioctl(td.vm, 'KVM_ENABLE_CAP', { cap: uapi.KVM_CAP_SPLIT_IRQCHIP, flags: 0, args: [pins] }),
+    );
+  it.each(TDX_PROFILES)(
+    '[%s] KVM_CREATE_VCPU without a split IRQCHIP -> EINVAL (after the INIT_VM check)',
+    (kernel) => {
+      const td = bareTd(kernel);
+      expect(errnoOf(() => td.host.ioctl(td.vm, 'KVM_CREATE_VCPU', 0))).toBe('EIO'); // state first
+      initVm(td);
+      expect(errnoOf(() => td.host.ioctl(td.vm, 'KVM_CREATE_VCPU', 0))).toBe('EINVAL');
+      expect(split(td, 24)).toBeUndefined();
+      expect(typeof td.host.ioctl(td.vm, 'KVM_CREATE_VCPU', 0)).toBe('number');
+    },
+  );
+  it('KVM_CAP_SPLIT_IRQCHIP: more than 48 pins -> EINVAL; twice, or after a vCPU -> EEXIST', () => {
+    const td = bareTd('v6.16');
+    expect(td.host.ioctl(td.vm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_SPLIT_IRQCHIP)).toBe(1);
+    expect(split(td, 49)).toBe('EINVAL');
+    expect(split(td, 48)).toBeUndefined();
+    expect(split(td, 24)).toBe('EEXIST');
+    const host = createHost({ kernel: 'v6.16' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', 0);
+    host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    expect(split({ host, vm }, 24)).toBe('EEXIST');
+  });
+  it.each(TDX_PROFILES)(
+    '[%s] KVM_TDX_INIT_VCPU without x2APIC in the vCPU CPUID -> EINVAL (kvm_apic_set_base)',
+    (kernel) => {
+      const td = tdVm(kernel);
+      initVm(td);
+      const vcpu = td.host.ioctl(td.vm, 'KVM_CREATE_VCPU', 0);
+      const init = () => td.host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', tdCmd('KVM_TDX_INIT_VCPU', 0));
+      expect(errnoOf(init)).toBe('EINVAL');
+      td.host.ioctl(vcpu, 'KVM_SET_CPUID2', X2APIC_CPUID);
+      expect(init()).toBe(0);
     },
   );
 });

@@ -25,10 +25,30 @@ export interface Td {
   src?: number;
 }
 
+/** A TD VM with a split IRQCHIP, as a VMM must give it before its vCPUs (tdx_vcpu_create). */
 export function tdVm(kernel: string): Td {
   const host = createHost({ kernel, platform: 'tdx' });
   const kvm = host.open('/dev/kvm');
-  return { host, vm: host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_TDX_VM) };
+  const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_TDX_VM);
+  host.ioctl(vm, 'KVM_ENABLE_CAP', { cap: uapi.KVM_CAP_SPLIT_IRQCHIP, flags: 0, args: [24] });
+  return { host, vm };
+}
+
+/** CPUID.1:ECX[21], the x2APIC KVM_TDX_INIT_VCPU requires, and 0x80000008 MAXPHYADDR 48 (= the GPAW). */
+export const X2APIC_CPUID = {
+  nent: 3,
+  entries: [
+    { function: 1, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 1 << 21, edx: 0 },
+    { function: 0x80000000, index: 0, flags: 0, eax: 0x80000008, ebx: 0, ecx: 0, edx: 0 },
+    { function: 0x80000008, index: 0, flags: 0, eax: 0x3030, ebx: 0, ecx: 0, edx: 0 },
+  ],
+};
+
+/** KVM_CREATE_VCPU + KVM_SET_CPUID2 with x2APIC (QEMU kvm_arch_init_vcpu), ready for INIT_VCPU. */
+export function tdVcpu(td: Td, id = 0): number {
+  const vcpu = td.host.ioctl(td.vm, 'KVM_CREATE_VCPU', id);
+  td.host.ioctl(vcpu, 'KVM_SET_CPUID2', X2APIC_CPUID);
+  return vcpu;
 }
 
 export function tdCmd(id: string, data: unknown, flags: number | bigint = 0): Record<string, unknown> {
@@ -49,7 +69,7 @@ export function buildTd(kernel: string, base = 0, size = 2 * MiB): Required<Td> 
   const td = tdVm(kernel);
   const { host, vm } = td;
   initVm(td);
-  const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+  const vcpu = tdVcpu(td);
   host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', tdCmd('KVM_TDX_INIT_VCPU', 0));
   const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags: 0 });
   const hva = host.mmap({ length: size, prot: 3, flags: uapi.MAP_SHARED | uapi.MAP_ANONYMOUS });

@@ -47,6 +47,8 @@ export class Vm {
   readonly arch: ArchVm;
   /** kvm->arch.hypercall_exit_enabled. */
   hypercallExitEnabled = 0n;
+  /** kvm->arch.irqchip_mode == KVM_IRQCHIP_SPLIT (KVM_CAP_SPLIT_IRQCHIP): local APICs in KVM. */
+  irqchipSplit = false;
   /** kvm->vm_dead / vm_bugged: every ioctl returns -EIO from then on. */
   dead: string | undefined;
   private refs = 1;
@@ -175,6 +177,18 @@ export class Vm {
           throw kerr('EINVAL', 'KVM_CAP_EXIT_HYPERCALL: unsupported hypercall');
         this.hypercallExitEnabled = arg0;
         return 0;
+      case K.KVM_CAP_SPLIT_IRQCHIP:
+        // x86 kvm_vm_ioctl_enable_cap(): too many reserved pins -EINVAL, then -EEXIST once an
+        // IRQCHIP exists or a vCPU was created.
+        if (arg0 > BigInt(K.MAX_NR_RESERVED_IOAPIC_PINS))
+          throw kerr(
+            'EINVAL',
+            `KVM_CAP_SPLIT_IRQCHIP: ${arg0} reserved IOAPIC pins (max ${K.MAX_NR_RESERVED_IOAPIC_PINS})`,
+          );
+        if (this.irqchipSplit) throw kerr('EEXIST', 'KVM_CAP_SPLIT_IRQCHIP: the IRQCHIP already exists');
+        if (this.vcpus.size > 0) throw kerr('EEXIST', 'KVM_CAP_SPLIT_IRQCHIP: vCPUs already created');
+        this.irqchipSplit = true;
+        return 0;
       default:
         throw kerr('EINVAL', `kvm_vm_ioctl_enable_cap: capability ${cap} cannot be enabled`);
     }
@@ -277,6 +291,8 @@ export function checkExtension(host: Host, vm: Vm | undefined, cap: number): num
       return p.mmu.preFault ? 1 : 0; // tdp_enabled
     case K.KVM_CAP_EXIT_HYPERCALL:
       return Number(KVM_EXIT_HYPERCALL_VALID_MASK);
+    case K.KVM_CAP_SPLIT_IRQCHIP:
+      return 1;
     default:
       return 0;
   }

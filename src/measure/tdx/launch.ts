@@ -3,7 +3,7 @@
  * TDX module computed from the pages KVM asked it to add and extend (never recomputed here).
  * Sequence after QEMU target/i386/kvm/tdx.c (tdx_kvm_init / tdx_pre_create_vcpu /
  * tdx_init_fw_mem_region / tdx_finalize_vm) and Documentation/virt/kvm/x86/intel-tdx.rst's
- * creation flow: KVM_CREATE_VM(KVM_X86_TDX_VM), KVM_TDX_CAPABILITIES, KVM_TDX_INIT_VM,
+ * creation flow: KVM_CREATE_VM(KVM_X86_TDX_VM), split IRQCHIP, KVM_TDX_CAPABILITIES, KVM_TDX_INIT_VM,
  * KVM_CREATE_VCPU + KVM_TDX_INIT_VCPU, guest_memfd + memslots (RAM at 0, the firmware at
  * 4 GiB - image size) + private attributes, one KVM_TDX_INIT_MEM_REGION per TDVF section (MEASURE
  * where the section says MR.EXTEND; PAGE.AUG sections skipped), KVM_TDX_FINALIZE_VM.
@@ -24,7 +24,12 @@ import '../../kernel/arch/register.js';
 import { tdhMrExtendDirect, tdMrtd } from '../../kernel/arch/tdx/index.js';
 import { TDX_SUCCESS } from '../../kernel/arch/tdx/module.js';
 import { TDX_EXTENDMR_CHUNKSIZE, TDX_PAGE_SIZE } from '../../kernel/arch/tdx/mrtd.js';
-import { KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_TDX_VM } from '../../uapi/kvm.js';
+import {
+  KVM_CAP_SPLIT_IRQCHIP,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_X86_TDX_VM,
+} from '../../uapi/kvm.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../uapi/mman.js';
 import { KVM_TDX_MEASURE_MEMORY_REGION } from '../../uapi/tdx.js';
 import { FirmwareFormatError } from '../errors.js';
@@ -113,6 +118,10 @@ export function runTdLaunch(image: Uint8Array, opts: TdLaunchRunOptions = {}): T
   });
   const kvm = step('open /dev/kvm', () => host.open('/dev/kvm'));
   const vm = step('KVM_CREATE_VM', () => host.ioctl(kvm, 'KVM_CREATE_VM', KVM_X86_TDX_VM));
+  // QEMU requires kernel-irqchip=split for a TD: kvm_irqchip_create() at kvm_init().
+  step('KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)', () =>
+    host.ioctl(vm, 'KVM_ENABLE_CAP', { cap: KVM_CAP_SPLIT_IRQCHIP, flags: 0, args: [24] }),
+  );
   const caps: Record<string, unknown> = { cpuid: { nent: 256 } };
   step('KVM_TDX_CAPABILITIES', () =>
     host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', {
@@ -136,6 +145,18 @@ export function runTdLaunch(image: Uint8Array, opts: TdLaunchRunOptions = {}): T
     }),
   );
   const vcpu = step('KVM_CREATE_VCPU', () => host.ioctl(vm, 'KVM_CREATE_VCPU', 0));
+  // kvm_arch_init_vcpu(): the vCPU's CPUID, with x2APIC (CPUID.1:ECX[21]), which a TD requires, and
+  // MAXPHYADDR 48 (the GPAW).
+  step('KVM_SET_CPUID2', () =>
+    host.ioctl(vcpu, 'KVM_SET_CPUID2', {
+      nent: 3,
+      entries: [
+        { function: 1, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 1 << 21, edx: 0 },
+        { function: 0x80000000, index: 0, flags: 0, eax: 0x80000008, ebx: 0, ecx: 0, edx: 0 },
+        { function: 0x80000008, index: 0, flags: 0, eax: 0x3030, ebx: 0, ecx: 0, edx: 0 },
+      ],
+    }),
+  );
   const hob = plan.metadata.sections.find((s) => s.type === TD_HOB_TYPE);
   step('KVM_TDX_INIT_VCPU', () =>
     host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', {

@@ -7,8 +7,10 @@
  * guest_memfd side). Sources: torvalds/linux tdx.c @3829d81b6958 (6.16), kvm-x86/linux tdx.c
  * @09c6f74ecb86 (2026; same INIT/FINALIZE/S-EPT logic as the 6.19 pull), the 2024 threads cited in
  * profiles/tdx-dev-2024-07.ts.
- * Not modelled: the in-kernel split IRQCHIP requirement of KVM_CREATE_VCPU, x2APIC setup, TSC and
- * MSR handling, KVM_TDX_TERMINATE_VM, lock contention (-EBUSY/-EINTR of the 6.19 state guard).
+ * Modelled as checks only: the split IRQCHIP KVM_CREATE_VCPU requires and the x2APIC CPUID
+ * KVM_TDX_INIT_VCPU requires (no APIC state). Not modelled: TSC and MSR handling,
+ * KVM_TDX_TERMINATE_VM, the TD's vCPU limit (num_present_cpus), lock contention (-EBUSY/-EINTR of
+ * the 6.19 state guard).
  */
 import { ExtentMap } from '../../../ranges/extent-map.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../../uapi/kvm.js';
@@ -408,6 +410,11 @@ export class TdxVm implements ArchVm {
   vcpuPrecreate(_id: number): void {
     if (this.state !== 'initialized')
       throw kerr('EIO', 'tdx_vcpu_create: TD is not in TD_STATE_INITIALIZED (KVM_TDX_INIT_VM first)');
+    // The TDX module mandates APICv, hence an in-kernel local APIC; an in-kernel I/O APIC cannot be
+    // emulated faithfully: only a split IRQCHIP will do (the 2024 tree: `!vcpu->arch.apic`, which the
+    // model's only IRQCHIP, the split one, also satisfies).
+    if (!this.vm.irqchipSplit)
+      throw kerr('EINVAL', 'tdx_vcpu_create: TDX needs a split IRQCHIP (KVM_CAP_SPLIT_IRQCHIP)');
   }
 
   vcpuCreated(vcpu: Vcpu): void {
@@ -449,6 +456,10 @@ export class TdxVm implements ArchVm {
     if (u32(cmd, 'flags') !== 0n) throw kerr('EINVAL', 'tdx_vcpu_init: flags must be 0');
     const v = this.vcpuTdx.get(vcpu)!;
     if (v.state !== 'uninitialized') throw kerr('EINVAL', 'tdx_vcpu_init: vCPU already initialized');
+    // TDX requires x2APIC: kvm_apic_set_base(APIC_DEFAULT_PHYS_BASE | LAPIC_MODE_X2APIC) treats
+    // X2APIC_ENABLE as reserved unless the vCPU's CPUID (KVM_SET_CPUID2) has X2APIC, leaf 1 ECX[21].
+    if (!cpuidHasX2apic(vcpu))
+      throw kerr('EINVAL', 'tdx_vcpu_init: kvm_apic_set_base(x2APIC) refused: no X2APIC in the vCPU CPUID');
     const td = this.td!;
     const m = this.module;
     const vp = m.vpCreate(td);
@@ -870,4 +881,15 @@ export class TdxVm implements ArchVm {
     if (this.td && this.td.lifecycle !== 'teardown') this.module.mngKeyFreeid(this.td);
     this.state = 'uninitialized';
   }
+}
+
+/** X86_FEATURE_X2APIC (CPUID.1:ECX[21]) in the CPUID userspace set with KVM_SET_CPUID2. */
+function cpuidHasX2apic(vcpu: Vcpu): boolean {
+  const entries = vcpu.archState['cpuid'];
+  if (!Array.isArray(entries)) return false;
+  return entries.some((e) => {
+    if (typeof e !== 'object' || e === null) return false;
+    const r = e as Record<string, unknown>;
+    return Number(r['function']) === 1 && (Number(r['ecx'] ?? 0) & (1 << 21)) !== 0;
+  });
 }
