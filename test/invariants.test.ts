@@ -125,6 +125,15 @@ describe('invariants', () => {
       const v = violation(() => bad.host.memory.write(mb, [1]));
       expect(v?.invariant).toBe('no-host-access-to-private');
     });
+    it('a write that touches a private page and then faults (SIGBUS past i_size) reports the violation itself [v6.18]', () => {
+      const bad = setup(broken('v6.18', { hostMapsPrivate: true }), true, uapi.GUEST_MEMFD_FLAG_MMAP);
+      const m = bad.host.mmap({ length: 8 * 4096, prot: 3, flags: uapi.MAP_SHARED, fd: bad.gmem });
+      // Pages 0..3 are the file (private); page 4 is beyond i_size.
+      const v = violation(() => bad.host.memory.write(m + 3 * 4096 + 4090, new Uint8Array(12).fill(1)));
+      expect(v?.invariant).toBe('no-host-access-to-private');
+      // Nothing is left over for the next, unrelated call.
+      expect(typeof bad.host.open('/dev/kvm')).toBe('number');
+    });
   });
 
   describe('no-mapping-of-freed-folio (bugs.noZapOnPunchHole)', () => {
@@ -136,6 +145,26 @@ describe('invariants', () => {
         expect(ok.host.fallocate(ok.gmem, punch, 0, 4096)).toBe(0);
         const bad = setup(broken(k, { noZapOnPunchHole: true }));
         guestRead(bad.host, bad.vcpu);
+        const v = violation(() => bad.host.fallocate(bad.gmem, punch, 0, 4096));
+        expect(v?.invariant).toBe('no-mapping-of-freed-folio');
+      });
+    }
+  });
+
+  describe('no-mapping-of-freed-folio (bugs.noZapOnMemslotDelete)', () => {
+    // The slot is gone, so no binding leads from the freed folio to the SPTE: the checker has to find
+    // it from the SPTE side.
+    for (const k of ['v6.8', 'v6.11', 'v7.0']) {
+      it(`a deleted slot's private SPTE, then PUNCH_HOLE of its folio -> violation [${k}]`, () => {
+        const punch = uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE;
+        const del = { slot: 1, flags: uapi.KVM_MEM_GUEST_MEMFD, guest_phys_addr: GPA, memory_size: 0 };
+        const ok = setup(k);
+        guestRead(ok.host, ok.vcpu);
+        ok.host.ioctl(ok.vm, 'KVM_SET_USER_MEMORY_REGION2', del);
+        expect(ok.host.fallocate(ok.gmem, punch, 0, 4096)).toBe(0);
+        const bad = setup(broken(k, { noZapOnMemslotDelete: true }));
+        guestRead(bad.host, bad.vcpu);
+        bad.host.ioctl(bad.vm, 'KVM_SET_USER_MEMORY_REGION2', del);
         const v = violation(() => bad.host.fallocate(bad.gmem, punch, 0, 4096));
         expect(v?.invariant).toBe('no-mapping-of-freed-folio');
       });

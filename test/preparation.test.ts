@@ -4,7 +4,7 @@
  * (kvm_arch_gmem_prepare) runs, after fallocate, a guest fault, KVM_PRE_FAULT_MEMORY, a punch-hole
  * and a conversion without punch-hole. Expected values follow the kernel source of each version
  * (virt/kvm/guest_memfd.c): v6.8 (a7800aa80ea4), v6.11-rc1 (kvm-coco-hooks state), v6.11..v6.19
- * (lazy preparation, b85524314a3d), v7.0 (preparation tracking removed, 188349ceb0f0).
+ * (lazy preparation, b85524314a3d), v7.0 (preparation tracking removed, 8622ef05709f).
  *
  * A SW_PROTECTED VM has no prepare hook of its own; the tests install a counting one on the VM's
  * arch ops (as SNP's sev_gmem_prepare would be), so the hook's call points are observable.
@@ -107,7 +107,7 @@ describe('preparation after fallocate(KEEP_SIZE) (kvm_gmem_allocate -> kvm_gmem_
     expect(state(folio(e, 0))).toEqual({ content: 'zero', uptodate: true });
     expect(e.hookCalls).toEqual([GPA >> 12]);
   });
-  for (const k of ['v6.11', 'v6.16', 'v6.19', 'v7.0']) {
+  for (const k of ['v6.11', 'v6.16', 'v6.18', 'v6.19', 'v7.0']) {
     it(`${k}: fallocate only allocates (b85524314a3d): not cleared, not up to date, no hook`, () => {
       const e = env(k);
       fallocate(e, 0);
@@ -124,7 +124,7 @@ describe('preparation on a private guest fault (kvm_mmu_faultin_pfn_gmem -> kvm_
     expect(state(folio(e, 0))).toEqual({ content: 'zero', uptodate: true });
     expect(e.hookCalls).toEqual([]);
   });
-  for (const k of ['v6.11-rc1', 'v6.11', 'v6.19', 'v7.0']) {
+  for (const k of ['v6.11-rc1', 'v6.11', 'v6.16', 'v6.18', 'v6.19', 'v7.0']) {
     it(`${k}: the first fault clears, runs the hook once and marks up to date`, () => {
       const e = env(k);
       fallocate(e, 0); // 6.11+: a garbage folio that the fault must clear
@@ -151,7 +151,7 @@ describe('preparation by KVM_PRE_FAULT_MEMORY (kvm_tdp_map_page -> kvm_gmem_get_
   });
   // The seed case: a pre-fault marks the folio up to date in every version that has the ioctl;
   // in 6.11..6.19 "up to date" means prepared, which is what made a later populate fail -EEXIST.
-  for (const k of ['v6.11-rc1', 'v6.11', 'v6.16', 'v7.0']) {
+  for (const k of ['v6.11-rc1', 'v6.11', 'v6.16', 'v6.18', 'v6.19', 'v7.0']) {
     it(`${k}: a pre-fault of a private gfn clears the page, runs the hook and marks the folio up to date`, () => {
       const e = env(k);
       preFault(e, 1);
@@ -163,12 +163,13 @@ describe('preparation by KVM_PRE_FAULT_MEMORY (kvm_tdp_map_page -> kvm_gmem_get_
   // page_fault_can_be_fast() is false (A/D bits on) and the fault reaches kvm_gmem_get_pfn() before
   // tdp_mmu_map_handle_target_level() finds the same SPTE (RET_PF_SPURIOUS, success).
   // v6.11-rc1: kvm_gmem_get_folio(prepare=true) calls kvm_gmem_prepare_folio() on every get_pfn;
-  // v7.0 (188349ceb0f0): kvm_gmem_get_pfn() calls it unconditionally; 6.11..6.19: only when the
+  // v7.0 (8622ef05709f): kvm_gmem_get_pfn() calls it unconditionally; 6.11..6.19: only when the
   // folio is not up to date (is_prepared), so not again.
   const secondPreFaultHooks: Array<[string, number]> = [
     ['v6.11-rc1', 2],
     ['v6.11', 1],
     ['v6.16', 1],
+    ['v6.18', 1],
     ['v6.19', 1],
     ['v7.0', 2],
   ];
@@ -211,7 +212,7 @@ describe('conversion without punch-hole: private -> shared -> private re-faults 
     expect(guestRead(e, 0)).toEqual(new Uint8Array(16).fill(0x5a));
     expect(e.hookCalls.length).toBe(2);
   });
-  for (const k of ['v6.11', 'v6.19']) {
+  for (const k of ['v6.11', 'v6.16', 'v6.18', 'v6.19']) {
     it(`${k}: up to date = prepared: no second clear, no second hook (kvm_gmem_get_pfn skips prepare)`, () => {
       const e = env(k);
       guestWrite(e, 0, 0x5a);
@@ -232,7 +233,7 @@ describe('conversion without punch-hole: private -> shared -> private re-faults 
 });
 
 describe('punch-hole (kvm_gmem_punch_hole): the folio and its state go away in every version', () => {
-  for (const k of ['v6.8', 'v6.11-rc1', 'v6.11', 'v7.0']) {
+  for (const k of ['v6.8', 'v6.11-rc1', 'v6.11', 'v6.16', 'v6.18', 'v6.19', 'v7.0']) {
     it(`${k}: after PUNCH_HOLE the folio is absent and the next fault gets a fresh zeroed folio`, () => {
       const e = env(k);
       guestWrite(e, 2, 0x77);
@@ -294,6 +295,51 @@ describe('hwpoison (kvm_gmem_error_folio, then __kvm_gmem_get_pfn)', () => {
         gpa: BigInt(GPA + 3 * 4096),
         size: 4096n,
       });
+    });
+  }
+});
+
+describe('a host fault through a guest_memfd mmap (kvm_gmem_fault_user_mapping, 6.18+ INIT_SHARED)', () => {
+  // 6.18/6.19: the user fault clears a folio that is not up to date and marks it prepared
+  // (kvm_gmem_mark_prepared) without the arch hook; a later get_pfn finds it prepared and skips the
+  // hook. 7.0: the user fault clears and folio_mark_uptodate(); kvm_gmem_get_pfn() runs the hook on
+  // every call regardless.
+  function sharedEnv(kernel: string) {
+    const host = createHost({ kernel });
+    const vmfd = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const vm = (host.fds.lookup(vmfd) as VmFile).vm;
+    const flags = uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED;
+    const gmem = host.ioctl(vmfd, 'KVM_CREATE_GUEST_MEMFD', { size: NPAGES * 4096, flags });
+    const map = host.mmap({ length: NPAGES * 4096, prot: 3, flags: uapi.MAP_SHARED, fd: gmem });
+    host.ioctl(vmfd, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot: 1,
+      flags: uapi.KVM_MEM_GUEST_MEMFD,
+      guest_phys_addr: GPA,
+      memory_size: NPAGES * 4096,
+      userspace_addr: map,
+      guest_memfd: gmem,
+      guest_memfd_offset: 0,
+    });
+    const vcpu = host.ioctl(vmfd, 'KVM_CREATE_VCPU', 0);
+    const e: Env = { host, vm, vmfd, vcpu, gmem, hookCalls: [], failHook: false };
+    vm.arch.gmemPrepare = (gfn: number) => {
+      e.hookCalls.push(gfn);
+    };
+    return { e, map };
+  }
+  for (const [k, hooksOnGuestFault] of [
+    ['v6.18', 0],
+    ['v6.19', 0],
+    ['v7.0', 1],
+  ] as const) {
+    it(`${k}: the host read clears and marks the folio up to date with no hook; the guest fault then calls it ${hooksOnGuestFault} time(s)`, () => {
+      const { e, map } = sharedEnv(k);
+      expect(folio(e, 0)).toBeUndefined();
+      expect(e.host.memory.read(map, 16)).toEqual(new Uint8Array(16));
+      expect(state(folio(e, 0))).toEqual({ content: 'zero', uptodate: true });
+      expect(e.hookCalls).toEqual([]);
+      expect(guestRead(e, 0)).toEqual(new Uint8Array(16));
+      expect(e.hookCalls.length).toBe(hooksOnGuestFault);
     });
   }
 });

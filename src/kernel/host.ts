@@ -279,7 +279,15 @@ export class Host {
 
   private hostAccess<T>(fn: () => T): T {
     this.tracer.begin('host memory access');
-    const r = fn();
+    let r: T;
+    try {
+      r = fn();
+    } catch (e) {
+      // A fault part-way (SIGBUS, EFAULT) still checks what the access did before it: a violation
+      // belongs to this access, not to the next call.
+      this.invariants.check();
+      throw e;
+    }
     this.invariants.check();
     return r;
   }

@@ -88,7 +88,20 @@ export class Invariants {
   }
 
   foliosFreed(inode: GmemInode, start: number, end: number): void {
+    if (!this.enabled) return;
     this.touchGmem(inode, start, end);
+    // Pages no binding covers any more (memslot deleted, file released): an SPTE left behind can
+    // only be found from the SPTE side. Rare, so a scan of the owner's SPTEs is affordable.
+    let bound = 0;
+    for (const f of inode.files)
+      if (f.vm === inode.owner) for (const e of f.bindings.entries(start, end)) bound += e.end - e.start;
+    if (bound >= end - start) return;
+    for (const e of inode.owner.mmu.sptes.entries()) {
+      const s = e.value;
+      if (s.inode !== inode) continue;
+      const first = e.start + s.pfnDelta! - inode.pfnBase;
+      if (first < end && first + (e.end - e.start) > start) this.touchGfns(inode.owner, e.start, e.end);
+    }
   }
 
   /** An SPTE is being installed for guest_memfd page `index` (checked now: a write may follow). */

@@ -78,6 +78,8 @@ export class GmemInode {
     readonly flags: bigint,
     /** Host pfn of page index 0: deterministic, each inode gets its own window. */
     readonly pfnBase: number,
+    /** The VM that created it (kvm_gmem_create): the only one whose SPTEs can map its folios. */
+    readonly owner: Vm,
   ) {
     this.npages = Number(size >> 12n);
   }
@@ -188,11 +190,8 @@ export class GmemFile extends KFile {
       const slot = e.value;
       if (slot.gmem) slot.gmem.file = null;
       const gfn = slot.baseGfn + (e.start - slot.gmem!.pgoff);
-      if (vm.profile.bugs?.noZapOnRelease) {
-        // The SPTEs stay; have the invariants look at them once the folios are gone.
-        vm.host.invariants.touchGfns(vm, gfn, gfn + (e.end - e.start));
-        continue;
-      }
+      // The deliberately broken profile leaves the SPTEs (the invariants find them from the SPTE side).
+      if (vm.profile.bugs?.noZapOnRelease) continue;
       vm.mmu.zapGfnRange(gfn, gfn + (e.end - e.start), filter, 'kvm_gmem_release');
     }
     this.bindings.clear();
@@ -214,7 +213,7 @@ export function createGuestMemfd(vm: Vm, arg: unknown): number {
   if (size <= 0n || !pageAligned(size))
     throw kerr('EINVAL', 'kvm_gmem_create: size <= 0 or not page aligned');
   const host = vm.host;
-  const inode = new GmemInode(host, host.nextIno(), size, flags, host.reservePfns(Number(size >> 12n)));
+  const inode = new GmemInode(host, host.nextIno(), size, flags, host.reservePfns(Number(size >> 12n)), vm);
   const file = new GmemFile(vm, inode);
   inode.files.add(file);
   vm.gmemFiles.add(file);

@@ -208,6 +208,11 @@ export interface ProfileBugs {
   readonly noZapOnPunchHole?: boolean;
   /** kvm_gmem_release() forgets to zap through its bindings: SPTEs keep pointing at freed folios. */
   readonly noZapOnRelease?: boolean;
+  /**
+   * kvm_arch_flush_shadow_memslot() forgets the zap of a deleted slot: its SPTEs outlive the binding,
+   * and a later punch-hole or release frees folios they still map.
+   */
+  readonly noZapOnMemslotDelete?: boolean;
   /** KVM_SET_MEMORY_ATTRIBUTES skips the pre-set zap: mappings disagree with attributes. */
   readonly noZapOnAttributeChange?: boolean;
   /** guest_memfd user faults ignore INIT_SHARED: the host can touch pages the guest holds private. */

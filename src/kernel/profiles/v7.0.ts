@@ -10,7 +10,10 @@ export const v7_0: KernelProfile = {
   base: '7.0',
   sources: [
     ...v6_19.sources,
-    { what: 'KVM: guest_memfd: Remove preparation tracking', where: '188349ceb0f0' },
+    {
+      what: 'KVM: guest_memfd: Remove preparation tracking',
+      where: '8622ef05709f (linux-next, Feb 2026; Michael Roth v2 2/5, 2025-12-15)',
+    },
     {
       what: 'TDX: a second KVM_TDX_INIT_MEM_REGION of a GPA finds the mirror SPTE present (RET_PF_SPURIOUS) -> -EIO from kvm_tdp_mmu_map_private_pfn(); no common-code EEXIST (the maintainer reads the code the same way, 2026-06-30)',
       where:
