@@ -68,12 +68,10 @@ function modelTrace(pages: number, invariants: boolean): { ops: number; checksum
   const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
   const size = GUEST_PAGES * 4096;
   const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags: 0 });
-  // 1 TiB does not fit above the default mmap base: place it like a VMM's MAP_FIXED reservation.
   const hva = host.mmap({
     length: size,
     prot: 3,
-    flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS | uapi.MAP_FIXED | uapi.MAP_NORESERVE,
-    addr: 0x1000_0000_0000,
+    flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS | uapi.MAP_NORESERVE,
   });
   host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
     slot: 1,

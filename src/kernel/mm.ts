@@ -59,13 +59,18 @@ export interface MmapArgs {
   addr?: number | bigint;
 }
 
-/** Where the first mapping goes: deterministic, below the usual x86-64 mmap base. */
-const MMAP_BASE = 0x7f00_0000_0000;
+/**
+ * The x86-64 mmap base without randomisation (TASK_SIZE less the 8 MiB stack gap and guard):
+ * get_unmapped_area() hands out addresses top-down from here, as the kernel's default layout does,
+ * so the whole 128 TiB user address space is usable and unmapped ranges are reused.
+ */
+const MMAP_BASE = 0x7fff_f7ff_f000;
 const TASK_SIZE = 0x7fff_ffff_f000;
+/** vm.mmap_min_addr's usual value. */
+const MMAP_MIN_ADDR = 0x1_0000;
 
 export class AddressSpace {
   private vmas: Vma[] = [];
-  private next = MMAP_BASE;
 
   /**
    * mmap(2), checks in the kernel's order: x86 sys_mmap() (offset alignment), ksys_mmap_pgoff()
@@ -94,13 +99,12 @@ export class AddressSpace {
     let start: number;
     if (flags & MAP_FIXED && args.addr !== undefined) {
       start = Number(args.addr);
+      // __get_unmapped_area(): past TASK_SIZE -ENOMEM, then an unaligned address -EINVAL.
+      if (start > TASK_SIZE - len)
+        throw kerr('ENOMEM', 'get_unmapped_area: MAP_FIXED range beyond TASK_SIZE');
       if (start % PAGE_SIZE !== 0) throw kerr('EINVAL', 'do_mmap: MAP_FIXED address not aligned');
       this.munmap(start, len);
-    } else {
-      start = this.next;
-      if (start + len > TASK_SIZE) throw kerr('ENOMEM', 'get_unmapped_area: address space exhausted');
-      this.next = start + len + PAGE_SIZE; // a guard gap keeps mappings apart
-    }
+    } else start = this.unmappedArea(len);
     const pgoff = offset / PAGE_SIZE;
     if (file === undefined) {
       this.insert({ start, end: start + len, prot, flags, pgoff: 0, anon: new Map() });
@@ -109,6 +113,22 @@ export class AddressSpace {
     const backing = file.mmap({ length: len, prot, flags, pgoff });
     this.insert({ start, end: start + len, prot, flags, pgoff, file: file.get(), backing });
     return start;
+  }
+
+  /**
+   * vm_unmapped_area() top-down: the highest gap below MMAP_BASE that holds `len` bytes plus a
+   * one-page guard above them (the model keeps mappings apart, so an access running off the end
+   * of one never lands in the next).
+   */
+  private unmappedArea(len: number): number {
+    let hi = MMAP_BASE;
+    for (let i = this.vmas.length - 1; i >= -1; i--) {
+      const v = this.vmas[i];
+      const lo = v === undefined ? MMAP_MIN_ADDR : v.end;
+      if (lo < hi && hi - lo >= len + PAGE_SIZE) return hi - PAGE_SIZE - len;
+      if (v !== undefined && v.start < hi) hi = v.start;
+    }
+    throw kerr('ENOMEM', 'get_unmapped_area: no gap large enough below mmap_base');
   }
 
   munmap(addr: number | bigint, length: number | bigint): void {
@@ -248,7 +268,11 @@ export class AddressSpace {
     const v = this.vmaFor(addr, false);
     const page = Math.floor(addr / PAGE_SIZE);
     if (v.anon) return v.anon.get(page) ?? null;
-    return v.backing!.readPage(v.pgoff + (page - v.start / PAGE_SIZE));
+    try {
+      return v.backing!.readPage(v.pgoff + (page - v.start / PAGE_SIZE));
+    } catch (e) {
+      throw atAddress(e, addr);
+    }
   }
 
   private writePage(addr: number, off: number, bytes: Uint8Array): void {
@@ -258,7 +282,11 @@ export class AddressSpace {
       v.anon.set(page, pageWith(v.anon.get(page), off, bytes));
       return;
     }
-    v.backing!.writePage(v.pgoff + (page - v.start / PAGE_SIZE), off, bytes);
+    try {
+      v.backing!.writePage(v.pgoff + (page - v.start / PAGE_SIZE), off, bytes);
+    } catch (e) {
+      throw atAddress(e, addr + off);
+    }
   }
 
   /**
@@ -296,4 +324,9 @@ export class AddressSpace {
       throw e;
     }
   }
+}
+
+/** A file's fault handler knows only its page offset: the signal reports the user address. */
+function atAddress(e: unknown, addr: number): unknown {
+  return e instanceof HostFault ? new HostFault(e.signal, BigInt(addr), e.reason) : e;
 }

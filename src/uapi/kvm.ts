@@ -129,6 +129,13 @@ export const KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON = 4;
 export const KVM_SYSTEM_EVENT_SHUTDOWN = 1;
 export const KVM_SYSTEM_EVENT_RESET = 2;
 export const KVM_SYSTEM_EVENT_CRASH = 3;
+export const KVM_SYSTEM_EVENT_WAKEUP = 4;
+export const KVM_SYSTEM_EVENT_SUSPEND = 5;
+export const KVM_SYSTEM_EVENT_SEV_TERM = 6;
+export const KVM_SYSTEM_EVENT_TDX_FATAL = 7;
+
+/** kvm_run.hypercall.flags (x86): the guest issued the hypercall in 64-bit mode. */
+export const KVM_EXIT_HYPERCALL_LONG_MODE = 1;
 
 export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1 << 3;
 

@@ -12,12 +12,9 @@ import { FirmwareFormatError } from '../../src/measure/errors.js';
 import { parseOvmf } from '../../src/measure/ovmf.js';
 import { vcpuSigForType } from '../../src/measure/snp/cpu-sig.js';
 import { computeSevHashes, encodeSevHashTable } from '../../src/measure/snp/kernel-hashes.js';
-import {
-  computeSnpDigestFromPlan,
-  planSnpLaunch,
-  type SnpMeasureOptions,
-} from '../../src/measure/snp/launch-plan.js';
+import { planSnpLaunch, type SnpMeasureOptions } from '../../src/measure/snp/launch-plan.js';
 import { encodeVmsa, vcpuResetState } from '../../src/measure/snp/vmsa.js';
+import { computeSnpDigestFromPlan } from './fold-plan.js';
 
 const fixture = (name: string): Buffer =>
   readFileSync(new URL(`../../../shared/fixtures/${name}`, import.meta.url));

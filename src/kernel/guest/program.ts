@@ -4,6 +4,7 @@
  * faulting instruction does, unless the exit completes it (a hypercall's return value, an emulated
  * MMIO access: complete_userspace_io).
  */
+import { SyscallError } from '../errors.js';
 
 export type GuestOp =
   /** Read `length` bytes; `shared` is the guest's view on SNP/TDX (C-bit clear / shared bit set). */
@@ -78,8 +79,16 @@ export class GuestProgram {
 export class Guest {
   program: GuestProgram = new GuestProgram([]);
 
-  /** Give the guest a new program; it starts at its first operation on the next KVM_RUN. */
+  /**
+   * Give the guest a new program; it starts at its first operation on the next KVM_RUN. A malformed
+   * operation is refused here (EINVAL, naming it), not found later as a crash inside KVM_RUN.
+   */
   load(ops: readonly GuestOp[]): void {
+    if (!Array.isArray(ops)) throw badProgram('the program must be an array of guest operations');
+    for (let i = 0; i < ops.length; i++) {
+      const why = checkOp(ops[i]);
+      if (why !== undefined) throw badProgram(`operation ${i}: ${why}`);
+    }
     this.program = new GuestProgram(ops);
   }
 
@@ -93,5 +102,53 @@ export class Guest {
 
   get done(): boolean {
     return this.program.done;
+  }
+}
+
+function badProgram(why: string): SyscallError {
+  return new SyscallError('EINVAL', 'guest', undefined, `guest.load: ${why}`);
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+const MAP_GPA_VIA = new Set(['hypercall', 'tdvmcall', 'psc_msr', 'psc_ghcb']);
+
+/** A guest-physical address or a count: a non-negative safe integer, or a bigint within u64. */
+function isU64(v: unknown): boolean {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0;
+  return typeof v === 'bigint' && v >= 0n && v <= U64_MAX;
+}
+
+/** Why `op` is not a valid GuestOp, or undefined. */
+function checkOp(op: unknown): string | undefined {
+  if (typeof op !== 'object' || op === null) return 'not an object';
+  const o = op as Record<string, unknown>;
+  switch (o['op']) {
+    case 'hlt':
+      return undefined;
+    case 'read':
+      if (!isU64(o['gpa'])) return "read needs 'gpa', a non-negative integer";
+      if (typeof o['length'] !== 'number' || !Number.isSafeInteger(o['length']) || o['length'] < 0)
+        return "read needs 'length', a non-negative integer";
+      return undefined;
+    case 'write': {
+      if (!isU64(o['gpa'])) return "write needs 'gpa', a non-negative integer";
+      const d = o['data'];
+      if (!(d instanceof Uint8Array) && !Array.isArray(d)) return "write needs 'data', bytes";
+      return undefined;
+    }
+    case 'accept':
+      if (!isU64(o['gpa']) || !isU64(o['size']))
+        return "accept needs 'gpa' and 'size', non-negative integers";
+      return undefined;
+    case 'map_gpa':
+      if (!isU64(o['gpa']) || !isU64(o['npages']))
+        return "map_gpa needs 'gpa' and 'npages', non-negative integers";
+      for (const f of ['attrs', 'size'])
+        if (o[f] !== undefined && !isU64(o[f])) return `map_gpa '${f}' must be a non-negative integer`;
+      if (o['via'] !== undefined && !MAP_GPA_VIA.has(o['via'] as string))
+        return `map_gpa 'via' must be one of ${[...MAP_GPA_VIA].join(', ')}`;
+      return undefined;
+    default:
+      return `unknown op ${JSON.stringify(o['op'])} (read, write, accept, map_gpa, hlt)`;
   }
 }

@@ -20,8 +20,8 @@ import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
 
-/** KVM_EXIT_HYPERCALL_LONG_MODE: the guest ran in 64-bit mode. */
-export const KVM_EXIT_HYPERCALL_LONG_MODE = 1n;
+/** KVM_EXIT_HYPERCALL_LONG_MODE as the u64 kvm_run.hypercall.flags holds it. */
+export const KVM_EXIT_HYPERCALL_LONG_MODE = BigInt(K.KVM_EXIT_HYPERCALL_LONG_MODE);
 /** -KVM_ENOSYS / -KVM_EINVAL as the guest sees them (include/uapi/linux/kvm_para.h). */
 export const KVM_ENOSYS = 1000n;
 export const KVM_EINVAL = 22n;

@@ -8,7 +8,7 @@
  * Parity: every SNP-mode option of sev-snp-measure except snp:svsm.
  *
  * The plan is not a measurement: the modelled PSP firmware computes the digest from the pages it is
- * given. computeSnpDigestFromPlan() folds a plan directly, as a baseline for tests.
+ * given. The digest itself is only ever the modelled PSP's (launch.ts).
  */
 
 import {
@@ -20,7 +20,6 @@ import {
   SNP_PAGE_TYPE_VMSA,
   SNP_PAGE_TYPE_ZERO,
   SNP_VMSA_GPA,
-  SnpLaunchDigest,
   type SnpPageType,
 } from '../../kernel/arch/sev/launch-digest.js';
 import { FirmwareFormatError } from '../errors.js';
@@ -119,7 +118,7 @@ class PlanBuilder {
 
   /**
    * The plan, whose per-page `updates` (an object and a view per page) are built on first use: the
-   * launch itself only needs the regions; tests and computeSnpDigestFromPlan() read the pages.
+   * launch itself only needs the regions; tests read the pages.
    */
   plan(fields: Omit<SnpLaunchPlan, 'regions' | 'updates'>): SnpLaunchPlan {
     const regions = this.regions;
@@ -365,11 +364,4 @@ export function planSnpLaunchForOvmf(ovmf: OvmfImage, opts: SnpMeasureOptions = 
   return b.plan(
     opts.ovmfHash === undefined ? { mode, ovmf, vcpus } : { mode, ovmf, vcpus, initialDigest: opts.ovmfHash },
   );
-}
-
-/** Fold a plan into a fresh launch digest (test baseline; the product's digest is the PSP model's). */
-export function computeSnpDigestFromPlan(plan: SnpLaunchPlan): Uint8Array {
-  const ld = new SnpLaunchDigest(plan.initialDigest);
-  for (const u of plan.updates) ld.update(u);
-  return ld.digest;
 }

@@ -32,8 +32,7 @@ const U64_MASK = (1n << 64n) - 1n;
 const HC_MAP_GPA_RANGE = BigInt(K.KVM_HC_MAP_GPA_RANGE);
 const ENCRYPTED = BigInt(K.KVM_MAP_GPA_RANGE_ENCRYPTED);
 const DECRYPTED = BigInt(K.KVM_MAP_GPA_RANGE_DECRYPTED);
-/** KVM_EXIT_HYPERCALL_LONG_MODE. */
-const LONG_MODE = 1n;
+const LONG_MODE = BigInt(K.KVM_EXIT_HYPERCALL_LONG_MODE);
 
 type MapGpaOp = Extract<GuestOp, { op: 'map_gpa' }>;
 

@@ -1,0 +1,44 @@
+/**
+ * guest.load(): a malformed guest program is refused when it is loaded (EINVAL, naming the
+ * operation), never found as a crash inside KVM_RUN (DESIGN.md: nothing but SyscallError,
+ * HostFault and InvariantViolation may escape the model).
+ */
+import { describe, expect, it } from 'vitest';
+import { createHost, SyscallError, uapi } from '../../src/index.js';
+
+function vcpuHost() {
+  const host = createHost({ kernel: 'v7.0' });
+  const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+  return { host, vcpu: host.ioctl(vm, 'KVM_CREATE_VCPU', 0) };
+}
+
+describe('guest.load() validation', () => {
+  it.each([
+    [[{ op: 'write', gpa: 0 }], /operation 0: write needs 'data'/],
+    [[{ op: 'hlt' }, { op: 'nope' }], /operation 1: unknown op "nope"/],
+    [[{ op: 'read' }], /read needs 'gpa'/],
+    [[{ op: 'read', gpa: -5, length: 8 }], /read needs 'gpa'/],
+    [[{ op: 'read', gpa: 0, length: 1.5 }], /read needs 'length'/],
+    [[{ op: 'accept', gpa: 0 }], /accept needs 'gpa' and 'size'/],
+    [[{ op: 'map_gpa', gpa: 0, npages: 1, via: 'vmcall' }], /'via' must be one of/],
+    [[{ op: 'map_gpa', gpa: 0, npages: 1, attrs: 'x' }], /'attrs' must be/],
+    [[null], /operation 0: not an object/],
+  ])('%j -> EINVAL %s', (ops, re) => {
+    const { host, vcpu } = vcpuHost();
+    let err: unknown;
+    try {
+      host.guest(vcpu).load(ops as never);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SyscallError);
+    expect((err as SyscallError).code).toBe('EINVAL');
+    expect((err as SyscallError).message).toMatch(re);
+  });
+
+  it('a valid program loads and runs (2^64 - 4096 as a bigint gpa is accepted by load)', () => {
+    const { host, vcpu } = vcpuHost();
+    host.guest(vcpu).load([{ op: 'read', gpa: 2n ** 64n - 4096n, length: 0 }, { op: 'hlt' }]);
+    expect(host.guest(vcpu).pc).toBe(0);
+  });
+});

@@ -1,0 +1,31 @@
+/**
+ * uapi constants against include/uapi/linux/kvm.h (values as the header defines them; checked in
+ * the header's patch context: KVM_CAP_MEMORY_ATTRIBUTES 233 .. KVM_CAP_PRE_FAULT_MEMORY 236,
+ * KVM_EXIT_MEMORY_FAULT 39, KVM_SYSTEM_EVENT_SEV_TERM 6 / KVM_SYSTEM_EVENT_TDX_FATAL 7,
+ * KVM_EXIT_HYPERCALL_LONG_MODE _BITULL(0), KVM_CAP_SPLIT_IRQCHIP 121, KVM_CAP_EXIT_HYPERCALL 201).
+ */
+import { describe, expect, it } from 'vitest';
+import { uapi } from '../src/index.js';
+
+describe('uapi: include/uapi/linux/kvm.h values', () => {
+  it.each([
+    ['KVM_CAP_SPLIT_IRQCHIP', 121],
+    ['KVM_CAP_EXIT_HYPERCALL', 201],
+    ['KVM_CAP_MEMORY_ATTRIBUTES', 233],
+    ['KVM_CAP_GUEST_MEMFD', 234],
+    ['KVM_CAP_VM_TYPES', 235],
+    ['KVM_CAP_PRE_FAULT_MEMORY', 236],
+    ['KVM_EXIT_HYPERCALL', 3],
+    ['KVM_EXIT_MEMORY_FAULT', 39],
+    ['KVM_EXIT_HYPERCALL_LONG_MODE', 1],
+    ['KVM_SYSTEM_EVENT_SHUTDOWN', 1],
+    ['KVM_SYSTEM_EVENT_RESET', 2],
+    ['KVM_SYSTEM_EVENT_CRASH', 3],
+    ['KVM_SYSTEM_EVENT_WAKEUP', 4],
+    ['KVM_SYSTEM_EVENT_SUSPEND', 5],
+    ['KVM_SYSTEM_EVENT_SEV_TERM', 6],
+    ['KVM_SYSTEM_EVENT_TDX_FATAL', 7],
+  ])('%s = %i', (name, value) => {
+    expect((uapi as Record<string, unknown>)[name]).toBe(value);
+  });
+});
