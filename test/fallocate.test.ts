@@ -15,9 +15,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHost, uapi } from '../src/index.js';
-import { kerr, SyscallError } from '../src/kernel/errors.js';
+import { kerr } from '../src/kernel/errors.js';
 import type { GmemFile } from '../src/kernel/kvm/guest-memfd.js';
 import type { VmFile } from '../src/kernel/kvm/vm.js';
+import { errnoOf } from './errno-of.js';
 
 const PAGE = 4096;
 const { FALLOC_FL_KEEP_SIZE: KEEP, FALLOC_FL_PUNCH_HOLE: PUNCH } = uapi;
@@ -34,16 +35,6 @@ function gmem(kernel: string, pages = 4) {
   const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
   const fd = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: pages * PAGE, flags: 0 });
   return { host, vm, fd };
-}
-
-function errno(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (e) {
-    if (e instanceof SyscallError) return e.code;
-    throw e;
-  }
 }
 
 // [mode, offset, errno before 6.12, errno 6.12 .. 6.16, errno 6.17+]
@@ -87,7 +78,7 @@ describe('vfs_fallocate() mode checks per release', () => {
   ] as const) {
     it.each(cases)(`[${kernel}] %s`, (...c) => {
       const { host, fd } = gmem(kernel);
-      expect(errno(() => host.fallocate(fd, c[1], c[2], PAGE))).toBe(c[col]);
+      expect(errnoOf(() => host.fallocate(fd, c[1], c[2], PAGE))).toBe(c[col]);
     });
   }
 });
@@ -96,7 +87,7 @@ describe('kvm_gmem_allocate()', () => {
   it.each(['v6.8', 'v6.11', 'v7.0'])('[%s] a pending signal -> EINTR, nothing allocated', (kernel) => {
     const { host, fd } = gmem(kernel);
     host.signalPending = true;
-    expect(errno(() => host.fallocate(fd, KEEP, 0, 4 * PAGE))).toBe('EINTR');
+    expect(errnoOf(() => host.fallocate(fd, KEEP, 0, 4 * PAGE))).toBe('EINTR');
     host.signalPending = false;
     const inode = (host.fds.lookup(fd) as GmemFile).inode;
     expect(inode.folios.size).toBe(0);
@@ -125,7 +116,7 @@ describe('kvm_gmem_allocate()', () => {
       calls.push(gfn - base);
       if (gfn - base === 1) throw kerr('ENOMEM', 'test hook fails on page 1');
     };
-    expect(errno(() => host.fallocate(fd, KEEP, 0, 4 * PAGE))).toBe('ENOMEM');
+    expect(errnoOf(() => host.fallocate(fd, KEEP, 0, 4 * PAGE))).toBe('ENOMEM');
     expect(calls).toEqual([0, 1]);
     const inode = (host.fds.lookup(fd) as GmemFile).inode;
     expect([0, 1, 2, 3].map((i) => inode.folios.get(i) !== undefined)).toEqual([true, true, false, false]);

@@ -5,7 +5,8 @@
  * (0x7ffffffff000) is -ENOMEM.
  */
 import { describe, expect, it } from 'vitest';
-import { createHost, HostFault, SyscallError, uapi } from '../src/index.js';
+import { createHost, HostFault, uapi } from '../src/index.js';
+import { errnoOf } from './errno-of.js';
 
 const TIB = 2 ** 40;
 const TASK_SIZE = 0x7fff_ffff_f000;
@@ -15,15 +16,6 @@ const anon = (length: number, extra = 0, addr?: number) => ({
   flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS | uapi.MAP_NORESERVE | extra,
   ...(addr === undefined ? {} : { addr }),
 });
-const errnoOf = (fn: () => unknown): string | undefined => {
-  try {
-    fn();
-    return undefined;
-  } catch (e) {
-    if (e instanceof SyscallError) return e.code;
-    throw e;
-  }
-};
 
 describe('mmap address placement', () => {
   it('4 TiB of guest RAM in one anonymous mapping, then another 4 TiB below it', () => {

@@ -7,17 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHost, uapi } from '../../src/index.js';
-import { SyscallError } from '../../src/kernel/errors.js';
-
-const errnoOf = (fn: () => unknown): string | undefined => {
-  try {
-    fn();
-    return undefined;
-  } catch (e) {
-    if (e instanceof SyscallError) return e.code;
-    throw e;
-  }
-};
+import { errnoOf } from '../errno-of.js';
 
 describe.each(['v6.8', 'v7.0'])('/dev/kvm [%s]', (kernel) => {
   it('KVM_GET_VCPU_MMAP_SIZE: 3 pages; a non-zero argument -> EINVAL', () => {
