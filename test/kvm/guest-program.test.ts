@@ -42,3 +42,46 @@ describe('guest.load() validation', () => {
     expect(host.guest(vcpu).pc).toBe(0);
   });
 });
+
+describe('guest.results', () => {
+  it('a read that exits (memory-fault) has no result until it completes', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    // A private gfn with no memslot: kvm_handle_noslot_fault() -> memory-fault exit, -EFAULT.
+    const gpa = 0x10_0000;
+    host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
+      address: gpa,
+      size: 4096,
+      attributes: uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
+      flags: 0,
+    });
+    const hva = host.mmap({ length: 8192, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+    host.memory.write(hva, [7, 7, 7, 7]);
+    // Some memslot must exist, or KVM_RUN stops with an internal error before any fault.
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot: 1,
+      flags: 0,
+      guest_phys_addr: 0x20_0000,
+      memory_size: 4096,
+      userspace_addr: hva + 4096,
+    });
+    const g = host.guest(vcpu);
+    g.load([{ op: 'read', gpa, length: 4 }]);
+    expect(() => host.ioctl(vcpu, 'KVM_RUN')).toThrow(SyscallError);
+    expect(host.kvmRun(vcpu).exit_reason).toBe(uapi.KVM_EXIT_MEMORY_FAULT);
+    expect(g.pc).toBe(0);
+    expect(g.results[0]).toBeUndefined();
+    // The VMM converts the page to shared and adds a memslot: the read runs again and completes.
+    host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', { address: gpa, size: 4096, attributes: 0, flags: 0 });
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: gpa,
+      memory_size: 4096,
+      userspace_addr: hva,
+    });
+    host.ioctl(vcpu, 'KVM_RUN');
+    expect([...g.results[0]!.data!]).toEqual([7, 7, 7, 7]);
+  });
+});

@@ -68,6 +68,8 @@ export class GuestProgram {
   partial = 0;
   /** An emulated MMIO access of `len` bytes waiting for its completion on the next KVM_RUN. */
   pendingMmio: { len: number; read: boolean } | undefined;
+  /** The bytes of the read at `pc` gathered so far; results[pc] gets them once the read completes. */
+  readBuffer: Uint8Array | undefined;
   constructor(readonly ops: readonly GuestOp[]) {}
 
   get done(): boolean {

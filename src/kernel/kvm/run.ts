@@ -113,7 +113,7 @@ function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): boolean {
   prog.pendingMmio = undefined;
   if (!m) return false;
   if (m.read) {
-    const out = prog.results[prog.pc]?.data;
+    const out = prog.readBuffer;
     const src = run.mmio?.data;
     if (out && src) out.set(src.subarray(0, m.len), prog.partial);
   }
@@ -234,10 +234,11 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
   const raw = typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
   let out: Uint8Array | undefined;
   if (!isWrite) {
-    out = prog.results[prog.pc]?.data;
+    // The bytes gathered so far (a read resumed after an exit); published in results once complete.
+    out = prog.readBuffer;
     if (!out) {
       out = new Uint8Array(length);
-      prog.results[prog.pc] = { data: out };
+      prog.readBuffer = out;
     }
   }
   const kind = isWrite ? WRITE : READ;
@@ -297,6 +298,10 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
     vm.host.invariants.guestAccess(vm, gfn, r.private);
     done += n;
     prog.partial = done;
+  }
+  if (out) {
+    prog.results[prog.pc] = { data: out };
+    prog.readBuffer = undefined;
   }
   return false;
 }
