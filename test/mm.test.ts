@@ -35,6 +35,17 @@ describe('mmap address placement', () => {
     expect(host.mmap(anon(512 * 2 ** 30))).toBe(first);
   });
 
+  it('a reused gap keeps a guard page on both sides: nothing runs from one mapping into another', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const a = host.mmap(anon(4 * 4096));
+    const b = host.mmap(anon(2 * 4096));
+    host.munmap(a, 4 * 4096);
+    const c = host.mmap(anon(5 * 4096));
+    // Above b with a guard page after b's end, or below b with a guard page before its start.
+    expect(c >= b + 3 * 4096 || c + 6 * 4096 <= b).toBe(true);
+    expect(() => host.memory.write(b + 2 * 4096 - 1, [1, 2])).toThrow(HostFault);
+  });
+
   it('MAP_FIXED: past TASK_SIZE -> ENOMEM; below it the address is taken as given', () => {
     const host = createHost({ kernel: 'v7.0' });
     expect(errnoOf(() => host.mmap(anon(2 * 4096, uapi.MAP_FIXED, TASK_SIZE - 4096)))).toBe('ENOMEM');

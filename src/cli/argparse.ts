@@ -34,10 +34,21 @@ export type ParseResult =
   | { readonly kind: 'values'; readonly values: ReadonlyMap<string, ArgValue> }
   | { readonly kind: 'help' | 'version' };
 
-/** Python's repr() of a str, as argparse quotes values. */
+/** Python's repr() of a str, as argparse quotes values: backslashes and control characters escaped. */
 export function pyRepr(s: string): string {
-  if (s.includes("'") && !s.includes('"')) return `"${s}"`;
-  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  const dq = s.includes("'") && !s.includes('"');
+  let out = '';
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (ch === '\\') out += '\\\\';
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (c < 0x20 || c === 0x7f) out += `\\x${c.toString(16).padStart(2, '0')}`;
+    else if (ch === "'" && !dq) out += "\\'";
+    else out += ch;
+  }
+  return dq ? `"${out}"` : `'${out}'`;
 }
 
 const NEGATIVE_NUMBER = /^-\d+$|^-\d*\.\d+$/;

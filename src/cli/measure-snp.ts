@@ -266,7 +266,7 @@ function measureSnp(v: ReadonlyMap<string, ArgValue>, opts: SnpMeasureOptions, v
   const count = vcpus < 0n ? 0 : vcpus > 0xffffffffn ? Number.MAX_SAFE_INTEGER : Number(vcpus);
   // x86 KVM_MAX_VCPUS is never below 1024 (Kconfig KVM_MAX_NR_VCPUS range 1024..4096): only a larger
   // count needs the modelled host's answer before the plan is built (and start-up stays one host).
-  if (count > 1024) checkSnpVcpuCount(count, profile);
+  if (count > 1024) checkSnpVcpuCount(vcpus, profile);
   opts.vcpus = count;
   const kernel = str(v, 'kernel');
   // `if kernel:` in guest.py: an empty --kernel measures no kernel hashes.

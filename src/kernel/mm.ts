@@ -60,7 +60,7 @@ export interface MmapArgs {
 }
 
 /**
- * The x86-64 mmap base without randomisation (TASK_SIZE less the 8 MiB stack gap and guard):
+ * The x86-64 mmap base without randomisation (TASK_SIZE less mmap_base()'s 128 MiB minimum gap):
  * get_unmapped_area() hands out addresses top-down from here, as the kernel's default layout does,
  * so the whole 128 TiB user address space is usable and unmapped ranges are reused.
  */
@@ -116,15 +116,15 @@ export class AddressSpace {
   }
 
   /**
-   * vm_unmapped_area() top-down: the highest gap below MMAP_BASE that holds `len` bytes plus a
-   * one-page guard above them (the model keeps mappings apart, so an access running off the end
-   * of one never lands in the next).
+   * vm_unmapped_area() top-down: the highest gap below MMAP_BASE that holds `len` bytes with a
+   * one-page guard on each side that borders a mapping (the model keeps mappings apart, so an
+   * access running off the end of one never lands in the next).
    */
   private unmappedArea(len: number): number {
     let hi = MMAP_BASE;
     for (let i = this.vmas.length - 1; i >= -1; i--) {
       const v = this.vmas[i];
-      const lo = v === undefined ? MMAP_MIN_ADDR : v.end;
+      const lo = v === undefined ? MMAP_MIN_ADDR : v.end + PAGE_SIZE;
       if (lo < hi && hi - lo >= len + PAGE_SIZE) return hi - PAGE_SIZE - len;
       if (v !== undefined && v.start < hi) hi = v.start;
     }

@@ -131,6 +131,23 @@ describe('SnpLaunchDigest (SNP ABI §8.17.2 Table 67; measurement.md §2.1, §3.
     expect(hex(ld.digest)).toBe(chain(seen));
   });
 
+  it('a page given as a Buffer and changed afterwards is not taken for its old bytes', () => {
+    const page = (fill: number): Buffer => Buffer.alloc(4096, fill);
+    const expected = new SnpLaunchDigest();
+    const ld = new SnpLaunchDigest();
+    const buf = page(0xff);
+    buf[2000] = 1;
+    for (const [i, p] of [page(0xff), Buffer.from(buf)].entries()) {
+      expected.update({ pageType: SNP_PAGE_TYPE_NORMAL, gpa: i * 4096, contents: new Uint8Array(p) });
+    }
+    ld.update({ pageType: SNP_PAGE_TYPE_NORMAL, gpa: 0, contents: page(0xff) });
+    ld.update({ pageType: SNP_PAGE_TYPE_NORMAL, gpa: 4096, contents: buf }); // remembered (same fingerprint)
+    buf[2000] = 0xff; // now all 0xff
+    expected.update({ pageType: SNP_PAGE_TYPE_NORMAL, gpa: 8192, contents: page(0xff) });
+    ld.update({ pageType: SNP_PAGE_TYPE_NORMAL, gpa: 8192, contents: buf });
+    expect(hex(ld.digest)).toBe(hex(expected.digest));
+  });
+
   it('digest is a copy; bad seeds and missing contents are rejected', () => {
     const ld = new SnpLaunchDigest();
     ld.digest.fill(1);

@@ -296,9 +296,10 @@ function allocate(file: GmemFile, offset: bigint, len: bigint, start: number, en
   const since = zeroes ? t.hereIn(GET_FOLIO, 'folio_mark_uptodate') : t.here('kvm_gmem_get_folio');
   let folio: Folio | undefined;
   const added: Array<[number, number]> = [];
+  const rollback = prep === 'coco-hooks';
   inode.folios.update(start, end, (f, a, b) => {
     if (f) return f;
-    added.push([a, b]);
+    if (rollback) added.push([a, b]);
     folio ??= newFolio(vm, zeroes ? 'zero' : 'garbage', zeroes, since);
     return folio;
   });

@@ -240,7 +240,7 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
 /** KVM_MR_DELETE: zap, remove, kvm_gmem_unbind(). Also used when the VM is destroyed. */
 export function deleteSlot(vm: Vm, slot: Memslot): void {
   const space = vm.memslots.space(slot.asId);
-  vm.mmu.zapSlot(slot, 'kvm_arch_flush_shadow_memslot');
+  if (!vm.profile.bugs?.noZapOnMemslotDelete) vm.mmu.zapSlot(slot, 'kvm_arch_flush_shadow_memslot');
   space.byId.delete(slot.id);
   space.byGfn.set(slot.baseGfn, slot.baseGfn + slot.npages, undefined);
   vm.memslots.nrMemslotPages -= BigInt(slot.npages);

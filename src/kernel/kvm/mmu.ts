@@ -169,7 +169,7 @@ export class Mmu {
 
   /** kvm_arch_flush_shadow_memslot(): a deleted or moved slot loses its mappings. */
   zapSlot(slot: Memslot, why: string): void {
-    if (slot.asId !== 0 || this.vm.profile.bugs?.noZapOnMemslotDelete) return;
+    if (slot.asId !== 0) return;
     this.zapGfnRange(slot.baseGfn, slot.baseGfn + slot.npages, 'all', why);
   }
 

@@ -71,9 +71,9 @@ interface Slot {
 }
 
 /** QEMU kvm_init()'s refusal of more vCPUs than KVM_CAP_MAX_VCPUS (x86 KVM_MAX_VCPUS). */
-function checkMaxVcpus(host: Host, kvm: number, count: number): void {
+function checkMaxVcpus(host: Host, kvm: number, count: number | bigint): void {
   const max = host.ioctl(kvm, 'KVM_CHECK_EXTENSION', KVM_CAP_MAX_VCPUS);
-  if (count > max) {
+  if (BigInt(count) > BigInt(max)) {
     throw new SnpLaunchError(
       `Number of SMP cpus requested (${count}) exceeds the maximum cpus supported by KVM (${max})`,
     );
@@ -84,7 +84,7 @@ function checkMaxVcpus(host: Host, kvm: number, count: number): void {
  * The vCPU-count check QEMU makes before it creates the VM's vCPUs, on a fresh host of profile
  * `kernel`, for callers that must not build a plan for a count KVM refuses. Throws SnpLaunchError.
  */
-export function checkSnpVcpuCount(count: number, kernel = 'v7.0'): void {
+export function checkSnpVcpuCount(count: number | bigint, kernel = 'v7.0'): void {
   const host = createHost({ kernel, platform: 'snp', invariants: false });
   checkMaxVcpus(host, host.open('/dev/kvm'), count);
 }

@@ -91,7 +91,8 @@ function putDigest(b: Buffer, s: string, off: number): void {
  * SHA-384 of page contents already hashed in this launch, found by comparing bytes. Firmware
  * images repeat pages (erased flash reads 0xFF: a quarter of Debian's OVMF.fd) and the APs' VMSAs
  * are identical; a 4 KiB compare costs ~0.2 us against ~7.5 us for the hash. A page is copied in
- * only on the second sighting of its fingerprint, so pages seen once cost no memory.
+ * only on the second sighting of its fingerprint, so pages seen once cost no memory. The copy is
+ * Uint8Array's own slice(): a Buffer's slice() would be a view of the caller's bytes.
  */
 class ContentsDigests {
   /** Fingerprint -> pages (private copies) with that fingerprint and their digests. */
@@ -109,7 +110,8 @@ class ContentsDigests {
     const d = hash('sha384', c, 'binary');
     if (known === undefined) {
       if (this.seen.size < MEMO_FINGERPRINTS) this.seen.set(fp, []);
-    } else if (known.length < MEMO_PAGES_PER_FINGERPRINT) known.push({ page: c.slice(), digest: d });
+    } else if (known.length < MEMO_PAGES_PER_FINGERPRINT)
+      known.push({ page: Uint8Array.prototype.slice.call(c), digest: d });
     return d;
   }
 }

@@ -33,7 +33,7 @@ export const MAX_SEV_ASID = 509;
 /**
  * The modelled host's TSC frequency (tsc_khz; kvm->arch.default_tsc_khz of every VM, as no
  * KVM_SET_TSC_KHZ is modelled): 2.4 GHz, the base clock of an EPYC 9004 (Genoa) part. Non-zero, so
- * 6.18+ KVM can offer Secure TSC and snp_launch_start()'s WARN (-EINVAL) is never reached.
+ * 6.18+ KVM offers Secure TSC (sev_hardware_setup() needs tsc_khz).
  */
 export const HOST_TSC_KHZ = 2_400_000;
 
@@ -75,10 +75,10 @@ export class SnpPlatform implements Platform {
   readonly name = 'snp' as const;
   readonly rmp: Rmp;
   readonly psp: Psp;
-  /** X86_FEATURE_SNP_SECURE_TSC (CPUID 0x8000001F EAX[8]) on the modelled CPU. */
-  readonly cpuSecureTsc = true;
-  /** The host's tsc_khz. */
-  readonly tscKhz = HOST_TSC_KHZ;
+  /** X86_FEATURE_SNP_SECURE_TSC (CPUID 0x8000001F EAX[8]) on the modelled CPU (a test may clear it). */
+  cpuSecureTsc = true;
+  /** The host's tsc_khz (a test may model a host without one). */
+  tscKhz = HOST_TSC_KHZ;
   private readonly esAsids = new Set<number>();
   private readonly sevAsids = new Set<number>();
 

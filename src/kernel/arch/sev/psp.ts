@@ -131,6 +131,9 @@ export class Psp {
   private nextHandle = 1;
   /** The platform's SMT state (guest policy SMT bit must allow it). */
   smtEnabled = true;
+  /** The firmware's SEV-SNP API version (SNP_PLATFORM_STATUS api_major / api_minor). */
+  apiMajor = SNP_FW_API_MAJOR;
+  apiMinor = SNP_FW_API_MINOR;
   /** SNP_PLATFORM_STATUS.feature_info: the firmware implements SNP_FEATURE_INFO. */
   featureInfo = false;
   /** SNP_FEATURE_INFO leaf 0 ECX (meaningful only with featureInfo). */
@@ -162,7 +165,7 @@ export class Psp {
       if (ecx & SNP_CIPHER_TEXT_HIDING_SUPPORTED) bits |= SNP_POLICY_MASK_CIPHERTEXT_HIDING_DRAM;
       if (ecx & SNP_AES_256_XTS_POLICY_SUPPORTED) bits |= SNP_POLICY_MASK_MEM_AES_256_XTS;
       if (ecx & SNP_CXL_ALLOW_POLICY_SUPPORTED) bits |= SNP_POLICY_MASK_CXL_ALLOW;
-      if (SNP_FW_API_MAJOR > 1 || (SNP_FW_API_MAJOR === 1 && SNP_FW_API_MINOR >= 58))
+      if (this.apiMajor > 1 || (this.apiMajor === 1 && this.apiMinor >= 58))
         bits |= SNP_POLICY_MASK_PAGE_SWAP_DISABLE;
     }
     return bits;
@@ -179,7 +182,7 @@ export class Psp {
     const major = Number((policy >> 8n) & 0xffn);
     const minor = Number(policy & 0xffn);
     // The policy's minimum ABI version must not exceed the firmware's.
-    if (major > SNP_FW_API_MAJOR || (major === SNP_FW_API_MAJOR && minor > SNP_FW_API_MINOR)) {
+    if (major > this.apiMajor || (major === this.apiMajor && minor > this.apiMinor)) {
       return SEV_RET_POLICY_FAILURE;
     }
     // SMT enabled on the platform requires the guest to allow it.
@@ -293,11 +296,10 @@ export class Psp {
       pageType !== SNP_PAGE_TYPE_UNMEASURED
     )
       return 0;
-    // Every page Pre-Guest for this ASID, immutable, not a VMSA: one RMP extent covers the run.
+    // Every page Pre-Guest for this ASID and immutable: one RMP extent covers the run.
     const r = this.rmp.entries.extentAt(pfn);
     const e = r?.value;
-    if (!r || r.end < pfn + n || e?.state !== 'pre-guest' || e.asid !== g.asid || !e.immutable || e.vmsa)
-      return 0;
+    if (!r || r.end < pfn + n || e?.state !== 'pre-guest' || e.asid !== g.asid || !e.immutable) return 0;
     const digest = g.launchDigest;
     // One measurement record for the run, GPAs as numbers (exact: below 2^52).
     const m: { pageType: number; gpa: number; contents: Uint8Array | undefined } = {

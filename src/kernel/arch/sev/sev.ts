@@ -234,17 +234,9 @@ function snpLaunchStart(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined,
   });
   if (created) throw kerr('ENOTTY', `snp_context_create: SNP_GCTX_CREATE failed (${created})`);
   sev.snpContext = handle;
-  // 6.18+ Secure TSC: DESIRED_TSC_FREQ = kvm->arch.default_tsc_khz (the host's tsc_khz here);
-  // a zero frequency is a WARN and -EINVAL after the context was created.
-  let desiredTscKhz = 0;
-  if (sev.vmsaFeatures & BigInt(S.SVM_SEV_FEAT_SECURE_TSC)) {
-    if (!platform.tscKhz) {
-      psp.decommission(handle);
-      sev.snpContext = undefined;
-      throw kerr('EINVAL', 'snp_launch_start: Secure TSC with default_tsc_khz 0 (WARN)');
-    }
-    desiredTscKhz = platform.tscKhz;
-  }
+  // 6.18+ Secure TSC: DESIRED_TSC_FREQ = kvm->arch.default_tsc_khz (the host's tsc_khz here; the
+  // kernel only WARNs if it is 0).
+  const desiredTscKhz = sev.vmsaFeatures & BigInt(S.SVM_SEV_FEAT_SECURE_TSC) ? platform.tscKhz : 0;
   let rc = sevIssueCmd(vm.host, c.sevFd, c, () => psp.launchStart(handle, policy, desiredTscKhz));
   if (!rc) {
     sev.fd = c.sevFd;
