@@ -28,3 +28,15 @@ describe.each(['v6.8', 'v7.0'])('/dev/kvm [%s]', (kernel) => {
     expect(errnoOf(() => host.ioctl(vm, 'KVM_CREATE_VCPU', 16384))).toBe('EINVAL');
   });
 });
+
+describe('KVM_SET_CPUID2 (arch/x86/kvm/cpuid.c kvm_vcpu_ioctl_set_cpuid2)', () => {
+  it('nent above KVM_MAX_CPUID_ENTRIES (256) -> E2BIG; fewer readable entries than nent -> EFAULT', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', 0);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    const entry = { function: 1, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0 };
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_SET_CPUID2', { nent: 257, entries: [] }))).toBe('E2BIG');
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_SET_CPUID2', { nent: 2, entries: [entry] }))).toBe('EFAULT');
+    expect(host.ioctl(vcpu, 'KVM_SET_CPUID2', { nent: 1, entries: [entry] })).toBe(0);
+  });
+});

@@ -5,6 +5,7 @@
 import { kerr } from '../errors.js';
 import { KFile, type Stat } from '../file.js';
 import type { GuestProgram } from '../guest/program.js';
+import type { CpuidEntry } from './cpuid.js';
 import type { Vm } from './vm.js';
 
 /** The fields of struct kvm_run that gmemlab fills; union members appear for their exit. */
@@ -24,6 +25,8 @@ export class Vcpu {
   program: GuestProgram | undefined;
   /** Arch state (SEV: VMSA state; TDX: TD vCPU state). */
   archState: Record<string, unknown> = {};
+  /** The guest CPUID userspace set with KVM_SET_CPUID2 (undefined: never set). */
+  cpuid: CpuidEntry[] | undefined;
   /**
    * An exit that userspace must complete on the next KVM_RUN (hypercall return, MMIO read, or an
    * arch conversion request: TDX MapGPA, SNP page-state change: ArchVm.completeMapGpa).

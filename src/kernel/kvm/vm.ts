@@ -19,6 +19,7 @@ import {
   supportedMemAttributes,
   wordAttributes,
 } from './attributes.js';
+import { KVM_MAX_CPUID_ENTRIES, readCpuidEntries } from './cpuid.js';
 import { createGuestMemfd, type GmemFile, supportedGmemFlags } from './guest-memfd.js';
 import { deleteSlot, Memslots, setUserMemoryRegion } from './memslots.js';
 import { Mmu } from './mmu.js';
@@ -229,8 +230,12 @@ export class Vm {
         return 0;
       }
       case K.KVM_SET_CPUID2: {
+        // kvm_vcpu_ioctl_set_cpuid2(): too many entries -E2BIG, then the copy (-EFAULT).
         const c = copyFromUser(arg, 'kvm_cpuid2');
-        vcpu.archState['cpuid'] = c['entries'] ?? [];
+        const nent = Number(u32(c, 'nent'));
+        if (nent > KVM_MAX_CPUID_ENTRIES)
+          throw kerr('E2BIG', `KVM_SET_CPUID2: nent ${nent} > ${KVM_MAX_CPUID_ENTRIES}`);
+        vcpu.cpuid = readCpuidEntries(c, nent, 'kvm_cpuid2.entries');
         return 0;
       }
       default: {

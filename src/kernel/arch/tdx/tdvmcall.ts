@@ -16,6 +16,7 @@
  */
 import * as K from '../../../uapi/kvm.js';
 import type { GuestOp, GuestProgram } from '../../guest/program.js';
+import { cpuidMaxPhyAddr } from '../../kvm/cpuid.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 
 /** arch/x86/include/asm/shared/tdx.h TDVMCALL_STATUS_*. */
@@ -56,15 +57,8 @@ const inflight = new WeakMap<Vcpu, MapGpaState>();
  * CPUID for every vCPU; an assumption, not KVM's default of 36).
  */
 function maxPhyAddr(vcpu: Vcpu, t: TdMapGpaHost): bigint {
-  const gpaw = t.sharedBit === 1n << 51n ? 52n : 48n;
-  const raw = vcpu.archState['cpuid'];
-  if (!Array.isArray(raw)) return gpaw;
-  const leaf = (fn: number): { eax?: unknown } | undefined =>
-    raw.find((e): e is { eax?: unknown } => typeof e === 'object' && e !== null && Number(e.function) === fn);
-  const base = leaf(0x80000000);
-  if (!base || Number(base.eax ?? 0) < 0x80000008) return 36n;
-  const l = leaf(0x80000008);
-  return l ? BigInt(Number(l.eax ?? 0) & 0xff) : 36n;
+  if (vcpu.cpuid === undefined) return t.sharedBit === 1n << 51n ? 52n : 48n;
+  return BigInt(cpuidMaxPhyAddr(vcpu.cpuid));
 }
 
 /** tdx_map_gpa(): checks in its order; an error resumes the guest with R10 = status, R11 = gpa. */

@@ -18,6 +18,7 @@ import { KVM_TDX_CMD_IDS, KVM_TDX_MEASURE_MEMORY_REGION } from '../../../uapi/td
 import { type KernelError, kerr } from '../../errors.js';
 import type { GuestOp, GuestProgram } from '../../guest/program.js';
 import { wordAttributes } from '../../kvm/attributes.js';
+import { type CpuidEntry, cpuidHasX2apic, findCpuid, readCpuidEntries } from '../../kvm/cpuid.js';
 import {
   type GmemInode,
   gmemWritePage,
@@ -50,8 +51,6 @@ import { tdxCompleteMapGpa, tdxMapGpa } from './tdvmcall.js';
 export const KVM_MAX_CPUID_ENTRIES = 256;
 /** tdx.c: the optional TDVMCALL leaf userspace can handle (GetTdVmCallInfo R11 bit 1). */
 const TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT = 1n << 1n;
-/** KVM_CPUID_FLAG_SIGNIFCANT_INDEX (arch/x86/include/uapi/asm/kvm.h). */
-const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;
 /** tdx.c KVM_SUPPORTED_TD_ATTRS (6.16 .. 7.0). */
 export const KVM_SUPPORTED_TD_ATTRS = TDX_TD_ATTR_SEPT_VE_DISABLE;
 /** TDX_SHARED_BIT_PWL_4 / _PWL_5 as GPA bits. */
@@ -71,37 +70,6 @@ const SEPT_VIOLATION: FaultKind = { write: true, prefetch: false };
 
 const busy = (s: TdxStatus): boolean => (s & TDX_SEAMCALL_STATUS_MASK) === TDX_OPERAND_BUSY;
 
-interface CpuidEntry {
-  function: number;
-  index: number;
-  flags: number;
-  eax: number;
-  ebx: number;
-  ecx: number;
-  edx: number;
-}
-
-/** struct kvm_cpuid2 from user memory: nent entries must be readable (else -EFAULT). */
-function readCpuidEntries(cpuid: UStruct, nent: number, what: string): CpuidEntry[] {
-  const raw = cpuid['entries'];
-  const list = Array.isArray(raw) ? raw : [];
-  if (list.length < nent) throw kerr('EFAULT', `copy_from_user: ${what} has fewer than nent=${nent} entries`);
-  const out: CpuidEntry[] = [];
-  for (let i = 0; i < nent; i++) {
-    const e = copyFromUser(list[i], `${what}[${i}]`);
-    out.push({
-      function: Number(u32(e, 'function')),
-      index: Number(u32(e, 'index')),
-      flags: Number(u32(e, 'flags')),
-      eax: Number(u32(e, 'eax')),
-      ebx: Number(u32(e, 'ebx')),
-      ecx: Number(u32(e, 'ecx')),
-      edx: Number(u32(e, 'edx')),
-    });
-  }
-  return out;
-}
-
 /** tdx.c TDX_FEATURE_TSX: CPUID.(7,0).EBX HLE (bit 4) | RTM (bit 11); X86_FEATURE_WAITPKG: CPUID.(7,0).ECX bit 5. */
 const TDX_FEATURE_TSX = (1 << 4) | (1 << 11);
 const FEATURE_WAITPKG = 1 << 5;
@@ -112,13 +80,6 @@ function hasTsx(e: CpuidEntry): boolean {
 }
 function hasWaitpkg(e: CpuidEntry): boolean {
   return e.function === 7 && e.index === 0 && (e.ecx & FEATURE_WAITPKG) !== 0;
-}
-
-/** kvm_find_cpuid_entry2(). */
-function findCpuid(entries: readonly CpuidEntry[], fn: number, index: number): CpuidEntry | undefined {
-  return entries.find(
-    (e) => e.function === fn && (!(e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e.index === index),
-  );
 }
 
 /** A struct field that may hold a nested struct by value (data of kvm_tdx_cmd). */
@@ -458,7 +419,7 @@ export class TdxVm implements ArchVm {
     if (v.state !== 'uninitialized') throw kerr('EINVAL', 'tdx_vcpu_init: vCPU already initialized');
     // TDX requires x2APIC: kvm_apic_set_base(APIC_DEFAULT_PHYS_BASE | LAPIC_MODE_X2APIC) treats
     // X2APIC_ENABLE as reserved unless the vCPU's CPUID (KVM_SET_CPUID2) has X2APIC, leaf 1 ECX[21].
-    if (!cpuidHasX2apic(vcpu))
+    if (!cpuidHasX2apic(vcpu.cpuid ?? []))
       throw kerr('EINVAL', 'tdx_vcpu_init: kvm_apic_set_base(x2APIC) refused: no X2APIC in the vCPU CPUID');
     const td = this.td!;
     const m = this.module;
@@ -881,15 +842,4 @@ export class TdxVm implements ArchVm {
     if (this.td && this.td.lifecycle !== 'teardown') this.module.mngKeyFreeid(this.td);
     this.state = 'uninitialized';
   }
-}
-
-/** X86_FEATURE_X2APIC (CPUID.1:ECX[21]) in the CPUID userspace set with KVM_SET_CPUID2. */
-function cpuidHasX2apic(vcpu: Vcpu): boolean {
-  const entries = vcpu.archState['cpuid'];
-  if (!Array.isArray(entries)) return false;
-  return entries.some((e) => {
-    if (typeof e !== 'object' || e === null) return false;
-    const r = e as Record<string, unknown>;
-    return Number(r['function']) === 1 && (Number(r['ecx'] ?? 0) & (1 << 21)) !== 0;
-  });
 }
