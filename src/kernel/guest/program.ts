@@ -75,6 +75,13 @@ export class GuestProgram {
   get done(): boolean {
     return this.pc >= this.ops.length;
   }
+
+  /** The operation at pc completed (an exit's completion resumed the guest past it) with `result`. */
+  complete(result: GuestOpResultRecord): void {
+    this.results[this.pc] = result;
+    this.pc++;
+    this.partial = 0;
+  }
 }
 
 /** host.guest(vcpu): the handle tests and flows use. */

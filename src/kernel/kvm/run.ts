@@ -101,9 +101,7 @@ function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): boolean {
   if (pending === 'hypercall') {
     // complete_hypercall_exit(): RAX = hypercall.ret, then skip the VMCALL.
     const ret = run.hypercall?.ret ?? 0n;
-    prog.results[prog.pc] = { ret: ret === 0n ? 0n : BigInt.asIntN(64, ret) };
-    prog.pc++;
-    prog.partial = 0;
+    prog.complete({ ret: ret === 0n ? 0n : BigInt.asIntN(64, ret) });
     return false;
   }
   // tdx_complete_vmcall_map_gpa(), snp_complete_psc_msr(), snp_complete_one_psc().

@@ -48,6 +48,11 @@ export class Vm {
   readonly arch: ArchVm;
   /** kvm->arch.hypercall_exit_enabled. */
   hypercallExitEnabled = 0n;
+
+  /** user_exit_on_hypercall(): KVM_CAP_EXIT_HYPERCALL enabled the user exit for hypercall `nr`. */
+  userExitOnHypercall(nr: bigint): boolean {
+    return (this.hypercallExitEnabled & (1n << nr)) !== 0n;
+  }
   /** kvm->arch.irqchip_mode == KVM_IRQCHIP_SPLIT (KVM_CAP_SPLIT_IRQCHIP): local APICs in KVM. */
   irqchipSplit = false;
   /** kvm->vm_dead / vm_bugged: every ioctl returns -EIO from then on. */

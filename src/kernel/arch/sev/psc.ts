@@ -75,7 +75,7 @@ export function snpBeginPscMsr(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): bo
     prog.results[prog.pc] ??= {};
     return false;
   }
-  if (!(vcpu.vm.hypercallExitEnabled & (1n << HC_MAP_GPA_RANGE))) {
+  if (!vcpu.vm.userExitOnHypercall(HC_MAP_GPA_RANGE)) {
     prog.results[prog.pc] = { ret: GHCB_MSR_PSC_RESP_ERROR };
     return false;
   }
@@ -99,7 +99,7 @@ export function snpBeginPsc(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): boole
     return false;
   }
   // snp_begin_psc(): exit not enabled -> VMGEXIT_PSC_ERROR_GENERIC in SW_EXITINFO2.
-  if (!(vcpu.vm.hypercallExitEnabled & (1n << HC_MAP_GPA_RANGE))) {
+  if (!vcpu.vm.userExitOnHypercall(HC_MAP_GPA_RANGE)) {
     prog.results[prog.pc] = { ret: VMGEXIT_PSC_ERROR_GENERIC };
     return false;
   }
@@ -124,9 +124,7 @@ export function snpCompletePsc(vcpu: Vcpu, prog: GuestProgram): boolean {
   const failed = (vcpu.run.hypercall?.ret ?? 0n) !== 0n;
   const msr = st.via === 'psc_msr';
   if (failed) {
-    prog.results[prog.pc] = { ret: msr ? GHCB_MSR_PSC_RESP_ERROR : VMGEXIT_PSC_ERROR_GENERIC };
-    prog.pc++;
-    prog.partial = 0;
+    prog.complete({ ret: msr ? GHCB_MSR_PSC_RESP_ERROR : VMGEXIT_PSC_ERROR_GENERIC });
     return false;
   }
   prog.results[prog.pc] = { ret: msr ? GHCB_MSR_PSC_RESP : 0n };

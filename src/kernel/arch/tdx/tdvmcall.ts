@@ -79,7 +79,7 @@ export function tdxMapGpa(t: TdMapGpaHost, vcpu: Vcpu, prog: GuestProgram, op: M
   };
   // !user_exit_on_hypercall(KVM_HC_MAP_GPA_RANGE): SUBFUNC_UNSUPPORTED (6.16 final .. 7.0);
   // INVALID_OPERAND before Binbin Wu's June 2025 patch.
-  if (!(vm.hypercallExitEnabled & (1n << HC_MAP_GPA_RANGE)))
+  if (!vm.userExitOnHypercall(HC_MAP_GPA_RANGE))
     return fail(
       vm.profile.tdx.mapGpaUnsupportedStatus === 'subfunc-unsupported'
         ? TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED
@@ -134,18 +134,14 @@ export function tdxCompleteMapGpa(t: TdMapGpaHost, vcpu: Vcpu, prog: GuestProgra
   // Any non-zero hypercall.ret: INVALID_OPERAND, R11 = the chunk that failed.
   if ((vcpu.run.hypercall?.ret ?? 0n) !== 0n) {
     inflight.delete(vcpu);
-    prog.results[prog.pc] = { ret: TDVMCALL_STATUS_INVALID_OPERAND, r11: st.next };
-    prog.pc++;
-    prog.partial = 0;
+    prog.complete({ ret: TDVMCALL_STATUS_INVALID_OPERAND, r11: st.next });
     return false;
   }
   st.next += TDX_MAP_GPA_MAX_LEN;
   if (st.next >= st.end) {
     // Whole range done: R10 keeps TDVMCALL_STATUS_SUCCESS.
     inflight.delete(vcpu);
-    prog.results[prog.pc] = { ret: TDVMCALL_STATUS_SUCCESS };
-    prog.pc++;
-    prog.partial = 0;
+    prog.complete({ ret: TDVMCALL_STATUS_SUCCESS });
     return false;
   }
   // kvm_vcpu_has_events() would stop here with TDVMCALL_STATUS_RETRY: no events in the model.
