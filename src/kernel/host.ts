@@ -16,7 +16,7 @@ import {
   FALLOC_FL_ZERO_RANGE as ZERO_RANGE,
 } from '../uapi/mman.js';
 import { HostFault, InvariantViolation, KernelError, kerr, SyscallError } from './errors.js';
-import { FdTable, KFile, type Stat } from './file.js';
+import { FdTable, type Stat } from './file.js';
 import { Guest } from './guest/program.js';
 import { Invariants } from './invariants/index.js';
 import { GmemFile, gmemMemoryFailure } from './kvm/guest-memfd.js';
@@ -24,6 +24,7 @@ import { KvmDevFile } from './kvm/kvm-dev.js';
 import type { KvmRun, Vcpu } from './kvm/vcpu.js';
 import { VcpuFile } from './kvm/vcpu.js';
 import { VmFile } from './kvm/vm.js';
+import { MemFile } from './memfd.js';
 import { AddressSpace, type MmapArgs } from './mm.js';
 import { createPlatform, type Platform, type PlatformName } from './platform.js';
 import { getProfile, kernels } from './profiles/index.js';
@@ -42,28 +43,6 @@ export interface HostOptions {
 /** ioctl request names <-> numbers (uAPI); SEV / TDX commands are KVM_MEMORY_ENCRYPT_OP sub-commands. */
 const ioctlNames = new Map<string, number>(Object.entries(KVM_IOCTLS));
 const ioctlByCode = new Map<number, string>([...ioctlNames].map(([n, c]) => [c, n]));
-
-/** A memfd (memfd_create): a regular shmem file, for VMMs' shared memory and negative tests. */
-class MemFile extends KFile {
-  readonly kind = 'memfd';
-  constructor(
-    host: Host,
-    private readonly ino: number,
-  ) {
-    super(host);
-  }
-  /** i_size, set by ftruncate(). */
-  size = 0n;
-  stat(): Stat {
-    return { st_ino: this.ino, st_size: Number(this.size), st_blksize: 4096, st_mode: 0o100777 };
-  }
-  /** shmem_fallocate(): only KEEP_SIZE and PUNCH_HOLE; contents are not modelled. */
-  override fallocate(mode: number, offset: bigint, len: bigint): void {
-    if (mode & ~(0x01 | 0x02)) throw kerr('EOPNOTSUPP', 'shmem_fallocate: unsupported mode');
-    if (!(mode & 0x01) && offset + len > this.size) this.size = offset + len;
-  }
-  protected release(): void {}
-}
 
 export class Host {
   readonly profile: KernelProfile;
@@ -225,7 +204,7 @@ export class Host {
       const len = s64({ length }, 'length');
       // do_sys_ftruncate(): a negative length is -EINVAL.
       if (len < 0n) throw kerr('EINVAL', 'do_sys_ftruncate: length < 0');
-      if (f instanceof MemFile) f.size = len;
+      if (f instanceof MemFile) f.truncate(len);
       return 0;
     });
   }

@@ -25,7 +25,8 @@ import type { KFile, MmapBacking } from './file.js';
  * write stores a new array: pageWith() is page `cur` (null = zeroes) with `bytes` at `off`.
  */
 export function pageWith(cur: Uint8Array | null | undefined, off: number, bytes: Uint8Array): Uint8Array {
-  if (off === 0 && bytes.length === PAGE_SIZE) return bytes.slice();
+  // Uint8Array's own slice(): a Buffer's would be a view of the caller's bytes.
+  if (off === 0 && bytes.length === PAGE_SIZE) return Uint8Array.prototype.slice.call(bytes);
   let p: Uint8Array;
   if (cur?.length === PAGE_SIZE) p = cur.slice();
   else {
