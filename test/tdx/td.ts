@@ -109,16 +109,7 @@ export function finalize(td: Td): Record<string, unknown> {
   return cmd;
 }
 
-/** The errno name a call fails with (undefined if it succeeds). */
-export function errnoOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (e) {
-    if (e instanceof SyscallError) return e.code;
-    throw e;
-  }
-}
+export { errnoOf } from '../errno-of.js';
 
 export function syscallError(fn: () => unknown): SyscallError {
   try {
