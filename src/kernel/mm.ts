@@ -316,6 +316,16 @@ export class AddressSpace {
     }
   }
 
+  /** copy_to_user() / put_user() of `bytes` for the kernel: -EFAULT where any byte is not writable. */
+  copyToUser(addr: number, bytes: Uint8Array): void {
+    try {
+      this.write(addr, bytes);
+    } catch (e) {
+      if (e instanceof HostFault) throw kerr('EFAULT', `copy_to_user: ${e.reason} at 0x${addr.toString(16)}`);
+      throw e;
+    }
+  }
+
   gupWrite(addr: number, off: number, bytes: Uint8Array): void {
     try {
       this.writePage(addr, off, bytes);

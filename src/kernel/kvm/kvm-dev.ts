@@ -3,7 +3,7 @@
  * kvm_arch_dev_ioctl() in arch/x86/kvm/x86.c for the system device attributes.
  */
 import * as K from '../../uapi/kvm.js';
-import { HostFault, KernelError, kerr } from '../errors.js';
+import { kerr } from '../errors.js';
 import { KFile, type Stat } from '../file.js';
 import type { Host } from '../host.js';
 import { copyFromUser, scalar, u32, u64 } from '../uaccess.js';
@@ -76,11 +76,5 @@ function putUserU64(host: Host, addr: bigint, val: bigint): void {
   new DataView(b.buffer).setBigUint64(0, val, true);
   if (addr > BigInt(Number.MAX_SAFE_INTEGER - 8))
     throw kerr('EFAULT', `put_user: address 0x${addr.toString(16)} not mapped`);
-  try {
-    host.mm.write(addr, b);
-  } catch (e) {
-    if (e instanceof HostFault || e instanceof KernelError)
-      throw kerr('EFAULT', `put_user: cannot write 0x${addr.toString(16)}`);
-    throw e;
-  }
+  host.mm.copyToUser(Number(addr), b);
 }
