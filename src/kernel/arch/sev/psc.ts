@@ -64,49 +64,44 @@ function pscExit(vcpu: Vcpu, gfn: bigint, npages: bigint, priv: boolean, clearsR
 
 /**
  * The MSR protocol, one GHCB_MSR_PSC_REQ per page as Linux's early_set_pages_state() issues them
- * (it stops at the first error response). prog.partial counts the pages done.
- * snp_begin_psc_msr(): op neither PRIVATE nor SHARED -> error response (the guest ops cannot ask for
- * another); KVM_HC_MAP_GPA_RANGE exit not enabled -> GHCB_MSR_PSC_RESP_ERROR, guest resumes.
+ * (it stops at the first error response). snp_begin_psc_msr(): op neither PRIVATE nor SHARED ->
+ * error response (the guest ops cannot ask for another); KVM_HC_MAP_GPA_RANGE exit not enabled ->
+ * GHCB_MSR_PSC_RESP_ERROR, guest resumes.
  */
 export function snpBeginPscMsr(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): boolean {
-  const { gfn, npages } = request(op);
-  const done = BigInt(prog.partial);
-  if (done >= npages) {
-    prog.results[prog.pc] ??= {};
-    return false;
-  }
-  if (!vcpu.vm.userExitOnHypercall(HC_MAP_GPA_RANGE)) {
-    prog.results[prog.pc] = { ret: GHCB_MSR_PSC_RESP_ERROR };
-    return false;
-  }
-  inflight.set(vcpu, { via: 'psc_msr', npages: 1 });
-  // args[1] = 1: one page per MSR request.
-  pscExit(vcpu, gfn + done, 1n, op.private === true, vcpu.vm.profile.sev.pscClearsHypercallRet);
-  return true;
+  return beginPsc(vcpu, prog, op, 'psc_msr');
 }
 
 /**
  * SVM_VMGEXIT_PSC: the guest fills a buffer with up to VMGEXIT_PSC_MAX_ENTRY 4 KiB entries of the
  * same operation for consecutive gfns; snp_begin_psc() merges adjacent entries into one exit, so one
- * buffer is one exit. prog.partial counts the pages of earlier buffers done.
+ * buffer is one exit. Exit not enabled -> VMGEXIT_PSC_ERROR_GENERIC in SW_EXITINFO2.
  */
 export function snpBeginPsc(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): boolean {
+  return beginPsc(vcpu, prog, op, 'psc_ghcb');
+}
+
+/**
+ * The next request of either protocol for the rest of the op's range (prog.partial counts the pages
+ * done): one page per MSR request (args[1] = 1), one buffer per VMGEXIT. The Linux guest makes no
+ * request for an empty range.
+ */
+function beginPsc(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp, via: PscState['via']): boolean {
   const { gfn, npages } = request(op);
   const done = BigInt(prog.partial);
-  // The Linux guest makes no VMGEXIT for an empty range.
   if (done >= npages) {
     prog.results[prog.pc] ??= {};
     return false;
   }
-  // snp_begin_psc(): exit not enabled -> VMGEXIT_PSC_ERROR_GENERIC in SW_EXITINFO2.
+  const msr = via === 'psc_msr';
   if (!vcpu.vm.userExitOnHypercall(HC_MAP_GPA_RANGE)) {
-    prog.results[prog.pc] = { ret: VMGEXIT_PSC_ERROR_GENERIC };
+    prog.results[prog.pc] = { ret: msr ? GHCB_MSR_PSC_RESP_ERROR : VMGEXIT_PSC_ERROR_GENERIC };
     return false;
   }
   const left = npages - done;
-  const n = left > BigInt(VMGEXIT_PSC_MAX_ENTRY) ? VMGEXIT_PSC_MAX_ENTRY : Number(left);
-  inflight.set(vcpu, { via: 'psc_ghcb', npages: n });
-  // KVM_MAP_GPA_RANGE_PAGE_SZ_4K: every entry is 4 KiB (pagesize 0).
+  const n = msr ? 1 : left > BigInt(VMGEXIT_PSC_MAX_ENTRY) ? VMGEXIT_PSC_MAX_ENTRY : Number(left);
+  inflight.set(vcpu, { via, npages: n });
+  // KVM_MAP_GPA_RANGE_PAGE_SZ_4K: every page (MSR request, GHCB entry) is 4 KiB.
   pscExit(vcpu, gfn + done, BigInt(n), op.private === true, vcpu.vm.profile.sev.pscClearsHypercallRet);
   return true;
 }

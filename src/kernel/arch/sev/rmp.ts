@@ -61,15 +61,7 @@ export class Rmp {
     state: RmpState,
     since: Provenance,
   ): void {
-    this.entries.set(pfn, pfn + 1, {
-      state,
-      asid,
-      gfnDelta: gfn - pfn,
-      immutable,
-      vmsa: false,
-      launched: false,
-      since,
-    });
+    this.makePrivateRun(pfn, 1, gfn, asid, immutable, state, since);
   }
 
   /** makePrivate() of `n` pages from pfn, mapped to the gfns from `gfn` (one extent). */
