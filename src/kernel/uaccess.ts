@@ -38,6 +38,18 @@ export const u64 = (s: UStruct, name: string): bigint => field(s, name, 64, Numb
 export const u32 = (s: UStruct, name: string): bigint => field(s, name, 32, 0xffff_ffff);
 export const u16 = (s: UStruct, name: string): bigint => field(s, name, 16, 0xffff);
 export const u8 = (s: UStruct, name: string): bigint => field(s, name, 8, 0xff);
+/**
+ * A field of at most 32 bits as a number: the same value as Number(u32(...)) and friends, without
+ * a BigInt for the common case (register-state structs read dozens of these per vCPU).
+ */
+function fieldNum(s: UStruct, name: string, bits: number): number {
+  const v = s[name];
+  const max = 2 ** bits - 1;
+  if (typeof v === 'number' && v >= 0 && v <= max && Number.isInteger(v)) return v;
+  return Number(field(s, name, bits, max));
+}
+export const u32n = (s: UStruct, name: string): number => fieldNum(s, name, 32);
+export const u16n = (s: UStruct, name: string): number => fieldNum(s, name, 16);
 /** A signed 64-bit field (loff_t and friends). */
 export const s64 = (s: UStruct, name: string): bigint => BigInt.asIntN(64, u64(s, name));
 

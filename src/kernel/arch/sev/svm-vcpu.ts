@@ -6,7 +6,7 @@
  * = the VM's vmsa_features. Not modelled: XSAVE/XCRS ioctls (XCR0 stays at reset, x87/XMM/YMM
  * register files are zero), debug registers set by the VMM (DR6/DR7 stay at reset), CET/LBR state.
  */
-import { copyFromUser, type UStruct, u16, u32, u64 } from '../../uaccess.js';
+import { copyFromUser, type UStruct, u16n, u32n, u64 } from '../../uaccess.js';
 import type { SevVcpuState, VmcbSegment } from './vmsa.js';
 
 export { KVM_SET_FPU, KVM_SET_MSRS } from '../../../uapi/kvm.js';
@@ -108,8 +108,8 @@ export interface SevVcpu {
 function toVmcbSeg(s: unknown, what: string): VmcbSegment {
   const k = copyFromUser(s, what);
   const bit = (name: string, shift: number, width = 1): number =>
-    (Number(u32(k, name)) & ((1 << width) - 1)) << shift;
-  const unusable = u32(k, 'unusable') !== 0n;
+    (u32n(k, name) & ((1 << width) - 1)) << shift;
+  const unusable = u32n(k, 'unusable') !== 0;
   const attrib = unusable
     ? 0
     : bit('type', 0, 4) |
@@ -120,12 +120,7 @@ function toVmcbSeg(s: unknown, what: string): VmcbSegment {
       bit('l', 9) |
       bit('db', 10) |
       bit('g', 11);
-  return {
-    selector: Number(u16(k, 'selector')),
-    attrib,
-    limit: Number(u32(k, 'limit')),
-    base: u64(k, 'base'),
-  };
+  return { selector: u16n(k, 'selector'), attrib, limit: u32n(k, 'limit'), base: u64(k, 'base') };
 }
 
 /** The state KVM_SET_SREGS / KVM_SET_REGS stored (vm.ts keeps the structs in vcpu.archState). */
@@ -150,7 +145,7 @@ export function applySregs(st: SevVcpuState, sregs: UStruct): void {
   ] as const) {
     if (sregs[name] === undefined) continue;
     const d = copyFromUser(sregs[name], `kvm_sregs.${name}`);
-    st[field] = { selector: 0, attrib: 0, limit: Number(u16(d, 'limit')), base: u64(d, 'base') };
+    st[field] = { selector: 0, attrib: 0, limit: u16n(d, 'limit'), base: u64(d, 'base') };
   }
   if ('cr0' in sregs) st.cr0 = u64(sregs, 'cr0') & ~(X86_CR0_CD | X86_CR0_NW);
   if ('cr3' in sregs) st.cr3 = u64(sregs, 'cr3');
@@ -186,10 +181,10 @@ export function applyRegs(st: SevVcpuState, regs: UStruct): void {
 /** KVM_SET_FPU (kvm_arch_vcpu_ioctl_set_fpu): the x87 control/status and MXCSR. */
 export function setFpu(st: SevVcpuState, arg: unknown): number {
   const f = copyFromUser(arg, 'kvm_fpu');
-  st.x87Fcw = Number(u16(f, 'fcw'));
-  st.x87Fsw = Number(u16(f, 'fsw'));
-  st.x87Ftw = Number(u16(f, 'ftwx') & 0xffn);
-  st.mxcsr = Number(u32(f, 'mxcsr'));
+  st.x87Fcw = u16n(f, 'fcw');
+  st.x87Fsw = u16n(f, 'fsw');
+  st.x87Ftw = u16n(f, 'ftwx') & 0xff;
+  st.mxcsr = u32n(f, 'mxcsr');
   return 0;
 }
 
@@ -197,11 +192,11 @@ export function setFpu(st: SevVcpuState, arg: unknown): number {
 export function setMsrs(st: SevVcpuState, arg: unknown): number {
   const m = copyFromUser(arg, 'kvm_msrs');
   const entries = Array.isArray(m['entries']) ? (m['entries'] as unknown[]) : [];
-  const n = Math.min(Number(u32(m, 'nmsrs')), entries.length);
+  const n = Math.min(u32n(m, 'nmsrs'), entries.length);
   let done = 0;
   for (; done < n; done++) {
     const e = copyFromUser(entries[done], 'kvm_msr_entry');
-    const index = Number(u32(e, 'index'));
+    const index = u32n(e, 'index');
     const data = u64(e, 'data');
     if (index !== MSR_IA32_CR_PAT) break; // the model knows PAT only: kvm_set_msr() fails -> partial count
     // kvm_pat_valid(): every byte must be a valid memory type (0, 1, 4, 5, 6, 7).

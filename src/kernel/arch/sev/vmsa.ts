@@ -134,8 +134,6 @@ const U64_OFFSETS: ReadonlyArray<readonly [U64Field, number]> = [
   ['xcr0', 0x3e8],
 ];
 
-const U64_MASK = (1n << 64n) - 1n;
-
 /** Lay the state out as the 4096-byte VMSA page; every byte not covered by SevVcpuState is zero. */
 export function encodeVmsa(state: SevVcpuState): Uint8Array {
   const page = new Uint8Array(VMSA_SIZE);
@@ -145,11 +143,11 @@ export function encodeVmsa(state: SevVcpuState): Uint8Array {
     v.setUint16(off, s.selector, true);
     v.setUint16(off + 2, s.attrib, true);
     v.setUint32(off + 4, s.limit >>> 0, true);
-    v.setBigUint64(off + 8, s.base & U64_MASK, true);
+    v.setBigUint64(off + 8, s.base, true); // setBigUint64 stores modulo 2^64
   }
   page[0xca] = state.vmpl;
   page[0xcb] = state.cpl;
-  for (const [name, off] of U64_OFFSETS) v.setBigUint64(off, state[name] & U64_MASK, true);
+  for (const [name, off] of U64_OFFSETS) v.setBigUint64(off, state[name], true);
   v.setUint32(0x2e8, state.pkru >>> 0, true);
   v.setUint32(0x2ec, state.tscAux >>> 0, true);
   v.setUint32(0x408, state.mxcsr >>> 0, true);
