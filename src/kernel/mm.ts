@@ -227,15 +227,10 @@ export class AddressSpace {
     return Math.min(max, Math.floor((v.end - addr) / PAGE_SIZE));
   }
 
-  /** The bytes of page `addr` of an anonymous mapping (null = zeroes), for anonReadablePages() runs. */
-  anonPage(addr: number): Uint8Array | null {
-    return this.find(addr)?.anon?.get(Math.floor(addr / PAGE_SIZE)) ?? null;
-  }
-
   /**
-   * anonPage() of the pages from page-aligned `addr` on, with one VMA lookup for all of them: page
-   * i's bytes (null = zeroes) for i below what anonReadablePages(addr, ...) allowed. Valid until
-   * the mapping changes.
+   * The pages of an anonymous mapping from page-aligned `addr` on, with one VMA lookup for all of
+   * them: page i's bytes (null = zeroes) for i below what anonReadablePages(addr, ...) allowed.
+   * Valid until the mapping changes.
    */
   anonPagesFrom(addr: number): (i: number) => Uint8Array | null {
     const pages = this.find(addr)?.anon;

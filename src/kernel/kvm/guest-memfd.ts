@@ -877,6 +877,8 @@ function padPage(b: Uint8Array): Uint8Array {
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 
 function isZero(b: Uint8Array): boolean {
+  // Most pages that are not zero say so in their first bytes: skip the compare call for them.
+  if (b.length === 0 || b[0] !== 0 || b[b.length - 1] !== 0) return b.length === 0;
   if (b.length === PAGE_SIZE) return Buffer.compare(b, ZERO_PAGE) === 0;
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;

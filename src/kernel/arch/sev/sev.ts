@@ -405,7 +405,8 @@ function postPopulateRun(
     const src = run.src;
     if (src !== null) {
       // copy_from_user() (7.0: memcpy from the page common code pinned): the same bytes.
-      for (let i = 0; i < n; i++) run.write(i, host.mm.anonPage(src + i * PAGE_SIZE));
+      const page = host.mm.anonPagesFrom(src);
+      for (let i = 0; i < n; i++) run.write(i, page(i));
     }
     rmp.makePrivateRun(run.pfn, n, run.gfn, sev.asid, true, 'pre-guest', t.here('rmp_make_private'));
     const since = t.here('SNP_LAUNCH_UPDATE');
