@@ -34,11 +34,15 @@ const GFN_MASK = (1n << 40n) - 1n;
 type MapGpaOp = Extract<GuestOp, { op: 'map_gpa' }>;
 
 /** An in-flight request: which protocol, and (GHCB) how many pages the exit covers. */
-interface PscState {
+export interface PscState {
   via: 'psc_msr' | 'psc_ghcb';
   npages: number;
 }
-const inflight = new WeakMap<Vcpu, PscState>();
+
+/** The vCPU's SEV-ES state (struct vcpu_sev_es_state: psc_inflight and friends) as PSC keeps it. */
+export interface PscVcpu {
+  psc?: PscState | undefined;
+}
 
 /** The guest's request: first gfn, page count, and the page state it asks for. */
 function request(op: MapGpaOp): { gfn: bigint; npages: bigint } {
@@ -68,8 +72,8 @@ function pscExit(vcpu: Vcpu, gfn: bigint, npages: bigint, priv: boolean, clearsR
  * error response (the guest ops cannot ask for another); KVM_HC_MAP_GPA_RANGE exit not enabled ->
  * GHCB_MSR_PSC_RESP_ERROR, guest resumes.
  */
-export function snpBeginPscMsr(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): boolean {
-  return beginPsc(vcpu, prog, op, 'psc_msr');
+export function snpBeginPscMsr(vcpu: Vcpu, es: PscVcpu, prog: GuestProgram, op: MapGpaOp): boolean {
+  return beginPsc(vcpu, es, prog, op, 'psc_msr');
 }
 
 /**
@@ -77,8 +81,8 @@ export function snpBeginPscMsr(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): bo
  * same operation for consecutive gfns; snp_begin_psc() merges adjacent entries into one exit, so one
  * buffer is one exit. Exit not enabled -> VMGEXIT_PSC_ERROR_GENERIC in SW_EXITINFO2.
  */
-export function snpBeginPsc(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): boolean {
-  return beginPsc(vcpu, prog, op, 'psc_ghcb');
+export function snpBeginPsc(vcpu: Vcpu, es: PscVcpu, prog: GuestProgram, op: MapGpaOp): boolean {
+  return beginPsc(vcpu, es, prog, op, 'psc_ghcb');
 }
 
 /**
@@ -86,7 +90,7 @@ export function snpBeginPsc(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): boole
  * done): one page per MSR request (args[1] = 1), one buffer per VMGEXIT. The Linux guest makes no
  * request for an empty range.
  */
-function beginPsc(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp, via: PscState['via']): boolean {
+function beginPsc(vcpu: Vcpu, es: PscVcpu, prog: GuestProgram, op: MapGpaOp, via: PscState['via']): boolean {
   const { gfn, npages } = request(op);
   const done = BigInt(prog.partial);
   if (done >= npages) {
@@ -100,7 +104,7 @@ function beginPsc(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp, via: PscState['v
   }
   const left = npages - done;
   const n = msr ? 1 : left > BigInt(VMGEXIT_PSC_MAX_ENTRY) ? VMGEXIT_PSC_MAX_ENTRY : Number(left);
-  inflight.set(vcpu, { via, npages: n });
+  es.psc = { via, npages: n };
   // KVM_MAP_GPA_RANGE_PAGE_SZ_4K: every page (MSR request, GHCB entry) is 4 KiB.
   pscExit(vcpu, gfn + done, BigInt(n), op.private === true, vcpu.vm.profile.sev.pscClearsHypercallRet);
   return true;
@@ -112,10 +116,10 @@ function beginPsc(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp, via: PscState['v
  * (GHCB entries' cur_page set, hdr.cur_entry advanced; nothing left in the buffer ->
  * snp_complete_psc(0)) and the guest goes on with the rest of its range. Always resumes the guest.
  */
-export function snpCompletePsc(vcpu: Vcpu, prog: GuestProgram): boolean {
-  const st = inflight.get(vcpu);
+export function snpCompletePsc(vcpu: Vcpu, es: PscVcpu, prog: GuestProgram): boolean {
+  const st = es.psc;
   if (!st) return false;
-  inflight.delete(vcpu);
+  es.psc = undefined;
   const failed = (vcpu.run.hypercall?.ret ?? 0n) !== 0n;
   const msr = st.via === 'psc_msr';
   if (failed) {

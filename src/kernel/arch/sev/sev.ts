@@ -626,11 +626,12 @@ export class SevArchVm implements ArchVm {
     // terminated otherwise: not modelled).
     if (!this.sev.sevSnpGuest || (via !== 'psc_msr' && via !== 'psc_ghcb'))
       throw kerr('EINVAL', `guest map_gpa via ${via} is not available on ${this.name} VMs`);
-    return via === 'psc_msr' ? snpBeginPscMsr(vcpu, prog, op) : snpBeginPsc(vcpu, prog, op);
+    const es = this.vcpuOf(vcpu);
+    return via === 'psc_msr' ? snpBeginPscMsr(vcpu, es, prog, op) : snpBeginPsc(vcpu, es, prog, op);
   }
 
   completeMapGpa(vcpu: Vcpu, prog: GuestProgram): boolean {
-    return snpCompletePsc(vcpu, prog);
+    return snpCompletePsc(vcpu, this.vcpuOf(vcpu), prog);
   }
 
   /** sev_vm_destroy(): the SNP context is decommissioned, VMSA pages reclaimed, the ASID freed. */

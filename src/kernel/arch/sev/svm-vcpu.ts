@@ -7,6 +7,7 @@
  * register files are zero), debug registers set by the VMM (DR6/DR7 stay at reset), CET/LBR state.
  */
 import { copyFromUser, type UStruct, u16n, u32n, u64 } from '../../uaccess.js';
+import type { PscVcpu } from './psc.js';
 import type { SevVcpuState, VmcbSegment } from './vmsa.js';
 
 export { KVM_SET_FPU, KVM_SET_MSRS } from '../../../uapi/kvm.js';
@@ -94,7 +95,7 @@ export function svmResetState(): SevVcpuState {
 }
 
 /** Per-vCPU SEV state: the VMSA page and whether it is encrypted (guest_state_protected). */
-export interface SevVcpu {
+export interface SevVcpu extends PscVcpu {
   /** Host pfn of the VMSA page (snp_safe_alloc_page at vCPU creation). */
   readonly vmsaPfn: number;
   /** The save area as KVM holds it before encryption. */

@@ -43,12 +43,16 @@ export interface TdMapGpaHost {
   readonly sharedBit: bigint;
 }
 
-/** struct vcpu_tdx map_gpa_next / map_gpa_end. */
-interface MapGpaState {
+/** struct vcpu_tdx map_gpa_next / map_gpa_end: the request the VMM is being asked to convert. */
+export interface MapGpaState {
   next: bigint;
   end: bigint;
 }
-const inflight = new WeakMap<Vcpu, MapGpaState>();
+
+/** The vCPU's TDX state (struct vcpu_tdx) as far as MapGPA keeps it. */
+export interface MapGpaVcpu {
+  mapGpa?: MapGpaState | undefined;
+}
 
 /**
  * The GPA width KVM checks against (kvm_vcpu_is_legal_gpa(): cpuid_maxphyaddr()). With guest CPUID
@@ -62,7 +66,13 @@ function maxPhyAddr(vcpu: Vcpu, t: TdMapGpaHost): bigint {
 }
 
 /** tdx_map_gpa(): checks in its order; an error resumes the guest with R10 = status, R11 = gpa. */
-export function tdxMapGpa(t: TdMapGpaHost, vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp): boolean {
+export function tdxMapGpa(
+  t: TdMapGpaHost,
+  vcpu: Vcpu,
+  tv: MapGpaVcpu,
+  prog: GuestProgram,
+  op: MapGpaOp,
+): boolean {
   const vm = vcpu.vm;
   // R12: the GPA as the guest passes it (its shared bit says private or shared).
   let gpa = BigInt.asUintN(64, BigInt(op.gpa));
@@ -95,7 +105,7 @@ export function tdxMapGpa(t: TdMapGpaHost, vcpu: Vcpu, prog: GuestProgram, op: M
   // !PAGE_ALIGNED(gpa) || !PAGE_ALIGNED(size): ALIGN_ERROR (checked after the range).
   if (gpa & 0xfffn || size & 0xfffn) return fail(TDVMCALL_STATUS_ALIGN_ERROR);
   const st: MapGpaState = { next: gpa, end };
-  inflight.set(vcpu, st);
+  tv.mapGpa = st;
   tdxMapGpaExit(t, vcpu, st);
   return true;
 }
@@ -128,19 +138,19 @@ function tdxMapGpaExit(t: TdMapGpaHost, vcpu: Vcpu, st: MapGpaState): void {
  * tdx_complete_vmcall_map_gpa() (6.16 .. 7.0). Returns true when it made the next chunk's exit
  * (KVM_RUN returns to userspace at once), false when the guest resumes (the op is complete).
  */
-export function tdxCompleteMapGpa(t: TdMapGpaHost, vcpu: Vcpu, prog: GuestProgram): boolean {
-  const st = inflight.get(vcpu);
+export function tdxCompleteMapGpa(t: TdMapGpaHost, vcpu: Vcpu, tv: MapGpaVcpu, prog: GuestProgram): boolean {
+  const st = tv.mapGpa;
   if (!st) return false;
   // Any non-zero hypercall.ret: INVALID_OPERAND, R11 = the chunk that failed.
   if ((vcpu.run.hypercall?.ret ?? 0n) !== 0n) {
-    inflight.delete(vcpu);
+    tv.mapGpa = undefined;
     prog.complete({ ret: TDVMCALL_STATUS_INVALID_OPERAND, r11: st.next });
     return false;
   }
   st.next += TDX_MAP_GPA_MAX_LEN;
   if (st.next >= st.end) {
     // Whole range done: R10 keeps TDVMCALL_STATUS_SUCCESS.
-    inflight.delete(vcpu);
+    tv.mapGpa = undefined;
     prog.complete({ ret: TDVMCALL_STATUS_SUCCESS });
     return false;
   }

@@ -45,7 +45,7 @@ import {
   type TdxModule,
   type TdxStatus,
 } from './module.js';
-import { tdxCompleteMapGpa, tdxMapGpa } from './tdvmcall.js';
+import { type MapGpaVcpu, tdxCompleteMapGpa, tdxMapGpa } from './tdvmcall.js';
 
 /** arch/x86/include/asm/kvm_host.h. */
 export const KVM_MAX_CPUID_ENTRIES = 256;
@@ -59,7 +59,7 @@ const SHARED_BIT_GPAW52 = 1n << 51n;
 
 type TdState = 'uninitialized' | 'initialized' | 'runnable';
 
-interface VcpuTdx {
+interface VcpuTdx extends MapGpaVcpu {
   state: 'uninitialized' | 'initialized';
   vp?: TdVcpu;
 }
@@ -830,11 +830,21 @@ export class TdxVm implements ArchVm {
     const via = op.via ?? 'tdvmcall';
     if (via === 'hypercall') return undefined;
     if (via !== 'tdvmcall') throw kerr('EINVAL', `guest map_gpa via ${via} is not available on TDX VMs`);
-    return tdxMapGpa(this, vcpu, prog, op);
+    return tdxMapGpa(this, vcpu, this.tdxVcpu(vcpu), prog, op);
   }
 
   completeMapGpa(vcpu: Vcpu, prog: GuestProgram): boolean {
-    return tdxCompleteMapGpa(this, vcpu, prog);
+    return tdxCompleteMapGpa(this, vcpu, this.tdxVcpu(vcpu), prog);
+  }
+
+  /** The vCPU's struct vcpu_tdx (made by tdx_vcpu_create for every vCPU of the TD). */
+  private tdxVcpu(vcpu: Vcpu): VcpuTdx {
+    let v = this.vcpuTdx.get(vcpu);
+    if (!v) {
+      v = { state: 'uninitialized' };
+      this.vcpuTdx.set(vcpu, v);
+    }
+    return v;
   }
 
   /** tdx_mmu_release_hkid() + tdx_vm_destroy(). */
