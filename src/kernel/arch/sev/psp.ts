@@ -10,11 +10,14 @@
  * of the ABI's contract (an entry the platform cannot honour fails with INVALID_PARAM and the
  * firmware writes the corrected table back into the page, left unencrypted), not AMD's per-leaf
  * rules: each entry's registers may only claim bits of the modelled CPU's own CPUID (SNP_CPUID_MASKS).
- * Not modelled: ID block checks (signature, digest and policy match), migration agents, VMPLs other
- * than 0, IMI pages.
+ * An enabled ID block is checked as id-block.ts describes (LD, policy, ECDSA P-384 signatures) and
+ * what it identifies goes into attestation reports. Not modelled: migration agents, VMPLs other
+ * than 0, IMI pages, VCEK_DISABLED.
  */
 import { hash } from 'node:crypto';
 import {
+  SEV_RET_BAD_MEASUREMENT,
+  SEV_RET_BAD_SIGNATURE,
   SEV_RET_INVALID_GUEST,
   SEV_RET_INVALID_GUEST_STATE,
   SEV_RET_INVALID_PAGE_STATE,
@@ -30,6 +33,7 @@ import {
   SNP_POLICY_MASK_SMT,
 } from '../../../uapi/sev.js';
 import type { Provenance } from '../../provenance.js';
+import { checkIdBlock, type SnpIdBlockInput, type SnpIdBlockRecord } from './id-block.js';
 import {
   SNP_LAUNCH_DIGEST_SIZE,
   SNP_PAGE_SIZE,
@@ -99,6 +103,8 @@ export class SnpGuestContext {
   measurement: Uint8Array | undefined;
   hostData = new Uint8Array(32);
   idBlockEn = false;
+  /** What a verified ID block identifies (SNP_LAUNCH_FINISH with ID_BLOCK_EN); undefined without one. */
+  idBlock: SnpIdBlockRecord | undefined;
   /** Observer of measured pages (gmemlab tracing; not firmware behaviour). */
   onMeasure: ((p: SnpMeasuredPage) => void) | undefined;
   decommissioned = false;
@@ -124,7 +130,24 @@ export interface SnpAttestationReport {
   policy: bigint;
   hostData: Uint8Array;
   vmpl: number;
+  /** FAMILY_ID, IMAGE_ID and GUEST_SVN of the verified ID block (zeroes without one). */
+  familyId: Uint8Array;
+  imageId: Uint8Array;
+  guestSvn: number;
+  /** SHA-384 of the ID key's public key structure (zeroes without an ID block). */
+  idKeyDigest: Uint8Array;
+  /** SHA-384 of the author key's public key structure (zeroes unless authorKeyEn). */
+  authorKeyDigest: Uint8Array;
+  /** AUTHOR_KEY_EN (bit 0 of the report's flags at 0x48). */
+  authorKeyEn: boolean;
 }
+
+const ID_BLOCK_STATUS = {
+  INVALID_PARAM: SEV_RET_INVALID_PARAM,
+  BAD_MEASUREMENT: SEV_RET_BAD_MEASUREMENT,
+  POLICY_FAILURE: SEV_RET_POLICY_FAILURE,
+  BAD_SIGNATURE: SEV_RET_BAD_SIGNATURE,
+} as const;
 
 export class Psp {
   private readonly contexts = new Map<number, SnpGuestContext>();
@@ -334,16 +357,24 @@ export class Psp {
   }
 
   /**
-   * SNP_LAUNCH_FINISH: LAUNCH -> RUNNING; the launch digest becomes the MEASUREMENT. Not modelled:
-   * any check of an enabled ID block (its signature, and whether its digest and policy match the
-   * guest's): every ID block is accepted.
+   * SNP_LAUNCH_FINISH: LAUNCH -> RUNNING; the launch digest becomes the MEASUREMENT. With an ID block
+   * (ID_BLOCK_EN = 1), checkIdBlock() first (id-block.ts: VERSION, LD -> BAD_MEASUREMENT, POLICY ->
+   * POLICY_FAILURE, signatures -> BAD_SIGNATURE); a failure leaves the context launching. AUTH_KEY_EN
+   * is only read with an ID block (KVM passes it only then).
    */
-  launchFinish(handle: number, hostData: Uint8Array, idBlockEn: boolean): number {
+  launchFinish(handle: number, hostData: Uint8Array, idBlock?: SnpIdBlockInput): number {
     const g = this.contexts.get(handle);
     if (!g || g.decommissioned) return SEV_RET_INVALID_GUEST;
     if (g.state !== 'LAUNCH') return SEV_RET_INVALID_GUEST_STATE;
+    let record: SnpIdBlockRecord | undefined;
+    if (idBlock) {
+      const r = checkIdBlock(idBlock, g.launchDigest.digest, g.policy);
+      if (!r.ok) return ID_BLOCK_STATUS[r.status];
+      record = r.record;
+    }
     g.hostData = hostData.slice(0, 32);
-    g.idBlockEn = idBlockEn;
+    g.idBlockEn = idBlock !== undefined;
+    g.idBlock = record;
     g.measurement = g.launchDigest.digest;
     g.state = 'RUNNING';
     return SEV_RET_SUCCESS;
@@ -368,7 +399,19 @@ export class Psp {
   attestationReport(handle: number): SnpAttestationReport | undefined {
     const g = this.contexts.get(handle);
     if (g?.state !== 'RUNNING' || !g.measurement) return undefined;
-    return { measurement: g.measurement.slice(), policy: g.policy, hostData: g.hostData.slice(), vmpl: 0 };
+    const id = g.idBlock;
+    return {
+      measurement: g.measurement.slice(),
+      policy: g.policy,
+      hostData: g.hostData.slice(),
+      vmpl: 0,
+      familyId: id ? id.familyId.slice() : new Uint8Array(16),
+      imageId: id ? id.imageId.slice() : new Uint8Array(16),
+      guestSvn: id ? id.guestSvn : 0,
+      idKeyDigest: id ? id.idKeyDigest.slice() : new Uint8Array(SNP_LAUNCH_DIGEST_SIZE),
+      authorKeyDigest: id ? id.authorKeyDigest.slice() : new Uint8Array(SNP_LAUNCH_DIGEST_SIZE),
+      authorKeyEn: id?.authorKeyEn ?? false,
+    };
   }
 }
 

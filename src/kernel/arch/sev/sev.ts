@@ -7,7 +7,7 @@
  * sev_gmem_post_populate) / _FINISH (snp_launch_update_vmsa), sev_gmem_prepare(), and the guest's
  * PVALIDATE. Parity: every check these functions make before the firmware, in their order.
  * Not modelled: legacy SEV launch commands (KVM_SEV_LAUNCH_*, SEND/RECEIVE, DBG), mirror VMs and
- * intra-host migration, 2 MiB RMP entries, ID block signature checks, vCPU creation races (-EBUSY).
+ * intra-host migration, 2 MiB RMP entries, vCPU creation races (-EBUSY).
  */
 import * as K from '../../../uapi/kvm.js';
 import { PAGE_SIZE } from '../../../uapi/mman.js';
@@ -25,6 +25,7 @@ import type { Vcpu } from '../../kvm/vcpu.js';
 import type { Vm } from '../../kvm/vm.js';
 import { copyFromUser, copyToUser, pageAligned, type UStruct, u8, u16, u32, u64 } from '../../uaccess.js';
 import type { ArchVm, GuestOpResult } from '../arch-vm.js';
+import type { SnpIdBlockInput } from './id-block.js';
 import { SNP_PAGE_TYPE_VMSA, SNP_VMSA_GPA } from './launch-digest.js';
 import { SevDevFile, type SnpPlatform } from './platform.js';
 import { snpBeginPsc, snpBeginPscMsr, snpCompletePsc } from './psc.js';
@@ -460,16 +461,22 @@ function snpLaunchFinish(vm: Vm, platform: SnpPlatform, arch: SevArchVm | undefi
       sv.guestStateProtected = true;
     }
   });
-  let idBlockEn = false;
+  let idBlock: SnpIdBlockInput | undefined;
   if (u8(params, 'id_block_en')) {
-    // psp_copy_user_blob(): the blobs must be readable (their signatures are not modelled).
-    readUserBlob(host, u64(params, 'id_block_uaddr'), S.KVM_SEV_SNP_ID_BLOCK_SIZE, 'id_block');
-    readUserBlob(host, u64(params, 'id_auth_uaddr'), S.KVM_SEV_SNP_ID_AUTH_SIZE, 'id_auth');
-    idBlockEn = true;
+    // psp_copy_user_blob() of the ID block, then of ID_AUTH (always with an ID block, whatever
+    // auth_key_en says); auth_key_en reaches the firmware only here: with id_block_en = 0 KVM
+    // neither reads id_auth nor passes auth_key_en.
+    idBlock = {
+      idBlock: readUserBlob(host, u64(params, 'id_block_uaddr'), S.KVM_SEV_SNP_ID_BLOCK_SIZE, 'id_block'),
+      idAuth: readUserBlob(host, u64(params, 'id_auth_uaddr'), S.KVM_SEV_SNP_ID_AUTH_SIZE, 'id_auth'),
+      authKeyEn: u8(params, 'auth_key_en') !== 0n,
+    };
   }
   const hostData = bytesField(params['host_data'], S.KVM_SEV_SNP_FINISH_DATA_SIZE);
+  // A firmware failure (BAD_MEASUREMENT, POLICY_FAILURE, BAD_SIGNATURE...) is -EIO with the status
+  // in kvm_sev_cmd.error; pre_fault_allowed stays false.
   const rc = sevIssueCmd(host, sev.fd, c, () =>
-    platform.psp.launchFinish(sev.snpContext!, hostData, idBlockEn),
+    platform.psp.launchFinish(sev.snpContext!, hostData, idBlock),
   );
   if (rc) throw kerr(rc, `snp_launch_finish: SNP_LAUNCH_FINISH failed (status 0x${c.error.toString(16)})`);
   // No more LAUNCH_UPDATE: private pages can be given to the guest by making the RMP entry private.
