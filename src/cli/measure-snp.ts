@@ -356,3 +356,9 @@ export async function main(argv: string[], io: ToolIo = processIo): Promise<numb
     throw e;
   }
 }
+
+/**
+ * The launch this tool runs, exported from its bundle so that bench/measure-snp.ts times the code
+ * `gmemlab measure snp` ships (dist/cli/measure-snp.js) rather than the sources under a TS loader.
+ */
+export { planSnpLaunch, runSnpLaunch };
