@@ -1,4 +1,4 @@
-import { SyscallError } from '../src/index.js';
+import { InvariantViolation, SyscallError } from '../src/index.js';
 
 /** The errno name a call fails with (SyscallError.code), undefined if it succeeds; anything else is rethrown. */
 export function errnoOf(fn: () => unknown): string | undefined {
@@ -9,4 +9,15 @@ export function errnoOf(fn: () => unknown): string | undefined {
     if (e instanceof SyscallError) return e.code;
     throw e;
   }
+}
+
+/** The invariant violation a call raises, undefined if it raises none; anything else is rethrown. */
+export function violationOf(fn: () => unknown): InvariantViolation | undefined {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof InvariantViolation) return e;
+    throw e;
+  }
+  return undefined;
 }

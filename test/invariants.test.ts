@@ -9,11 +9,11 @@ import {
   getProfile,
   type Host,
   INVARIANTS,
-  InvariantViolation,
   type KernelProfile,
   type ProfileBugs,
   uapi,
 } from '../src/index.js';
+import { violationOf } from './errno-of.js';
 
 const GPA = 1 << 30;
 
@@ -53,16 +53,6 @@ function guestRead(host: Host, vcpu: number, page = 0): Uint8Array {
   return host.guest(vcpu).results[0]!.data!;
 }
 
-function violation(fn: () => unknown): InvariantViolation | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof InvariantViolation) return e;
-    throw e;
-  }
-  return undefined;
-}
-
 describe('invariants', () => {
   it('are named and exported', () => {
     expect([...INVARIANTS]).toEqual([
@@ -80,7 +70,7 @@ describe('invariants', () => {
         const ok = setup(k);
         expect(guestRead(ok.host, ok.vcpu)).toEqual(new Uint8Array(8));
         const bad = setup(broken(k, { noClearOnPrepare: true }));
-        const v = violation(() => guestRead(bad.host, bad.vcpu));
+        const v = violationOf(() => guestRead(bad.host, bad.vcpu));
         expect(v?.invariant).toBe('no-stale-host-data');
         expect(v?.detail).toMatch(/never cleared/);
       });
@@ -122,14 +112,14 @@ describe('invariants', () => {
       expect(() => ok.host.memory.write(m, [1])).toThrow(/SIGBUS/);
       const bad = setup(broken('v6.18', { hostMapsPrivate: true }), true, uapi.GUEST_MEMFD_FLAG_MMAP);
       const mb = bad.host.mmap({ length: 4096, prot: 3, flags: uapi.MAP_SHARED, fd: bad.gmem });
-      const v = violation(() => bad.host.memory.write(mb, [1]));
+      const v = violationOf(() => bad.host.memory.write(mb, [1]));
       expect(v?.invariant).toBe('no-host-access-to-private');
     });
     it('a write that touches a private page and then faults (SIGBUS past i_size) reports the violation itself [v6.18]', () => {
       const bad = setup(broken('v6.18', { hostMapsPrivate: true }), true, uapi.GUEST_MEMFD_FLAG_MMAP);
       const m = bad.host.mmap({ length: 8 * 4096, prot: 3, flags: uapi.MAP_SHARED, fd: bad.gmem });
       // Pages 0..3 are the file (private); page 4 is beyond i_size.
-      const v = violation(() => bad.host.memory.write(m + 3 * 4096 + 4090, new Uint8Array(12).fill(1)));
+      const v = violationOf(() => bad.host.memory.write(m + 3 * 4096 + 4090, new Uint8Array(12).fill(1)));
       expect(v?.invariant).toBe('no-host-access-to-private');
       // Nothing is left over for the next, unrelated call.
       expect(typeof bad.host.open('/dev/kvm')).toBe('number');
@@ -145,7 +135,7 @@ describe('invariants', () => {
         expect(ok.host.fallocate(ok.gmem, punch, 0, 4096)).toBe(0);
         const bad = setup(broken(k, { noZapOnPunchHole: true }));
         guestRead(bad.host, bad.vcpu);
-        const v = violation(() => bad.host.fallocate(bad.gmem, punch, 0, 4096));
+        const v = violationOf(() => bad.host.fallocate(bad.gmem, punch, 0, 4096));
         expect(v?.invariant).toBe('no-mapping-of-freed-folio');
       });
     }
@@ -165,7 +155,7 @@ describe('invariants', () => {
         const bad = setup(broken(k, { noZapOnMemslotDelete: true }));
         guestRead(bad.host, bad.vcpu);
         bad.host.ioctl(bad.vm, 'KVM_SET_USER_MEMORY_REGION2', del);
-        const v = violation(() => bad.host.fallocate(bad.gmem, punch, 0, 4096));
+        const v = violationOf(() => bad.host.fallocate(bad.gmem, punch, 0, 4096));
         expect(v?.invariant).toBe('no-mapping-of-freed-folio');
       });
     }
@@ -181,7 +171,7 @@ describe('invariants', () => {
         expect(ok.host.close(ok.gmem)).toBe(0);
         const bad = setup(broken(k, { noZapOnRelease: true }));
         guestRead(bad.host, bad.vcpu);
-        const v = violation(() => bad.host.close(bad.gmem));
+        const v = violationOf(() => bad.host.close(bad.gmem));
         expect(v?.invariant).toBe('no-mapping-of-freed-folio');
         expect(v?.detail).toMatch(/which was freed/);
       });
@@ -197,7 +187,7 @@ describe('invariants', () => {
         expect(ok.host.ioctl(ok.vm, 'KVM_SET_MEMORY_ATTRIBUTES', toShared)).toBe(0);
         const bad = setup(broken(k, { noZapOnAttributeChange: true }));
         guestRead(bad.host, bad.vcpu);
-        const v = violation(() => bad.host.ioctl(bad.vm, 'KVM_SET_MEMORY_ATTRIBUTES', toShared));
+        const v = violationOf(() => bad.host.ioctl(bad.vm, 'KVM_SET_MEMORY_ATTRIBUTES', toShared));
         expect(v?.invariant).toBe('attributes-match-mappings');
         expect(v?.detail).toMatch(/private SPTE/);
       });

@@ -8,7 +8,8 @@
  * arch/x86/kvm/mmu/tdp_mmu.c (kvm_gfn_range_filter_to_root_types); not checked on hardware.
  */
 import { describe, expect, it } from 'vitest';
-import { InvariantViolation, uapi } from '../../src/index.js';
+import { uapi } from '../../src/index.js';
+import { violationOf } from '../errno-of.js';
 import { errnoOf, GPAW48, MiB, type Td, tdCmd, tdVcpu, tdVm } from './td.js';
 
 const SHARED = 1n << 47n; // GPAW 48
@@ -57,16 +58,6 @@ function sharedRoundTrip(td: ReturnType<typeof tdWithRam>): number[] {
   return [...(g.results[1]?.data ?? [])];
 }
 
-function violation(fn: () => unknown): InvariantViolation | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof InvariantViolation) return e;
-    throw e;
-  }
-  return undefined;
-}
-
 describe('TD guest_memfd with GUEST_MEMFD_FLAG_MMAP (6.18+)', () => {
   it.each(['v6.18', 'v6.19', 'v7.0'])(
     'kvm_gmem_get_supported_flags(): a TD is offered MMAP, never INIT_SHARED (kvm_arch_supports_gmem_init_shared() = !has_private_mem) [%s]',
@@ -103,7 +94,7 @@ describe('TD guest_memfd with GUEST_MEMFD_FLAG_MMAP (6.18+)', () => {
       const td = tdWithRam(kernel, uapi.GUEST_MEMFD_FLAG_MMAP);
       sharedRoundTrip(td);
       const punch = uapi.FALLOC_FL_PUNCH_HOLE | uapi.FALLOC_FL_KEEP_SIZE;
-      const v = violation(() => td.host.fallocate(td.gmem, punch, PAGE, 0x1000));
+      const v = violationOf(() => td.host.fallocate(td.gmem, punch, PAGE, 0x1000));
       expect(v?.invariant).toBe('no-mapping-of-freed-folio');
       expect(v?.detail).toContain('gfn 0x103');
     },
@@ -114,7 +105,7 @@ describe('TD guest_memfd with GUEST_MEMFD_FLAG_MMAP (6.18+)', () => {
     (kernel) => {
       const td = tdWithRam(kernel, uapi.GUEST_MEMFD_FLAG_MMAP);
       sharedRoundTrip(td);
-      expect(violation(() => td.host.close(td.gmem))?.invariant).toBe('no-mapping-of-freed-folio');
+      expect(violationOf(() => td.host.close(td.gmem))?.invariant).toBe('no-mapping-of-freed-folio');
     },
   );
 

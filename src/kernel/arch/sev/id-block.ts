@@ -67,11 +67,15 @@ export interface SnpIdBlockInput {
 
 /** What the firmware keeps of a verified ID block (and puts into attestation reports). */
 export interface SnpIdBlockRecord {
+  /** FAMILY_ID and IMAGE_ID (16 bytes each) and GUEST_SVN, as the ID block gives them. */
   familyId: Uint8Array;
   imageId: Uint8Array;
   guestSvn: number;
+  /** SHA-384 of the ID key's public key structure (all 0x404 bytes). */
   idKeyDigest: Uint8Array;
+  /** SHA-384 of the author key's public key structure; zeroes unless authorKeyEn. */
   authorKeyDigest: Uint8Array;
+  /** AUTHOR_KEY_EN (bit 0 of the report's flags at 0x48). */
   authorKeyEn: boolean;
 }
 

@@ -124,22 +124,17 @@ export interface SnpLaunchPage {
   write(bytes: Uint8Array | null): void;
 }
 
-export interface SnpAttestationReport {
+/**
+ * What an attestation report states about the guest. The ID block fields (SnpIdBlockRecord: FAMILY_ID,
+ * IMAGE_ID, GUEST_SVN, ID_KEY_DIGEST, AUTHOR_KEY_DIGEST, AUTHOR_KEY_EN) are zero without a verified
+ * ID block.
+ */
+export interface SnpAttestationReport extends SnpIdBlockRecord {
   /** MEASUREMENT (the launch digest at SNP_LAUNCH_FINISH). */
   measurement: Uint8Array;
   policy: bigint;
   hostData: Uint8Array;
   vmpl: number;
-  /** FAMILY_ID, IMAGE_ID and GUEST_SVN of the verified ID block (zeroes without one). */
-  familyId: Uint8Array;
-  imageId: Uint8Array;
-  guestSvn: number;
-  /** SHA-384 of the ID key's public key structure (zeroes without an ID block). */
-  idKeyDigest: Uint8Array;
-  /** SHA-384 of the author key's public key structure (zeroes unless authorKeyEn). */
-  authorKeyDigest: Uint8Array;
-  /** AUTHOR_KEY_EN (bit 0 of the report's flags at 0x48). */
-  authorKeyEn: boolean;
 }
 
 const ID_BLOCK_STATUS = {
