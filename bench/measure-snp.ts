@@ -5,7 +5,8 @@
  *
  * Each figure is measured in the same round as its baseline (bench/lib/cli-bench.ts): spawns of
  * `node -e 0` alternate with spawns of the CLI; each launch sits between two bare hashes, and the
- * ratio is the median over launches of each launch over the mean of its two neighbours.
+ * ratio is the median over launches of each launch over the mean of its two neighbours; the best
+ * of the rounds is reported, with every round's ratio beside it.
  * Baselines for (c): "one SHA-384 over the image" is the issue's target. The SNP algorithm itself
  * hashes every measured page on its own and then one 112-byte PAGE_INFO per page (SNP ABI §8.17),
  * so the bench also prints that cost, computed directly over the same pages, for an honest ratio.
@@ -63,6 +64,7 @@ for (let i = 0; i < 5; i++) {
 // drifts (shared CPUs), and a ratio of neighbours cancels the drift that separate medians keep.
 const IN_RUNS = Math.max(RUNS, 60);
 let bestIn: { inproc: number; bare: number; floor: number; ratio: number; minRatio: number } | undefined;
+const roundRatios: number[] = [];
 for (let round = 1; round <= ROUNDS; round++) {
   const inproc: number[] = [];
   const bare: number[] = [];
@@ -88,6 +90,7 @@ for (let round = 1; round <= ROUNDS; round++) {
   console.log(
     `round ${round}: in-process ${f(r.inproc)} ms, SHA-384 of the image ${f(r.bare)} ms, ratio ${r.ratio.toFixed(2)}x (fastest to fastest ${r.minRatio.toFixed(2)}x), SNP per-page hashing ${f(r.floor)} ms`,
   );
+  roundRatios.push(r.ratio);
   if (!bestIn || r.ratio < bestIn.ratio) bestIn = r;
 }
 console.log(`in-process launch (median)     ${f(bestIn!.inproc)} ms`);
@@ -95,8 +98,8 @@ console.log(
   `one SHA-384 over the image     ${f(bestIn!.bare)} ms (${image.length} bytes; the target's baseline)`,
 );
 console.log(
-  `ratio in-process / SHA-384     ${bestIn!.ratio.toFixed(2)}x (target <= 1.5x; median of ${IN_RUNS} launches, each over the mean of the hashes just before and after it; fastest launch over fastest hash ${bestIn!.minRatio.toFixed(2)}x)`,
+  `ratio in-process / SHA-384     ${bestIn!.ratio.toFixed(2)}x (target <= 1.5x; best of ${ROUNDS} rounds: ${roundRatios.map((x) => x.toFixed(2)).join(', ')}; each the median over ${IN_RUNS} launches of the launch over the mean of the hashes just before and after it; in that round fastest launch over fastest hash ${bestIn!.minRatio.toFixed(2)}x)`,
 );
 console.log(
-  `SNP per-page hashing           ${f(bestIn!.floor)} ms (${normal} page hashes + ${measured.length} PAGE_INFO hashes, computed directly; ratio to it ${(bestIn!.inproc / bestIn!.floor).toFixed(2)}x)`,
+  `SNP per-page hashing           ${f(bestIn!.floor)} ms (${normal} page hashes + ${measured.length} PAGE_INFO hashes, computed directly; launch median over it ${(bestIn!.inproc / bestIn!.floor).toFixed(2)}x, unpaired)`,
 );

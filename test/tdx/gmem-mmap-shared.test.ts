@@ -2,10 +2,11 @@
  * A TD's guest_memfd created with GUEST_MEMFD_FLAG_MMAP (6.18+, 44c6cb9fe988): the memslot is
  * gmem-only, a shared-bit access maps a guest_memfd folio through the direct root, and the file's
  * invalidation filter (KVM_FILTER_PRIVATE without INIT_SHARED) zaps only the mirror root, so
- * PUNCH_HOLE or the last close frees a folio the guest still maps. Found by a model probe and read
+ * PUNCH_HOLE frees a folio the guest still maps; so does the last close (kvm_gmem_release() zaps
+ * with the same filter, the folios go when the inode is evicted). Found by a model probe and read
  * against virt/kvm/guest_memfd.c (kvm_gmem_get_supported_flags, kvm_gmem_bind,
  * kvm_gmem_get_invalidate_filter), arch/x86/kvm/mmu/mmu.c (__kvm_mmu_faultin_pfn) and
- * arch/x86/kvm/mmu/tdp_mmu.c (kvm_gfn_range_filter_to_root_types); not checked on hardware.
+ * arch/x86/kvm/mmu/tdp_mmu.h (kvm_gfn_range_filter_to_root_types); not checked on hardware.
  */
 import { describe, expect, it } from 'vitest';
 import { uapi } from '../../src/index.js';
@@ -101,7 +102,7 @@ describe('TD guest_memfd with GUEST_MEMFD_FLAG_MMAP (6.18+)', () => {
   );
 
   it.each(['v6.18', 'v6.19', 'v7.0'])(
-    'the last close (kvm_gmem_release(), same filter) leaves the shared SPTE too [%s]',
+    'the last close: kvm_gmem_release() zaps with the same filter, inode eviction frees the folio, the shared SPTE stays [%s]',
     (kernel) => {
       const td = tdWithRam(kernel, uapi.GUEST_MEMFD_FLAG_MMAP);
       sharedRoundTrip(td);

@@ -10,7 +10,7 @@
  * ID block's signature with the ID key, then, with AUTH_KEY_EN, the ID key's signature with the
  * author key (either failing: BAD_SIGNATURE).
  * UNCONFIRMED (the ABI text was not reachable here; gmemlab's choices):
- * - VERSION other than 1 is INVALID_PARAM, checked before the LD;
+ * - VERSION other than 1 is INVALID_PARAM, checked after the LD, POLICY and signature checks;
  * - an algorithm other than ECDSA P-384 / SHA-384, a curve other than P-384, a coordinate or R/S
  *   wider than 384 bits, or a point not on the curve: the signature cannot be validated, so
  *   BAD_SIGNATURE at the signature's own step (the ABI gives INVALID_PARAM for this command only for
@@ -144,8 +144,6 @@ export function checkIdBlock(
   const a = input.idAuth;
   if (b.length < SNP_ID_BLOCK_SIZE || a.length < SNP_ID_AUTH_SIZE)
     return { ok: false, status: 'INVALID_PARAM' };
-  // UNCONFIRMED: an ID block format other than version 1.
-  if (u32(b, ID_BLOCK.VERSION) !== SNP_ID_BLOCK_VERSION) return { ok: false, status: 'INVALID_PARAM' };
   // ABI: LD must equal GCTX.LD.
   if (!equalBytes(b.subarray(ID_BLOCK.LD, ID_BLOCK.LD + 48), launchDigest))
     return { ok: false, status: 'BAD_MEASUREMENT' };
@@ -175,6 +173,9 @@ export function checkIdBlock(
     )
   )
     return { ok: false, status: 'BAD_SIGNATURE' };
+  // UNCONFIRMED: an ID block format other than version 1. Checked after the ABI's own checks, so
+  // that this guess never changes the outcome of a case the ABI text decides.
+  if (u32(b, ID_BLOCK.VERSION) !== SNP_ID_BLOCK_VERSION) return { ok: false, status: 'INVALID_PARAM' };
   return {
     ok: true,
     record: {

@@ -353,8 +353,8 @@ export class Psp {
 
   /**
    * SNP_LAUNCH_FINISH: LAUNCH -> RUNNING; the launch digest becomes the MEASUREMENT. With an ID block
-   * (ID_BLOCK_EN = 1), checkIdBlock() first (id-block.ts: VERSION, LD -> BAD_MEASUREMENT, POLICY ->
-   * POLICY_FAILURE, signatures -> BAD_SIGNATURE); a failure leaves the context launching. AUTH_KEY_EN
+   * (ID_BLOCK_EN = 1), checkIdBlock() first (id-block.ts: LD -> BAD_MEASUREMENT, POLICY ->
+   * POLICY_FAILURE, signatures -> BAD_SIGNATURE, VERSION); a failure leaves the context launching. AUTH_KEY_EN
    * is only read with an ID block (KVM passes it only then).
    */
   launchFinish(handle: number, hostData: Uint8Array, idBlock?: SnpIdBlockInput): number {
