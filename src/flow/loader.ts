@@ -114,6 +114,8 @@ function showPath(path: Path): string {
 function unionExpectation(path: Path): string | undefined {
   const last = path[path.length - 1];
   const prev = path[path.length - 2];
+  if (last === 'expect' && prev === 'read')
+    return 'expected bytes: a list [1, 2], {fill, length}, {hex} or {text}';
   if (last === 'expect')
     return 'expected ok, any, an errno name (EEXIST), a signal (SIGBUS) or a map {result, exit, value, out}';
   if (last === 'data') return 'expected bytes: a list [1, 2], {fill, length}, {hex} or {text}';
@@ -414,6 +416,20 @@ class Compiler {
           data: this.data((s['write'] as Record<string, unknown>)['data'], [...path, 'write', 'data'], scope),
         };
         break;
+      case 'read': {
+        const r = s['read'] as Record<string, unknown>;
+        step = {
+          ...base,
+          kind,
+          addr: sub('read', 'addr')!,
+          length: sub('read', 'length')!,
+          want:
+            r['expect'] === undefined
+              ? undefined
+              : this.data(r['expect'], [...path, 'read', 'expect'], scope),
+        };
+        break;
+      }
       case 'fallocate':
         step = {
           ...base,

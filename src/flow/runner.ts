@@ -263,6 +263,8 @@ class Runner {
         return 'guest program';
       case 'write':
         return 'write host memory';
+      case 'read':
+        return 'read host memory';
       default:
         return s.kind;
     }
@@ -279,9 +281,15 @@ class Runner {
     let readBack: string | undefined;
     try {
       try {
-        const value = this.execute(s, (o) => {
-          outStruct = o;
-        });
+        const value = this.execute(
+          s,
+          (o) => {
+            outStruct = o;
+          },
+          (why) => {
+            readBack = why;
+          },
+        );
         outcome = { kind: 'ok', value };
       } finally {
         if (s.kind === 'run') {
@@ -356,6 +364,7 @@ class Runner {
   private execute(
     s: Exclude<Step, { kind: 'repeat' }>,
     setOut: (o: Record<string, unknown>) => void,
+    setReadBack: (why: string) => void,
   ): number | string {
     const h = this.host;
     switch (s.kind) {
@@ -394,6 +403,19 @@ class Runner {
         const data = this.bytes(s.data);
         h.memory.write(this.int(s.addr), data);
         return data.length;
+      }
+      case 'read': {
+        const addr = this.int(s.addr);
+        const got = h.memory.read(addr, this.num(s.length));
+        if (s.want !== undefined) {
+          const want = this.bytes(s.want);
+          const at = firstDifference(got, want);
+          if (at !== undefined)
+            setReadBack(
+              `read of ${got.length} bytes at ${hex(addr)} returned ${hexBytes(got, at)} at offset ${at}, expected ${hexBytes(want, at)}`,
+            );
+        }
+        return got.length;
       }
       case 'fallocate':
         return h.fallocate(this.num(s.fd), this.num(s.mode), this.int(s.offset), this.int(s.len));

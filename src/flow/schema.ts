@@ -121,6 +121,21 @@ export const WriteStep = z
   .strictObject({ ...common, write: z.strictObject({ addr: ExprSchema, data: DataSchema }) })
   .meta({ id: 'WriteStep', description: 'write bytes into host memory (the VMM loading an image)' });
 
+export const ReadStep = z
+  .strictObject({
+    ...common,
+    read: z.strictObject({
+      addr: ExprSchema,
+      length: ExprSchema,
+      expect: DataSchema.optional().describe('the bytes the read must return'),
+    }),
+  })
+  .meta({
+    id: 'ReadStep',
+    description:
+      'read host memory (the VMM looking at guest RAM or a guest_memfd mapping); SIGBUS/SIGSEGV as the kernel sends them',
+  });
+
 export const FallocateStep = z
   .strictObject({
     ...common,
@@ -198,6 +213,7 @@ export type StepInput =
   | z.infer<typeof MmapStep>
   | z.infer<typeof MunmapStep>
   | z.infer<typeof WriteStep>
+  | z.infer<typeof ReadStep>
   | z.infer<typeof FallocateStep>
   | z.infer<typeof CloseStep>
   | z.infer<typeof GuestStep>
@@ -229,6 +245,7 @@ export const STEP_KINDS = {
   mmap: MmapStep,
   munmap: MunmapStep,
   write: WriteStep,
+  read: ReadStep,
   fallocate: FallocateStep,
   close: CloseStep,
   guest: GuestStep,
@@ -244,6 +261,7 @@ export const StepSchema: z.ZodType<StepInput> = z
     MmapStep,
     MunmapStep,
     WriteStep,
+    ReadStep,
     FallocateStep,
     CloseStep,
     GuestStep,

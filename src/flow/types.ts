@@ -84,6 +84,12 @@ export type Step =
   | (StepBase & { readonly kind: 'munmap'; readonly addr: CValue; readonly length: CValue })
   | (StepBase & { readonly kind: 'write'; readonly addr: CValue; readonly data: CData })
   | (StepBase & {
+      readonly kind: 'read';
+      readonly addr: CValue;
+      readonly length: CValue;
+      readonly want?: CData;
+    })
+  | (StepBase & {
       readonly kind: 'fallocate';
       readonly fd: CValue;
       readonly mode: CValue;

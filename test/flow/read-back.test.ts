@@ -99,3 +99,55 @@ describe('guest read-back expectations (flow schema: GuestOp read.expect)', () =
     expect(lines[0]).toMatch(/^read-back\.yaml:\d+:\d+: /);
   });
 });
+
+describe('host read steps (flow schema: ReadStep)', () => {
+  it('the VMM reads its shared mapping after the guest wrote through the shared view: the bytes are there', () => {
+    const extra = `  - name: vmm-read
+    read: { addr: $ram, length: 4, expect: [0x77, 0x77, 0x77, 0x77] }
+`;
+    const r = runFlow(parseFlow(flow('{ fill: 0x77, length: 16 }', extra), 'read-back.yaml'), {
+      kernel: 'v6.16',
+    });
+    expect(r.passed).toBe(true);
+    expect(r.steps.find((s) => s.name === 'vmm-read')?.outcome).toEqual({ kind: 'ok', value: 4 });
+  });
+
+  it('a different byte makes the read step unexpected, with address, offset and bytes', () => {
+    const extra = `  - name: vmm-read
+    read: { addr: "$ram + 0x10", length: 4, expect: { hex: "77 00" } }
+`;
+    const r = runFlow(parseFlow(flow('{ fill: 0x77, length: 16 }', extra), 'read-back.yaml'), {
+      kernel: 'v6.16',
+    });
+    expect(r.firstUnexpected?.name).toBe('vmm-read');
+    expect(r.firstUnexpected?.explanation).toMatch(
+      /read of 4 bytes at 0x[0-9a-f]+ returned \[77 77 77\] at offset 1, expected \[00\]/,
+    );
+  });
+
+  it('an unmapped address is SIGSEGV, which a step can expect', () => {
+    const extra = `  - name: vmm-read
+    read: { addr: 0x1000, length: 1 }
+    expect: SIGSEGV
+`;
+    const r = runFlow(parseFlow(flow('{ fill: 0x77, length: 16 }', extra), 'read-back.yaml'), {
+      kernel: 'v6.16',
+    });
+    expect(r.passed).toBe(true);
+    expect(r.steps.find((s) => s.name === 'vmm-read')?.outcome.kind).toBe('signal');
+  });
+
+  it('the loader rejects an unknown field of a read step with file:line:column', () => {
+    const extra = `  - read: { addr: $ram, len: 4 }
+`;
+    let err: unknown;
+    try {
+      parseFlow(flow('{ fill: 0x77, length: 16 }', extra), 'read-back.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(FlowLoadError);
+    const lines = (err as FlowLoadError).problems.map(formatProblem);
+    expect(lines.some((l) => /^read-back\.yaml:\d+:\d+: .*len/.test(l))).toBe(true);
+  });
+});
