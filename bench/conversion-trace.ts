@@ -1,25 +1,29 @@
 /**
  * Conversion trace: a SW_PROTECTED guest of 1 TiB converts and touches a million scattered pages,
- * with QEMU's conversion handling (kvm_convert_memory: KVM_SET_MEMORY_ATTRIBUTES, then
- * fallocate(PUNCH_HOLE | KEEP_SIZE) of the guest_memfd range when converting to shared).
+ * with QEMU's conversion handling (kvm_convert_memory: KVM_SET_MEMORY_ATTRIBUTES, then the side no
+ * longer used is discarded: fallocate(PUNCH_HOLE | KEEP_SIZE) of the guest_memfd range when converting
+ * to shared, madvise(MADV_DONTNEED) of the private anonymous RAM (ram_block_discard_range) when
+ * converting to private).
  *
  * Per page (one guest program per batch of pages):
  *   guest: write 8 bytes (private) ; map_gpa(page, shared) -> KVM_EXIT_HYPERCALL
  *   VMM:   KVM_SET_MEMORY_ATTRIBUTES(shared) + PUNCH_HOLE
  *   guest: read 8 bytes (shared)   ; map_gpa(page, private) -> KVM_EXIT_HYPERCALL
- *   VMM:   KVM_SET_MEMORY_ATTRIBUTES(private)
+ *   VMM:   KVM_SET_MEMORY_ATTRIBUTES(private) + MADV_DONTNEED
  *   guest: read 8 bytes (private, a fresh zeroed folio)
  *
  * A "page operation" is one page touched by one of: a guest access (each goes through the TDP
  * fault path: a fresh folio for the write and the private read, a shared mapping for the shared
- * read), a conversion (one page's attribute changed, its SPTE zapped), or a punch-hole (one page's
- * folio freed). That is 3 + 2 + 1 = 6 per page, reached with 5 syscalls per page (2 KVM_RUN that
- * end in a hypercall exit, 2 KVM_SET_MEMORY_ATTRIBUTES, 1 fallocate; plus one KVM_RUN per batch that
- * ends in the program's HLT). The map_gpa hypercalls are not counted separately: their work is the
+ * read), a conversion (one page's attribute changed, its SPTE zapped), or a discard (a punch-hole
+ * frees one page's folio; a MADV_DONTNEED drops one page of host RAM and runs the MMU notifier).
+ * That is 3 + 2 + 2 = 7 per page, reached with 6 syscalls per page (2 KVM_RUN that end in a
+ * hypercall exit, 2 KVM_SET_MEMORY_ATTRIBUTES, 1 fallocate, 1 madvise; plus one KVM_RUN per batch
+ * that ends in the program's HLT). Until session 4 the trace had no madvise: 6 operations, 5 syscalls. The map_gpa hypercalls are not counted separately: their work is the
  * conversion they ask for.
  *
  * Baseline, measured in the same run: the same page-state changes applied directly to three bare
- * ExtentMaps (attributes, SPTEs, page cache: 10 map writes per page), i.e. the data-structure cost
+ * ExtentMaps (attributes, SPTEs, page cache: 10 map writes per page) and host RAM's page Map (1
+ * delete), i.e. the data-structure cost
  * without the model; "x baseline" is model rate / baseline rate. Rates are per wall-clock second;
  * CPU time (all threads, GC included) is printed next to it because benchmark machines are shared.
  *
@@ -32,8 +36,8 @@ const PAGES = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 1 << 20);
 const GUEST_PAGES = 2 ** 28; // 1 TiB
 const BASE_GPA = 2 ** 32;
 const BATCH = 4096;
-const OPS_PER_PAGE = 6;
-const SYSCALLS_PER_PAGE = 5;
+const OPS_PER_PAGE = 7;
+const SYSCALLS_PER_PAGE = 6;
 
 interface Timed {
   seconds: number;
@@ -125,6 +129,7 @@ function modelTrace(pages: number, invariants: boolean): { ops: number; checksum
       attr.attributes = toPrivate ? uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
       host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', attr);
       if (!toPrivate) host.fallocate(gmem, punch, gpa - BASE_GPA, 4096);
+      else host.madvise(hva + (gpa - BASE_GPA), 4096, uapi.MADV_DONTNEED);
       hc.ret = 0n;
     }
     for (let i = 0; i < n; i++)
@@ -142,6 +147,7 @@ function baselineTrace(pages: number): { ops: number } {
   const attrs = new ExtentMap<number>();
   const sptes = new ExtentMap<number>();
   const cache = new ExtentMap<number>();
+  const ram = new Map<number, Uint8Array>(); // host RAM pages, as mm.ts keeps them
   attrs.set(0, GUEST_PAGES, 8);
   for (let i = 0; i < pages; i++) {
     const g = pageOf(i);
@@ -153,6 +159,7 @@ function baselineTrace(pages: number): { ops: number } {
     sptes.set(g, g + 1, 2); // shared SPTE
     attrs.set(g, g + 1, 8); // to private
     sptes.set(g, g + 1, undefined); // zap
+    ram.delete(g); // MADV_DONTNEED of the shared side
     cache.set(g, g + 1, 1); // fresh folio
     sptes.set(g, g + 1, 1); // private SPTE
   }
@@ -176,10 +183,10 @@ console.log(
   `conversion-trace: ${fmt(PAGES)} scattered pages of a 1 TiB SW_PROTECTED guest (node ${process.version})`,
 );
 console.log(
-  `  page operation = one page touched by a guest access, a conversion or a punch-hole: ${OPS_PER_PAGE} per page`,
+  `  page operation = one page touched by a guest access, a conversion or a discard: ${OPS_PER_PAGE} per page`,
 );
 console.log(
-  `  (3 guest accesses + 2 KVM_SET_MEMORY_ATTRIBUTES + 1 PUNCH_HOLE), via ${SYSCALLS_PER_PAGE} syscalls per page`,
+  `  (3 guest accesses + 2 KVM_SET_MEMORY_ATTRIBUTES + 1 PUNCH_HOLE + 1 MADV_DONTNEED), via ${SYSCALLS_PER_PAGE} syscalls per page`,
 );
 const base = runBaseline(PAGES);
 console.log(line('baseline (bare ExtentMaps)', base, PAGES));

@@ -416,6 +416,15 @@ class Compiler {
           data: this.data((s['write'] as Record<string, unknown>)['data'], [...path, 'write', 'data'], scope),
         };
         break;
+      case 'madvise':
+        step = {
+          ...base,
+          kind,
+          addr: sub('madvise', 'addr')!,
+          length: sub('madvise', 'length')!,
+          advice: sub('madvise', 'advice')!,
+        };
+        break;
       case 'read': {
         const r = s['read'] as Record<string, unknown>;
         step = {

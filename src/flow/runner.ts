@@ -404,6 +404,8 @@ class Runner {
         h.memory.write(this.int(s.addr), data);
         return data.length;
       }
+      case 'madvise':
+        return h.madvise(this.int(s.addr), this.int(s.length), this.num(s.advice));
       case 'read': {
         const addr = this.int(s.addr);
         const got = h.memory.read(addr, this.num(s.length));

@@ -121,6 +121,21 @@ export const WriteStep = z
   .strictObject({ ...common, write: z.strictObject({ addr: ExprSchema, data: DataSchema }) })
   .meta({ id: 'WriteStep', description: 'write bytes into host memory (the VMM loading an image)' });
 
+export const MadviseStep = z
+  .strictObject({
+    ...common,
+    madvise: z.strictObject({
+      addr: ExprSchema,
+      length: ExprSchema,
+      advice: ExprSchema.describe('MADV_DONTNEED, MADV_REMOVE, ...'),
+    }),
+  })
+  .meta({
+    id: 'MadviseStep',
+    description:
+      "madvise(): QEMU's ram_block_discard_range() of RAM without a file (MADV_DONTNEED, MADV_REMOVE)",
+  });
+
 export const ReadStep = z
   .strictObject({
     ...common,
@@ -214,6 +229,7 @@ export type StepInput =
   | z.infer<typeof MunmapStep>
   | z.infer<typeof WriteStep>
   | z.infer<typeof ReadStep>
+  | z.infer<typeof MadviseStep>
   | z.infer<typeof FallocateStep>
   | z.infer<typeof CloseStep>
   | z.infer<typeof GuestStep>
@@ -246,6 +262,7 @@ export const STEP_KINDS = {
   munmap: MunmapStep,
   write: WriteStep,
   read: ReadStep,
+  madvise: MadviseStep,
   fallocate: FallocateStep,
   close: CloseStep,
   guest: GuestStep,
@@ -262,6 +279,7 @@ export const StepSchema: z.ZodType<StepInput> = z
     MunmapStep,
     WriteStep,
     ReadStep,
+    MadviseStep,
     FallocateStep,
     CloseStep,
     GuestStep,

@@ -90,6 +90,12 @@ export type Step =
       readonly want?: CData;
     })
   | (StepBase & {
+      readonly kind: 'madvise';
+      readonly addr: CValue;
+      readonly length: CValue;
+      readonly advice: CValue;
+    })
+  | (StepBase & {
       readonly kind: 'fallocate';
       readonly fd: CValue;
       readonly mode: CValue;

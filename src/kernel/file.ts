@@ -74,6 +74,8 @@ export interface MmapBacking {
   /** Fault in page `pgoff` for reading or writing; returns the page's bytes view or null for a zero page. */
   readPage(pgoff: number): Uint8Array | null;
   writePage(pgoff: number, offsetInPage: number, bytes: Uint8Array): void;
+  /** MAP_PRIVATE only: forget the mapping's own copies of pages [first, end) (MADV_DONTNEED). */
+  dropPrivate?(first: number, end: number): void;
 }
 
 /** The process's fd table: lowest free fd first, as the kernel allocates. */

@@ -16,14 +16,14 @@ import {
   FALLOC_FL_ZERO_RANGE as ZERO_RANGE,
 } from '../uapi/mman.js';
 import { HostFault, InvariantViolation, KernelError, kerr, SyscallError } from './errors.js';
-import { FdTable, type Stat } from './file.js';
+import { FdTable, type KFile, type Stat } from './file.js';
 import { Guest } from './guest/program.js';
 import { Invariants } from './invariants/index.js';
 import { GmemFile, gmemMemoryFailure } from './kvm/guest-memfd.js';
 import { KvmDevFile } from './kvm/kvm-dev.js';
 import type { KvmRun, Vcpu } from './kvm/vcpu.js';
 import { VcpuFile } from './kvm/vcpu.js';
-import { VmFile } from './kvm/vm.js';
+import { type Vm, VmFile } from './kvm/vm.js';
 import { MemFile } from './memfd.js';
 import { AddressSpace, type MmapArgs } from './mm.js';
 import { createPlatform, type Platform, type PlatformName } from './platform.js';
@@ -58,6 +58,8 @@ export class Host {
   private pfnNext = 0x100000; // above the first 4 GiB of host memory
   private folioGen = 0;
   private readonly guests = new Map<Vcpu, Guest>();
+  /** The VMs whose MMU notifier watches this mm (kvm_init_mmu_notifier() .. kvm_destroy_vm()). */
+  readonly mmuNotifiers = new Set<Vm>();
 
   constructor(opts: HostOptions) {
     const profile = typeof opts.kernel === 'string' ? getProfile(opts.kernel) : opts.kernel;
@@ -70,6 +72,9 @@ export class Host {
     }
     this.invariants = new Invariants(opts.invariants ?? true);
     this.platform = createPlatform(platform, this);
+    this.mm.notifier = (start, end) => {
+      for (const vm of this.mmuNotifiers) vm.mmuNotifierInvalidate(start, end);
+    };
   }
 
   // Deterministic allocators.
@@ -153,11 +158,7 @@ export class Host {
       // loff_t arguments: a non-integer from a JS caller is -EINVAL, as no C caller can pass one.
       const o = BigInt.asIntN(64, scalar(offset, 'fallocate offset'));
       const l = BigInt.asIntN(64, scalar(len, 'fallocate len'));
-      // vfs_fallocate() generic checks, in its order.
-      if (o < 0n || l <= 0n) throw kerr('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
-      vfsFallocateMode(this.profile, mode);
-      if (o + l > (1n << 63n) - 1n) throw kerr('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
-      file.fallocate(mode, o, l);
+      this.vfsFallocate(file, mode, o, l);
     } catch (e) {
       throw this.syscallFailed(e, 'fallocate', undefined);
     }
@@ -165,8 +166,29 @@ export class Host {
     return 0;
   }
 
+  /** vfs_fallocate(): the generic checks in its order, then the file's fallocate. */
+  private vfsFallocate(file: KFile, mode: number, o: bigint, l: bigint): void {
+    if (o < 0n || l <= 0n) throw kerr('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
+    vfsFallocateMode(this.profile, mode);
+    if (o + l > (1n << 63n) - 1n) throw kerr('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
+    file.fallocate(mode, o, l);
+  }
+
   mmap(args: MmapArgs): number {
     return this.sys('mmap', undefined, () => this.mm.mmap(args, (fd) => this.fds.lookup(fd)));
+  }
+
+  /**
+   * madvise(2): mm.ts AddressSpace.madvise(); MADV_REMOVE of a file mapping punches the file through
+   * vfs_fallocate(), and torn-down page tables reach KVM through the MMU notifier.
+   */
+  madvise(addr: number | bigint, length: number | bigint, advice: number): number {
+    return this.sys('madvise', undefined, () => {
+      this.mm.madvise(addr, length, advice, (file, offset, len) =>
+        this.vfsFallocate(file, PUNCH_HOLE | KEEP_SIZE, BigInt(offset), BigInt(len)),
+      );
+      return 0;
+    });
   }
 
   munmap(addr: number | bigint, length: number | bigint): number {

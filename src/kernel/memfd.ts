@@ -121,6 +121,9 @@ export class MemFile extends KFile {
         if (!p) fault(pgoff);
         own.set(pgoff, pageWith(p ?? file.pages.get(pgoff), off, bytes));
       },
+      dropPrivate(first, end) {
+        for (const pgoff of [...own.keys()]) if (pgoff >= first && pgoff < end) own.delete(pgoff);
+      },
     };
   }
 

@@ -5,6 +5,15 @@
  */
 
 import {
+  MADV_DOFORK,
+  MADV_DONTFORK,
+  MADV_DONTNEED,
+  MADV_FREE,
+  MADV_NORMAL,
+  MADV_RANDOM,
+  MADV_REMOVE,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
@@ -70,8 +79,28 @@ const TASK_SIZE = 0x7fff_ffff_f000;
 /** vm.mmap_min_addr's usual value. */
 const MMAP_MIN_ADDR = 0x1_0000;
 
+/** The advice madvise() models; any other value is -EINVAL. */
+const MADVICE = new Set([
+  MADV_NORMAL,
+  MADV_RANDOM,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MADV_DONTNEED,
+  MADV_FREE,
+  MADV_REMOVE,
+  MADV_DONTFORK,
+  MADV_DOFORK,
+]);
+
+const U64_MAX = (1n << 64n) - 1n;
+
 export class AddressSpace {
   private vmas: Vma[] = [];
+  /**
+   * mmu_notifier_invalidate_range_start() for [start, end): called whenever the page tables of a
+   * range are torn down (munmap, MADV_DONTNEED, MADV_REMOVE), so that KVM can zap its SPTEs.
+   */
+  notifier: ((start: number, end: number) => void) | undefined;
 
   /**
    * mmap(2), checks in the kernel's order: x86 sys_mmap() (offset alignment), ksys_mmap_pgoff()
@@ -137,6 +166,7 @@ export class AddressSpace {
     const len = Math.ceil(Number(length) / PAGE_SIZE) * PAGE_SIZE;
     if (start % PAGE_SIZE !== 0 || len <= 0) throw kerr('EINVAL', 'munmap: bad range');
     const end = start + len;
+    if (this.vmas.some((v) => v.start < end && v.end > start)) this.notifier?.(start, end);
     const keep: Vma[] = [];
     for (const v of this.vmas) {
       if (v.end <= start || v.start >= end) {
@@ -148,6 +178,92 @@ export class AddressSpace {
       v.file?.put();
     }
     this.vmas = keep.sort((a, b) => a.start - b.start);
+  }
+
+  /**
+   * madvise(2) (mm/madvise.c do_madvise()), checks in its order: the advice, start alignment, the
+   * length (rounded up to pages; 0 does nothing). madvise_walk_vmas() then visits the VMAs of the
+   * range in address order: a hole is -ENOMEM once the rest is done, a VMA's own error stops the
+   * walk. Modelled advice:
+   * - MADV_DONTNEED (madvise_dontneed_single_vma): the range's page tables go (the MMU notifier
+   *   runs); private anonymous pages read as zero afterwards, a private file mapping's own copies
+   *   are dropped, shared memory keeps its data (it lives in shmem / the file).
+   * - MADV_REMOVE (madvise_remove): only a shared, writable file mapping (shared anonymous memory
+   *   is a shmem file), else -EINVAL (no file) or -EACCES; then vfs_fallocate(PUNCH_HOLE |
+   *   KEEP_SIZE) of the file range, through `punch` for a real file.
+   * - MADV_FREE: anonymous memory only (-EINVAL otherwise); pages are freed only under memory
+   *   pressure, which the model never has, so nothing changes.
+   * - NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTFORK, DOFORK: hints that change no state here.
+   */
+  madvise(
+    addr: number | bigint,
+    length: number | bigint,
+    advice: number,
+    punch: (file: KFile, offset: number, len: number) => void,
+  ): void {
+    if (!MADVICE.has(advice)) throw kerr('EINVAL', `madvise: advice ${advice} is not one the model knows`);
+    const startB = BigInt.asUintN(64, BigInt(addr));
+    if (startB % BigInt(PAGE_SIZE) !== 0n) throw kerr('EINVAL', 'madvise: start not page aligned');
+    const lenIn = BigInt.asUintN(64, BigInt(length));
+    const len = BigInt.asUintN(64, (lenIn + 0xfffn) & ~0xfffn);
+    if (lenIn !== 0n && len === 0n) throw kerr('EINVAL', 'madvise: PAGE_ALIGN(len) overflows');
+    if (startB + len > U64_MAX) throw kerr('EINVAL', 'madvise: start + len wraps');
+    if (len === 0n) return;
+    // find_vma() finds nothing at or above the top of the user address space.
+    if (startB >= BigInt(TASK_SIZE)) throw kerr('ENOMEM', 'madvise: range not mapped');
+    const start = Number(startB);
+    const end = Math.min(TASK_SIZE, Number(startB + len));
+    let a = start;
+    let hole = false;
+    for (const v of [...this.vmas]) {
+      if (v.end <= a) continue;
+      if (v.start >= end) break;
+      if (v.start > a) hole = true;
+      const s = Math.max(a, v.start);
+      const e = Math.min(end, v.end);
+      this.adviseVma(v, s, e, advice, punch);
+      a = e;
+    }
+    if (hole || a < end || BigInt(end) < startB + len)
+      throw kerr('ENOMEM', 'madvise: part of the range is not mapped');
+  }
+
+  private adviseVma(
+    v: Vma,
+    s: number,
+    e: number,
+    advice: number,
+    punch: (file: KFile, offset: number, len: number) => void,
+  ): void {
+    const shared = (v.flags & MAP_TYPE) !== MAP_PRIVATE;
+    const first = Math.floor(s / PAGE_SIZE);
+    const last = e / PAGE_SIZE;
+    switch (advice) {
+      case MADV_DONTNEED:
+        this.notifier?.(s, e);
+        if (v.anon && !shared) for (let p = first; p < last; p++) v.anon.delete(p);
+        else if (v.backing && !shared)
+          v.backing.dropPrivate?.(v.pgoff + (s - v.start) / PAGE_SIZE, v.pgoff + (e - v.start) / PAGE_SIZE);
+        return;
+      case MADV_REMOVE: {
+        if (v.anon && !shared) throw kerr('EINVAL', 'madvise_remove: private anonymous memory has no file');
+        // vma_is_shared_maywrite(): every shared mapping of the model's files may be made writable.
+        if (!shared) throw kerr('EACCES', 'madvise_remove: not a shared mapping');
+        if (v.anon) {
+          this.notifier?.(s, e);
+          for (let p = first; p < last; p++) v.anon.delete(p);
+          return;
+        }
+        punch(v.file!, s - v.start + v.pgoff * PAGE_SIZE, e - s);
+        this.notifier?.(s, e);
+        return;
+      }
+      case MADV_FREE:
+        if (!v.anon) throw kerr('EINVAL', 'madvise_free_single_vma: not anonymous memory');
+        return;
+      default:
+        return;
+    }
   }
 
   /** A part of `v` that stays mapped: it holds its own reference on the file. */

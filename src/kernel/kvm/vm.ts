@@ -5,6 +5,7 @@
  */
 import { ExtentMap } from '../../ranges/extent-map.js';
 import * as K from '../../uapi/kvm.js';
+import { PAGE_SIZE } from '../../uapi/mman.js';
 import type { ArchVm } from '../arch/arch-vm.js';
 import { kerr } from '../errors.js';
 import { KFile, type Stat } from '../file.js';
@@ -68,6 +69,7 @@ export class Vm {
     this.profile = host.profile;
     this.mmu = new Mmu(this);
     this.arch = createArchVm(this);
+    host.mmuNotifiers.add(this); // kvm_create_vm() -> kvm_init_mmu_notifier()
   }
 
   /** kvm->arch.has_protected_state (SEV-ES, SNP, TDX): no read-only memslots, registers hidden. */
@@ -84,8 +86,26 @@ export class Vm {
   /** kvm_put_kvm(): the last reference destroys the VM (memslots freed, guest_memfd unbound). */
   put(): void {
     if (--this.refs > 0) return;
+    this.host.mmuNotifiers.delete(this); // kvm_destroy_vm(): mmu_notifier_unregister()
     for (const asId of [0, 1]) for (const slot of [...this.memslots.all(asId)]) deleteSlot(this, slot);
     this.arch.destroy?.();
+  }
+
+  /**
+   * kvm_mmu_notifier_invalidate_range_start() for the host range [start, end): each memslot whose
+   * userspace range overlaps it loses the SPTEs of the overlap (kvm_unmap_gfn_range), with
+   * KVM_FILTER_SHARED: the host's page tables only ever backed shared mappings, so a TD's mirror
+   * root (its private pages) is left alone; other VMs have one root and lose both kinds.
+   */
+  mmuNotifierInvalidate(start: number, end: number): void {
+    for (const slot of this.memslots.all(0)) {
+      const s = Math.max(start, slot.userspaceAddr);
+      const e = Math.min(end, slot.userspaceAddr + slot.npages * PAGE_SIZE);
+      if (s >= e) continue;
+      const g0 = slot.baseGfn + Math.floor((s - slot.userspaceAddr) / PAGE_SIZE);
+      const g1 = slot.baseGfn + Math.ceil((e - slot.userspaceAddr) / PAGE_SIZE);
+      this.mmu.zapGfnRange(g0, g1, 'shared', 'kvm_mmu_notifier_invalidate_range_start');
+    }
   }
 
   /** kvm_get_memory_attributes(). */

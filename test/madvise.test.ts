@@ -1,0 +1,210 @@
+/**
+ * madvise(2) on the modelled host (mm/madvise.c do_madvise(), madvise_walk_vmas(),
+ * madvise_dontneed_single_vma(), madvise_remove(), madvise_free_single_vma()) and the MMU notifier
+ * it drives (virt/kvm/kvm_main.c kvm_mmu_notifier_invalidate_range_start(): the memslots whose
+ * userspace range is touched lose their shared SPTEs). Expected values from the man page and those
+ * functions: unknown advice and an unaligned start are -EINVAL; a hole in the range is -ENOMEM after
+ * the mapped parts were advised; MADV_DONTNEED zero-fills private anonymous memory and leaves shared
+ * memory's data alone; MADV_REMOVE needs a shared mapping of a file (shared anonymous memory is a
+ * shmem file): -EINVAL for private anonymous memory, -EACCES for a private file mapping.
+ */
+import { describe, expect, it } from 'vitest';
+import { createHost, type Host, uapi } from '../src/index.js';
+import type { Vm, VmFile } from '../src/kernel/kvm/vm.js';
+import { errnoOf } from './errno-of.js';
+import { buildTd, finalize, initMemRegion, MiB } from './tdx/td.js';
+
+const PAGE = 4096;
+const RW = uapi.PROT_READ | uapi.PROT_WRITE;
+const mapping = (host: Host, flags: number, length = 4 * PAGE, fd?: number) =>
+  host.mmap({ length, prot: RW, flags, ...(fd === undefined ? {} : { fd }) });
+const PRIVATE_ANON = uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS;
+const SHARED_ANON = uapi.MAP_SHARED | uapi.MAP_ANONYMOUS;
+
+describe('madvise: do_madvise() argument checks', () => {
+  it('unknown advice -> EINVAL, before the alignment check', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    expect(errnoOf(() => host.madvise(1, PAGE, 0x7777))).toBe('EINVAL');
+  });
+
+  it('start not page aligned -> EINVAL; len 0 -> 0 with nothing mapped; PAGE_ALIGN(len) overflow -> EINVAL', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const a = mapping(host, PRIVATE_ANON);
+    expect(errnoOf(() => host.madvise(a + 1, PAGE, uapi.MADV_DONTNEED))).toBe('EINVAL');
+    expect(host.madvise(0x1000, 0, uapi.MADV_DONTNEED)).toBe(0);
+    expect(errnoOf(() => host.madvise(a, 2n ** 64n - 1n, uapi.MADV_DONTNEED))).toBe('EINVAL');
+  });
+
+  it('a hole in the range -> ENOMEM, and the mapped part was advised all the same', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const a = mapping(host, PRIVATE_ANON, 2 * PAGE);
+    host.memory.write(a, [1, 2, 3]);
+    // The model keeps a guard page below every mapping: [a, a + 3 pages) runs into a hole.
+    expect(errnoOf(() => host.madvise(a, 3 * PAGE, uapi.MADV_DONTNEED))).toBe('ENOMEM');
+    expect([...host.memory.read(a, 3)]).toEqual([0, 0, 0]);
+    expect(errnoOf(() => host.madvise(0x7fff_ffff_f000, PAGE, uapi.MADV_DONTNEED))).toBe('ENOMEM');
+  });
+
+  it('hints (NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTFORK, DOFORK) change nothing', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const a = mapping(host, PRIVATE_ANON);
+    host.memory.write(a, [9]);
+    for (const adv of [
+      uapi.MADV_NORMAL,
+      uapi.MADV_RANDOM,
+      uapi.MADV_SEQUENTIAL,
+      uapi.MADV_WILLNEED,
+      uapi.MADV_DONTFORK,
+      uapi.MADV_DOFORK,
+    ])
+      expect(host.madvise(a, PAGE, adv)).toBe(0);
+    expect([...host.memory.read(a, 1)]).toEqual([9]);
+  });
+});
+
+describe('madvise: what each kind of memory keeps', () => {
+  it('MADV_DONTNEED: private anonymous pages read as zero, shared anonymous memory keeps its data', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const p = mapping(host, PRIVATE_ANON);
+    const s = mapping(host, SHARED_ANON);
+    host.memory.write(p + PAGE, [1, 2]);
+    host.memory.write(s + PAGE, [3, 4]);
+    host.madvise(p, 4 * PAGE, uapi.MADV_DONTNEED);
+    host.madvise(s, 4 * PAGE, uapi.MADV_DONTNEED);
+    expect([...host.memory.read(p + PAGE, 2)]).toEqual([0, 0]);
+    expect([...host.memory.read(s + PAGE, 2)]).toEqual([3, 4]);
+  });
+
+  it('MADV_DONTNEED on a private memfd mapping drops the copies: the file content shows again', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const fd = host.memfdCreate('ram');
+    host.ftruncate(fd, 4 * PAGE);
+    host.pwrite(fd, Uint8Array.of(7, 7), 0);
+    const m = mapping(host, uapi.MAP_PRIVATE, 4 * PAGE, fd);
+    host.memory.write(m, [1, 1]);
+    expect([...host.memory.read(m, 2)]).toEqual([1, 1]);
+    host.madvise(m, PAGE, uapi.MADV_DONTNEED);
+    expect([...host.memory.read(m, 2)]).toEqual([7, 7]);
+  });
+
+  it('MADV_REMOVE: private anonymous -> EINVAL (no file), private file mapping -> EACCES, shared anonymous memory is freed', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const p = mapping(host, PRIVATE_ANON);
+    expect(errnoOf(() => host.madvise(p, PAGE, uapi.MADV_REMOVE))).toBe('EINVAL');
+    const fd = host.memfdCreate('ram');
+    host.ftruncate(fd, 4 * PAGE);
+    const m = mapping(host, uapi.MAP_PRIVATE, 4 * PAGE, fd);
+    expect(errnoOf(() => host.madvise(m, PAGE, uapi.MADV_REMOVE))).toBe('EACCES');
+    const s = mapping(host, SHARED_ANON);
+    host.memory.write(s, [5, 6]);
+    host.madvise(s, PAGE, uapi.MADV_REMOVE);
+    expect([...host.memory.read(s, 2)]).toEqual([0, 0]);
+  });
+
+  it('MADV_REMOVE on a shared memfd mapping punches the file (vfs_fallocate PUNCH_HOLE | KEEP_SIZE)', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const fd = host.memfdCreate('ram');
+    host.ftruncate(fd, 4 * PAGE);
+    const m = mapping(host, uapi.MAP_SHARED, 4 * PAGE, fd);
+    host.memory.write(m + PAGE, [8, 8]);
+    expect([...host.pread(fd, 2, PAGE)]).toEqual([8, 8]);
+    host.madvise(m + PAGE, PAGE, uapi.MADV_REMOVE);
+    expect([...host.pread(fd, 2, PAGE)]).toEqual([0, 0]);
+    expect(host.fstat(fd).st_size).toBe(4 * PAGE);
+  });
+
+  it('MADV_FREE: anonymous memory only (-EINVAL for a file mapping); without memory pressure the data stays', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const p = mapping(host, PRIVATE_ANON);
+    host.memory.write(p, [4]);
+    expect(host.madvise(p, PAGE, uapi.MADV_FREE)).toBe(0);
+    expect([...host.memory.read(p, 1)]).toEqual([4]);
+    const fd = host.memfdCreate('ram');
+    host.ftruncate(fd, PAGE);
+    const m = mapping(host, uapi.MAP_SHARED, PAGE, fd);
+    expect(errnoOf(() => host.madvise(m, PAGE, uapi.MADV_FREE))).toBe('EINVAL');
+  });
+});
+
+/** A SW_PROTECTED VM with one 4-page guest_memfd slot backed by `flags` memory, and a vCPU. */
+function swVm(kernel: string, flags: number) {
+  const host = createHost({ kernel });
+  const kvm = host.open('/dev/kvm');
+  const vmfd = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+  const vm: Vm = (host.fds.lookup(vmfd) as VmFile).vm;
+  const hva = mapping(host, flags);
+  const gmem = host.ioctl(vmfd, 'KVM_CREATE_GUEST_MEMFD', { size: 4 * PAGE, flags: 0 });
+  host.ioctl(vmfd, 'KVM_SET_USER_MEMORY_REGION2', {
+    slot: 0,
+    flags: uapi.KVM_MEM_GUEST_MEMFD,
+    guest_phys_addr: 0,
+    memory_size: 4 * PAGE,
+    userspace_addr: hva,
+    guest_memfd: gmem,
+    guest_memfd_offset: 0,
+  });
+  const vcpu = host.ioctl(vmfd, 'KVM_CREATE_VCPU', 0);
+  const read = (gpa: number) => {
+    host.guest(vcpu).load([{ op: 'read', gpa, length: 2 }]);
+    host.ioctl(vcpu, 'KVM_RUN');
+    return [...host.guest(vcpu).results[0]!.data!];
+  };
+  return { host, vmfd, vm, hva, gmem, vcpu, read };
+}
+
+describe('the MMU notifier (kvm_mmu_notifier_invalidate_range_start)', () => {
+  it.each(['v6.8', 'v6.16', 'v7.0'])(
+    "MADV_DONTNEED of a slot's private anonymous backing zaps the shared SPTE; the guest refaults and reads zeroes [%s]",
+    (kernel) => {
+      const e = swVm(kernel, PRIVATE_ANON);
+      e.host.memory.write(e.hva + PAGE, [0xaa, 0xbb]);
+      expect(e.read(PAGE)).toEqual([0xaa, 0xbb]);
+      expect(e.vm.mmu.sptes.get(1)).toBeDefined();
+      e.host.madvise(e.hva + PAGE, PAGE, uapi.MADV_DONTNEED);
+      expect(e.vm.mmu.sptes.get(1)).toBeUndefined();
+      expect(e.read(PAGE)).toEqual([0, 0]);
+    },
+  );
+
+  it('munmap of the backing zaps the SPTE too; the refault finds no VMA: -EFAULT with a memory-fault exit', () => {
+    const e = swVm('v7.0', PRIVATE_ANON);
+    expect(e.read(0)).toEqual([0, 0]);
+    expect(e.vm.mmu.sptes.get(0)).toBeDefined();
+    e.host.munmap(e.hva, 4 * PAGE);
+    expect(e.vm.mmu.sptes.get(0)).toBeUndefined();
+    e.host.guest(e.vcpu).load([{ op: 'read', gpa: 0, length: 2 }]);
+    expect(errnoOf(() => e.host.ioctl(e.vcpu, 'KVM_RUN'))).toBe('EFAULT');
+    expect(e.host.kvmRun(e.vcpu).exit_reason).toBe(uapi.KVM_EXIT_MEMORY_FAULT);
+  });
+
+  it('a range outside every memslot touches no SPTE; a VM that is gone is no longer notified', () => {
+    const e = swVm('v7.0', PRIVATE_ANON);
+    e.read(0);
+    const other = mapping(e.host, PRIVATE_ANON);
+    e.host.madvise(other, 4 * PAGE, uapi.MADV_DONTNEED);
+    expect(e.vm.mmu.sptes.get(0)).toBeDefined();
+    expect(e.host.mmuNotifiers.has(e.vm)).toBe(true);
+    // The vCPU and the guest_memfd each hold a reference on the VM (kvm_get_kvm()).
+    e.host.close(e.vcpu);
+    e.host.close(e.vmfd);
+    expect(e.host.mmuNotifiers.has(e.vm)).toBe(true);
+    e.host.close(e.gmem);
+    expect(e.host.mmuNotifiers.has(e.vm)).toBe(false);
+  });
+});
+
+describe('the MMU notifier on a TD: KVM_FILTER_SHARED leaves the mirror root alone', () => {
+  it.each(['v6.16', 'v7.0'])(
+    'QEMU discards the shared side of a whole slot (MADV_REMOVE of shared anonymous RAM): the PAGE.ADDed private page keeps its S-EPT mapping [%s]',
+    (kernel) => {
+      const td = buildTd(kernel);
+      initMemRegion(td, 0);
+      finalize(td);
+      const vm: Vm = (td.host.fds.lookup(td.vm) as VmFile).vm;
+      const before = vm.mmu.sptes.get(0);
+      expect(before?.private).toBe(true);
+      td.host.madvise(td.hva, 2 * MiB, uapi.MADV_REMOVE);
+      expect(vm.mmu.sptes.get(0)).toBe(before);
+    },
+  );
+});
