@@ -208,3 +208,22 @@ describe('the MMU notifier on a TD: KVM_FILTER_SHARED leaves the mirror root alo
     },
   );
 });
+
+describe('MADV_REMOVE of a guest_memfd mapping (6.18+: GUEST_MEMFD_FLAG_MMAP | INIT_SHARED)', () => {
+  it.each(['v6.18', 'v7.0'])(
+    'madvise_remove() -> vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) -> kvm_gmem_fallocate(): the page reads as zero, the file keeps its size [%s]',
+    (kernel) => {
+      const host = createHost({ kernel });
+      const kvm = host.open('/dev/kvm');
+      const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+      const flags = uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED;
+      const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 4 * PAGE, flags });
+      const m = mapping(host, uapi.MAP_SHARED, 4 * PAGE, gmem);
+      host.memory.write(m + 2 * PAGE, [0x11, 0x22]);
+      expect([...host.memory.read(m + 2 * PAGE, 2)]).toEqual([0x11, 0x22]);
+      host.madvise(m + 2 * PAGE, PAGE, uapi.MADV_REMOVE);
+      expect([...host.memory.read(m + 2 * PAGE, 2)]).toEqual([0, 0]);
+      expect(host.fstat(gmem).st_size).toBe(4 * PAGE);
+    },
+  );
+});
