@@ -227,3 +227,16 @@ describe('MADV_REMOVE of a guest_memfd mapping (6.18+: GUEST_MEMFD_FLAG_MMAP | I
     },
   );
 });
+
+describe('madvise at scale', () => {
+  it('MADV_DONTNEED of 4 TiB of private anonymous RAM costs what was written, not its size', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const TIB4 = 4 * 2 ** 40;
+    const a = host.mmap({ length: TIB4, prot: RW, flags: PRIVATE_ANON | uapi.MAP_NORESERVE });
+    host.memory.write(a + 2 ** 40, [1]);
+    host.memory.write(a + TIB4 - PAGE, [2]);
+    host.madvise(a, TIB4, uapi.MADV_DONTNEED);
+    expect([...host.memory.read(a + 2 ** 40, 1)]).toEqual([0]);
+    expect([...host.memory.read(a + TIB4 - PAGE, 1)]).toEqual([0]);
+  });
+});

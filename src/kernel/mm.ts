@@ -94,6 +94,13 @@ const MADVICE = new Set([
 
 const U64_MAX = (1n << 64n) - 1n;
 
+/** Forget the written pages [first, end) of an anonymous mapping: a TiB range costs what was written. */
+function dropPages(pages: Map<number, Uint8Array>, first: number, end: number): void {
+  if (pages.size < end - first) {
+    for (const p of [...pages.keys()]) if (p >= first && p < end) pages.delete(p);
+  } else for (let p = first; p < end; p++) pages.delete(p);
+}
+
 export class AddressSpace {
   private vmas: Vma[] = [];
   /**
@@ -188,9 +195,9 @@ export class AddressSpace {
    * - MADV_DONTNEED (madvise_dontneed_single_vma): the range's page tables go (the MMU notifier
    *   runs); private anonymous pages read as zero afterwards, a private file mapping's own copies
    *   are dropped, shared memory keeps its data (it lives in shmem / the file).
-   * - MADV_REMOVE (madvise_remove): only a shared, writable file mapping (shared anonymous memory
-   *   is a shmem file), else -EINVAL (no file) or -EACCES; then vfs_fallocate(PUNCH_HOLE |
-   *   KEEP_SIZE) of the file range, through `punch` for a real file.
+   * - MADV_REMOVE (madvise_remove): only a shared file mapping (shared anonymous memory is a shmem
+   *   file), else -EINVAL (no file) or -EACCES; then vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) of the
+   *   file range, through `punch` for a real file.
    * - MADV_FREE: anonymous memory only (-EINVAL otherwise); pages are freed only under memory
    *   pressure, which the model never has, so nothing changes.
    * - NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTFORK, DOFORK: hints that change no state here.
@@ -241,7 +248,7 @@ export class AddressSpace {
     switch (advice) {
       case MADV_DONTNEED:
         this.notifier?.(s, e);
-        if (v.anon && !shared) for (let p = first; p < last; p++) v.anon.delete(p);
+        if (v.anon && !shared) dropPages(v.anon, first, last);
         else if (v.backing && !shared)
           v.backing.dropPrivate?.(v.pgoff + (s - v.start) / PAGE_SIZE, v.pgoff + (e - v.start) / PAGE_SIZE);
         return;
@@ -251,7 +258,7 @@ export class AddressSpace {
         if (!shared) throw kerr('EACCES', 'madvise_remove: not a shared mapping');
         if (v.anon) {
           this.notifier?.(s, e);
-          for (let p = first; p < last; p++) v.anon.delete(p);
+          dropPages(v.anon, first, last);
           return;
         }
         punch(v.file!, s - v.start + v.pgoff * PAGE_SIZE, e - s);
