@@ -36,6 +36,8 @@ export const KVM_X86_XCOMP_GUEST_SUPP = 0;
 
 // VM ioctls
 export const KVM_CREATE_VCPU = _IO(KVMIO, 0x41);
+/** x86: the PIC and IOAPIC in KVM, and a local APIC for every vCPU created afterwards. */
+export const KVM_CREATE_IRQCHIP = _IO(KVMIO, 0x60);
 export const KVM_SET_USER_MEMORY_REGION = _IOW(KVMIO, 0x46, SIZEOF_KVM_USERSPACE_MEMORY_REGION);
 export const KVM_SET_USER_MEMORY_REGION2 = _IOW(KVMIO, 0x49, SIZEOF_KVM_USERSPACE_MEMORY_REGION2);
 export const KVM_ENABLE_CAP = _IOW(KVMIO, 0xa3, SIZEOF_KVM_ENABLE_CAP);
@@ -57,6 +59,7 @@ export const KVM_SET_CPUID2 = _IOW(KVMIO, 0x90, SIZEOF_KVM_CPUID2);
 export const KVM_PRE_FAULT_MEMORY = _IOWR(KVMIO, 0xd5, SIZEOF_KVM_PRE_FAULT_MEMORY);
 
 // KVM_CAP_*
+export const KVM_CAP_IRQCHIP = 0;
 export const KVM_CAP_USER_MEMORY = 3;
 export const KVM_CAP_NR_VCPUS = 9;
 export const KVM_CAP_NR_MEMSLOTS = 10;
@@ -157,6 +160,7 @@ export const KVM_IOCTLS: Readonly<Record<string, number>> = {
   KVM_GET_DEVICE_ATTR,
   KVM_HAS_DEVICE_ATTR,
   KVM_CREATE_VCPU,
+  KVM_CREATE_IRQCHIP,
   KVM_SET_USER_MEMORY_REGION,
   KVM_SET_USER_MEMORY_REGION2,
   KVM_ENABLE_CAP,

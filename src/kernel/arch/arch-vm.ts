@@ -20,6 +20,8 @@ export interface ArchVm {
   readonly privacySource: 'attribute' | 'guest' | 'none';
   /** kvm->arch.pre_fault_allowed. */
   preFaultAllowed: boolean;
+  /** kvm->arch.has_protected_eoi (6.18+, TDX): KVM_CREATE_IRQCHIP is -ENOTTY. Absent = false. */
+  readonly hasProtectedEoi?: boolean;
 
   /** A short name for messages ('default', 'sw_protected', 'snp', 'tdx', ...). */
   readonly name: string;

@@ -11,7 +11,7 @@ import { kerr } from '../errors.js';
 import { KFile, type Stat } from '../file.js';
 import type { Host } from '../host.js';
 import type { KernelProfile } from '../profiles/types.js';
-import { describeProvenance } from '../provenance.js';
+import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, scalar, u32 } from '../uaccess.js';
 import {
   MemAttrSites,
@@ -22,6 +22,7 @@ import {
 } from './attributes.js';
 import { KVM_MAX_CPUID_ENTRIES, readCpuidEntries } from './cpuid.js';
 import { createGuestMemfd, type GmemFile, supportedGmemFlags } from './guest-memfd.js';
+import { type IrqchipMode, kvmCreateIrqchip, kvmEnableSplitIrqchip } from './irqchip.js';
 import { deleteSlot, Memslots, setUserMemoryRegion } from './memslots.js';
 import { Mmu } from './mmu.js';
 import { kvmPreFaultMemory } from './pre-fault.js';
@@ -54,8 +55,14 @@ export class Vm {
   userExitOnHypercall(nr: bigint): boolean {
     return (this.hypercallExitEnabled & (1n << nr)) !== 0n;
   }
-  /** kvm->arch.irqchip_mode == KVM_IRQCHIP_SPLIT (KVM_CAP_SPLIT_IRQCHIP): local APICs in KVM. */
-  irqchipSplit = false;
+  /** kvm->arch.irqchip_mode (irqchip.ts): 'kernel' after KVM_CREATE_IRQCHIP, 'split' after KVM_CAP_SPLIT_IRQCHIP. */
+  irqchipMode: IrqchipMode = 'none';
+  /** Where irqchipMode was set, for explanations. */
+  irqchipSince: Provenance | undefined;
+  /** irqchip_split(): local APICs in KVM, the IOAPIC and the PIC in userspace. */
+  get irqchipSplit(): boolean {
+    return this.irqchipMode === 'split';
+  }
   /** kvm->vm_dead / vm_bugged: every ioctl returns -EIO from then on. */
   dead: string | undefined;
   private refs = 1;
@@ -152,6 +159,8 @@ export class Vm {
     switch (request) {
       case K.KVM_CREATE_VCPU:
         return this.createVcpu(scalar(arg, 'vcpu id'));
+      case K.KVM_CREATE_IRQCHIP:
+        return kvmCreateIrqchip(this);
       case K.KVM_SET_USER_MEMORY_REGION:
         return setUserMemoryRegion(this, arg, false);
       case K.KVM_SET_USER_MEMORY_REGION2:
@@ -205,16 +214,8 @@ export class Vm {
         return 0;
       case K.KVM_CAP_SPLIT_IRQCHIP:
         // x86 kvm_vm_ioctl_enable_cap(): too many reserved pins -EINVAL, then -EEXIST once an
-        // IRQCHIP exists or a vCPU was created.
-        if (arg0 > BigInt(K.MAX_NR_RESERVED_IOAPIC_PINS))
-          throw kerr(
-            'EINVAL',
-            `KVM_CAP_SPLIT_IRQCHIP: ${arg0} reserved IOAPIC pins (max ${K.MAX_NR_RESERVED_IOAPIC_PINS})`,
-          );
-        if (this.irqchipSplit) throw kerr('EEXIST', 'KVM_CAP_SPLIT_IRQCHIP: the IRQCHIP already exists');
-        if (this.vcpus.size > 0) throw kerr('EEXIST', 'KVM_CAP_SPLIT_IRQCHIP: vCPUs already created');
-        this.irqchipSplit = true;
-        return 0;
+        // IRQCHIP (full or split) exists or a vCPU was created.
+        return kvmEnableSplitIrqchip(this, arg0);
       default:
         throw kerr('EINVAL', `kvm_vm_ioctl_enable_cap: capability ${cap} cannot be enabled`);
     }
@@ -321,6 +322,7 @@ export function checkExtension(host: Host, vm: Vm | undefined, cap: number): num
       return p.mmu.preFault ? 1 : 0; // tdp_enabled
     case K.KVM_CAP_EXIT_HYPERCALL:
       return Number(KVM_EXIT_HYPERCALL_VALID_MASK);
+    case K.KVM_CAP_IRQCHIP: // x86: 1 for every VM type, TDs included (6.17+: CONFIG_KVM_IOAPIC=y)
     case K.KVM_CAP_SPLIT_IRQCHIP:
       return 1;
     default:

@@ -44,6 +44,11 @@ export const tdxDev2024: KernelProfile = {
       inferred: true,
     },
     {
+      what: 'tdx_vcpu_create() needs only an in-kernel local APIC (`!vcpu->arch.apic` -> -EINVAL), as in the TDX vCPU series of August 2024 (the July branch itself not read)',
+      where: '<20240812224820.34826-1-rick.p.edgecombe@intel.com>',
+      inferred: true,
+    },
+    {
       what: 'no TSX/WAITPKG filtering of TD CPUID yet: tdx_clear_unsupported_cpuid()/tdx_unsupported_cpuid() were posted in December 2024 (review by Chao Gao and Adrian Hunter, 2024-12-04)',
       where: 'TDX CPUID patch review thread, December 2024',
       inferred: true,
@@ -68,6 +73,10 @@ export const tdxDev2024: KernelProfile = {
     initMemRegion: 'requires-prefault',
     rejectsTsxWaitpkg: false,
     mapGpaUnsupportedStatus: 'invalid-operand',
+    // tdx_vcpu_create() of the 2024 series: `if (!vcpu->arch.apic) return -EINVAL`, so a full
+    // KVM_CREATE_IRQCHIP gives the vCPU its local APIC too; no has_protected_eoi (2025).
+    vcpuCreateNeedsSplitIrqchip: false,
+    protectedEoi: false,
   },
   // Without 09/12 sev_gmem_post_populate() still returns -EINVAL for an assigned RMP entry.
   sev: { ...v6_11.sev, postPopulateAssignedEexist: false },

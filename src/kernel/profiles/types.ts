@@ -192,6 +192,18 @@ export interface KernelProfile {
      * state (-EINVAL) first.
      */
     readonly vcpuCmdCopiedFirst: boolean;
+    /**
+     * tdx_vcpu_create() refuses a vCPU unless the VM has a split IRQCHIP (irqchip_split(); 6.16+,
+     * "KVM: TDX: Enforce KVM_IRQCHIP_SPLIT for TDX guests", <20250222014757.897978-11-binbin.wu@linux.intel.com>).
+     * false: the 2024 tree's `!vcpu->arch.apic`, which a full KVM_CREATE_IRQCHIP also satisfies.
+     */
+    readonly vcpuCreateNeedsSplitIrqchip: boolean;
+    /**
+     * tdx_vm_init() sets kvm->arch.has_protected_eoi and KVM_CREATE_IRQCHIP refuses such a VM with
+     * -ENOTTY (b3a37bff8daf, kvm-x86-misc-6.18: "KVM: TDX: Reject fully in-kernel irqchip if EOIs
+     * are protected, i.e. for TDX VMs"); before, a TD gets a full IRQCHIP and fails at KVM_CREATE_VCPU.
+     */
+    readonly protectedEoi: boolean;
   };
 
   /**

@@ -30,6 +30,10 @@ export const v6_16: KernelProfile = {
       what: 'arch/x86/kvm/vmx/tdx.c tdx_clear_unsupported_cpuid(), tdx_unsupported_cpuid() in setup_tdparams_cpuids()',
       where: 'torvalds/linux tdx.c @3829d81b6958632602bee7a8272005d1a4ce298f',
     },
+    {
+      what: 'tdx_vcpu_create(): -EINVAL unless irqchip_split() (KVM: TDX: Enforce KVM_IRQCHIP_SPLIT for TDX guests)',
+      where: 'torvalds/linux tdx.c @3829d81b6958, <20250222014757.897978-11-binbin.wu@linux.intel.com>',
+    },
   ],
   vmTypes: { ...v6_11.vmTypes, tdx: true },
   // attr_filter came with the TDX MMU prep series (6.14); the alias check with 8046d29dde17 (6.16-rc2).
@@ -45,5 +49,6 @@ export const v6_16: KernelProfile = {
     rejectsTsxWaitpkg: true,
     mapGpaUnsupportedStatus: 'subfunc-unsupported',
     capsTdvmcallInfo: true,
+    vcpuCreateNeedsSplitIrqchip: true,
   },
 };

@@ -35,6 +35,10 @@ export const v6_18: KernelProfile = {
         'kvm-x86-svm-6.18: 00f0b959ffb0, 5b66e335ead6 (pull <20250927060910.2933942-7-seanjc@google.com>)',
     },
     {
+      what: 'KVM: TDX: Reject fully in-kernel irqchip if EOIs are protected, i.e. for TDX VMs (has_protected_eoi; KVM_CREATE_IRQCHIP -> -ENOTTY), in the 6.18 KVM pull via kvm-x86-misc-6.18',
+      where: 'b3a37bff8daf, <20250904062007.622530-1-sagis@google.com>',
+    },
+    {
       what: 'fs: introduce FALLOC_FL_WRITE_ZEROES to fallocate (6.17)',
       where: 'vfs-6.17.fallocate',
     },
@@ -43,6 +47,7 @@ export const v6_18: KernelProfile = {
   memslots: { ...v6_16.memslots, gmemOnAnyVm: true },
   gmem: { ...v6_16.gmem, mmap: true },
   mmu: { ...v6_16.mmu, preFaultEagain: true },
+  tdx: { ...v6_16.tdx, protectedEoi: true },
   sev: {
     ...v6_16.sev,
     launchStartChecksSmtSocket: false,

@@ -51,5 +51,8 @@ export const v6_8: KernelProfile = {
     mapGpaUnsupportedStatus: 'invalid-operand',
     capsTdvmcallInfo: false,
     vcpuCmdCopiedFirst: false,
+    // No TDX in 6.8: the two IRQCHIP switches are those of the first TDX code (the 2024 dev tree).
+    vcpuCreateNeedsSplitIrqchip: false,
+    protectedEoi: false,
   },
 };

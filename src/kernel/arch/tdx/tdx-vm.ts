@@ -7,7 +7,7 @@
  * guest_memfd side). Sources: torvalds/linux tdx.c @3829d81b6958 (6.16), kvm-x86/linux tdx.c
  * @09c6f74ecb86 (2026; same INIT/FINALIZE/S-EPT logic as the 6.19 pull), the 2024 threads cited in
  * profiles/tdx-dev-2024-07.ts.
- * Modelled as checks only: the split IRQCHIP KVM_CREATE_VCPU requires and the x2APIC CPUID
+ * Modelled as checks only: the IRQCHIP KVM_CREATE_VCPU requires (profile.tdx.vcpuCreateNeedsSplitIrqchip) and the x2APIC CPUID
  * KVM_TDX_INIT_VCPU requires (no APIC state). Not modelled: TSC and MSR handling,
  * KVM_TDX_TERMINATE_VM, the TD's vCPU limit (num_present_cpus), lock contention (-EBUSY/-EINTR of
  * the 6.19 state guard).
@@ -115,6 +115,11 @@ export class TdxVm implements ArchVm {
 
   private get tracer() {
     return this.vm.host.tracer;
+  }
+
+  /** kvm->arch.has_protected_eoi, set by tdx_vm_init() from 6.18 (b3a37bff8daf). */
+  get hasProtectedEoi(): boolean {
+    return this.vm.profile.tdx.protectedEoi;
   }
 
   private get hkidAssigned(): boolean {
@@ -372,10 +377,21 @@ export class TdxVm implements ArchVm {
     if (this.state !== 'initialized')
       throw kerr('EIO', 'tdx_vcpu_create: TD is not in TD_STATE_INITIALIZED (KVM_TDX_INIT_VM first)');
     // The TDX module mandates APICv, hence an in-kernel local APIC; an in-kernel I/O APIC cannot be
-    // emulated faithfully: only a split IRQCHIP will do (the 2024 tree: `!vcpu->arch.apic`, which the
-    // model's only IRQCHIP, the split one, also satisfies).
-    if (!this.vm.irqchipSplit)
-      throw kerr('EINVAL', 'tdx_vcpu_create: TDX needs a split IRQCHIP (KVM_CAP_SPLIT_IRQCHIP)');
+    // emulated faithfully: 6.16+ accept only a split IRQCHIP (irqchip_split()), which 6.18+ still
+    // check here for a VM that has none at all. The 2024 tree checks `!vcpu->arch.apic`: a full
+    // KVM_CREATE_IRQCHIP also gives the vCPU a local APIC.
+    if (this.vm.profile.tdx.vcpuCreateNeedsSplitIrqchip) {
+      if (!this.vm.irqchipSplit)
+        throw kerr(
+          'EINVAL',
+          'tdx_vcpu_create: TDX needs a split IRQCHIP (KVM_CAP_SPLIT_IRQCHIP)',
+          this.vm.irqchipMode === 'kernel' ? 'the VM has a full IRQCHIP (KVM_CREATE_IRQCHIP)' : undefined,
+        );
+    } else if (this.vm.irqchipMode === 'none')
+      throw kerr(
+        'EINVAL',
+        'tdx_vcpu_create: no in-kernel local APIC (no KVM_CREATE_IRQCHIP or split IRQCHIP)',
+      );
   }
 
   vcpuCreated(vcpu: Vcpu): void {
