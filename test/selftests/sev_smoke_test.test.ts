@@ -36,7 +36,9 @@ function testSev(kernel: string, policy: bigint) {
     expect(cmd.error).toBe(uapi.SEV_RET_SUCCESS); // vm_sev_ioctl asserts success
     return r;
   };
-  // vm_sev_create_with_one_vcpu -> snp_vm_init before vCPUs, one guest_memfd slot with the code.
+  // kvm_arch_vm_post_create() (lib/x86/processor.c): vm_create_irqchip() for every x86 VM, asserted
+  // to succeed, then for a SEV VM snp_vm_init before vCPUs; one guest_memfd slot with the code.
+  expect(host.ioctl(vm, 'KVM_CREATE_IRQCHIP')).toBe(0);
   sevIoctl(uapi.KVM_SEV_INIT2, {});
   const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: SLOT_SIZE, flags: 0 });
   const hva = host.mmap({
