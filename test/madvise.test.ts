@@ -240,3 +240,80 @@ describe('madvise at scale', () => {
     expect([...host.memory.read(a + TIB4 - PAGE, 1)]).toEqual([0]);
   });
 });
+
+describe('madvise: review findings (mm/madvise.c, mm/shmem.c)', () => {
+  it('MADV_FREE: madvise_free_single_vma() runs the MMU notifier (the SPTE goes, the data stays); shared anonymous memory is not anonymous -> EINVAL', () => {
+    const e = swVm('v7.0', PRIVATE_ANON);
+    e.host.memory.write(e.hva, [0x42]);
+    expect(e.read(0)).toEqual([0x42, 0]);
+    e.host.madvise(e.hva, PAGE, uapi.MADV_FREE);
+    expect(e.vm.mmu.sptes.get(0)).toBeUndefined();
+    expect(e.read(0)).toEqual([0x42, 0]);
+    const s = mapping(e.host, SHARED_ANON);
+    expect(errnoOf(() => e.host.madvise(s, PAGE, uapi.MADV_FREE))).toBe('EINVAL');
+  });
+
+  it('the advice QEMU gives guest RAM (DONTDUMP, HUGEPAGE, DONTFORK, MERGEABLE) is accepted; HWPOISON without CAP_SYS_ADMIN -> EPERM; WIPEONFORK on shared memory -> EINVAL; MADV_COLLAPSE is not modelled -> EINVAL', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const a = mapping(host, PRIVATE_ANON);
+    host.memory.write(a, [3]);
+    for (const adv of [
+      uapi.MADV_DONTDUMP,
+      uapi.MADV_HUGEPAGE,
+      uapi.MADV_DONTFORK,
+      uapi.MADV_MERGEABLE,
+      uapi.MADV_COLD,
+      uapi.MADV_PAGEOUT,
+    ])
+      expect(host.madvise(a, PAGE, adv)).toBe(0);
+    expect([...host.memory.read(a, 1)]).toEqual([3]);
+    expect(errnoOf(() => host.madvise(a, PAGE, uapi.MADV_HWPOISON))).toBe('EPERM');
+    expect(host.madvise(a, PAGE, uapi.MADV_WIPEONFORK)).toBe(0);
+    expect(errnoOf(() => host.madvise(mapping(host, SHARED_ANON), PAGE, uapi.MADV_WIPEONFORK))).toBe(
+      'EINVAL',
+    );
+    expect(errnoOf(() => host.madvise(a, PAGE, 25))).toBe('EINVAL');
+  });
+
+  it('MADV_POPULATE_WRITE faults the range in: a memfd mapping beyond i_size is SIGBUS -> EFAULT; a read-only mapping -> EFAULT', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const fd = host.memfdCreate('ram');
+    host.ftruncate(fd, PAGE);
+    const m = mapping(host, uapi.MAP_SHARED, 2 * PAGE, fd);
+    expect(host.madvise(m, PAGE, uapi.MADV_POPULATE_WRITE)).toBe(0);
+    expect(errnoOf(() => host.madvise(m, 2 * PAGE, uapi.MADV_POPULATE_WRITE))).toBe('EFAULT');
+    const ro = host.mmap({ length: PAGE, prot: uapi.PROT_READ, flags: PRIVATE_ANON });
+    expect(errnoOf(() => host.madvise(ro, PAGE, uapi.MADV_POPULATE_WRITE))).toBe('EFAULT');
+    expect(host.madvise(ro, PAGE, uapi.MADV_POPULATE_READ)).toBe(0);
+  });
+
+  it('shmem_fallocate(PUNCH_HOLE) and a shrinking ftruncate unmap every mapping of the file: the SPTEs of a memfd-backed slot go', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const kvm = host.open('/dev/kvm');
+    const vmfd = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+    const vm: Vm = (host.fds.lookup(vmfd) as VmFile).vm;
+    const fd = host.memfdCreate('ram');
+    host.ftruncate(fd, 4 * PAGE);
+    const hva = mapping(host, uapi.MAP_SHARED, 4 * PAGE, fd);
+    host.ioctl(vmfd, 'KVM_SET_USER_MEMORY_REGION', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: 4 * PAGE,
+      userspace_addr: hva,
+    });
+    const vcpu = host.ioctl(vmfd, 'KVM_CREATE_VCPU', 0);
+    host.guest(vcpu).load([
+      { op: 'read', gpa: 0, length: 1 },
+      { op: 'read', gpa: 3 * PAGE, length: 1 },
+    ]);
+    host.ioctl(vcpu, 'KVM_RUN');
+    expect(vm.mmu.sptes.get(0)).toBeDefined();
+    expect(vm.mmu.sptes.get(3)).toBeDefined();
+    host.fallocate(fd, uapi.FALLOC_FL_PUNCH_HOLE | uapi.FALLOC_FL_KEEP_SIZE, 0, PAGE);
+    expect(vm.mmu.sptes.get(0)).toBeUndefined();
+    expect(vm.mmu.sptes.get(3)).toBeDefined();
+    host.ftruncate(fd, 2 * PAGE);
+    expect(vm.mmu.sptes.get(3)).toBeUndefined();
+  });
+});

@@ -76,6 +76,8 @@ export class MemFile extends KFile {
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
       throw kerr('EOPNOTSUPP', 'shmem_fallocate: unsupported mode');
     if (mode & FALLOC_FL_PUNCH_HOLE) {
+      // unmap_mapping_range() of the hole first: every mapping's page tables (and KVM's SPTEs).
+      this.host.mm.unmapMappingRange(this, Number(offset), Number(offset + len));
       this.zero(Number(offset), Number(offset + len));
       return;
     }
@@ -84,7 +86,10 @@ export class MemFile extends KFile {
 
   /** shmem_setattr(): shrinking drops the pages beyond the new size (and zeroes the tail page). */
   truncate(size: bigint): void {
-    if (size < this.size) this.zero(Number(size), Number(this.size));
+    if (size < this.size) {
+      this.host.mm.unmapMappingRange(this, Math.ceil(Number(size) / PAGE_SIZE) * PAGE_SIZE, Infinity);
+      this.zero(Number(size), Number(this.size));
+    }
     this.size = size;
   }
 

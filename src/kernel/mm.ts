@@ -5,15 +5,30 @@
  */
 
 import {
+  MADV_COLD,
+  MADV_DODUMP,
   MADV_DOFORK,
+  MADV_DONTDUMP,
   MADV_DONTFORK,
   MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
   MADV_FREE,
+  MADV_HUGEPAGE,
+  MADV_HWPOISON,
+  MADV_KEEPONFORK,
+  MADV_MERGEABLE,
+  MADV_NOHUGEPAGE,
   MADV_NORMAL,
+  MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
   MADV_RANDOM,
   MADV_REMOVE,
   MADV_SEQUENTIAL,
+  MADV_SOFT_OFFLINE,
+  MADV_UNMERGEABLE,
   MADV_WILLNEED,
+  MADV_WIPEONFORK,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
@@ -79,8 +94,26 @@ const TASK_SIZE = 0x7fff_ffff_f000;
 /** vm.mmap_min_addr's usual value. */
 const MMAP_MIN_ADDR = 0x1_0000;
 
-/** The advice madvise() models; any other value is -EINVAL. */
+/**
+ * The advice madvise() knows; any other value is -EINVAL. Not modelled, so refused as unknown:
+ * MADV_COLLAPSE and the 6.13+ MADV_GUARD_INSTALL / MADV_GUARD_REMOVE.
+ */
 const MADVICE = new Set([
+  MADV_MERGEABLE,
+  MADV_UNMERGEABLE,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MADV_DONTDUMP,
+  MADV_DODUMP,
+  MADV_WIPEONFORK,
+  MADV_KEEPONFORK,
+  MADV_COLD,
+  MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_DONTNEED_LOCKED,
+  MADV_HWPOISON,
+  MADV_SOFT_OFFLINE,
   MADV_NORMAL,
   MADV_RANDOM,
   MADV_SEQUENTIAL,
@@ -198,9 +231,14 @@ export class AddressSpace {
    * - MADV_REMOVE (madvise_remove): only a shared file mapping (shared anonymous memory is a shmem
    *   file), else -EINVAL (no file) or -EACCES; then vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) of the
    *   file range, through `punch` for a real file.
-   * - MADV_FREE: anonymous memory only (-EINVAL otherwise); pages are freed only under memory
-   *   pressure, which the model never has, so nothing changes.
-   * - NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTFORK, DOFORK: hints that change no state here.
+   * - MADV_FREE: private anonymous memory only (-EINVAL otherwise); the page tables go (the MMU
+   *   notifier runs) but the pages are freed only under memory pressure, which the model never has.
+   * - MADV_DONTNEED_LOCKED: as DONTNEED. MADV_POPULATE_READ/WRITE: the faults only (-EFAULT).
+   *   MADV_WIPEONFORK: private anonymous memory only. MADV_HWPOISON / SOFT_OFFLINE: -EPERM (the
+   *   VMM is not CAP_SYS_ADMIN; memory failure is host.memoryFailure()).
+   * - NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTFORK, DOFORK, KEEPONFORK, MERGEABLE, UNMERGEABLE,
+   *   HUGEPAGE, NOHUGEPAGE, DONTDUMP, DODUMP, COLD, PAGEOUT (QEMU issues several on guest RAM):
+   *   accepted, and they change no state the model keeps.
    */
   madvise(
     addr: number | bigint,
@@ -247,6 +285,7 @@ export class AddressSpace {
     const last = e / PAGE_SIZE;
     switch (advice) {
       case MADV_DONTNEED:
+      case MADV_DONTNEED_LOCKED:
         this.notifier?.(s, e);
         if (v.anon && !shared) dropPages(v.anon, first, last);
         else if (v.backing && !shared)
@@ -261,15 +300,63 @@ export class AddressSpace {
           dropPages(v.anon, first, last);
           return;
         }
+        // The file's punch unmaps every mapping of the range (unmapMappingRange), this one included.
         punch(v.file!, s - v.start + v.pgoff * PAGE_SIZE, e - s);
-        this.notifier?.(s, e);
         return;
       }
       case MADV_FREE:
-        if (!v.anon) throw kerr('EINVAL', 'madvise_free_single_vma: not anonymous memory');
+        // vma_is_anonymous(): shared anonymous memory is a shmem file, not anonymous memory.
+        if (!v.anon || shared) throw kerr('EINVAL', 'madvise_free_single_vma: not anonymous memory');
+        this.notifier?.(s, e);
+        return;
+      case MADV_WIPEONFORK:
+        if (!v.anon || shared)
+          throw kerr('EINVAL', 'madvise_vma_behavior: WIPEONFORK on a file or shared mapping');
+        return;
+      case MADV_HWPOISON:
+      case MADV_SOFT_OFFLINE:
+        // madvise_inject_error(): CAP_SYS_ADMIN, which the modelled VMM does not have.
+        throw kerr('EPERM', 'madvise_inject_error: needs CAP_SYS_ADMIN');
+      case MADV_POPULATE_READ:
+      case MADV_POPULATE_WRITE:
+        this.populate(v, s, e, advice === MADV_POPULATE_WRITE);
         return;
       default:
         return;
+    }
+  }
+
+  /**
+   * madvise_populate(): fault the range in (the model keeps no page residency, so only the faults
+   * matter): a SIGBUS or SIGSEGV fault is -EFAULT, a write to a mapping without PROT_WRITE too.
+   */
+  private populate(v: Vma, s: number, e: number, write: boolean): void {
+    if (write && !(v.prot & PROT_WRITE)) throw kerr('EFAULT', 'madvise_populate: not a writable mapping');
+    if (!v.backing) return;
+    for (let a = s; a < e; a += PAGE_SIZE) {
+      try {
+        v.backing.readPage(v.pgoff + (a - v.start) / PAGE_SIZE);
+      } catch (err) {
+        if (err instanceof HostFault)
+          throw kerr('EFAULT', `madvise_populate: ${err.signal} at 0x${a.toString(16)}`);
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * unmap_mapping_range(): the page tables of every mapping of `file` over the file's bytes
+   * [start, end) go, with their MMU notifier calls (a shmem or guest_memfd hole punch, a shrinking
+   * truncate). end may be Infinity (to the end of the file).
+   */
+  unmapMappingRange(file: KFile, start: number, end: number): void {
+    if (!this.notifier) return;
+    for (const v of this.vmas) {
+      if (v.file !== file) continue;
+      const fileStart = v.pgoff * PAGE_SIZE;
+      const s = Math.max(start, fileStart);
+      const e = Math.min(end, fileStart + (v.end - v.start));
+      if (s < e) this.notifier(v.start + (s - fileStart), v.start + (e - fileStart));
     }
   }
 

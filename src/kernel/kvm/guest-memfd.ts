@@ -157,6 +157,9 @@ export class GmemFile extends KFile {
       const punch = (mode & FALLOC_FL_PUNCH_HOLE) !== 0;
       t.enter(punch ? 'kvm_gmem_punch_hole' : 'kvm_gmem_allocate');
       try {
+        // No unmap_mapping_range() here: truncate_inode_pages_range() unmaps only folios that host
+        // page tables map, which the model does not track for guest_memfd mappings (6.18+); KVM's
+        // own invalidation (kvm_gmem_invalidate_begin) is what zaps the guest's SPTEs.
         if (punch) punchHole(this.inode, start, end);
         else allocate(this, offset, len, start, end);
       } finally {

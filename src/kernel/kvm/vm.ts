@@ -102,7 +102,8 @@ export class Vm {
    * kvm_mmu_notifier_invalidate_range_start() for the host range [start, end): each memslot whose
    * userspace range overlaps it loses the SPTEs of the overlap (kvm_unmap_gfn_range), with
    * KVM_FILTER_SHARED: the host's page tables only ever backed shared mappings, so a TD's mirror
-   * root (its private pages) is left alone; other VMs have one root and lose both kinds.
+   * root (its private pages) is left alone; other VMs have one root and lose both kinds. Address
+   * space 1 (SMM) is not walked: the model keeps no SPTEs for it (Mmu.zapSlot).
    */
   mmuNotifierInvalidate(start: number, end: number): void {
     for (const slot of this.memslots.all(0)) {
@@ -111,7 +112,8 @@ export class Vm {
       if (s >= e) continue;
       const g0 = slot.baseGfn + Math.floor((s - slot.userspaceAddr) / PAGE_SIZE);
       const g1 = slot.baseGfn + Math.ceil((e - slot.userspaceAddr) / PAGE_SIZE);
-      this.mmu.zapGfnRange(g0, g1, 'shared', 'kvm_mmu_notifier_invalidate_range_start');
+      const filter = this.profile.mmu.gfnRangeFilter ? 'shared' : 'all';
+      this.mmu.zapGfnRange(g0, g1, filter, 'kvm_mmu_notifier_invalidate_range_start');
     }
   }
 
