@@ -9,7 +9,7 @@
  * shmem file): -EINVAL for private anonymous memory, -EACCES for a private file mapping.
  */
 import { describe, expect, it } from 'vitest';
-import { createHost, type Host, uapi } from '../src/index.js';
+import { createHost, type Host, SyscallError, uapi } from '../src/index.js';
 import type { Vm, VmFile } from '../src/kernel/kvm/vm.js';
 import { errnoOf } from './errno-of.js';
 import { buildTd, finalize, initMemRegion, MiB } from './tdx/td.js';
@@ -175,6 +175,21 @@ describe('the MMU notifier (kvm_mmu_notifier_invalidate_range_start)', () => {
     e.host.guest(e.vcpu).load([{ op: 'read', gpa: 0, length: 2 }]);
     expect(errnoOf(() => e.host.ioctl(e.vcpu, 'KVM_RUN'))).toBe('EFAULT');
     expect(e.host.kvmRun(e.vcpu).exit_reason).toBe(uapi.KVM_EXIT_MEMORY_FAULT);
+  });
+
+  it('the -EFAULT of the refault after munmap names the munmap that took the memory away', () => {
+    const e = swVm('v7.0', PRIVATE_ANON);
+    e.read(0);
+    e.host.munmap(e.hva, 4 * PAGE);
+    e.host.guest(e.vcpu).load([{ op: 'read', gpa: 0, length: 2 }]);
+    let err: unknown;
+    try {
+      e.host.ioctl(e.vcpu, 'KVM_RUN');
+    } catch (x) {
+      err = x;
+    }
+    expect(err).toBeInstanceOf(SyscallError);
+    expect((err as SyscallError).explanation).toMatch(/unmapped by call #\d+ \(munmap > do_vmi_munmap\)/);
   });
 
   it('a range outside every memslot touches no SPTE; a VM that is gone is no longer notified', () => {

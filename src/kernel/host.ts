@@ -193,7 +193,7 @@ export class Host {
 
   munmap(addr: number | bigint, length: number | bigint): number {
     return this.sys('munmap', undefined, () => {
-      this.mm.munmap(addr, length);
+      this.mm.munmap(addr, length, this.tracer.here('do_vmi_munmap'));
       return 0;
     });
   }

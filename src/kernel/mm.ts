@@ -4,6 +4,7 @@
  * An access outside every VMA is SIGSEGV; a file's fault handler may answer SIGBUS.
  */
 
+import { ExtentMap } from '../ranges/extent-map.js';
 import {
   MADV_COLD,
   MADV_DODUMP,
@@ -42,6 +43,7 @@ import {
 } from '../uapi/mman.js';
 import { HostFault, kerr } from './errors.js';
 import type { KFile, MmapBacking } from './file.js';
+import type { Provenance } from './provenance.js';
 
 /**
  * Page byte arrays are never changed once stored, so anonymous memory, guest_memfd pages and the
@@ -141,6 +143,8 @@ export class AddressSpace {
    * range are torn down (munmap, MADV_DONTNEED, MADV_REMOVE), so that KVM can zap its SPTEs.
    */
   notifier: ((start: number, end: number) => void) | undefined;
+  /** Who unmapped each range that is now a hole (munmap), for explanations of later faults. */
+  private readonly unmapped = new ExtentMap<Provenance>();
 
   /**
    * mmap(2), checks in the kernel's order: x86 sys_mmap() (offset alignment), ksys_mmap_pgoff()
@@ -201,12 +205,15 @@ export class AddressSpace {
     throw kerr('ENOMEM', 'get_unmapped_area: no gap large enough below mmap_base');
   }
 
-  munmap(addr: number | bigint, length: number | bigint): void {
+  munmap(addr: number | bigint, length: number | bigint, since?: Provenance): void {
     const start = Number(addr);
     const len = Math.ceil(Number(length) / PAGE_SIZE) * PAGE_SIZE;
     if (start % PAGE_SIZE !== 0 || len <= 0) throw kerr('EINVAL', 'munmap: bad range');
     const end = start + len;
-    if (this.vmas.some((v) => v.start < end && v.end > start)) this.notifier?.(start, end);
+    if (this.vmas.some((v) => v.start < end && v.end > start)) {
+      this.notifier?.(start, end);
+      if (since) this.unmapped.set(start / PAGE_SIZE, end / PAGE_SIZE, since);
+    }
     const keep: Vma[] = [];
     for (const v of this.vmas) {
       if (v.end <= start || v.start >= end) {
@@ -366,7 +373,13 @@ export class AddressSpace {
     return { ...v, start, end, pgoff: v.pgoff + (start - v.start) / PAGE_SIZE };
   }
 
+  /** The munmap() that left `addr` unmapped, if the model saw one. */
+  unmappedBy(addr: number): Provenance | undefined {
+    return this.unmapped.get(Math.floor(addr / PAGE_SIZE));
+  }
+
   private insert(v: Vma): void {
+    this.unmapped.set(v.start / PAGE_SIZE, v.end / PAGE_SIZE, undefined);
     this.vmas.push(v);
     this.vmas.sort((a, b) => a.start - b.start);
   }

@@ -18,7 +18,7 @@ import {
   KVM_X86_TDX_VM,
 } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
-import type { Provenance, Tracer } from '../provenance.js';
+import { describeProvenance, type Provenance, type Tracer } from '../provenance.js';
 import { type Folio, type GmemInode, kvmGmemGetPfn } from './guest-memfd.js';
 import type { Memslot } from './memslots.js';
 import type { Vcpu } from './vcpu.js';
@@ -255,9 +255,11 @@ export class Mmu {
     // kvm_handle_error_pfn() turns that into a memory-fault exit with -EFAULT.
     if (!vm.host.mm.find(hva)) {
       this.memoryFaultExit(vcpu, gfn, false);
+      const by = vm.host.mm.unmappedBy(hva);
       throw kerr(
         'EFAULT',
         `__kvm_faultin_pfn: hva 0x${hva.toString(16)} of memslot ${slot.id} is not mapped`,
+        by ? `the memslot's memory was unmapped by ${describeProvenance(by)}` : undefined,
       );
     }
     if (!cur || cur.private || cur.inode || cur.slot !== slot) {
