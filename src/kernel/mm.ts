@@ -254,6 +254,19 @@ export class AddressSpace {
     punch: (file: KFile, offset: number, len: number) => void,
   ): void {
     if (!MADVICE.has(advice)) throw kerr('EINVAL', `madvise: advice ${advice} is not one the model knows`);
+    // Plain page-aligned numbers below TASK_SIZE (what a VMM passes): no BigInt arithmetic.
+    if (
+      typeof addr === 'number' &&
+      typeof length === 'number' &&
+      addr % PAGE_SIZE === 0 &&
+      length % PAGE_SIZE === 0 &&
+      addr >= 0 &&
+      length > 0 &&
+      addr + length <= TASK_SIZE
+    ) {
+      this.walkAdvice(addr, addr + length, advice, punch);
+      return;
+    }
     const startB = BigInt.asUintN(64, BigInt(addr));
     if (startB % BigInt(PAGE_SIZE) !== 0n) throw kerr('EINVAL', 'madvise: start not page aligned');
     const lenIn = BigInt.asUintN(64, BigInt(length));
@@ -265,6 +278,17 @@ export class AddressSpace {
     if (startB >= BigInt(TASK_SIZE)) throw kerr('ENOMEM', 'madvise: range not mapped');
     const start = Number(startB);
     const end = Math.min(TASK_SIZE, Number(startB + len));
+    this.walkAdvice(start, end, advice, punch);
+    if (BigInt(end) < startB + len) throw kerr('ENOMEM', 'madvise: part of the range is not mapped');
+  }
+
+  /** madvise_walk_vmas() over [start, end) (page aligned, below TASK_SIZE). */
+  private walkAdvice(
+    start: number,
+    end: number,
+    advice: number,
+    punch: (file: KFile, offset: number, len: number) => void,
+  ): void {
     let a = start;
     let hole = false;
     for (const v of [...this.vmas]) {
@@ -276,8 +300,7 @@ export class AddressSpace {
       this.adviseVma(v, s, e, advice, punch);
       a = e;
     }
-    if (hole || a < end || BigInt(end) < startB + len)
-      throw kerr('ENOMEM', 'madvise: part of the range is not mapped');
+    if (hole || a < end) throw kerr('ENOMEM', 'madvise: part of the range is not mapped');
   }
 
   private adviseVma(
