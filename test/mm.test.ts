@@ -74,3 +74,18 @@ describe('signals from a file mapping', () => {
     expect((fault as HostFault).address).toBe(BigInt(m + 0x2000 + 16));
   });
 });
+
+describe('munmap argument checks (do_vmi_munmap)', () => {
+  it('unaligned start, length 0, or a length running past TASK_SIZE -> EINVAL, and nothing is unmapped', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const a = host.mmap(anon(4 * 4096));
+    host.memory.write(a, [7]);
+    expect(errnoOf(() => host.munmap(a + 1, 4096))).toBe('EINVAL');
+    expect(errnoOf(() => host.munmap(a, 0))).toBe('EINVAL');
+    expect(errnoOf(() => host.munmap(a, 2n ** 63n))).toBe('EINVAL');
+    expect(errnoOf(() => host.munmap(a, Number.NaN))).toBe('EINVAL');
+    expect([...host.memory.read(a, 1)]).toEqual([7]);
+    expect(host.munmap(a, 1)).toBe(0); // rounded up to one page
+    expect(() => host.memory.read(a, 1)).toThrow(HostFault);
+  });
+});

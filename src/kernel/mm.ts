@@ -44,6 +44,7 @@ import {
 import { HostFault, kerr } from './errors.js';
 import type { KFile, MmapBacking } from './file.js';
 import type { Provenance } from './provenance.js';
+import { scalar } from './uaccess.js';
 
 /**
  * Page byte arrays are never changed once stored, so anonymous memory, guest_memfd pages and the
@@ -206,9 +207,15 @@ export class AddressSpace {
   }
 
   munmap(addr: number | bigint, length: number | bigint, since?: Provenance): void {
-    const start = Number(addr);
-    const len = Math.ceil(Number(length) / PAGE_SIZE) * PAGE_SIZE;
-    if (start % PAGE_SIZE !== 0 || len <= 0) throw kerr('EINVAL', 'munmap: bad range');
+    // do_vmi_munmap(): an unaligned start, a start or length beyond TASK_SIZE, or a length that
+    // rounds to nothing is -EINVAL (non-integers from a JS caller too).
+    const startB = scalar(addr, 'munmap start');
+    const lenB = scalar(length, 'munmap len');
+    const task = BigInt(TASK_SIZE);
+    if (startB % BigInt(PAGE_SIZE) !== 0n || startB > task || lenB > task - startB || lenB === 0n)
+      throw kerr('EINVAL', 'do_vmi_munmap: bad range');
+    const start = Number(startB);
+    const len = Math.ceil(Number(lenB) / PAGE_SIZE) * PAGE_SIZE;
     const end = start + len;
     if (this.vmas.some((v) => v.start < end && v.end > start)) {
       this.notifier?.(start, end);
@@ -267,9 +274,10 @@ export class AddressSpace {
       this.walkAdvice(addr, addr + length, advice, punch);
       return;
     }
-    const startB = BigInt.asUintN(64, BigInt(addr));
+    // Unsigned longs: a non-integer from a JS caller is -EINVAL, as no C caller can pass one.
+    const startB = scalar(addr, 'madvise start');
     if (startB % BigInt(PAGE_SIZE) !== 0n) throw kerr('EINVAL', 'madvise: start not page aligned');
-    const lenIn = BigInt.asUintN(64, BigInt(length));
+    const lenIn = scalar(length, 'madvise len');
     const len = BigInt.asUintN(64, (lenIn + 0xfffn) & ~0xfffn);
     if (lenIn !== 0n && len === 0n) throw kerr('EINVAL', 'madvise: PAGE_ALIGN(len) overflows');
     if (startB + len > U64_MAX) throw kerr('EINVAL', 'madvise: start + len wraps');

@@ -7,7 +7,7 @@
  * Covered: open, every ioctl request name of KVM_IOCTLS on every fd kind (plus unknown names and raw
  * numbers), KVM_MEMORY_ENCRYPT_OP with SEV/TDX command ids, fallocate, mmap/munmap, read/write/
  * pread/pwrite, fstat, ftruncate, close, dup, memfd_create, memory_failure, host memory read/write, and
- * KVM_RUN with random guest programs. Arguments mix well-formed structs (right field names, values
+ * KVM_RUN with random guest programs, madvise. Arguments mix well-formed structs (right field names, values
  * from a pool of interesting numbers and the fds and addresses the sequence created) with garbage.
  */
 import fc from 'fast-check';
@@ -169,6 +169,7 @@ type Call =
   | { k: 'fallocate'; fd: number; mode: number; off: unknown; len: unknown }
   | { k: 'mmap'; length: unknown; prot: number; flags: number; fd: number; offset: unknown }
   | { k: 'munmap'; which: number; len: unknown }
+  | { k: 'madvise'; which: number; delta: number; len: unknown; advice: number }
   | { k: 'read'; fd: number; len: number; off?: number }
   | { k: 'write'; fd: number; n: number; off?: number }
   | { k: 'fstat' | 'close' | 'dup'; fd: number }
@@ -214,6 +215,16 @@ const callArb: fc.Arbitrary<Call> = fc.oneof(
   {
     weight: 1,
     arbitrary: fc.record({ k: fc.constant('munmap' as const), which: fc.nat(8), len: interestingNumber }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('madvise' as const),
+      which: fc.nat(8),
+      delta: fc.constantFrom(0, 0, 4096, 1, -4096),
+      len: fc.oneof(interestingNumber, interestingBigint),
+      advice: fc.constantFrom(0, 3, 4, 4, 8, 9, 9, 12, 14, 16, 18, 22, 23, 24, 25, 100, 102, -1),
+    }),
   },
   {
     weight: 2,
@@ -321,6 +332,8 @@ function perform(h: Host, c: Call, addrs: number[]): unknown {
     }
     case 'munmap':
       return h.munmap(addr(c.which), c.len as number);
+    case 'madvise':
+      return h.madvise(addr(c.which) + c.delta, c.len as number, c.advice);
     case 'read':
       return c.off === undefined ? h.read(c.fd, c.len) : h.pread(c.fd, c.len, c.off);
     case 'write': {
