@@ -10,6 +10,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHost, type Host, SyscallError, uapi } from '../src/index.js';
+import type { GmemFile } from '../src/kernel/kvm/guest-memfd.js';
 import type { Vm, VmFile } from '../src/kernel/kvm/vm.js';
 import { errnoOf } from './errno-of.js';
 import { buildTd, finalize, initMemRegion, MiB } from './tdx/td.js';
@@ -330,5 +331,49 @@ describe('madvise: review findings (mm/madvise.c, mm/shmem.c)', () => {
     expect(vm.mmu.sptes.get(3)).toBeDefined();
     host.ftruncate(fd, 2 * PAGE);
     expect(vm.mmu.sptes.get(3)).toBeUndefined();
+  });
+});
+
+describe('MADV_POPULATE on guest_memfd mappings (kvm_gmem_fault_user_mapping over a run)', () => {
+  const gmemOf = (host: Host, fd: number) => (host.fds.lookup(fd) as GmemFile).inode;
+  function gmemMapping(kernel: string, vmType: number, flags: number, size: number, mapLen = size) {
+    const host = createHost({ kernel });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', vmType);
+    const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags });
+    const m = host.mmap({ length: mapLen, prot: RW, flags: uapi.MAP_SHARED, fd: gmem });
+    return { host, gmem, m };
+  }
+  const SHARED_GMEM = uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED;
+
+  it('INIT_SHARED: every page of the run comes in up to date (cleared), as a fault of each would leave it', () => {
+    const { host, gmem, m } = gmemMapping('v7.0', uapi.KVM_X86_DEFAULT_VM, SHARED_GMEM, 4 * PAGE);
+    expect(host.madvise(m, 4 * PAGE, uapi.MADV_POPULATE_READ)).toBe(0);
+    for (let i = 0; i < 4; i++) expect(gmemOf(host, gmem).folios.get(i)?.uptodate).toBe(true);
+    expect([...host.memory.read(m + 3 * PAGE, 2)]).toEqual([0, 0]);
+  });
+
+  it('a mapping longer than the file: the pages inside come in, the first one past i_size is SIGBUS -> EFAULT', () => {
+    const { host, gmem, m } = gmemMapping('v7.0', uapi.KVM_X86_DEFAULT_VM, SHARED_GMEM, 2 * PAGE, 4 * PAGE);
+    expect(errnoOf(() => host.madvise(m, 4 * PAGE, uapi.MADV_POPULATE_READ))).toBe('EFAULT');
+    expect(gmemOf(host, gmem).folios.get(1)?.uptodate).toBe(true);
+  });
+
+  it('without INIT_SHARED (a VM with private memory) the first page faults: EFAULT, nothing comes in', () => {
+    const { host, gmem, m } = gmemMapping(
+      'v7.0',
+      uapi.KVM_X86_SW_PROTECTED_VM,
+      uapi.GUEST_MEMFD_FLAG_MMAP,
+      4 * PAGE,
+    );
+    expect(errnoOf(() => host.madvise(m, 4 * PAGE, uapi.MADV_POPULATE_WRITE))).toBe('EFAULT');
+    expect(gmemOf(host, gmem).folios.get(0)).toBeUndefined();
+  });
+
+  it('a TiB guest_memfd populates by extents, not page by page', () => {
+    const TIB = 2 ** 40;
+    const { host, gmem, m } = gmemMapping('v7.0', uapi.KVM_X86_DEFAULT_VM, SHARED_GMEM, TIB);
+    expect(host.madvise(m, TIB, uapi.MADV_POPULATE_READ)).toBe(0);
+    expect(gmemOf(host, gmem).folios.get(TIB / PAGE - 1)?.uptodate).toBe(true);
+    expect(gmemOf(host, gmem).folios.size).toBe(1);
   });
 });

@@ -76,3 +76,19 @@ describe('memfd mappings', () => {
     expect([...host.guest(vcpu).results[0]!.data!]).toEqual([0xaa, 0xbb]);
   });
 });
+
+describe('memfd hole punch at scale (shmem_fallocate PUNCH_HOLE)', () => {
+  it('an unaligned 1 PiB hole keeps the bytes outside it, zeroes those inside, and costs what was written', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const fd = host.memfdCreate('big');
+    const PIB = 2 ** 50;
+    host.ftruncate(fd, PIB);
+    host.pwrite(fd, Uint8Array.of(1, 2, 3, 4), 0);
+    host.pwrite(fd, Uint8Array.of(5, 6, 7, 8), PIB - 4);
+    host.pwrite(fd, Uint8Array.of(9), 2 ** 40);
+    host.fallocate(fd, uapi.FALLOC_FL_PUNCH_HOLE | uapi.FALLOC_FL_KEEP_SIZE, 2, PIB - 4);
+    expect([...host.pread(fd, 4, 0)]).toEqual([1, 2, 0, 0]);
+    expect([...host.pread(fd, 4, PIB - 4)]).toEqual([0, 0, 7, 8]);
+    expect([...host.pread(fd, 1, 2 ** 40)]).toEqual([0]);
+  });
+});

@@ -76,6 +76,11 @@ export interface MmapBacking {
   writePage(pgoff: number, offsetInPage: number, bytes: Uint8Array): void;
   /** MAP_PRIVATE only: forget the mapping's own copies of pages [first, end) (MADV_DONTNEED). */
   dropPrivate?(first: number, end: number): void;
+  /**
+   * Fault pages [first, end) in for reading (MADV_POPULATE_*), in one go: the state readPage() of
+   * each would leave, or the HostFault of the first page that faults (pages before it done).
+   */
+  populate?(first: number, end: number): void;
 }
 
 /** The process's fd table: lowest free fd first, as the kernel allocates. */

@@ -9,7 +9,7 @@ import { MAP_PRIVATE, MAP_TYPE } from '../uapi/mman.js';
 import { HostFault, kerr } from './errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from './file.js';
 import type { Host } from './host.js';
-import { pageWith } from './mm.js';
+import { dropPages, pageWith } from './mm.js';
 
 const PAGE_SIZE = 4096;
 const FALLOC_FL_KEEP_SIZE = 0x01;
@@ -100,8 +100,14 @@ export class MemFile extends KFile {
       if (BigInt(pgoff) * BigInt(PAGE_SIZE) >= file.size)
         throw new HostFault('SIGBUS', BigInt(pgoff) << 12n, 'memfd fault beyond i_size');
     };
+    // shmem_fault() of a run: every page below i_size comes in, the first one at or past it is SIGBUS.
+    const populate = (first: number, end: number): void => {
+      const limit = Math.ceil(Number(file.size) / PAGE_SIZE);
+      if (end > limit) fault(Math.max(first, limit));
+    };
     if ((req.flags & MAP_TYPE) !== MAP_PRIVATE) {
       return {
+        populate,
         readPage(pgoff) {
           fault(pgoff);
           return file.pages.get(pgoff) ?? null;
@@ -115,6 +121,7 @@ export class MemFile extends KFile {
     // MAP_PRIVATE: the first write copies the page into the mapping (do_cow_fault()).
     const own = new Map<number, Uint8Array>();
     return {
+      populate,
       readPage(pgoff) {
         const p = own.get(pgoff);
         if (p) return p;
@@ -138,14 +145,19 @@ export class MemFile extends KFile {
 
   /** Bytes [start, end) read as zero again: whole pages dropped, partial ones rewritten. */
   private zero(start: number, end: number): void {
-    for (let a = start; a < end; ) {
-      const off = a % PAGE_SIZE;
-      const index = (a - off) / PAGE_SIZE;
-      const k = Math.min(PAGE_SIZE - off, end - a);
-      if (k === PAGE_SIZE) this.pages.delete(index);
-      else if (this.pages.has(index)) this.writePage(index, off, new Uint8Array(k));
-      a += k;
+    if (start >= end) return;
+    const head = Math.floor(start / PAGE_SIZE);
+    const firstWhole = Math.ceil(start / PAGE_SIZE);
+    const lastWhole = Math.floor(end / PAGE_SIZE);
+    // A partial first page (which may also be the last).
+    if (start % PAGE_SIZE !== 0 && this.pages.has(head)) {
+      const stop = Math.min(PAGE_SIZE, end - head * PAGE_SIZE);
+      this.writePage(head, start % PAGE_SIZE, new Uint8Array(stop - (start % PAGE_SIZE)));
     }
+    if (firstWhole < lastWhole) dropPages(this.pages, firstWhole, lastWhole);
+    // A partial last page of its own.
+    if (end % PAGE_SIZE !== 0 && lastWhole >= firstWhole && this.pages.has(lastWhole))
+      this.writePage(lastWhole, 0, new Uint8Array(end - lastWhole * PAGE_SIZE));
   }
 
   protected release(): void {

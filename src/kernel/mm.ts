@@ -130,8 +130,11 @@ const MADVICE = new Set([
 
 const U64_MAX = (1n << 64n) - 1n;
 
-/** Forget the written pages [first, end) of an anonymous mapping: a TiB range costs what was written. */
-function dropPages(pages: Map<number, Uint8Array>, first: number, end: number): void {
+/**
+ * Forget the stored pages [first, end) of a page map (anonymous memory, shmem, guest_memfd bytes):
+ * a TiB range costs what was stored, not its size.
+ */
+export function dropPages(pages: Map<number, Uint8Array>, first: number, end: number): void {
   if (pages.size < end - first) {
     for (const p of [...pages.keys()]) if (p >= first && p < end) pages.delete(p);
   } else for (let p = first; p < end; p++) pages.delete(p);
@@ -370,15 +373,16 @@ export class AddressSpace {
    */
   private populate(v: Vma, s: number, e: number, write: boolean): void {
     if (write && !(v.prot & PROT_WRITE)) throw kerr('EFAULT', 'madvise_populate: not a writable mapping');
-    if (!v.backing) return;
-    for (let a = s; a < e; a += PAGE_SIZE) {
-      try {
-        v.backing.readPage(v.pgoff + (a - v.start) / PAGE_SIZE);
-      } catch (err) {
-        if (err instanceof HostFault)
-          throw kerr('EFAULT', `madvise_populate: ${err.signal} at 0x${a.toString(16)}`);
-        throw err;
-      }
+    const b = v.backing;
+    if (!b) return;
+    const first = v.pgoff + (s - v.start) / PAGE_SIZE;
+    const end = v.pgoff + (e - v.start) / PAGE_SIZE;
+    try {
+      if (b.populate) b.populate(first, end);
+      else for (let p = first; p < end; p++) b.readPage(p);
+    } catch (err) {
+      if (err instanceof HostFault) throw kerr('EFAULT', `madvise_populate: ${err.signal}: ${err.reason}`);
+      throw err;
     }
   }
 

@@ -22,7 +22,7 @@ import {
 import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
 import type { Host } from '../host.js';
-import { pageWith } from '../mm.js';
+import { dropPages, pageWith } from '../mm.js';
 import type { GmemPreparation } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
@@ -923,6 +923,44 @@ class GmemUserMapping implements MmapBacking {
       inode.data.delete(pgoff);
     }
     return { inode, folio };
+  }
+
+  /**
+   * kvm_gmem_fault_user_mapping() over a run (MADV_POPULATE_*): the checks of fault() for the run,
+   * then every folio of it up to date (cleared where it was not), by extents, not page by page.
+   */
+  populate(first: number, end: number): void {
+    const inode = this.file.inode;
+    const stop = Math.min(end, inode.npages);
+    if (first < stop) {
+      // No INIT_SHARED: the first page already faults.
+      if (!inode.initShared && !this.file.vm.profile.bugs?.hostMapsPrivate) this.fault(first);
+      for (let a = first; a < stop; ) {
+        const cur = inode.folios.extentAt(a);
+        const next = cur ? undefined : inode.folios.nextExtent(a);
+        const b = Math.min(cur ? cur.end : next ? next.start : stop, stop);
+        if (cur?.value.hwpoison) this.fault(a); // SIGBUS
+        if (!cur?.value.uptodate) {
+          const prepared = this.file.vm.profile.gmem.preparation === 'prepared';
+          const since = this.file.host.tracer.hereIn(
+            prepared ? USER_FAULT_MARK_PREPARED : USER_FAULT,
+            'folio_mark_uptodate',
+          );
+          const gen = cur?.value.gen ?? this.file.host.nextFolioGen();
+          inode.folios.set(a, b, {
+            gen,
+            content: 'zero',
+            uptodate: true,
+            hwpoison: false,
+            since,
+            uptodateSince: since,
+          });
+          dropPages(inode.data, a, b);
+        }
+        a = b;
+      }
+    }
+    if (end > inode.npages) this.fault(Math.max(first, inode.npages)); // SIGBUS beyond i_size
   }
 
   readPage(pgoff: number): Uint8Array | null {
