@@ -76,8 +76,11 @@ export class MemFile extends KFile {
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
       throw kerr('EOPNOTSUPP', 'shmem_fallocate: unsupported mode');
     if (mode & FALLOC_FL_PUNCH_HOLE) {
-      // unmap_mapping_range() of the hole first: every mapping's page tables (and KVM's SPTEs).
-      this.host.mm.unmapMappingRange(this, Number(offset), Number(offset + len));
+      // unmap_mapping_range() of the whole pages of the hole first: every mapping's page tables
+      // (and KVM's SPTEs); partial pages at its ends stay mapped and are zeroed in place.
+      const s = Math.ceil(Number(offset) / PAGE_SIZE) * PAGE_SIZE;
+      const e = Math.floor(Number(offset + len) / PAGE_SIZE) * PAGE_SIZE;
+      if (e > s) this.host.mm.unmapMappingRange(this, s, e);
       this.zero(Number(offset), Number(offset + len));
       return;
     }
