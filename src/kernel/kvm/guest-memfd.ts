@@ -392,12 +392,8 @@ function freeFolios(inode: GmemInode, start: number, end: number): void {
   } else for (const e of inode.folios.entries(start, end)) freed.push([e.start, e.end]);
   if (freed.length === 0) return;
   inode.folios.set(start, end, undefined);
-  // Page bytes are kept only for written pages: walk whichever is smaller, the range or the map.
-  if (inode.data.size < end - start) {
-    for (const i of inode.data.keys()) if (i >= start && i < end) inode.data.delete(i);
-  } else {
-    for (const [s, e] of freed) for (let i = s; i < e; i++) inode.data.delete(i);
-  }
+  // Page bytes are kept only for written pages.
+  dropPages(inode.data, start, end);
   for (const [s, e] of freed) host.platform.gmemInvalidate?.(inode.pfn(s), inode.pfn(e));
   host.invariants.foliosFreed(inode, start, end);
 }

@@ -151,27 +151,15 @@ export function checkIdBlock(
   if (u64(b, ID_BLOCK.POLICY) !== policy) return { ok: false, status: 'POLICY_FAILURE' };
   const block = b.subarray(0, SNP_ID_BLOCK_SIZE);
   const idKey = a.subarray(ID_AUTH.ID_KEY, ID_AUTH.ID_KEY + SNP_ECDSA_PUBKEY_SIZE);
-  // ABI: the ID block's signature, with the ID key.
-  if (
-    !verifySig(
-      u32(a, ID_AUTH.ID_KEY_ALGO),
-      a.subarray(ID_AUTH.ID_BLOCK_SIG, ID_AUTH.ID_BLOCK_SIG + 0x200),
-      idKey,
-      block,
-    )
-  )
-    return { ok: false, status: 'BAD_SIGNATURE' };
   const authorKey = a.subarray(ID_AUTH.AUTHOR_KEY, ID_AUTH.AUTHOR_KEY + SNP_ECDSA_PUBKEY_SIZE);
+  /** ID_AUTH's signature at `sigAt` (algorithm at `algoAt`) of `data` by `key`. */
+  const signed = (algoAt: number, sigAt: number, key: Uint8Array, data: Uint8Array): boolean =>
+    verifySig(u32(a, algoAt), a.subarray(sigAt, sigAt + 0x200), key, data);
+  // ABI: the ID block's signature, with the ID key.
+  if (!signed(ID_AUTH.ID_KEY_ALGO, ID_AUTH.ID_BLOCK_SIG, idKey, block))
+    return { ok: false, status: 'BAD_SIGNATURE' };
   // ABI: with AUTH_KEY_EN, the ID key (its whole public key structure) signed by the author key.
-  if (
-    input.authKeyEn &&
-    !verifySig(
-      u32(a, ID_AUTH.AUTH_KEY_ALGO),
-      a.subarray(ID_AUTH.ID_KEY_SIG, ID_AUTH.ID_KEY_SIG + 0x200),
-      authorKey,
-      idKey,
-    )
-  )
+  if (input.authKeyEn && !signed(ID_AUTH.AUTH_KEY_ALGO, ID_AUTH.ID_KEY_SIG, authorKey, idKey))
     return { ok: false, status: 'BAD_SIGNATURE' };
   // UNCONFIRMED: an ID block format other than version 1. Checked after the ABI's own checks, so
   // that this guess never changes the outcome of a case the ABI text decides.
