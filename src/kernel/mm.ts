@@ -508,11 +508,13 @@ export class AddressSpace {
     }
     // Plain views even of a Buffer: Buffer's subarray() is library code, slow before V8 warms up.
     const plain = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    let v: Vma | undefined;
     for (let done = 0; done < plain.length; done += PAGE_SIZE) {
       const a = addr + done;
-      const v = this.vmaFor(a, true);
+      // One VMA lookup per mapping crossed, not per page.
+      if (v === undefined || a >= v.end) v = this.vmaFor(a, true);
       const bytes = plain.subarray(done, done + PAGE_SIZE);
-      if (v.anon) v.anon.set(Math.floor(a / PAGE_SIZE), bytes);
+      if (v.anon) v.anon.set(a / PAGE_SIZE, bytes);
       else this.writePage(a, 0, bytes);
     }
   }

@@ -151,6 +151,15 @@ function pageUpdates(regions: readonly SnpLaunchRegion[]): SnpPageUpdate[] {
   return updates;
 }
 
+/** encodeVmsa(state), computed on the first call and shared after. */
+function encodedOnce(state: SevVcpuState): () => Uint8Array {
+  let page: Uint8Array | undefined;
+  return () => {
+    page ??= encodeVmsa(state);
+    return page;
+  };
+}
+
 function sectionLabel(index: number, s: SevMetadataSection): string {
   const name = SEV_SECTION_NAMES[s.type] ?? `type 0x${s.type.toString(16)}`;
   return `SEV metadata section ${index} (${name}, gpa 0x${s.gpa.toString(16)}, size 0x${s.size.toString(16)})`;
@@ -335,19 +344,20 @@ export function planSnpLaunchForOvmf(ovmf: OvmfImage, opts: SnpMeasureOptions = 
     guestFeatures: opts.guestFeatures ?? 0x1n,
   };
   // Every AP has the same reset state: one state object and one encoded page serve them all (read-only),
-  // so a plan for thousands of vCPUs stays small.
+  // so a plan for thousands of vCPUs stays small. The pages are encoded on first read: the launch
+  // itself does not read them (KVM encodes each VMSA from the registers the VMM puts).
   const vcpus: SevVcpuState[] = [];
-  let ap: { state: SevVcpuState; page: Uint8Array } | undefined;
+  let ap: { state: SevVcpuState; page: () => Uint8Array } | undefined;
   for (let i = 0; i < opts.vcpus!; i++) {
     let state: SevVcpuState;
-    let page: Uint8Array;
+    let page: () => Uint8Array;
     if (i === 0) {
       state = vcpuResetState({ ...base, bsp: true });
-      page = encodeVmsa(state);
+      page = encodedOnce(state);
     } else {
       if (!ap) {
         const s = vcpuResetState({ ...base, bsp: false });
-        ap = { state: s, page: encodeVmsa(s) };
+        ap = { state: s, page: encodedOnce(s) };
       }
       ({ state, page } = ap);
     }
@@ -357,7 +367,9 @@ export function planSnpLaunchForOvmf(ovmf: OvmfImage, opts: SnpMeasureOptions = 
       pageType: SNP_PAGE_TYPE_VMSA,
       gpa: SNP_VMSA_GPA,
       size: SNP_PAGE_SIZE,
-      contents: page,
+      get contents(): Uint8Array {
+        return page();
+      },
       vcpu: i,
     });
   }
