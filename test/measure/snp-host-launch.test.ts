@@ -61,6 +61,52 @@ describe('host path: measurement.md §3 reference runs on BW', () => {
   });
 });
 
+describe('host path: guest features are what KVM_SEV_INIT2 accepts', () => {
+  // Expected digests: virtee/sev-snp-measure at 8f2b337e, run on BW as
+  // `sev-snp-measure.py --mode snp --vcpus 2 --vcpu-type EPYC-Genoa --guest-features F [--vmm-type T] --ovmf BW`.
+  const GENOA = vcpuSigForType('EPYC-Genoa')!;
+  it.each([
+    [
+      '0x201 (Secure TSC)',
+      0x201n,
+      'qemu',
+      '90f97b2d138a059ed5c96ef0e5eda9121dcf219dcf303d3417ee931a563ad9efc85bc1c7697f2d02d322a3be8f71dfc2',
+    ],
+    [
+      '0x221 (Secure TSC + DebugSwap)',
+      0x221n,
+      'qemu',
+      '2100de529bb0f73aa7fd8d5d79a293b557b2ec95c3812b172d074b3283bdf2249f7994e38052196a34663fda24f0b294',
+    ],
+    [
+      '0x221, gce',
+      0x221n,
+      'gce',
+      'a28dad6fe95ddcdd19f67a10a91f2e932e83180ad2f0a8b98314f3d985b89f39db98b3872dd0f992924917c04c65e083',
+    ],
+    [
+      '0x221, ec2',
+      0x221n,
+      'ec2',
+      '8841a77d3743a910a9a4c4ce9a7df3a54087e3f94ccedbb08c0cb38d44fb194145948242edc5f1265dc4e5350913bc00',
+    ],
+  ] as const)('%s equals sev-snp-measure from 6.18 on', (_name, guestFeatures, vmmType, want) => {
+    for (const k of ['v6.18', 'v7.0']) {
+      expect(viaHost(BW, { vcpus: 2, vcpuSig: GENOA, guestFeatures, vmmType }, k)).toBe(want);
+    }
+  });
+  it('Secure TSC before 6.18: KVM_SEV_INIT2 refuses vmsa_features 0x200 (sev_supported_vmsa_features)', () => {
+    expect(() => viaHost(BW, { vcpus: 2, vcpuSig: GENOA, guestFeatures: 0x221n }, 'v6.16')).toThrow(
+      'KVM_SEV_INIT2: KVM_MEMORY_ENCRYPT_OP: EINVAL (__sev_guest_init: vmsa_features 0x220 not supported)',
+    );
+  });
+  it('vTOM (0x3) is offered by no upstream KVM: sev-snp-measure prints a digest no KVM guest can report', () => {
+    expect(() => viaHost(BW, { vcpus: 2, vcpuSig: GENOA, guestFeatures: 0x3n })).toThrow(
+      '__sev_guest_init: vmsa_features 0x2 not supported',
+    );
+  });
+});
+
 describe('host path: measurement.md §4.1 vectors (sev-snp-measure tests/test_guest.py)', () => {
   const kern = { kernel: EMPTY, initrd: EMPTY };
   it.each([
