@@ -79,3 +79,9 @@ export async function main(argv: string[], io: ToolIo = processIo): Promise<numb
     throw e;
   }
 }
+
+/**
+ * The launch this tool runs, exported from its bundle so that bench/measure-tdx.ts times the code
+ * `gmemlab measure tdx` ships (dist/cli/measure-tdx.js) rather than the sources under a TS loader.
+ */
+export { runTdLaunch };
