@@ -244,6 +244,29 @@ describe('MADV_REMOVE of a guest_memfd mapping (6.18+: GUEST_MEMFD_FLAG_MMAP | I
   );
 });
 
+describe('MADV_COLLAPSE (mm/khugepaged.c madvise_collapse)', () => {
+  it('a guest_memfd mapping: thp_vma_allowable_order() allows no PMD folio -> EINVAL; a memfd (shmem) mapping: not modelled -> EINVAL', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const kvm = host.open('/dev/kvm');
+    const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const flags = uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED;
+    const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 4 * PAGE, flags });
+    const reason = (addr: number): string => {
+      try {
+        host.madvise(addr, 4 * PAGE, uapi.MADV_COLLAPSE);
+      } catch (e) {
+        if (e instanceof SyscallError && e.code === 'EINVAL') return e.reason ?? '';
+        throw e;
+      }
+      return 'ok';
+    };
+    expect(reason(mapping(host, uapi.MAP_SHARED, 4 * PAGE, gmem))).toContain('thp_vma_allowable_order');
+    const memfd = host.memfdCreate('ram');
+    host.ftruncate(memfd, 4 * PAGE);
+    expect(reason(mapping(host, uapi.MAP_SHARED, 4 * PAGE, memfd))).toContain('not modelled');
+  });
+});
+
 describe('madvise at scale', () => {
   it('MADV_DONTNEED of 4 TiB of private anonymous RAM costs what was written, not its size', () => {
     const host = createHost({ kernel: 'v7.0' });
@@ -269,7 +292,7 @@ describe('madvise: review findings (mm/madvise.c, mm/shmem.c)', () => {
     expect(errnoOf(() => e.host.madvise(s, PAGE, uapi.MADV_FREE))).toBe('EINVAL');
   });
 
-  it('the advice QEMU gives guest RAM (DONTDUMP, HUGEPAGE, DONTFORK, MERGEABLE) is accepted; HWPOISON without CAP_SYS_ADMIN -> EPERM; WIPEONFORK on shared memory -> EINVAL; MADV_COLLAPSE is not modelled -> EINVAL', () => {
+  it('the advice QEMU gives guest RAM (DONTDUMP, HUGEPAGE, DONTFORK, MERGEABLE) is accepted; HWPOISON without CAP_SYS_ADMIN -> EPERM; WIPEONFORK on shared memory -> EINVAL; MADV_COLLAPSE of anonymous memory is not modelled -> EINVAL', () => {
     const host = createHost({ kernel: 'v7.0' });
     const a = mapping(host, PRIVATE_ANON);
     host.memory.write(a, [3]);
@@ -288,7 +311,7 @@ describe('madvise: review findings (mm/madvise.c, mm/shmem.c)', () => {
     expect(errnoOf(() => host.madvise(mapping(host, SHARED_ANON), PAGE, uapi.MADV_WIPEONFORK))).toBe(
       'EINVAL',
     );
-    expect(errnoOf(() => host.madvise(a, PAGE, 25))).toBe('EINVAL');
+    expect(errnoOf(() => host.madvise(a, PAGE, uapi.MADV_COLLAPSE))).toBe('EINVAL');
   });
 
   it('MADV_POPULATE_WRITE faults the range in: a memfd mapping beyond i_size is SIGBUS -> EFAULT; a read-only mapping -> EFAULT', () => {

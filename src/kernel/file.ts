@@ -81,6 +81,8 @@ export interface MmapBacking {
    * each would leave, or the HostFault of the first page that faults (pages before it done).
    */
   populate?(first: number, end: number): void;
+  /** shmem (memfd): a file whose folios may be huge, so MADV_COLLAPSE may act on it; other files have none. */
+  readonly shmem?: boolean;
 }
 
 /** The process's fd table: lowest free fd first, as the kernel allocates. */

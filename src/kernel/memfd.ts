@@ -110,6 +110,7 @@ export class MemFile extends KFile {
     };
     if ((req.flags & MAP_TYPE) !== MAP_PRIVATE) {
       return {
+        shmem: true,
         populate,
         readPage(pgoff) {
           fault(pgoff);
@@ -124,6 +125,7 @@ export class MemFile extends KFile {
     // MAP_PRIVATE: the first write copies the page into the mapping (do_cow_fault()).
     const own = new Map<number, Uint8Array>();
     return {
+      shmem: true,
       populate,
       readPage(pgoff) {
         const p = own.get(pgoff);

@@ -7,6 +7,7 @@
 import { ExtentMap } from '../ranges/extent-map.js';
 import {
   MADV_COLD,
+  MADV_COLLAPSE,
   MADV_DODUMP,
   MADV_DOFORK,
   MADV_DONTDUMP,
@@ -98,8 +99,8 @@ const TASK_SIZE = 0x7fff_ffff_f000;
 const MMAP_MIN_ADDR = 0x1_0000;
 
 /**
- * The advice madvise() knows; any other value is -EINVAL. Not modelled, so refused as unknown:
- * MADV_COLLAPSE and the 6.13+ MADV_GUARD_INSTALL / MADV_GUARD_REMOVE.
+ * The advice madvise() knows; any other value is -EINVAL. Not modelled, so refused as unknown: the
+ * 6.13+ MADV_GUARD_INSTALL / MADV_GUARD_REMOVE.
  */
 const MADVICE = new Set([
   MADV_MERGEABLE,
@@ -115,6 +116,7 @@ const MADVICE = new Set([
   MADV_POPULATE_READ,
   MADV_POPULATE_WRITE,
   MADV_DONTNEED_LOCKED,
+  MADV_COLLAPSE,
   MADV_HWPOISON,
   MADV_SOFT_OFFLINE,
   MADV_NORMAL,
@@ -256,6 +258,9 @@ export class AddressSpace {
    * - NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTFORK, DOFORK, KEEPONFORK, MERGEABLE, UNMERGEABLE,
    *   HUGEPAGE, NOHUGEPAGE, DONTDUMP, DODUMP, COLD, PAGEOUT (QEMU issues several on guest RAM):
    *   accepted, and they change no state the model keeps.
+   * - MADV_COLLAPSE (madvise_collapse): -EINVAL where thp_vma_allowable_order() allows no PMD folio,
+   *   as for a guest_memfd (no huge folios). On anonymous and shmem memory the outcome depends on
+   *   page tables and THP settings the model does not keep: refused, -EINVAL, as not modelled.
    */
   madvise(
     addr: number | bigint,
@@ -354,6 +359,14 @@ export class AddressSpace {
         if (!v.anon || shared)
           throw kerr('EINVAL', 'madvise_vma_behavior: WIPEONFORK on a file or shared mapping');
         return;
+      case MADV_COLLAPSE:
+        // madvise_collapse() asks thp_vma_allowable_order(TVA_FORCED_COLLAPSE, PMD_ORDER) first.
+        if (v.backing && !v.backing.shmem)
+          throw kerr(
+            'EINVAL',
+            'madvise_collapse: thp_vma_allowable_order(): no PMD-sized folios for this file',
+          );
+        throw kerr('EINVAL', 'madvise_collapse: collapsing anonymous or shmem memory is not modelled');
       case MADV_HWPOISON:
       case MADV_SOFT_OFFLINE:
         // madvise_inject_error(): CAP_SYS_ADMIN, which the modelled VMM does not have.

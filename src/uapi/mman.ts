@@ -36,6 +36,7 @@ export const MADV_PAGEOUT = 21;
 export const MADV_POPULATE_READ = 22;
 export const MADV_POPULATE_WRITE = 23;
 export const MADV_DONTNEED_LOCKED = 24;
+export const MADV_COLLAPSE = 25;
 export const MADV_HWPOISON = 100;
 export const MADV_SOFT_OFFLINE = 101;
 

@@ -12,8 +12,6 @@
  * - test_guest_memfd_guest (the guest round trip): test/selftests/guest_memfd_test.guest.test.ts.
  * - test_mbind, test_numa_allocation: host NUMA policy (mbind/get_mempolicy/move_pages) is outside the
  *   model; the selftest itself returns early on single-node hosts.
- * - test_collapse: MADV_HUGEPAGE/MADV_COLLAPSE on a PMD-aligned mapping; the model has no THP and no
- *   madvise, and every guest_memfd folio is order 0.
  * The memory-failure case follows Lisa Wang's RFC (Oct 2025, "KVM: selftests: Test guest_memfd
  * behavior with respect to stage 2 page tables" and the test_memory_failure draft), not an upstream
  * selftest: it checks what kvm_gmem_error_folio() and mm's fault path do.
@@ -35,6 +33,7 @@ import {
   PAGE_SIZE,
   profileOf,
   raisesSigbus,
+  SZ_2M,
   sys,
   VM_TYPE_NAMES,
   vm_check_cap,
@@ -147,6 +146,34 @@ function test_fault_sigbus(vm: KvmVm, fd: number, accessible_size: number, map_s
   expect(raisesSigbus(() => h.memory.read(mem + accessible_size, 1))).toBe(true);
   expect(host_bytes_equal(h, mem, 0xaa, accessible_size)).toBe(true);
   kvm_munmap(h, mem, map_size);
+}
+
+/**
+ * test_collapse(): a guest_memfd mapped at a PMD-aligned address (MAP_FIXED into a reservation) may
+ * be advised MADV_HUGEPAGE, but MADV_COLLAPSE is -EINVAL (madvise_collapse():
+ * thp_vma_allowable_order() allows no PMD folio for a guest_memfd); DONTNEED and a re-fault work.
+ */
+function test_collapse(vm: KvmVm, fd: number, pmd_size: number): void {
+  const h = vm.host;
+  const reserved = kvm_mmap(h, pmd_size * 2, uapi.PROT_NONE, uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS);
+  const aligned = Math.ceil(reserved / pmd_size) * pmd_size;
+  const mem = h.mmap({
+    addr: aligned,
+    length: pmd_size,
+    prot: RW,
+    flags: uapi.MAP_FIXED | uapi.MAP_SHARED,
+    fd,
+    offset: 0,
+  });
+  expect(mem % pmd_size, 'Userspace address must be aligned to PMD size.').toBe(0);
+  // Reads populate the page table without dirtying pages.
+  for (let i = 0; i < pmd_size; i += page_size) h.memory.read(mem + i, 1);
+  expect(h.madvise(mem, pmd_size, uapi.MADV_HUGEPAGE)).toBe(0);
+  const collapse = sys(() => h.madvise(mem, pmd_size, uapi.MADV_COLLAPSE));
+  expect(collapse.ok ? 0 : collapse.code).toBe('EINVAL');
+  expect(h.madvise(mem, pmd_size, uapi.MADV_DONTNEED)).toBe(0);
+  expect([...h.memory.read(mem, 1)]).toEqual([0]);
+  kvm_munmap(h, reserved, pmd_size * 2);
 }
 
 function test_mmap_cow(vm: KvmVm, fd: number): void {
@@ -281,6 +308,9 @@ for (const { cfg, type } of configs) {
             withVm(cfg, type, (vm) =>
               withGmem(vm, flags, (fd) => test_fault_sigbus(vm, fd, total_size, total_size * 4)),
             ));
+          // __gmem_test(collapse, vm, flags, pmd_size): a guest_memfd of one PMD (x86: 2 MiB).
+          it(`guest_memfd_test.c test_collapse ${bt}`, () =>
+            withVm(cfg, type, (vm) => withGmem(vm, flags, (fd) => test_collapse(vm, fd, SZ_2M), SZ_2M)));
         } else {
           it(`guest_memfd_test.c test_fault_private ${bt}`, () =>
             withVm(cfg, type, (vm) => withGmem(vm, flags, (fd) => test_fault_sigbus(vm, fd, 0, total_size))));
