@@ -20,7 +20,7 @@ export interface Platform {
    * KVM_MEMORY_ENCRYPT_OP for VM types without their own handler: the vendor module's
    * mem_enc_ioctl serves every VM on the host (SNP: sev_mem_enc_ioctl() also for default VMs).
    */
-  vmMemEncryptOp?(vm: Vm, cmd: UStruct): number;
+  vmMemEncryptOp?(vm: Vm, arg: unknown): number;
   /**
    * kvm_x86_ops.dev_get_attr for a non-zero /dev/kvm attribute group (SVM: sev_dev_get_attr()).
    * Throws the kernel's errno (-ENXIO for an unknown group or attribute). Absent: -ENXIO.

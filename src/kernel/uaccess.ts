@@ -9,6 +9,11 @@ export type UStruct = Record<string, unknown>;
 
 const U64_MASK = (1n << 64n) - 1n;
 
+/** A NULL user pointer as a caller passes one: null, undefined or address 0. */
+export function isNullUserPointer(arg: unknown): boolean {
+  return arg === null || arg === undefined || arg === 0 || arg === 0n;
+}
+
 export function copyFromUser(arg: unknown, what: string): UStruct {
   if (arg === null || typeof arg !== 'object' || Array.isArray(arg)) {
     throw kerr('EFAULT', `copy_from_user: ${what} is not a struct`);

@@ -34,6 +34,8 @@ export const KVM_SEV_INIT2 = 22;
 export const KVM_SEV_SNP_LAUNCH_START = 100;
 export const KVM_SEV_SNP_LAUNCH_UPDATE = 101;
 export const KVM_SEV_SNP_LAUNCH_FINISH = 102;
+/** 7.0: let the VMM serve the guest's extended attestation requests (KVM_EXIT_SNP_REQ_CERTS). */
+export const KVM_SEV_SNP_ENABLE_REQ_CERTS = 103;
 
 /** Command id by name, for `{ id: 'KVM_SEV_SNP_LAUNCH_UPDATE' }`. */
 export const KVM_SEV_CMDS: Readonly<Record<string, number>> = {
@@ -63,6 +65,7 @@ export const KVM_SEV_CMDS: Readonly<Record<string, number>> = {
   KVM_SEV_SNP_LAUNCH_START,
   KVM_SEV_SNP_LAUNCH_UPDATE,
   KVM_SEV_SNP_LAUNCH_FINISH,
+  KVM_SEV_SNP_ENABLE_REQ_CERTS,
 };
 
 // struct kvm_sev_snp_launch_update.type ("kept in sync with firmware values").
@@ -77,10 +80,12 @@ export const KVM_SEV_SNP_ID_BLOCK_SIZE = 96;
 export const KVM_SEV_SNP_ID_AUTH_SIZE = 4096;
 export const KVM_SEV_SNP_FINISH_DATA_SIZE = 32;
 
-// KVM_GET_DEVICE_ATTR on /dev/kvm (vendor group; KVM_X86_SNP_POLICY_BITS since 6.19).
+// KVM_GET_DEVICE_ATTR on /dev/kvm (vendor group; KVM_X86_SNP_POLICY_BITS since 6.19,
+// KVM_X86_SEV_SNP_REQ_CERTS since 7.0).
 export const KVM_X86_GRP_SEV = 1;
 export const KVM_X86_SEV_VMSA_FEATURES = 0;
 export const KVM_X86_SNP_POLICY_BITS = 1;
+export const KVM_X86_SEV_SNP_REQ_CERTS = 2;
 
 // SEV_FEATURES / vmsa_features bits (arch/x86/include/asm/svm.h).
 export const SVM_SEV_FEAT_SNP_ACTIVE = 1 << 0;

@@ -247,10 +247,17 @@ describe.each(allProfiles().map((p) => p.name))(
       expect(devAttr(host, G, uapi.KVM_X86_SNP_POLICY_BITS)).toBe(POLICY_BITS_BASE_KVM | 0x1e0_0000n);
     });
 
+    const r70 = releaseAtLeast(kernel, '7.0');
+    it(`KVM_X86_SEV_SNP_REQ_CERTS (2): ${r70 ? '1 (sev_snp_enabled; 7.0, 20c3c4108d58)' : 'ENXIO (7.0+)'}`, () => {
+      const host = createHost({ kernel, platform: 'snp' });
+      expect(devAttr(host, G, uapi.KVM_X86_SEV_SNP_REQ_CERTS)).toBe(r70 ? 1n : 'ENXIO');
+      expect(hasAttr(host, G, uapi.KVM_X86_SEV_SNP_REQ_CERTS)).toBe(r70 ? 'ok' : 'ENXIO');
+    });
+
     it('unknown attribute in KVM_X86_GRP_SEV, unknown group, unknown group-0 attribute -> ENXIO; group 0 KVM_X86_XCOMP_GUEST_SUPP exists', () => {
       const host = createHost({ kernel, platform: 'snp' });
-      expect(devAttr(host, G, 2)).toBe('ENXIO');
-      expect(hasAttr(host, G, 2)).toBe('ENXIO');
+      expect(devAttr(host, G, 3)).toBe('ENXIO');
+      expect(hasAttr(host, G, 3)).toBe('ENXIO');
       expect(devAttr(host, 2, 0)).toBe('ENXIO');
       expect(devAttr(host, 0, 1)).toBe('ENXIO');
       expect(hasAttr(host, 0, uapi.KVM_X86_XCOMP_GUEST_SUPP)).toBe('ok');

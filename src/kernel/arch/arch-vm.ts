@@ -26,8 +26,8 @@ export interface ArchVm {
   /** A short name for messages ('default', 'sw_protected', 'snp', 'tdx', ...). */
   readonly name: string;
 
-  /** KVM_MEMORY_ENCRYPT_OP on the VM fd (kvm_arch_vm_ioctl -> mem_enc_ioctl). */
-  memEncryptOp?(cmd: UStruct): number;
+  /** KVM_MEMORY_ENCRYPT_OP on the VM fd (kvm_arch_vm_ioctl -> mem_enc_ioctl); `arg` is the user pointer, copied in where the vendor does. */
+  memEncryptOp?(arg: unknown): number;
   /** KVM_MEMORY_ENCRYPT_OP on a vCPU fd (TDX vCPU commands); `arg` is the user pointer, copied in where the arch does. */
   vcpuMemEncryptOp?(vcpu: Vcpu, arg: unknown): number;
   /** vCPU ioctls the core does not handle (e.g. KVM_SET_FPU, KVM_SET_MSRS); undefined = not handled. */

@@ -177,9 +177,8 @@ export class Vm {
         return createGuestMemfd(this, arg);
       case K.KVM_MEMORY_ENCRYPT_OP: {
         // kvm_arch_vm_ioctl: no mem_enc_ioctl for this VM's vendor ops -> -ENOTTY.
-        if (this.arch.memEncryptOp) return this.arch.memEncryptOp(copyFromUser(arg, 'kvm_sev_cmd'));
-        if (this.host.platform.vmMemEncryptOp)
-          return this.host.platform.vmMemEncryptOp(this, copyFromUser(arg, 'kvm_sev_cmd'));
+        if (this.arch.memEncryptOp) return this.arch.memEncryptOp(arg);
+        if (this.host.platform.vmMemEncryptOp) return this.host.platform.vmMemEncryptOp(this, arg);
         throw kerr('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: not supported by this VM type');
       }
       default:

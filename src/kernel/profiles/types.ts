@@ -163,6 +163,23 @@ export interface KernelProfile {
      * <20241213194137.315304-1-pbonzini@redhat.com>); before, ret holds what the last exit left.
      */
     readonly pscClearsHypercallRet: boolean;
+    /**
+     * Up to 6.11 (fixed by e3a7792d9676, "kvm: svm: Fix gctx page leak on invalid inputs", 6.12):
+     * snp_launch_start() creates the guest context (snp_context_create(), -ENOTTY on failure)
+     * before checking flags and policy, and a refused start leaves the context behind.
+     */
+    readonly launchStartContextFirst: boolean;
+    /**
+     * 6.11-rc1 (dee5a47cc7a4): sev_gmem_post_populate() itself refuses a gfn that is not private
+     * (-EINVAL), before the RMP lookup; from 6.11-rc2 (e4ee54479273) common code checks it.
+     */
+    readonly postPopulateChecksPrivate: boolean;
+    /**
+     * 7.0 (20c3c4108d58, "KVM: SEV: Add KVM_SEV_SNP_ENABLE_REQ_CERTS command"): the command
+     * (snp_enable_certs(): -EINVAL once vCPUs exist or for a non-SNP guest) and the
+     * KVM_X86_SEV_SNP_REQ_CERTS attribute (1 when SNP is enabled).
+     */
+    readonly snpReqCerts: boolean;
   };
 
   readonly tdx: {

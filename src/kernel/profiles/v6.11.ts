@@ -25,5 +25,5 @@ export const v6_11: KernelProfile = {
     populateRequiresPrivate: true,
   },
   mmu: { ...v6_11_rc1.mmu, preFaultAllowedGate: true },
-  sev: { ...v6_11_rc1.sev, postPopulateAssignedEexist: true },
+  sev: { ...v6_11_rc1.sev, postPopulateAssignedEexist: true, postPopulateChecksPrivate: false },
 };

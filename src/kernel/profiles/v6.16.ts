@@ -15,6 +15,10 @@ export const v6_16: KernelProfile = {
       where: 'torvalds/linux v6.16',
     },
     {
+      what: 'kvm: svm: Fix gctx page leak on invalid inputs (snp_launch_start() checks before snp_context_create(); 6.12)',
+      where: 'e3a7792d9676',
+    },
+    {
       what: 'KVM: Add member to struct kvm_gfn_range to indicate private/shared (attr_filter; 6.14)',
       where: '<20240718211230.1492011-3-rick.p.edgecombe@intel.com>',
     },
@@ -28,7 +32,7 @@ export const v6_16: KernelProfile = {
     },
     {
       what: 'arch/x86/kvm/vmx/tdx.c tdx_clear_unsupported_cpuid(), tdx_unsupported_cpuid() in setup_tdparams_cpuids()',
-      where: 'torvalds/linux tdx.c @3829d81b6958632602bee7a8272005d1a4ce298f',
+      where: 'torvalds/linux tdx.c @3829d81b6958632602bee7a8272005d1a4ce298f (6.16-rc)',
     },
     {
       what: 'tdx_vcpu_create(): -EINVAL unless irqchip_split() (KVM: TDX: Enforce KVM_IRQCHIP_SPLIT for TDX guests)',
@@ -42,7 +46,7 @@ export const v6_16: KernelProfile = {
   memslots: { ...v6_11.memslots, rejectGfnAlias: true },
   mmu: { ...v6_11.mmu, gfnRangeFilter: true, preFaultRejectsAlias: true },
   // hypercall.ret = 0 on KVM_EXIT_HYPERCALL: 6.13 (December 2024 fix), so every profile from here.
-  sev: { ...v6_11.sev, pscClearsHypercallRet: true },
+  sev: { ...v6_11.sev, pscClearsHypercallRet: true, launchStartContextFirst: false },
   tdx: {
     ...v6_11.tdx,
     initMemRegion: 'map-page',

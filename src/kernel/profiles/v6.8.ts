@@ -44,6 +44,9 @@ export const v6_8: KernelProfile = {
     launchUpdateRejectsEmpty: false,
     snpPolicyBitsFromFirmware: false,
     pscClearsHypercallRet: false,
+    launchStartContextFirst: true,
+    postPopulateChecksPrivate: true,
+    snpReqCerts: false,
   },
   tdx: {
     initMemRegion: 'map-page',

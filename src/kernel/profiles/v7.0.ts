@@ -25,6 +25,10 @@ export const v7_0: KernelProfile = {
         'kvm-x86/linux tdx.c (quoted in "kvm: sev: Fix issues reported by Sashiko", 2026-06-23) and 2a62345b3052',
     },
     { what: 'KVM: SEV: Require 4K-aligned uaddr for SNP_LAUNCH_UPDATE', where: 'b2e648758038' },
+    {
+      what: 'KVM: SEV: Add KVM_SEV_SNP_ENABLE_REQ_CERTS command (and KVM_X86_SEV_SNP_REQ_CERTS)',
+      where: '20c3c4108d58 (Michael Roth v7 2/2, 2026-01-09; applied for 6.20 = 7.0)',
+    },
     { what: 'KVM: guest_memfd: GUP source pages prior to populating guest memory', where: 'ba375af3d04d' },
     { what: 'virt/kvm/guest_memfd.c', where: 'torvalds/linux 01f492e1817e858d1712f2489d0afbaa552f417b' },
   ],
@@ -34,5 +38,5 @@ export const v7_0: KernelProfile = {
     populateRejectsUptodate: false,
     populateGupInCommonCode: true,
   },
-  sev: { ...v6_19.sev, launchUpdateSrcAligned: true },
+  sev: { ...v6_19.sev, launchUpdateSrcAligned: true, snpReqCerts: true },
 };

@@ -10,8 +10,8 @@ import { SnpPlatform } from './platform.js';
 import { SevArchVm, sevMemEncIoctl } from './sev.js';
 
 registerPlatform('snp', (host) => {
-  const platform: SnpPlatform = new SnpPlatform(host, (vm, cmd) =>
-    sevMemEncIoctl(vm, platform, undefined, cmd),
+  const platform: SnpPlatform = new SnpPlatform(host, (vm, arg) =>
+    sevMemEncIoctl(vm, platform, undefined, arg),
   );
   return platform;
 });

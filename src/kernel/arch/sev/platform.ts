@@ -8,6 +8,7 @@
 import {
   KVM_SNP_POLICY_MASK_VALID,
   KVM_X86_GRP_SEV,
+  KVM_X86_SEV_SNP_REQ_CERTS,
   KVM_X86_SEV_VMSA_FEATURES,
   KVM_X86_SNP_POLICY_BITS,
   SEV_ISSUE_CMD,
@@ -69,7 +70,7 @@ export class SevDevFile extends KFile {
 }
 
 /** The hook the SNP module gives for VMs that are not SEV types (set by index.ts). */
-export type VmMemEncryptOp = (vm: Vm, cmd: UStruct) => number;
+export type VmMemEncryptOp = (vm: Vm, arg: unknown) => number;
 
 export class SnpPlatform implements Platform {
   readonly name = 'snp' as const;
@@ -100,8 +101,8 @@ export class SnpPlatform implements Platform {
     if (this.rmp.entries.some(pfnStart, pfnEnd, () => true)) this.rmp.makeShared(pfnStart, pfnEnd);
   }
 
-  vmMemEncryptOp(vm: Vm, cmd: UStruct): number {
-    return this.memEncOp(vm, cmd);
+  vmMemEncryptOp(vm: Vm, arg: unknown): number {
+    return this.memEncOp(vm, arg);
   }
 
   /**
@@ -128,8 +129,8 @@ export class SnpPlatform implements Platform {
 
   /**
    * sev_dev_get_attr() (kvm_x86_ops.dev_get_attr, added with KVM_SEV_INIT2 in 6.10): group
-   * KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES and (6.19+) KVM_X86_SNP_POLICY_BITS; anything else
-   * is -ENXIO. Before 6.10 SVM had no dev_get_attr: -ENXIO from kvm_x86_dev_get_attr().
+   * KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES, (6.19+) KVM_X86_SNP_POLICY_BITS and (7.0)
+   * KVM_X86_SEV_SNP_REQ_CERTS; anything else is -ENXIO. Before 6.10 SVM had no dev_get_attr: -ENXIO from kvm_x86_dev_get_attr().
    */
   devGetAttr(group: number, attr: bigint): bigint {
     const p = this.host.profile;
@@ -138,6 +139,8 @@ export class SnpPlatform implements Platform {
     if (attr === BigInt(KVM_X86_SEV_VMSA_FEATURES)) return this.supportedVmsaFeatures();
     if (attr === BigInt(KVM_X86_SNP_POLICY_BITS) && p.sev.snpPolicyBitsFromFirmware)
       return this.snpSupportedPolicyBits();
+    // 7.0: sev_snp_enabled ? 1 : 0; SNP is enabled on this platform.
+    if (attr === BigInt(KVM_X86_SEV_SNP_REQ_CERTS) && p.sev.snpReqCerts) return 1n;
     throw kerr('ENXIO', `sev_dev_get_attr: unknown attribute ${attr} in KVM_X86_GRP_SEV`);
   }
 

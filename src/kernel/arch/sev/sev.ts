@@ -23,7 +23,17 @@ import {
 } from '../../kvm/guest-memfd.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import type { Vm } from '../../kvm/vm.js';
-import { copyFromUser, copyToUser, pageAligned, type UStruct, u8, u16, u32, u64 } from '../../uaccess.js';
+import {
+  copyFromUser,
+  copyToUser,
+  isNullUserPointer,
+  pageAligned,
+  type UStruct,
+  u8,
+  u16,
+  u32,
+  u64,
+} from '../../uaccess.js';
 import type { ArchVm, GuestOpResult } from '../arch-vm.js';
 import type { SnpIdBlockInput } from './id-block.js';
 import { SNP_PAGE_TYPE_VMSA, SNP_VMSA_GPA } from './launch-digest.js';
@@ -66,6 +76,8 @@ export class SevInfo {
   /** sev->fd, remembered by SNP_LAUNCH_START. */
   fd = -1;
   policy = 0n;
+  /** sev->snp_certs_enabled (7.0 KVM_SEV_SNP_ENABLE_REQ_CERTS): guest certificate requests exit to the VMM. */
+  snpCertsEnabled = false;
 
   constructor(readonly vmType: number) {
     // svm_vm_init(): SEV VM types need KVM_SEV_INIT2.
@@ -120,13 +132,32 @@ function cmdId(v: unknown): number {
   return Number(u32({ id: v }, 'id'));
 }
 
-/** sev_mem_enc_ioctl(). `arch` is undefined for VM types that are not SEV types (default, SW_PROTECTED). */
+/**
+ * The commands sev_mem_enc_ioctl()'s switch has a case for: SEND_UPDATE_VMSA, RECEIVE_UPDATE_VMSA
+ * and CERT_EXPORT have ids in the uAPI but none, so they are -EINVAL like an unknown id.
+ */
+const SEV_CMDS_HANDLED = new Set(
+  Object.values(S.KVM_SEV_CMDS).filter(
+    (id) =>
+      id !== S.KVM_SEV_SEND_UPDATE_VMSA &&
+      id !== S.KVM_SEV_RECEIVE_UPDATE_VMSA &&
+      id !== S.KVM_SEV_CERT_EXPORT &&
+      id !== S.KVM_SEV_SNP_ENABLE_REQ_CERTS,
+  ),
+);
+
+/**
+ * sev_mem_enc_ioctl(). `arch` is undefined for VM types that are not SEV types (default, SW_PROTECTED);
+ * `arg` is the user pointer: NULL is success before anything is read.
+ */
 export function sevMemEncIoctl(
   vm: Vm,
   platform: SnpPlatform,
   arch: SevArchVm | undefined,
-  raw: UStruct,
+  arg: unknown,
 ): number {
+  if (isNullUserPointer(arg)) return 0;
+  const raw = copyFromUser(arg, 'kvm_sev_cmd');
   const c: SevCmd = {
     id: cmdId(raw['id']),
     sevFd: Number(u32(raw, 'sev_fd')),
@@ -138,8 +169,9 @@ export function sevMemEncIoctl(
   // Once INIT2 made the VM an SNP guest, only SNP commands (no copy back: goto out).
   if (sev?.sevSnpGuest && c.id < S.KVM_SEV_SNP_LAUNCH_START)
     throw kerr('EPERM', 'sev_mem_enc_ioctl: legacy SEV command on an SNP guest');
-  const known = Object.values(S.KVM_SEV_CMDS).includes(c.id);
-  if (!known) throw kerr('EINVAL', `sev_mem_enc_ioctl: unknown command id ${c.id}`);
+  const known =
+    SEV_CMDS_HANDLED.has(c.id) || (c.id === S.KVM_SEV_SNP_ENABLE_REQ_CERTS && vm.profile.sev.snpReqCerts);
+  if (!known) throw kerr('EINVAL', `sev_mem_enc_ioctl: no case for command id ${c.id}`);
   try {
     switch (c.id) {
       case S.KVM_SEV_INIT:
@@ -156,6 +188,12 @@ export function sevMemEncIoctl(
         return t.within('snp_launch_update', () => snpLaunchUpdate(vm, platform, sev, c));
       case S.KVM_SEV_SNP_LAUNCH_FINISH:
         return t.within('snp_launch_finish', () => snpLaunchFinish(vm, platform, arch, c));
+      case S.KVM_SEV_SNP_ENABLE_REQ_CERTS:
+        // snp_enable_certs() (7.0).
+        if (vm.vcpus.size > 0 || !sev?.sevSnpGuest)
+          throw kerr('EINVAL', 'snp_enable_certs: vCPUs already created or not an SNP guest');
+        sev.snpCertsEnabled = true;
+        return 0;
       case S.KVM_SEV_LAUNCH_UPDATE_VMSA:
         if (!sev?.sevEsGuest) throw kerr('ENOTTY', 'sev_launch_update_vmsa: not an SEV-ES guest');
         throw kerr('EOPNOTSUPP', 'sev_launch_update_vmsa: legacy SEV-ES launch is not modelled by gmemlab');
@@ -211,6 +249,9 @@ function snpLaunchStart(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined,
   if (!sev?.sevSnpGuest) throw kerr('ENOTTY', 'snp_launch_start: not an SNP guest (KVM_SEV_INIT2 first)');
   const params = copyFromUser(c.data, 'kvm_sev_snp_launch_start');
   if (sev.snpContext !== undefined) throw kerr('EINVAL', 'snp_launch_start: SNP context already exists');
+  const psp = platform.psp;
+  // Up to 6.11 the context comes first, and a refused start below leaves it (e3a7792d9676).
+  if (vm.profile.sev.launchStartContextFirst) sev.snpContext = snpContextCreate(vm, psp, c);
   if (u16(params, 'flags') !== 0n) throw kerr('EINVAL', 'snp_launch_start: flags must be 0');
   const policy = u64(params, 'policy');
   // 6.19+: snp_supported_policy_bits (firmware & KVM); before, SNP_POLICY_MASK_VALID.
@@ -226,14 +267,7 @@ function snpLaunchStart(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined,
       throw kerr('EINVAL', 'snp_launch_start: policy SINGLE_SOCKET (bit 20) is not supported');
   }
   sev.policy = policy;
-  const psp = platform.psp;
-  let handle = 0;
-  // snp_context_create(): every failure, even a bad sev_fd, is -ENOTTY.
-  const created = sevIssueCmd(vm.host, c.sevFd, c, () => {
-    handle = psp.gctxCreate();
-    return 0;
-  });
-  if (created) throw kerr('ENOTTY', `snp_context_create: SNP_GCTX_CREATE failed (${created})`);
+  const handle = sev.snpContext ?? snpContextCreate(vm, psp, c);
   sev.snpContext = handle;
   // 6.18+ Secure TSC: DESIRED_TSC_FREQ = kvm->arch.default_tsc_khz (the host's tsc_khz here; the
   // kernel only WARNs if it is 0).
@@ -252,6 +286,17 @@ function snpLaunchStart(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined,
   return 0;
 }
 
+/** snp_context_create(): SNP_GCTX_CREATE; every failure, even a bad sev_fd, is -ENOTTY. */
+function snpContextCreate(vm: Vm, psp: SnpPlatform['psp'], c: SevCmd): number {
+  let handle = 0;
+  const created = sevIssueCmd(vm.host, c.sevFd, c, () => {
+    handle = psp.gctxCreate();
+    return 0;
+  });
+  if (created) throw kerr('ENOTTY', `snp_context_create: SNP_GCTX_CREATE failed (${created})`);
+  return handle;
+}
+
 /** snp_launch_update(): checks, then kvm_gmem_populate() with sev_gmem_post_populate(). */
 function snpLaunchUpdate(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined, c: SevCmd): number {
   if (!sev?.sevSnpGuest || sev.snpContext === undefined)
@@ -263,14 +308,14 @@ function snpLaunchUpdate(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined
   const type = Number(u8(params, 'type'));
   if (!pageAligned(len) || u16(params, 'flags') !== 0n || !SNP_PAGE_TYPES.has(type))
     throw kerr('EINVAL', 'snp_launch_update: len not page aligned, flags set or unknown page type');
-  // 6.18+ (5b66e335ead6): npages = len / PAGE_SIZE must be positive. Before, len 0 reaches
-  // kvm_gmem_populate(), which populates nothing and returns 0: success, params unchanged.
-  if (vm.profile.sev.launchUpdateRejectsEmpty && len >> 12n <= 0n)
-    throw kerr('EINVAL', 'snp_launch_update: len / PAGE_SIZE <= 0');
   const isZero = type === S.KVM_SEV_SNP_PAGE_TYPE_ZERO;
   // 7.0 (b2e648758038): the source must be 4K aligned (NULL counts as aligned).
   if (vm.profile.sev.launchUpdateSrcAligned && !isZero && !pageAligned(uaddr))
     throw kerr('EINVAL', 'snp_launch_update: uaddr not 4K aligned');
+  // 6.18+ (5b66e335ead6): npages = len / PAGE_SIZE must be positive. Before, len 0 reaches
+  // kvm_gmem_populate(), which populates nothing and returns 0: success, params unchanged.
+  if (vm.profile.sev.launchUpdateRejectsEmpty && len >> 12n <= 0n)
+    throw kerr('EINVAL', 'snp_launch_update: len / PAGE_SIZE <= 0');
   const npages = Number(len >> 12n);
   // kvm_slot_can_be_private(gfn_to_memslot()).
   const gfn = gfnStart > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(gfnStart);
@@ -319,6 +364,16 @@ function postPopulate(
   return ({ gfn, pfn, inode, index, src, srcPage }) => {
     if (type !== S.KVM_SEV_SNP_PAGE_TYPE_ZERO && src === null)
       throw kerr('EINVAL', 'sev_gmem_post_populate: no source for a non-ZERO page (WARN_ON_ONCE)');
+    // 6.11-rc1: the callback's own kvm_mem_is_private() (common code took it over in rc2).
+    if (
+      vm.profile.sev.postPopulateChecksPrivate &&
+      !(vm.memoryAttributes(gfn) & K.KVM_MEMORY_ATTRIBUTE_PRIVATE)
+    )
+      throw kerr(
+        'EINVAL',
+        `sev_gmem_post_populate: gfn 0x${gfn.toString(16)} is not private`,
+        vm.attributeCause(gfn),
+      );
     // snp_lookup_rmpentry(): the page must still be hypervisor-owned.
     if (rmp.assigned(pfn)) {
       throw kerr(
@@ -523,8 +578,8 @@ export class SevArchVm implements ArchVm {
     this.sev = new SevInfo(vm.type);
   }
 
-  memEncryptOp(cmd: UStruct): number {
-    return sevMemEncIoctl(this.vm, this.platform, this, cmd);
+  memEncryptOp(arg: unknown): number {
+    return sevMemEncIoctl(this.vm, this.platform, this, arg);
   }
 
   /** sev_es_vcpu_create(): the VMSA page (snp_safe_alloc_page). */

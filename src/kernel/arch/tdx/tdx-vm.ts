@@ -4,7 +4,8 @@
  * Versions: the July 2024 TDX dev tree (INIT_MEM_REGION on a pre-faulted GPA), v6.16 .. v6.18
  * (INIT_MEM_REGION maps through kvm_tdp_map_page, nr_premapped), v6.19 .. v7.0 (the page is ADDed
  * while the mirror SPTE is installed). Switch: profile.tdx.initMemRegion (and profile.gmem for the
- * guest_memfd side). Sources: torvalds/linux tdx.c @3829d81b6958 (6.16), kvm-x86/linux tdx.c
+ * guest_memfd side). Sources: torvalds/linux tdx.c @3829d81b6958 (a 6.16-rc snapshot; 6.16 final adds
+ * 28224ef02b56 and the zeroed caps of KVM_TDX_CAPABILITIES, as the profile has), kvm-x86/linux tdx.c
  * @09c6f74ecb86 (2026; same INIT/FINALIZE/S-EPT logic as the 6.19 pull), the 2024 threads cited in
  * profiles/tdx-dev-2024-07.ts.
  * Modelled as checks only: the IRQCHIP KVM_CREATE_VCPU requires (profile.tdx.vcpuCreateNeedsSplitIrqchip) and the x2APIC CPUID
@@ -148,7 +149,8 @@ export class TdxVm implements ArchVm {
   // ---------------------------------------------------------------- VM commands
 
   /** tdx_vm_ioctl(): copy, hw_error must be 0, dispatch, copy the command back. */
-  memEncryptOp(cmd: UStruct): number {
+  memEncryptOp(arg: unknown): number {
+    const cmd = copyFromUser(arg, 'kvm_tdx_cmd');
     const id = this.cmdId(cmd);
     // tdx_vm_ioctl() / tdx_get_cmd(): userspace must not set hw_error.
     if (u64(cmd, 'hw_error') !== 0n) throw kerr('EINVAL', 'tdx_vm_ioctl: hw_error must be 0 on input');
