@@ -40,6 +40,28 @@ export abstract class KFile {
     return this.refs <= 0;
   }
 
+  /**
+   * FMODE_PREAD / FMODE_PWRITE: set by open() (do_dentry_open) and by memfd_create(); a file made by
+   * alloc_file_pseudo() on an anonymous inode (VM, vCPU, guest_memfd) has neither, so pread/pwrite
+   * are -ESPIPE (ksys_pread64).
+   */
+  get positional(): boolean {
+    return true;
+  }
+
+  /**
+   * S_ISREG(inode->i_mode): memfd (shmem) and guest_memfd (kvm_gmem_create sets S_IFREG); not the
+   * character devices or the VM and vCPU anonymous inodes.
+   */
+  get regular(): boolean {
+    return false;
+  }
+
+  /** path_noexec(): the file's mount or superblock forbids PROT_EXEC mappings (-EPERM in do_mmap). */
+  get noexec(): boolean {
+    return false;
+  }
+
   /** ->unlocked_ioctl. No handler: -ENOTTY (vfs_ioctl). */
   ioctl(_request: number, _name: string, _arg: unknown): number {
     throw kerr('ENOTTY', `${this.kind}: no ioctl handler`);

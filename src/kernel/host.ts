@@ -170,6 +170,8 @@ export class Host {
   private vfsFallocate(file: KFile, mode: number, o: bigint, l: bigint): void {
     if (o < 0n || l <= 0n) throw kerr('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
     vfsFallocateMode(this.profile, mode);
+    // Character devices and anonymous-inode files (VM, vCPU) are neither regular nor block devices.
+    if (!file.regular) throw kerr('ENODEV', `vfs_fallocate: ${file.kind} is not a regular file`);
     if (o + l > (1n << 63n) - 1n) throw kerr('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
     file.fallocate(mode, o, l);
   }
@@ -207,25 +209,42 @@ export class Host {
   }
 
   pread(fd: number, len: number, offset: number): Uint8Array {
-    return this.sys('pread64', undefined, () => this.fds.lookup(fd).read(len, offset));
+    return this.sys('pread64', undefined, () =>
+      this.positionalFile(fd, offset, 'ksys_pread64').read(len, offset),
+    );
   }
 
   pwrite(fd: number, data: Uint8Array, offset: number): number {
-    return this.sys('pwrite64', undefined, () => this.fds.lookup(fd).write(data, offset));
+    return this.sys('pwrite64', undefined, () =>
+      this.positionalFile(fd, offset, 'ksys_pwrite64').write(data, offset),
+    );
+  }
+
+  /** ksys_pread64()/ksys_pwrite64(): a negative position, then the fd, then FMODE_PREAD/PWRITE. */
+  private positionalFile(fd: number, offset: number, fn: string): KFile {
+    if (offset < 0) throw kerr('EINVAL', `${fn}: pos < 0`);
+    const f = this.fds.lookup(fd);
+    if (!f.positional)
+      throw kerr('ESPIPE', `${fn}: the file has no FMODE_PREAD/FMODE_PWRITE (anonymous inode)`);
+    return f;
   }
 
   fstat(fd: number): Stat {
     return this.sys('fstat', undefined, () => this.fds.lookup(fd).stat());
   }
 
-  /** ftruncate(): guest_memfd has a fixed size (kvm_gmem_setattr -> -EINVAL). */
+  /**
+   * ftruncate(): do_sys_ftruncate() (a negative length, then the fd), do_ftruncate() (a regular
+   * file opened for writing), then the file's setattr: guest_memfd has a fixed size
+   * (kvm_gmem_setattr -> -EINVAL).
+   */
   ftruncate(fd: number, length: number | bigint): number {
     return this.sys('ftruncate', undefined, () => {
-      const f = this.fds.lookup(fd);
-      if (f instanceof GmemFile) throw kerr('EINVAL', 'kvm_gmem_setattr: guest_memfd size is fixed');
       const len = s64({ length }, 'length');
-      // do_sys_ftruncate(): a negative length is -EINVAL.
       if (len < 0n) throw kerr('EINVAL', 'do_sys_ftruncate: length < 0');
+      const f = this.fds.lookup(fd);
+      if (!f.regular) throw kerr('EINVAL', `do_ftruncate: ${f.kind} is not a regular file`);
+      if (f instanceof GmemFile) throw kerr('EINVAL', 'kvm_gmem_setattr: guest_memfd size is fixed');
       if (f instanceof MemFile) f.truncate(len);
       return 0;
     });

@@ -16,6 +16,10 @@ const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
 
 export class MemFile extends KFile {
+  override get regular(): boolean {
+    return true;
+  }
+
   readonly kind = 'memfd';
   /** i_size, set by ftruncate(), write() and fallocate(). */
   size = 0n;

@@ -6,6 +6,7 @@
 
 import { ExtentMap } from '../ranges/extent-map.js';
 import {
+  LEGACY_MAP_MASK,
   MADV_COLD,
   MADV_COLLAPSE,
   MADV_DODUMP,
@@ -175,6 +176,16 @@ export class AddressSpace {
       throw kerr('EINVAL', 'do_mmap: MAP_SHARED or MAP_PRIVATE required');
     }
     if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) throw kerr('EINVAL', 'do_mmap: unknown prot bits');
+    if (file) {
+      // do_mmap() for a file: MAP_SHARED_VALIDATE refuses flags outside LEGACY_MAP_MASK (no model
+      // file has FOP_MMAP_SYNC), then a noexec mount refuses PROT_EXEC, both before ->mmap.
+      if (type === MAP_SHARED_VALIDATE && flags & ~LEGACY_MAP_MASK)
+        throw kerr(
+          'EOPNOTSUPP',
+          `do_mmap: MAP_SHARED_VALIDATE with unknown flags 0x${(flags & ~LEGACY_MAP_MASK).toString(16)}`,
+        );
+      if (prot & PROT_EXEC && file.noexec) throw kerr('EPERM', `do_mmap: PROT_EXEC on a noexec ${file.kind}`);
+    }
     const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     let start: number;
     if (flags & MAP_FIXED && args.addr !== undefined) {

@@ -67,6 +67,7 @@ export const KVM_CAP_SYNC_MMU = 16;
 export const KVM_CAP_MAX_VCPUS = 66;
 export const KVM_CAP_MAX_VCPU_ID = 128;
 export const KVM_CAP_EXIT_HYPERCALL = 201;
+export const KVM_CAP_MULTI_ADDRESS_SPACE = 118;
 export const KVM_CAP_SPLIT_IRQCHIP = 121;
 /** arch/x86/include/asm/kvm_host.h: the most IOAPIC pins a split IRQCHIP may reserve for userspace. */
 export const MAX_NR_RESERVED_IOAPIC_PINS = 48;

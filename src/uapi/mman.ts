@@ -8,6 +8,29 @@ export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
 export const MAP_SHARED_VALIDATE = 0x03;
 export const MAP_TYPE = 0x0f;
+/**
+ * LEGACY_MAP_MASK (include/linux/mman.h, x86 values): the flags MAP_SHARED_VALIDATE accepts for a
+ * file without FOP_MMAP_SYNC; any other bit is -EOPNOTSUPP (do_mmap).
+ */
+export const LEGACY_MAP_MASK =
+  0x01 |
+  0x02 |
+  0x10 |
+  0x20 |
+  0x40 |
+  0x80 |
+  0x100 |
+  0x800 |
+  0x1000 |
+  0x2000 |
+  0x4000 |
+  0x8000 |
+  0x10000 |
+  0x20000 |
+  0x40000 |
+  0x4000000 |
+  (21 << 26) |
+  (30 << 26);
 export const MAP_FIXED = 0x10;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;

@@ -121,6 +121,24 @@ export class GmemInode {
 
 /** A guest_memfd file: one VM's handle on the inode, with the memslots bound to it. */
 export class GmemFile extends KFile {
+  /** An anonymous-inode pseudo file: no FMODE_PREAD/FMODE_PWRITE. */
+  override get positional(): boolean {
+    return false;
+  }
+
+  override get regular(): boolean {
+    return true;
+  }
+
+  /**
+   * 6.18+: anon_inodefs raises SB_I_NOEXEC, and 7.0's own guest_memfd fs sets SB_I_NOEXEC and
+   * MNT_NOEXEC (seen on a 6.18 host: PROT_EXEC is -EPERM with or without GUEST_MEMFD_FLAG_MMAP).
+   * Older kernels are not modelled here: their guest_memfd has no ->mmap at all.
+   */
+  override get noexec(): boolean {
+    return this.vm.profile.gmem.mmap;
+  }
+
   readonly kind = 'guest_memfd';
   /** Page index -> the memslot bound there (gmem->bindings). */
   readonly bindings = new ExtentMap<Memslot>();
@@ -248,7 +266,9 @@ export function kvmGmemBind(
       throw kerr('EINVAL', `kvm_gmem_bind: fd ${fd} is not a guest_memfd (${f.kind})`);
     if (f.vm !== vm) throw kerr('EINVAL', 'kvm_gmem_bind: guest_memfd belongs to another VM');
     const off = BigInt.asIntN(64, offset);
-    if (off < 0n || !pageAligned(off) || off + BigInt(npages) * 4096n > f.inode.size) {
+    // offset + size is loff_t arithmetic, which wraps (the kernel builds with -fno-strict-overflow):
+    // an offset just below 2^63 passes and binds far beyond the file (seen on a 6.18 host).
+    if (off < 0n || !pageAligned(off) || BigInt.asIntN(64, off + BigInt(npages) * 4096n) > f.inode.size) {
       throw kerr('EINVAL', 'kvm_gmem_bind: offset unaligned or range beyond the file');
     }
     const start = Number(off >> 12n);
@@ -773,13 +793,10 @@ export function kvmGmemPopulate(
   const g = vm.profile.gmem;
   t.enter('kvm_gmem_populate');
   try {
-    if (g.populateGupInCommonCode) {
-      if (npages <= 0) throw kerr('EINVAL', 'kvm_gmem_populate: npages <= 0 (WARN)');
-      if (src !== null && src % PAGE_SIZE !== 0)
-        throw kerr('EINVAL', 'kvm_gmem_populate: src not page aligned (WARN)');
-    } else if (npages < 0) {
-      throw kerr('EINVAL', 'kvm_gmem_populate: npages < 0');
-    }
+    if (g.populateRejectsEmpty ? npages <= 0 : npages < 0)
+      throw kerr('EINVAL', `kvm_gmem_populate: npages ${g.populateRejectsEmpty ? '<=' : '<'} 0 (WARN)`);
+    if (g.populateGupInCommonCode && src !== null && src % PAGE_SIZE !== 0)
+      throw kerr('EINVAL', 'kvm_gmem_populate: src not page aligned (WARN)');
     const slot = vm.memslots.lookup(startGfn);
     if (!slot?.gmem) throw kerr('EINVAL', 'kvm_gmem_populate: gfn is not in a guest_memfd memslot');
     if (!slot.gmem.file) throw kerr('EFAULT', 'kvm_gmem_populate: guest_memfd closed', slotCause(slot));

@@ -131,7 +131,10 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
   // General sanity checks, in __kvm_set_memory_region()'s order.
   if (!pageAligned(mem.memorySize)) throw kerr('EINVAL', 'memory_size not page aligned');
   if (!pageAligned(mem.guestPhysAddr)) throw kerr('EINVAL', 'guest_phys_addr not page aligned');
-  if (!pageAligned(mem.userspaceAddr) || mem.userspaceAddr + mem.memorySize > TASK_SIZE_MAX) {
+  // access_ok(): 6.12+ the end must not pass TASK_SIZE_MAX; before, only stay below 2^63.
+  const userEnd = mem.userspaceAddr + mem.memorySize;
+  const accessOk = vm.profile.memslots.accessOkTaskSizeMax ? userEnd <= TASK_SIZE_MAX : userEnd < 1n << 63n;
+  if (!pageAligned(mem.userspaceAddr) || !accessOk) {
     throw kerr('EINVAL', 'userspace_addr unaligned or not access_ok');
   }
   if (

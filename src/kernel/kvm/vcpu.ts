@@ -45,6 +45,11 @@ export class Vcpu {
 }
 
 export class VcpuFile extends KFile {
+  /** An anonymous-inode pseudo file: no FMODE_PREAD/FMODE_PWRITE. */
+  override get positional(): boolean {
+    return false;
+  }
+
   readonly kind = 'kvm-vcpu';
   constructor(readonly vcpu: Vcpu) {
     super(vcpu.vm.host);

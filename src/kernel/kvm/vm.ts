@@ -277,6 +277,11 @@ export class Vm {
 }
 
 export class VmFile extends KFile {
+  /** An anonymous-inode pseudo file: no FMODE_PREAD/FMODE_PWRITE. */
+  override get positional(): boolean {
+    return false;
+  }
+
   readonly kind = 'kvm-vm';
   constructor(readonly vm: Vm) {
     super(vm.host);
@@ -323,6 +328,10 @@ export function checkExtension(host: Host, vm: Vm | undefined, cap: number): num
       return p.mmu.preFault ? 1 : 0; // tdp_enabled
     case K.KVM_CAP_EXIT_HYPERCALL:
       return Number(KVM_EXIT_HYPERCALL_VALID_MASK);
+    // kvm_arch_nr_memslot_as_ids(): no SMM address space for a VM with private memory;
+    // KVM_MAX_NR_ADDRESS_SPACES on /dev/kvm.
+    case K.KVM_CAP_MULTI_ADDRESS_SPACE:
+      return vm?.arch.hasPrivateMem ? 1 : 2;
     case K.KVM_CAP_IRQCHIP: // x86: 1 for every VM type, TDs included (6.17+: CONFIG_KVM_IOAPIC=y)
     case K.KVM_CAP_SPLIT_IRQCHIP:
       return 1;

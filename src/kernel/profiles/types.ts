@@ -78,6 +78,12 @@ export interface KernelProfile {
      * -EINVAL (kvm_is_gfn_alias; "KVM: x86/mmu: Prevent aliased memslot GFNs", TDX MMU prep, 6.14).
      */
     readonly rejectGfnAlias: boolean;
+    /**
+     * access_ok() of userspace_addr + memory_size: up to 6.11, x86-64 valid_user_address() only asks
+     * that the end be below 2^63 ((long)sum >= 0); from 6.12 (86e6b1547b3d, 573f45a9f9a4 in 6.13) it
+     * must not pass USER_PTR_MAX = TASK_SIZE_MAX.
+     */
+    readonly accessOkTaskSizeMax: boolean;
   };
 
   readonly gmem: {
@@ -94,6 +100,11 @@ export interface KernelProfile {
     readonly populateChecksSignals: boolean;
     /** 7.0: WARN_ON_ONCE(!PAGE_ALIGNED(src)) -> -EINVAL, and GUP of the source before the lock. */
     readonly populateGupInCommonCode: boolean;
+    /**
+     * 6.18+ (5b66e335ead6): kvm_gmem_populate() refuses npages <= 0 (WARN_ON_ONCE, -EINVAL); before,
+     * only npages < 0, and 0 populates nothing.
+     */
+    readonly populateRejectsEmpty: boolean;
     /** The July 2024 proof of concept: kvm_gmem_prepare_folio() skips folio_mark_uptodate() for a TD
      *  that is not finalized yet (M-seed). */
     readonly skipUptodateForUnfinalizedTd: boolean;

@@ -43,7 +43,7 @@ export const v6_16: KernelProfile = {
   // attr_filter came with the TDX MMU prep series (6.14); the alias check with 8046d29dde17 (6.16-rc2).
   // vfs-6.12.fallocate: the mode switch of vfs_fallocate().
   vfs: { ...v6_11.vfs, fallocateModeSwitch: true },
-  memslots: { ...v6_11.memslots, rejectGfnAlias: true },
+  memslots: { ...v6_11.memslots, rejectGfnAlias: true, accessOkTaskSizeMax: true },
   mmu: { ...v6_11.mmu, gfnRangeFilter: true, preFaultRejectsAlias: true },
   // hypercall.ret = 0 on KVM_EXIT_HYPERCALL: 6.13 (December 2024 fix), so every profile from here.
   sev: { ...v6_11.sev, pscClearsHypercallRet: true, launchStartContextFirst: false },

@@ -45,7 +45,7 @@ export const v6_18: KernelProfile = {
   ],
   vfs: { ...v6_16.vfs, fallocateWriteZeroes: true },
   memslots: { ...v6_16.memslots, gmemOnAnyVm: true },
-  gmem: { ...v6_16.gmem, mmap: true },
+  gmem: { ...v6_16.gmem, mmap: true, populateRejectsEmpty: true },
   mmu: { ...v6_16.mmu, preFaultEagain: true },
   tdx: { ...v6_16.tdx, protectedEoi: true },
   sev: {

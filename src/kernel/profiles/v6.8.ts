@@ -15,7 +15,12 @@ export const v6_8: KernelProfile = {
     { what: 'guest_memfd_test.c at v6.8', where: 'torvalds/linux 94220f1123f3' },
   ],
   vmTypes: { swProtected: true, sev: false, snp: false, tdx: false },
-  memslots: { gmemOnAnyVm: false, rejectGmemFlagToggle: false, rejectGfnAlias: false },
+  memslots: {
+    gmemOnAnyVm: false,
+    rejectGmemFlagToggle: false,
+    rejectGfnAlias: false,
+    accessOkTaskSizeMax: false,
+  },
   gmem: {
     mmap: false,
     preparation: 'zero-on-get-folio',
@@ -24,6 +29,7 @@ export const v6_8: KernelProfile = {
     populateRequiresPrivate: false,
     populateChecksSignals: false,
     populateGupInCommonCode: false,
+    populateRejectsEmpty: false,
     skipUptodateForUnfinalizedTd: false,
   },
   vfs: { fallocateModeSwitch: false, fallocateWriteZeroes: false },
