@@ -6,7 +6,6 @@
 import type { KFile } from './file.js';
 import type { Host } from './host.js';
 import type { Vm } from './kvm/vm.js';
-import type { UStruct } from './uaccess.js';
 
 export type PlatformName = 'generic' | 'snp' | 'tdx';
 

@@ -8,7 +8,6 @@ import type { GuestOp, GuestProgram } from '../guest/program.js';
 import type { Memslot } from '../kvm/memslots.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import type { Vm } from '../kvm/vm.js';
-import type { UStruct } from '../uaccess.js';
 
 export interface ArchVm {
   /** kvm_arch_has_private_mem(). */

@@ -24,7 +24,7 @@ import { KFile, type Stat } from '../../file.js';
 import type { Host } from '../../host.js';
 import type { Vm } from '../../kvm/vm.js';
 import type { Platform } from '../../platform.js';
-import { copyFromUser, copyToUser, type UStruct, u32 } from '../../uaccess.js';
+import { copyFromUser, copyToUser, u32 } from '../../uaccess.js';
 import { Psp, SNP_FW_API_MAJOR, SNP_FW_API_MINOR } from './psp.js';
 import { Rmp } from './rmp.js';
 

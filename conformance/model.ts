@@ -1,0 +1,88 @@
+/**
+ * The cases of conformance/probe.c, run against a modelled host of one kernel profile; prints the
+ * same "name<TAB>result" lines (a number, "ok" for an fd or an address, or an errno name).
+ */
+import { createHost, SyscallError, uapi } from '../src/index.js';
+
+const PAGE = 4096;
+const KEEP = uapi.FALLOC_FL_KEEP_SIZE;
+const PUNCH = uapi.FALLOC_FL_PUNCH_HOLE;
+const ZERO_RANGE = 0x10;
+const MAP_SYNC = 0x80000;
+const RW = uapi.PROT_READ | uapi.PROT_WRITE;
+
+export function modelResults(kernel: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const run = (name: string, fn: () => unknown, ok = false): void => {
+    try {
+      const r = fn();
+      out.set(name, ok ? 'ok' : String(typeof r === 'bigint' ? r : Number(r)));
+    } catch (e) {
+      if (!(e instanceof SyscallError)) throw e;
+      out.set(name, e.code);
+    }
+  };
+  const host = createHost({ kernel });
+  const kvm = host.open('/dev/kvm');
+  run('cap.sys.guest_memfd', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD));
+  run('cap.sys.guest_memfd_flags', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD_FLAGS));
+  run('cap.sys.user_memory2', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_USER_MEMORY2));
+  const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  run('cap.vm.guest_memfd', () => host.ioctl(vm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD));
+  run('cap.vm.guest_memfd_flags', () => host.ioctl(vm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD_FLAGS));
+
+  const gmem = (size: number, flags: number): number => host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags });
+  run('gmem.create.flags0', () => gmem(4 * PAGE, 0), true);
+  run('gmem.create.mmap', () => gmem(4 * PAGE, uapi.GUEST_MEMFD_FLAG_MMAP), true);
+  run(
+    'gmem.create.mmap_init_shared',
+    () => gmem(4 * PAGE, uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED),
+    true,
+  );
+  run('gmem.create.flag4', () => gmem(4 * PAGE, 4), true);
+  run('gmem.create.size0', () => gmem(0, 0), true);
+  run('gmem.create.size_unaligned', () => gmem(PAGE + 1, 0), true);
+
+  const g = gmem(4 * PAGE, 0);
+  run('gmem.read', () => host.read(g, 16).length);
+  run('gmem.pread', () => host.pread(g, 16, 0).length);
+  run('gmem.ftruncate', () => host.ftruncate(g, 8 * PAGE));
+  run('gmem.fallocate.mode0', () => host.fallocate(g, 0, 0, PAGE));
+  run('gmem.fallocate.keep', () => host.fallocate(g, KEEP, 0, PAGE));
+  run('gmem.fallocate.keep_beyond', () => host.fallocate(g, KEEP, 0, 8 * PAGE));
+  run('gmem.fallocate.keep_unaligned', () => host.fallocate(g, KEEP, 1, PAGE));
+  run('gmem.fallocate.punch_beyond', () => host.fallocate(g, KEEP | PUNCH, 16 * PAGE, PAGE));
+  run('gmem.fallocate.zero_range', () => host.fallocate(g, KEEP | ZERO_RANGE, 0, PAGE));
+  const map = (fd: number, prot: number, flags: number) => () => host.mmap({ length: PAGE, prot, flags, fd });
+  run('gmem.mmap.no_mmap_flag', map(g, RW, uapi.MAP_SHARED), true);
+  run('gmem.mmap.exec', map(g, RW | uapi.PROT_EXEC, uapi.MAP_SHARED), true);
+
+  const gs = gmem(4 * PAGE, uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED);
+  run('gmem_shared.mmap.private', map(gs, RW, uapi.MAP_PRIVATE), true);
+  run('gmem_shared.mmap.shared', map(gs, RW, uapi.MAP_SHARED), true);
+  run('gmem_shared.mmap.validate_sync', map(gs, RW, uapi.MAP_SHARED_VALIDATE | MAP_SYNC), true);
+
+  run('vmfd.pread', () => host.pread(vm, 16, 0).length);
+  run('vmfd.ftruncate', () => host.ftruncate(vm, PAGE));
+  run('vmfd.fallocate', () => host.fallocate(vm, 0, 0, PAGE));
+
+  const hva = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  const gm = gmem(4 * PAGE, 0);
+  const slot = (id: number, gpa: number, size: number, offset: bigint | number) => () =>
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot: id,
+      flags: uapi.KVM_MEM_GUEST_MEMFD,
+      guest_phys_addr: gpa,
+      memory_size: size,
+      userspace_addr: hva,
+      guest_memfd: gm,
+      guest_memfd_offset: offset,
+    });
+  run('slot.create', slot(0, 0, 4 * PAGE, 0));
+  run('slot.overlap', slot(1, 0, 4 * PAGE, 0));
+  run('slot.size_unaligned', slot(2, 0x100000, PAGE + 1, 0));
+  run('slot.offset_unaligned', slot(3, 0x100000, PAGE, 1));
+  run('slot.offset_beyond_file', slot(4, 0x100000, 2 * PAGE, 3 * PAGE));
+  run('slot.offset_wraps', slot(5, 0x200000, 2 * PAGE, 0x7ffffffffffff000n));
+  return out;
+}

@@ -1,0 +1,126 @@
+/*
+ * gmemlab conformance probe: runs conformance/cases (the same list as conformance/model.ts) against
+ * the running kernel's /dev/kvm and prints one line per case, "name<TAB>result", where the result
+ * is a number (a return value the case reports) or an errno name. Build: cc -O1 -o probe probe.c
+ * Written for x86-64 Linux with glibc >= 2.32 (strerrorname_np); no kernel headers needed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KVMIO 0xAE
+#define KVM_CREATE_VM _IO(KVMIO, 0x01)
+#define KVM_CHECK_EXTENSION _IO(KVMIO, 0x03)
+
+struct create_gmem { uint64_t size, flags, reserved[6]; };
+#define KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct create_gmem)
+
+struct region2 {
+	uint32_t slot, flags;
+	uint64_t guest_phys_addr, memory_size, userspace_addr, guest_memfd_offset;
+	uint32_t guest_memfd, pad1;
+	uint64_t pad2[14];
+};
+#define KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct region2)
+#define KVM_MEM_GUEST_MEMFD (1u << 2)
+
+#define GMEM_MMAP 1
+#define GMEM_INIT_SHARED 2
+#define KEEP 0x01
+#define PUNCH 0x02
+#define ZERO_RANGE 0x10
+#define MAP_SYNC_ 0x80000
+#define PAGE 4096L
+
+static void report(const char *name, long r, int err)
+{
+	if (r < 0)
+		printf("%s\t%s\n", name, strerrorname_np(err));
+	else
+		printf("%s\t%ld\n", name, r);
+}
+
+/* A syscall whose value matters (a capability) or that should just succeed (0 printed as 0). */
+#define VAL(name, expr) do { errno = 0; long r_ = (long)(expr); report(name, r_, errno); } while (0)
+/* A call that returns an fd or an address on success: printed as "ok". */
+#define OK(name, expr) do { errno = 0; long r_ = (long)(expr); if (r_ >= 0 && (void *)r_ != MAP_FAILED) printf("%s\tok\n", name); else report(name, -1, errno); } while (0)
+
+static int gmem(int vm, uint64_t size, uint64_t flags)
+{
+	struct create_gmem c = { .size = size, .flags = flags };
+	return ioctl(vm, KVM_CREATE_GUEST_MEMFD, &c);
+}
+
+static long slot(int vm, uint32_t id, uint64_t gpa, uint64_t size, void *hva, int fd, uint64_t off)
+{
+	struct region2 r = { .slot = id, .flags = KVM_MEM_GUEST_MEMFD, .guest_phys_addr = gpa,
+			     .memory_size = size, .userspace_addr = (uint64_t)hva,
+			     .guest_memfd_offset = off, .guest_memfd = (uint32_t)fd };
+	return ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r);
+}
+
+int main(void)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0) {
+		perror("/dev/kvm");
+		return 2;
+	}
+	VAL("cap.sys.guest_memfd", ioctl(kvm, KVM_CHECK_EXTENSION, 234));
+	VAL("cap.sys.guest_memfd_flags", ioctl(kvm, KVM_CHECK_EXTENSION, 244));
+	VAL("cap.sys.user_memory2", ioctl(kvm, KVM_CHECK_EXTENSION, 231));
+	int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm < 0) {
+		perror("KVM_CREATE_VM");
+		return 2;
+	}
+	VAL("cap.vm.guest_memfd", ioctl(vm, KVM_CHECK_EXTENSION, 234));
+	VAL("cap.vm.guest_memfd_flags", ioctl(vm, KVM_CHECK_EXTENSION, 244));
+
+	OK("gmem.create.flags0", gmem(vm, 4 * PAGE, 0));
+	OK("gmem.create.mmap", gmem(vm, 4 * PAGE, GMEM_MMAP));
+	OK("gmem.create.mmap_init_shared", gmem(vm, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED));
+	OK("gmem.create.flag4", gmem(vm, 4 * PAGE, 4));
+	OK("gmem.create.size0", gmem(vm, 0, 0));
+	OK("gmem.create.size_unaligned", gmem(vm, PAGE + 1, 0));
+
+	int g = gmem(vm, 4 * PAGE, 0);
+	char buf[16] = { 0 };
+	VAL("gmem.read", read(g, buf, sizeof(buf)));
+	VAL("gmem.pread", pread(g, buf, sizeof(buf), 0));
+	VAL("gmem.ftruncate", ftruncate(g, 8 * PAGE));
+	VAL("gmem.fallocate.mode0", fallocate(g, 0, 0, PAGE));
+	VAL("gmem.fallocate.keep", fallocate(g, KEEP, 0, PAGE));
+	VAL("gmem.fallocate.keep_beyond", fallocate(g, KEEP, 0, 8 * PAGE));
+	VAL("gmem.fallocate.keep_unaligned", fallocate(g, KEEP, 1, PAGE));
+	VAL("gmem.fallocate.punch_beyond", fallocate(g, KEEP | PUNCH, 16 * PAGE, PAGE));
+	VAL("gmem.fallocate.zero_range", fallocate(g, KEEP | ZERO_RANGE, 0, PAGE));
+	OK("gmem.mmap.no_mmap_flag", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g, 0));
+	OK("gmem.mmap.exec", mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED, g, 0));
+
+	int gs = gmem(vm, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+	OK("gmem_shared.mmap.private", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, gs, 0));
+	OK("gmem_shared.mmap.shared", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, gs, 0));
+	OK("gmem_shared.mmap.validate_sync", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC_, gs, 0));
+
+	VAL("vmfd.pread", pread(vm, buf, sizeof(buf), 0));
+	VAL("vmfd.ftruncate", ftruncate(vm, PAGE));
+	VAL("vmfd.fallocate", fallocate(vm, 0, 0, PAGE));
+
+	void *hva = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int gm = gmem(vm, 4 * PAGE, 0);
+	VAL("slot.create", slot(vm, 0, 0, 4 * PAGE, hva, gm, 0));
+	VAL("slot.overlap", slot(vm, 1, 0, 4 * PAGE, hva, gm, 0));
+	VAL("slot.size_unaligned", slot(vm, 2, 0x100000, PAGE + 1, hva, gm, 0));
+	VAL("slot.offset_unaligned", slot(vm, 3, 0x100000, PAGE, hva, gm, 1));
+	VAL("slot.offset_beyond_file", slot(vm, 4, 0x100000, 2 * PAGE, hva, gm, 3 * PAGE));
+	VAL("slot.offset_wraps", slot(vm, 5, 0x200000, 2 * PAGE, hva, gm, 0x7ffffffffffff000ull));
+	return 0;
+}

@@ -1,0 +1,33 @@
+/**
+ * The model against a real kernel: conformance/results/linux-6.18.44.tsv is what
+ * conformance/probe.c printed on a 6.18.44 host with /dev/kvm (DEFAULT VMs: guest_memfd creation,
+ * file operations, mmap, memslots). The v6.18 profile must give the same result for every case, and
+ * the probe and the model must run the same cases (`npm run conformance` reruns them on a host).
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { modelResults } from '../conformance/model.js';
+
+const read = (p: string): string => readFileSync(new URL(p, import.meta.url), 'utf8');
+const recorded = new Map(
+  read('../conformance/results/linux-6.18.44.tsv')
+    .trim()
+    .split('\n')
+    .map((l) => l.split('\t') as [string, string]),
+);
+
+describe('conformance with a 6.18.44 host (conformance/results/linux-6.18.44.tsv)', () => {
+  const model = modelResults('v6.18');
+  it('the probe and the model run the same cases, in the same order', () => {
+    const probeCases = [...read('../conformance/probe.c').matchAll(/\b(?:VAL|OK)\("([a-z0-9_.]+)"/g)].map(
+      (m) => m[1],
+    );
+    expect([...model.keys()]).toEqual(probeCases);
+    expect([...recorded.keys()]).toEqual(probeCases);
+  });
+  for (const [name, kernel] of recorded) {
+    it(`${name}: ${kernel}`, () => {
+      expect(model.get(name)).toBe(kernel);
+    });
+  }
+});
