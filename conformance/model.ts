@@ -11,7 +11,8 @@ const ZERO_RANGE = 0x10;
 const MAP_SYNC = 0x80000;
 const RW = uapi.PROT_READ | uapi.PROT_WRITE;
 
-export function modelResults(kernel: string): Map<string, string> {
+/** `tdp`: whether the host has two-dimensional paging (the probe's cap.sys.pre_fault_memory says). */
+export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<string, string> {
   const out = new Map<string, string>();
   const run = (name: string, fn: () => unknown, ok = false): void => {
     try {
@@ -22,7 +23,7 @@ export function modelResults(kernel: string): Map<string, string> {
       out.set(name, e.code);
     }
   };
-  const host = createHost({ kernel });
+  const host = createHost({ kernel, tdp: opts.tdp ?? true });
   const kvm = host.open('/dev/kvm');
   run('cap.sys.guest_memfd', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD));
   run('cap.sys.guest_memfd_flags', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD_FLAGS));
@@ -84,5 +85,55 @@ export function modelResults(kernel: string): Map<string, string> {
   run('slot.offset_unaligned', slot(3, 0x100000, PAGE, 1));
   run('slot.offset_beyond_file', slot(4, 0x100000, 2 * PAGE, 3 * PAGE));
   run('slot.offset_wraps', slot(5, 0x200000, 2 * PAGE, 0x7ffffffffffff000n));
+
+  // KVM_PRE_FAULT_MEMORY on a second DEFAULT VM: a 64 KiB anonymous slot at 0, a gmem-only slot.
+  const vm2 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  run('cap.sys.pre_fault_memory', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_PRE_FAULT_MEMORY));
+  const ram = host.mmap({ length: 16 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  run('prefault.slot', () =>
+    host.ioctl(vm2, 'KVM_SET_USER_MEMORY_REGION', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: 16 * PAGE,
+      userspace_addr: ram,
+    }),
+  );
+  const vcpu = host.ioctl(vm2, 'KVM_CREATE_VCPU', 0);
+  const prefault = (name: string, gpa: bigint, size: bigint, flags: number): void => {
+    const range = { gpa, size, flags };
+    let r: string;
+    try {
+      r = String(host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', range));
+    } catch (e) {
+      if (!(e instanceof SyscallError)) throw e;
+      r = e.code;
+    }
+    out.set(name, `${r} gpa=0x${BigInt(range.gpa).toString(16)} size=0x${BigInt(range.size).toString(16)}`);
+  };
+  prefault('prefault.one_page', 0n, 4096n, 0);
+  prefault('prefault.flags', 0n, 4096n, 1);
+  prefault('prefault.size0', 0n, 0n, 0);
+  prefault('prefault.unaligned', 1n, 4096n, 0);
+  prefault('prefault.wraps', 0xfffffffffffff000n, 8192n, 0);
+  prefault('prefault.no_slot', 0x40000000n, 4096n, 0);
+  prefault('prefault.runs_off_slot', 15n * 4096n, 8192n, 0);
+  const gso = host.ioctl(vm2, 'KVM_CREATE_GUEST_MEMFD', {
+    size: 4 * PAGE,
+    flags: uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED,
+  });
+  const gmap = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: gso });
+  run('prefault.gmem_only_slot', () =>
+    host.ioctl(vm2, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot: 1,
+      flags: uapi.KVM_MEM_GUEST_MEMFD,
+      guest_phys_addr: 0x100000,
+      memory_size: 4 * PAGE,
+      userspace_addr: gmap,
+      guest_memfd: gso,
+      guest_memfd_offset: 0,
+    }),
+  );
+  prefault('prefault.gmem_only', 0x100000n, 8192n, 0);
   return out;
 }

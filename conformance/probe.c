@@ -31,6 +31,12 @@ struct region2 {
 #define KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct region2)
 #define KVM_MEM_GUEST_MEMFD (1u << 2)
 
+#define KVM_CREATE_VCPU _IO(KVMIO, 0x41)
+struct region1 { uint32_t slot, flags; uint64_t guest_phys_addr, memory_size, userspace_addr; };
+#define KVM_SET_USER_MEMORY_REGION _IOW(KVMIO, 0x46, struct region1)
+struct prefault { uint64_t gpa, size, flags, padding[5]; };
+#define KVM_PRE_FAULT_MEMORY _IOWR(KVMIO, 0xd5, struct prefault)
+
 #define GMEM_MMAP 1
 #define GMEM_INIT_SHARED 2
 #define KEEP 0x01
@@ -47,10 +53,26 @@ static void report(const char *name, long r, int err)
 		printf("%s\t%ld\n", name, r);
 }
 
+/* KVM_PRE_FAULT_MEMORY cases: PF(...) in the list the model test reads. */
+#define PF(name, ...) prefault(name, __VA_ARGS__)
 /* A syscall whose value matters (a capability) or that should just succeed (0 printed as 0). */
 #define VAL(name, expr) do { errno = 0; long r_ = (long)(expr); report(name, r_, errno); } while (0)
 /* A call that returns an fd or an address on success: printed as "ok". */
 #define OK(name, expr) do { errno = 0; long r_ = (long)(expr); if (r_ >= 0 && (void *)r_ != MAP_FAILED) printf("%s\tok\n", name); else report(name, -1, errno); } while (0)
+
+/* KVM_PRE_FAULT_MEMORY: the result, then the struct as the kernel left it. */
+static void prefault(const char *name, int vcpu, uint64_t gpa, uint64_t size, uint64_t flags)
+{
+	struct prefault p = { .gpa = gpa, .size = size, .flags = flags };
+	errno = 0;
+	long r = ioctl(vcpu, KVM_PRE_FAULT_MEMORY, &p);
+	if (r < 0)
+		printf("%s\t%s gpa=0x%llx size=0x%llx\n", name, strerrorname_np(errno),
+		       (unsigned long long)p.gpa, (unsigned long long)p.size);
+	else
+		printf("%s\t%ld gpa=0x%llx size=0x%llx\n", name, r, (unsigned long long)p.gpa,
+		       (unsigned long long)p.size);
+}
 
 static int gmem(int vm, uint64_t size, uint64_t flags)
 {
@@ -122,5 +144,24 @@ int main(void)
 	VAL("slot.offset_unaligned", slot(vm, 3, 0x100000, PAGE, hva, gm, 1));
 	VAL("slot.offset_beyond_file", slot(vm, 4, 0x100000, 2 * PAGE, hva, gm, 3 * PAGE));
 	VAL("slot.offset_wraps", slot(vm, 5, 0x200000, 2 * PAGE, hva, gm, 0x7ffffffffffff000ull));
+
+	/* KVM_PRE_FAULT_MEMORY on a second DEFAULT VM: a 64 KiB anonymous slot at 0, a gmem-only slot. */
+	int vm2 = ioctl(kvm, KVM_CREATE_VM, 0);
+	VAL("cap.sys.pre_fault_memory", ioctl(kvm, KVM_CHECK_EXTENSION, 236));
+	void *ram = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct region1 r1 = { .slot = 0, .guest_phys_addr = 0, .memory_size = 16 * PAGE, .userspace_addr = (uint64_t)ram };
+	VAL("prefault.slot", ioctl(vm2, KVM_SET_USER_MEMORY_REGION, &r1));
+	int vcpu = ioctl(vm2, KVM_CREATE_VCPU, 0);
+	PF("prefault.one_page", vcpu, 0, PAGE, 0);
+	PF("prefault.flags", vcpu, 0, PAGE, 1);
+	PF("prefault.size0", vcpu, 0, 0, 0);
+	PF("prefault.unaligned", vcpu, 1, PAGE, 0);
+	PF("prefault.wraps", vcpu, 0xfffffffffffff000ull, 2 * PAGE, 0);
+	PF("prefault.no_slot", vcpu, 0x40000000, PAGE, 0);
+	PF("prefault.runs_off_slot", vcpu, 15 * PAGE, 2 * PAGE, 0);
+	int gso = gmem(vm2, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+	void *gmap = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, gso, 0);
+	VAL("prefault.gmem_only_slot", slot(vm2, 1, 0x100000, 4 * PAGE, gmap, gso, 0));
+	PF("prefault.gmem_only", vcpu, 0x100000, 2 * PAGE, 0);
 	return 0;
 }

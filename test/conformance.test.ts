@@ -1,12 +1,14 @@
 /**
  * The model against a real kernel: conformance/results/linux-6.18.44.tsv is what
  * conformance/probe.c printed on a 6.18.44 host with /dev/kvm (DEFAULT VMs: guest_memfd creation,
- * file operations, mmap, memslots). The v6.18 profile must give the same result for every case, and
+ * file operations, mmap, memslots, KVM_PRE_FAULT_MEMORY). That host is a nested guest without EPT:
+ * no KVM_CAP_PRE_FAULT_MEMORY, so the model runs with `tdp: false`. The v6.18 profile must give the same result for every case, and
  * the probe and the model must run the same cases (`npm run conformance` reruns them on a host).
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { modelResults } from '../conformance/model.js';
+import { createHost } from '../src/index.js';
 
 const read = (p: string): string => readFileSync(new URL(p, import.meta.url), 'utf8');
 const recorded = new Map(
@@ -17,9 +19,9 @@ const recorded = new Map(
 );
 
 describe('conformance with a 6.18.44 host (conformance/results/linux-6.18.44.tsv)', () => {
-  const model = modelResults('v6.18');
+  const model = modelResults('v6.18', { tdp: false });
   it('the probe and the model run the same cases, in the same order', () => {
-    const probeCases = [...read('../conformance/probe.c').matchAll(/\b(?:VAL|OK)\("([a-z0-9_.]+)"/g)].map(
+    const probeCases = [...read('../conformance/probe.c').matchAll(/\b(?:VAL|OK|PF)\("([a-z0-9_.]+)"/g)].map(
       (m) => m[1],
     );
     expect([...model.keys()]).toEqual(probeCases);
@@ -30,4 +32,12 @@ describe('conformance with a 6.18.44 host (conformance/results/linux-6.18.44.tsv
       expect(model.get(name)).toBe(kernel);
     });
   }
+});
+
+describe('createHost({ tdp: false })', () => {
+  it('SEV-SNP and TDX hosts need two-dimensional paging: a TypeError, not a model', () => {
+    expect(() => createHost({ kernel: 'v7.0', platform: 'snp', tdp: false })).toThrow(TypeError);
+    expect(() => createHost({ kernel: 'v7.0', platform: 'tdx', tdp: false })).toThrow(TypeError);
+    expect(createHost({ kernel: 'v7.0', tdp: false }).tdp).toBe(false);
+  });
 });

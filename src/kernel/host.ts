@@ -38,6 +38,12 @@ export interface HostOptions {
   platform?: PlatformName;
   /** Check the safety invariants after every syscall (default true; benchmarks turn it off). */
   invariants?: boolean;
+  /**
+   * The host CPU gives KVM two-dimensional paging (EPT/NPT; default true). Without it (e.g. a nested
+   * host without EPT) KVM_CAP_PRE_FAULT_MEMORY is 0 and KVM_PRE_FAULT_MEMORY is -EOPNOTSUPP
+   * (kvm_tdp_map_page); SEV-SNP and TDX need it.
+   */
+  tdp?: boolean;
 }
 
 /** ioctl request names <-> numbers (uAPI); SEV / TDX commands are KVM_MEMORY_ENCRYPT_OP sub-commands. */
@@ -51,6 +57,8 @@ export class Host {
   readonly mm = new AddressSpace();
   readonly tracer = new Tracer();
   readonly invariants: Invariants;
+  /** tdp_enabled: see HostOptions.tdp. */
+  readonly tdp: boolean;
   /** Set by tests and flows to make the next interruptible kernel loop see a pending signal. */
   signalPending = false;
   private ino = 100;
@@ -71,6 +79,9 @@ export class Host {
       throw new TypeError(`unknown platform '${String(platform)}'; known: generic, snp, tdx`);
     }
     this.invariants = new Invariants(opts.invariants ?? true);
+    this.tdp = opts.tdp ?? true;
+    if (!this.tdp && platform !== 'generic')
+      throw new TypeError(`platform '${platform}' needs two-dimensional paging (tdp: true)`);
     this.platform = createPlatform(platform, this);
     this.mm.notifier = (start, end) => {
       for (const vm of this.mmuNotifiers) vm.mmuNotifierInvalidate(start, end);

@@ -96,6 +96,9 @@ function archPreFaultMemory(vcpu: Vcpu, range: { gpa: bigint; size: bigint }): b
       `kvm_arch_vcpu_pre_fault_memory: gpa 0x${range.gpa.toString(16)} has the shared bit (kvm_is_gfn_alias)`,
     );
   }
+  // kvm_tdp_map_page(): only a TDP MMU is indexed by GPA (page_fault == kvm_tdp_page_fault).
+  if (!vm.host.tdp)
+    throw kerr('EOPNOTSUPP', 'kvm_tdp_map_page: shadow paging, the MMU is not indexed by GPA');
   const gfnBig = range.gpa >> 12n;
   // Beyond any memslot the model can hold (memslots end below 2^40 gfns): RET_PF_EMULATE.
   if (gfnBig > BigInt(Number.MAX_SAFE_INTEGER))

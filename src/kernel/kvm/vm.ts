@@ -325,7 +325,7 @@ export function checkExtension(host: Host, vm: Vm | undefined, cap: number): num
     case K.KVM_CAP_VM_TYPES:
       return supportedVmTypes(host);
     case K.KVM_CAP_PRE_FAULT_MEMORY:
-      return p.mmu.preFault ? 1 : 0; // tdp_enabled
+      return p.mmu.preFault && host.tdp ? 1 : 0; // tdp_enabled
     case K.KVM_CAP_EXIT_HYPERCALL:
       return Number(KVM_EXIT_HYPERCALL_VALID_MASK);
     // kvm_arch_nr_memslot_as_ids(): no SMM address space for a VM with private memory;
