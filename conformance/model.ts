@@ -135,5 +135,69 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
     }),
   );
   prefault('prefault.gmem_only', 0x100000n, 8192n, 0);
+
+  // Memslot flags and ids on a third DEFAULT VM.
+  const vm3 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  const g3 = host.ioctl(vm3, 'KVM_CREATE_GUEST_MEMFD', { size: 4 * PAGE, flags: 0 });
+  const h3 = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  const slotf =
+    (id: number, flags: number, gpa: number, size: number, fd: number, offset = 0) =>
+    () =>
+      host.ioctl(vm3, 'KVM_SET_USER_MEMORY_REGION2', {
+        slot: id,
+        flags,
+        guest_phys_addr: gpa,
+        memory_size: size,
+        userspace_addr: h3,
+        guest_memfd: fd,
+        guest_memfd_offset: offset,
+      });
+  const GM = uapi.KVM_MEM_GUEST_MEMFD;
+  run('slotflags.gmem_readonly', slotf(0, GM | uapi.KVM_MEM_READONLY, 0, PAGE, g3));
+  run('slotflags.gmem_dirty_log', slotf(0, GM | uapi.KVM_MEM_LOG_DIRTY_PAGES, 0, PAGE, g3));
+  run('slotflags.unknown_flag', slotf(0, 1 << 3, 0, PAGE, -1));
+  run('slotflags.readonly', slotf(0, uapi.KVM_MEM_READONLY, 0, PAGE, -1));
+  run('slotflags.id_too_big', slotf(32767, 0, 0x10000, PAGE, -1));
+  run('slotflags.delete_missing', slotf(7, 0, 0x20000, 0, -1));
+  run('slotflags.gmem_other_vm', slotf(8, GM, 0x30000, PAGE, gm));
+  run('slotflags.gmem_bad_fd', slotf(9, GM, 0x40000, PAGE, 999));
+  run('slotflags.gmem_not_gmem_fd', slotf(10, GM, 0x50000, PAGE, vm3));
+  run('slotflags.gmem_first', slotf(11, GM, 0x60000, 2 * PAGE, g3));
+  run('slotflags.gmem_range_taken', slotf(12, GM, 0x70000, 2 * PAGE, g3, PAGE));
+  run('slotflags.modify_gmem_slot', slotf(11, GM, 0x80000, 2 * PAGE, g3));
+
+  // madvise on a guest_memfd mapping (MMAP | INIT_SHARED), 8 pages over a 4-page file.
+  const g4 = host.ioctl(vm3, 'KVM_CREATE_GUEST_MEMFD', {
+    size: 4 * PAGE,
+    flags: uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED,
+  });
+  const m4 = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g4 });
+  const madv = (addr: number, len: number, advice: number) => () => host.madvise(addr, len, advice);
+  run('madv.gmem.populate_write', madv(m4, 4 * PAGE, uapi.MADV_POPULATE_WRITE));
+  run('madv.gmem.populate_beyond_eof', madv(m4 + 4 * PAGE, PAGE, uapi.MADV_POPULATE_WRITE));
+  run('madv.gmem.hugepage', madv(m4, 4 * PAGE, uapi.MADV_HUGEPAGE));
+  run('madv.gmem.collapse', madv(m4, 4 * PAGE, uapi.MADV_COLLAPSE));
+  run('madv.gmem.dontneed', madv(m4, 4 * PAGE, uapi.MADV_DONTNEED));
+  run('madv.gmem.remove', madv(m4, PAGE, uapi.MADV_REMOVE));
+  run('madv.gmem.free', madv(m4, PAGE, uapi.MADV_FREE));
+  const three = host.mmap({ length: 3 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  host.munmap(three + PAGE, PAGE);
+  run('madv.hole', madv(three, 3 * PAGE, uapi.MADV_DONTNEED));
+
+  // IRQCHIP modes.
+  const split = (v: number) => () =>
+    host.ioctl(v, 'KVM_ENABLE_CAP', { cap: uapi.KVM_CAP_SPLIT_IRQCHIP, flags: 0, args: [24] });
+  const vm5 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  run('irqchip.create', () => host.ioctl(vm5, 'KVM_CREATE_IRQCHIP'));
+  run('irqchip.create_again', () => host.ioctl(vm5, 'KVM_CREATE_IRQCHIP'));
+  run('irqchip.split_after_full', split(vm5));
+  const vm6 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  run('irqchip.split', split(vm6));
+  run('irqchip.full_after_split', () => host.ioctl(vm6, 'KVM_CREATE_IRQCHIP'));
+  const vm7 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  run('irqchip.vcpu', () => host.ioctl(vm7, 'KVM_CREATE_VCPU', 0), true);
+  run('irqchip.create_after_vcpu', () => host.ioctl(vm7, 'KVM_CREATE_IRQCHIP'));
+  run('irqchip.split_after_vcpu', split(vm7));
+  run('vm.bad_type', () => host.ioctl(kvm, 'KVM_CREATE_VM', 99), true);
   return out;
 }

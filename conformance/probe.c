@@ -32,6 +32,13 @@ struct region2 {
 #define KVM_MEM_GUEST_MEMFD (1u << 2)
 
 #define KVM_CREATE_VCPU _IO(KVMIO, 0x41)
+#define KVM_CREATE_IRQCHIP _IO(KVMIO, 0x60)
+struct enable_cap { uint32_t cap, flags; uint64_t args[4]; uint8_t pad[64]; };
+#define KVM_ENABLE_CAP _IOW(KVMIO, 0xa3, struct enable_cap)
+#define KVM_CAP_SPLIT_IRQCHIP 121
+#define KVM_MEM_LOG_DIRTY_PAGES (1u << 0)
+#define KVM_MEM_READONLY (1u << 1)
+#define MADV_COLLAPSE_ 25
 struct region1 { uint32_t slot, flags; uint64_t guest_phys_addr, memory_size, userspace_addr; };
 #define KVM_SET_USER_MEMORY_REGION _IOW(KVMIO, 0x46, struct region1)
 struct prefault { uint64_t gpa, size, flags, padding[5]; };
@@ -78,6 +85,20 @@ static int gmem(int vm, uint64_t size, uint64_t flags)
 {
 	struct create_gmem c = { .size = size, .flags = flags };
 	return ioctl(vm, KVM_CREATE_GUEST_MEMFD, &c);
+}
+
+static long slotf(int vm, uint32_t id, uint32_t flags, uint64_t gpa, uint64_t size, void *hva, int fd, uint64_t off)
+{
+	struct region2 r = { .slot = id, .flags = flags, .guest_phys_addr = gpa,
+			     .memory_size = size, .userspace_addr = (uint64_t)hva,
+			     .guest_memfd_offset = off, .guest_memfd = (uint32_t)fd };
+	return ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r);
+}
+
+static long split_irqchip(int vm)
+{
+	struct enable_cap c = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 24 } };
+	return ioctl(vm, KVM_ENABLE_CAP, &c);
 }
 
 static long slot(int vm, uint32_t id, uint64_t gpa, uint64_t size, void *hva, int fd, uint64_t off)
@@ -163,5 +184,50 @@ int main(void)
 	void *gmap = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, gso, 0);
 	VAL("prefault.gmem_only_slot", slot(vm2, 1, 0x100000, 4 * PAGE, gmap, gso, 0));
 	PF("prefault.gmem_only", vcpu, 0x100000, 2 * PAGE, 0);
+
+	/* Memslot flags and ids on a third DEFAULT VM. */
+	int vm3 = ioctl(kvm, KVM_CREATE_VM, 0);
+	int g3 = gmem(vm3, 4 * PAGE, 0);
+	void *h3 = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	VAL("slotflags.gmem_readonly", slotf(vm3, 0, KVM_MEM_GUEST_MEMFD | KVM_MEM_READONLY, 0, PAGE, h3, g3, 0));
+	VAL("slotflags.gmem_dirty_log", slotf(vm3, 0, KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES, 0, PAGE, h3, g3, 0));
+	VAL("slotflags.unknown_flag", slotf(vm3, 0, 1u << 3, 0, PAGE, h3, -1, 0));
+	VAL("slotflags.readonly", slotf(vm3, 0, KVM_MEM_READONLY, 0, PAGE, h3, -1, 0));
+	VAL("slotflags.id_too_big", slotf(vm3, 32767, 0, 0x10000, PAGE, h3, -1, 0));
+	VAL("slotflags.delete_missing", slotf(vm3, 7, 0, 0x20000, 0, h3, -1, 0));
+	VAL("slotflags.gmem_other_vm", slotf(vm3, 8, KVM_MEM_GUEST_MEMFD, 0x30000, PAGE, h3, gm, 0));
+	VAL("slotflags.gmem_bad_fd", slotf(vm3, 9, KVM_MEM_GUEST_MEMFD, 0x40000, PAGE, h3, 999, 0));
+	VAL("slotflags.gmem_not_gmem_fd", slotf(vm3, 10, KVM_MEM_GUEST_MEMFD, 0x50000, PAGE, h3, vm3, 0));
+	VAL("slotflags.gmem_first", slotf(vm3, 11, KVM_MEM_GUEST_MEMFD, 0x60000, 2 * PAGE, h3, g3, 0));
+	VAL("slotflags.gmem_range_taken", slotf(vm3, 12, KVM_MEM_GUEST_MEMFD, 0x70000, 2 * PAGE, h3, g3, PAGE));
+	VAL("slotflags.modify_gmem_slot", slotf(vm3, 11, KVM_MEM_GUEST_MEMFD, 0x80000, 2 * PAGE, h3, g3, 0));
+
+	/* madvise on a guest_memfd mapping (MMAP | INIT_SHARED), 8 pages over a 4-page file. */
+	int g4 = gmem(vm3, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+	char *m4 = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g4, 0);
+	VAL("madv.gmem.populate_write", madvise(m4, 4 * PAGE, MADV_POPULATE_WRITE));
+	VAL("madv.gmem.populate_beyond_eof", madvise(m4 + 4 * PAGE, PAGE, MADV_POPULATE_WRITE));
+	VAL("madv.gmem.hugepage", madvise(m4, 4 * PAGE, MADV_HUGEPAGE));
+	VAL("madv.gmem.collapse", madvise(m4, 4 * PAGE, MADV_COLLAPSE_));
+	VAL("madv.gmem.dontneed", madvise(m4, 4 * PAGE, MADV_DONTNEED));
+	VAL("madv.gmem.remove", madvise(m4, PAGE, MADV_REMOVE));
+	VAL("madv.gmem.free", madvise(m4, PAGE, MADV_FREE));
+	char *three = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(three + PAGE, PAGE);
+	VAL("madv.hole", madvise(three, 3 * PAGE, MADV_DONTNEED));
+
+	/* IRQCHIP modes. */
+	int vm5 = ioctl(kvm, KVM_CREATE_VM, 0);
+	VAL("irqchip.create", ioctl(vm5, KVM_CREATE_IRQCHIP, 0));
+	VAL("irqchip.create_again", ioctl(vm5, KVM_CREATE_IRQCHIP, 0));
+	VAL("irqchip.split_after_full", split_irqchip(vm5));
+	int vm6 = ioctl(kvm, KVM_CREATE_VM, 0);
+	VAL("irqchip.split", split_irqchip(vm6));
+	VAL("irqchip.full_after_split", ioctl(vm6, KVM_CREATE_IRQCHIP, 0));
+	int vm7 = ioctl(kvm, KVM_CREATE_VM, 0);
+	OK("irqchip.vcpu", ioctl(vm7, KVM_CREATE_VCPU, 0));
+	VAL("irqchip.create_after_vcpu", ioctl(vm7, KVM_CREATE_IRQCHIP, 0));
+	VAL("irqchip.split_after_vcpu", split_irqchip(vm7));
+	OK("vm.bad_type", ioctl(kvm, KVM_CREATE_VM, 99));
 	return 0;
 }
