@@ -2,7 +2,7 @@
  * The cases of conformance/probe.c, run against a modelled host of one kernel profile; prints the
  * same "name<TAB>result" lines (a number, "ok" for an fd or an address, or an errno name).
  */
-import { createHost, SyscallError, uapi } from '../src/index.js';
+import { createHost, HostFault, SyscallError, uapi } from '../src/index.js';
 
 const PAGE = 4096;
 const KEEP = uapi.FALLOC_FL_KEEP_SIZE;
@@ -199,5 +199,48 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   run('irqchip.create_after_vcpu', () => host.ioctl(vm7, 'KVM_CREATE_IRQCHIP'));
   run('irqchip.split_after_vcpu', split(vm7));
   run('vm.bad_type', () => host.ioctl(kvm, 'KVM_CREATE_VM', 99), true);
+
+  // Host accesses through guest_memfd and memfd mappings.
+  const touch = (name: string, fn: () => number): void => {
+    try {
+      out.set(name, String(fn()));
+    } catch (e) {
+      if (!(e instanceof HostFault)) throw e;
+      out.set(name, e.signal);
+    }
+  };
+  const readByte = (addr: number) => () => host.memory.read(addr, 1)[0]!;
+  const writeByte = (addr: number, v: number) => () => {
+    host.memory.write(addr, [v]);
+    return 0;
+  };
+  const vm8 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  const gmem8 = (flags: number) => host.ioctl(vm8, 'KVM_CREATE_GUEST_MEMFD', { size: 4 * PAGE, flags });
+  const g8 = gmem8(uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED);
+  const m8 = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g8 });
+  touch('fault.gmem.fresh_page', readByte(m8 + PAGE));
+  touch('fault.gmem.write', writeByte(m8 + 10, 0x5a));
+  touch('fault.gmem.read_back', readByte(m8 + 10));
+  run('fault.gmem.punch', () => host.fallocate(g8, KEEP | PUNCH, 0, PAGE));
+  touch('fault.gmem.after_punch', readByte(m8 + 10));
+  touch('fault.gmem.beyond_eof', readByte(m8 + 5 * PAGE));
+  const g9 = gmem8(uapi.GUEST_MEMFD_FLAG_MMAP);
+  let m9 = 0;
+  run('fault.gmem_private.mmap', () => (m9 = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g9 })), true);
+  touch('fault.gmem_private.read', readByte(m9));
+  const mf = host.memfdCreate('conformance');
+  run('memfd.ftruncate', () => host.ftruncate(mf, 4 * PAGE));
+  const mm = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: mf });
+  touch('memfd.write', writeByte(mm + PAGE + 3, 0x11));
+  let b = 0;
+  run('memfd.pread', () => {
+    const r = host.pread(mf, 1, PAGE + 3);
+    b = r[0] ?? 0;
+    return r.length;
+  });
+  out.set('memfd.pread_value', String(b));
+  run('memfd.punch', () => host.fallocate(mf, KEEP | PUNCH, PAGE, PAGE));
+  touch('memfd.after_punch', readByte(mm + PAGE + 3));
+  touch('memfd.beyond_eof', readByte(mm + 5 * PAGE));
   return out;
 }

@@ -6,6 +6,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,6 +82,25 @@ static void prefault(const char *name, int vcpu, uint64_t gpa, uint64_t size, ui
 		printf("%s\t%ld gpa=0x%llx size=0x%llx\n", name, r, (unsigned long long)p.gpa,
 		       (unsigned long long)p.size);
 }
+
+/* A host access through a mapping: the byte read (or 0 for a write), or SIGBUS. */
+static sigjmp_buf fault_jmp;
+static void on_sigbus(int sig) { (void)sig; siglongjmp(fault_jmp, 1); }
+static void touch(const char *name, volatile unsigned char *p, int write, unsigned char v)
+{
+	if (sigsetjmp(fault_jmp, 1)) {
+		printf("%s\tSIGBUS\n", name);
+		return;
+	}
+	if (write) {
+		*p = v;
+		printf("%s\t0\n", name);
+	} else {
+		printf("%s\t%d\n", name, *p);
+	}
+}
+#define READ(name, p) touch(name, (volatile unsigned char *)(p), 0, 0)
+#define WRITE(name, p, v) touch(name, (volatile unsigned char *)(p), 1, (v))
 
 static int gmem(int vm, uint64_t size, uint64_t flags)
 {
@@ -229,5 +250,32 @@ int main(void)
 	VAL("irqchip.create_after_vcpu", ioctl(vm7, KVM_CREATE_IRQCHIP, 0));
 	VAL("irqchip.split_after_vcpu", split_irqchip(vm7));
 	OK("vm.bad_type", ioctl(kvm, KVM_CREATE_VM, 99));
+
+	/* Host accesses through guest_memfd and memfd mappings. */
+	struct sigaction sa = { .sa_handler = on_sigbus };
+	sigaction(SIGBUS, &sa, NULL);
+	int vm8 = ioctl(kvm, KVM_CREATE_VM, 0);
+	int g8 = gmem(vm8, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+	char *m8 = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g8, 0);
+	READ("fault.gmem.fresh_page", m8 + PAGE);
+	WRITE("fault.gmem.write", m8 + 10, 0x5a);
+	READ("fault.gmem.read_back", m8 + 10);
+	VAL("fault.gmem.punch", fallocate(g8, KEEP | PUNCH, 0, PAGE));
+	READ("fault.gmem.after_punch", m8 + 10);
+	READ("fault.gmem.beyond_eof", m8 + 5 * PAGE);
+	int g9 = gmem(vm8, 4 * PAGE, GMEM_MMAP);
+	char *m9 = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g9, 0);
+	OK("fault.gmem_private.mmap", m9);
+	READ("fault.gmem_private.read", m9);
+	int mf = memfd_create("conformance", 0);
+	VAL("memfd.ftruncate", ftruncate(mf, 4 * PAGE));
+	char *mm = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mf, 0);
+	WRITE("memfd.write", mm + PAGE + 3, 0x11);
+	unsigned char b = 0;
+	VAL("memfd.pread", pread(mf, &b, 1, PAGE + 3));
+	printf("memfd.pread_value\t%d\n", b);
+	VAL("memfd.punch", fallocate(mf, KEEP | PUNCH, PAGE, PAGE));
+	READ("memfd.after_punch", mm + PAGE + 3);
+	READ("memfd.beyond_eof", mm + 5 * PAGE);
 	return 0;
 }

@@ -21,9 +21,11 @@ const recorded = new Map(
 describe('conformance with a 6.18.44 host (conformance/results/linux-6.18.44.tsv)', () => {
   const model = modelResults('v6.18', { tdp: false });
   it('the probe and the model run the same cases, in the same order', () => {
-    const probeCases = [...read('../conformance/probe.c').matchAll(/\b(?:VAL|OK|PF)\("([a-z0-9_.]+)"/g)].map(
-      (m) => m[1],
-    );
+    const probeCases = [
+      ...read('../conformance/probe.c').matchAll(
+        /\b(?:VAL|OK|PF|READ|WRITE)\("([a-z0-9_.]+)"|printf\("([a-z0-9_.]+)\\t/g,
+      ),
+    ].map((m) => m[1] ?? m[2]);
     expect([...model.keys()]).toEqual(probeCases);
     expect([...recorded.keys()]).toEqual(probeCases);
   });
