@@ -242,5 +242,88 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   run('memfd.punch', () => host.fallocate(mf, KEEP | PUNCH, PAGE, PAGE));
   touch('memfd.after_punch', readByte(mm + PAGE + 3));
   touch('memfd.beyond_eof', readByte(mm + 5 * PAGE));
+  // Guests that run (DEFAULT VM). The probe's vCPU runs x86 instructions; the model's runs the
+  // same accesses as a guest program.
+  const runCase = (name: string, vcpu: number): void => {
+    const r = host.kvmRun(vcpu);
+    try {
+      host.ioctl(vcpu, 'KVM_RUN');
+    } catch (e) {
+      if (!(e instanceof SyscallError)) throw e;
+      out.set(name, `${e.code} exit=${r.exit_reason}`);
+      return;
+    }
+    let line = `exit=${r.exit_reason}`;
+    if (r.exit_reason === uapi.KVM_EXIT_MMIO && r.mmio) {
+      const m = r.mmio;
+      line += ` gpa=0x${m.phys_addr.toString(16)} len=${m.len} write=${m.is_write}`;
+      if (m.is_write) line += ` data=${Buffer.from(m.data.subarray(0, m.len)).toString('hex')}`;
+    } else if (r.exit_reason === uapi.KVM_EXIT_INTERNAL_ERROR && r.internal)
+      line += ` suberror=${r.internal.suberror} ndata=${r.internal.ndata}`;
+    out.set(name, line);
+  };
+  const u32At = (addr: number): string =>
+    `0x${Buffer.from(host.memory.read(addr, 4)).readUInt32LE(0).toString(16).padStart(8, '0')}`;
+  const vm10 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  const v10 = host.ioctl(vm10, 'KVM_CREATE_VCPU', 0);
+  host.guest(v10).load([{ op: 'hlt' }]);
+  runCase('run.no_memslots', v10);
+  run('run.nr_mmu_pages_too_few', () => host.ioctl(vm10, 'KVM_SET_NR_MMU_PAGES', 63));
+  run('run.nr_mmu_pages', () => host.ioctl(vm10, 'KVM_SET_NR_MMU_PAGES', 64));
+  runCase('run.no_memslots_mmu_pages', v10);
+  const vm12 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  const v12 = host.ioctl(vm12, 'KVM_CREATE_VCPU', 0);
+  host.guest(v12).load([{ op: 'hlt' }]);
+  const ram12 = host.mmap({ length: 16 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  const r13 = { slot: 0, flags: 0, guest_phys_addr: 0x40000000, memory_size: 16 * PAGE, userspace_addr: ram12 };
+  run('run.slot_created', () => host.ioctl(vm12, 'KVM_SET_USER_MEMORY_REGION', r13));
+  run('run.slot_deleted', () => host.ioctl(vm12, 'KVM_SET_USER_MEMORY_REGION', { ...r13, memory_size: 0 }));
+  runCase('run.no_memslots_after_delete', v12);
+  const vm11 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  const ram11 = host.mmap({ length: 16 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  run('run.slot', () =>
+    host.ioctl(vm11, 'KVM_SET_USER_MEMORY_REGION', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: 16 * PAGE,
+      userspace_addr: ram11,
+    }),
+  );
+  const ro = host.mmap({ length: PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  host.memory.write(ro, new Uint8Array(PAGE).fill(0x5a));
+  run('run.slot_readonly', () =>
+    host.ioctl(vm11, 'KVM_SET_USER_MEMORY_REGION', {
+      slot: 1,
+      flags: uapi.KVM_MEM_READONLY,
+      guest_phys_addr: 0x100000,
+      memory_size: PAGE,
+      userspace_addr: ro,
+    }),
+  );
+  const v11 = host.ioctl(vm11, 'KVM_CREATE_VCPU', 0);
+  // The probe's program: the value read by MMIO is stored to RAM, the read-only slot's to RAM and
+  // back to the read-only slot.
+  host.guest(v11).load([
+    { op: 'read', gpa: 0x20000000, length: 4 },
+    { op: 'write', gpa: 0x2000, data: [0xdd, 0xcc, 0xbb, 0xaa] },
+    { op: 'write', gpa: 0x20000008, data: [0x44, 0x33, 0x22, 0x11] },
+    { op: 'read', gpa: 0x100000, length: 4 },
+    { op: 'write', gpa: 0x2004, data: [0x5a, 0x5a, 0x5a, 0x5a] },
+    { op: 'write', gpa: 0x100000, data: [0x5a, 0x5a, 0x5a, 0x5a] },
+    { op: 'hlt' },
+  ]);
+  const run11 = host.kvmRun(v11);
+  run11.immediate_exit = 1;
+  runCase('run.immediate_exit', v11);
+  run11.immediate_exit = 0;
+  runCase('run.mmio_read', v11);
+  run11.mmio?.data.set([0xdd, 0xcc, 0xbb, 0xaa]);
+  runCase('run.mmio_write', v11);
+  runCase('run.readonly_write', v11);
+  runCase('run.hlt', v11);
+  out.set('run.ram_2000', u32At(ram11 + 0x2000));
+  out.set('run.ram_2004', u32At(ram11 + 0x2004));
+  out.set('run.readonly_page', u32At(ro));
   return out;
 }

@@ -54,6 +54,76 @@ struct prefault { uint64_t gpa, size, flags, padding[5]; };
 #define MAP_SYNC_ 0x80000
 #define PAGE 4096L
 
+/* KVM_RUN on a DEFAULT VM: a vCPU in flat 32-bit protected mode (no paging) runs a few instructions. */
+#define KVM_GET_VCPU_MMAP_SIZE _IO(KVMIO, 0x04)
+#define KVM_RUN _IO(KVMIO, 0x80)
+#define KVM_SET_NR_MMU_PAGES _IO(KVMIO, 0x44)
+struct kvm_regs_ { uint64_t gpr[16], rip, rflags; };
+struct kvm_seg_ { uint64_t base; uint32_t limit; uint16_t selector; uint8_t type, present, dpl, db, s, l, g, avl, unusable, pad; };
+struct kvm_dt_ { uint64_t base; uint16_t limit, pad[3]; };
+struct kvm_sregs_ { struct kvm_seg_ cs, ds, es, fs, gs, ss, tr, ldt; struct kvm_dt_ gdt, idt; uint64_t cr0, cr2, cr3, cr4, cr8, efer, apic_base, irq_bitmap[4]; };
+#define KVM_SET_REGS _IOW(KVMIO, 0x82, struct kvm_regs_)
+#define KVM_GET_SREGS _IOR(KVMIO, 0x83, struct kvm_sregs_)
+#define KVM_SET_SREGS _IOW(KVMIO, 0x84, struct kvm_sregs_)
+/* struct kvm_run: the fields the cases read. */
+struct run_ {
+	uint8_t request_interrupt_window, immediate_exit, pad1[6];
+	uint32_t exit_reason;
+	uint8_t ready_for_interrupt_injection, if_flag;
+	uint16_t flags;
+	uint64_t cr8, apic_base;
+	union {
+		struct { uint64_t phys_addr; uint8_t data[8]; uint32_t len; uint8_t is_write; } mmio;
+		struct { uint32_t suberror, ndata; uint64_t data[16]; } internal;
+		uint8_t pad[256];
+	};
+};
+#define CODE_GPA 0x1000
+
+static int flat_vcpu(int vm, int id, const unsigned char *code, size_t len, void *ram, struct run_ **run)
+{
+	int vcpu = ioctl(vm, KVM_CREATE_VCPU, id);
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	long size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	close(kvm);
+	*run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	memcpy((char *)ram + CODE_GPA, code, len);
+	struct kvm_sregs_ sr;
+	ioctl(vcpu, KVM_GET_SREGS, &sr);
+	struct kvm_seg_ flat = { .base = 0, .limit = 0xffffffff, .selector = 8, .type = 11, .present = 1, .db = 1, .s = 1, .g = 1 };
+	sr.cs = flat;
+	flat.type = 3;
+	flat.selector = 16;
+	sr.ds = sr.es = sr.fs = sr.gs = sr.ss = flat;
+	sr.cr0 |= 1;
+	ioctl(vcpu, KVM_SET_SREGS, &sr);
+	struct kvm_regs_ r = { .rip = CODE_GPA, .rflags = 2 };
+	ioctl(vcpu, KVM_SET_REGS, &r);
+	return vcpu;
+}
+
+/* KVM_RUN, then the exit: "<exit_reason>" plus the MMIO or internal-error fields that matter. */
+static void run_case(const char *name, int vcpu, struct run_ *run)
+{
+	errno = 0;
+	long r = ioctl(vcpu, KVM_RUN, 0);
+	if (r < 0) {
+		printf("%s\t%s exit=%u\n", name, strerrorname_np(errno), run->exit_reason);
+		return;
+	}
+	printf("%s\texit=%u", name, run->exit_reason);
+	if (run->exit_reason == 6) {
+		printf(" gpa=0x%llx len=%u write=%u", (unsigned long long)run->mmio.phys_addr, run->mmio.len, run->mmio.is_write);
+		if (run->mmio.is_write) {
+			printf(" data=");
+			for (unsigned i = 0; i < run->mmio.len && i < 8; i++)
+				printf("%02x", run->mmio.data[i]);
+		}
+	} else if (run->exit_reason == 17)
+		printf(" suberror=%u ndata=%u", run->internal.suberror, run->internal.ndata);
+	printf("\n");
+}
+
 static void report(const char *name, long r, int err)
 {
 	if (r < 0)
@@ -277,5 +347,57 @@ int main(void)
 	VAL("memfd.punch", fallocate(mf, KEEP | PUNCH, PAGE, PAGE));
 	READ("memfd.after_punch", mm + PAGE + 3);
 	READ("memfd.beyond_eof", mm + 5 * PAGE);
+
+	/* Guests that run (DEFAULT VM): no memslot at all; MMIO reads and writes; a read-only slot. */
+	int vm10 = ioctl(kvm, KVM_CREATE_VM, 0);
+	struct run_ *run10;
+	static const unsigned char hlt[] = { 0xf4 };
+	static char none[2 * PAGE];
+	int v10 = flat_vcpu(vm10, 0, hlt, sizeof(hlt), none, &run10);
+	run_case("run.no_memslots", v10, run10);
+	/* Without TDP, KVM_RUN needs shadow MMU pages; with no memslot ever made, only this gives some. */
+	VAL("run.nr_mmu_pages_too_few", ioctl(vm10, KVM_SET_NR_MMU_PAGES, 63));
+	VAL("run.nr_mmu_pages", ioctl(vm10, KVM_SET_NR_MMU_PAGES, 64));
+	run_case("run.no_memslots_mmu_pages", v10, run10);
+	int vm12 = ioctl(kvm, KVM_CREATE_VM, 0);
+	struct run_ *run12;
+	int v12 = flat_vcpu(vm12, 0, hlt, sizeof(hlt), none, &run12);
+	char *ram12 = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct region1 r13 = { .slot = 0, .guest_phys_addr = 0x40000000, .memory_size = 16 * PAGE, .userspace_addr = (uint64_t)ram12 };
+	VAL("run.slot_created", ioctl(vm12, KVM_SET_USER_MEMORY_REGION, &r13));
+	r13.memory_size = 0;
+	VAL("run.slot_deleted", ioctl(vm12, KVM_SET_USER_MEMORY_REGION, &r13));
+	run_case("run.no_memslots_after_delete", v12, run12);
+	int vm11 = ioctl(kvm, KVM_CREATE_VM, 0);
+	char *ram11 = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct region1 r11 = { .slot = 0, .guest_phys_addr = 0, .memory_size = 16 * PAGE, .userspace_addr = (uint64_t)ram11 };
+	VAL("run.slot", ioctl(vm11, KVM_SET_USER_MEMORY_REGION, &r11));
+	char *ro = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(ro, 0x5a, PAGE);
+	struct region1 r12 = { .slot = 1, .flags = KVM_MEM_READONLY, .guest_phys_addr = 0x100000, .memory_size = PAGE, .userspace_addr = (uint64_t)ro };
+	VAL("run.slot_readonly", ioctl(vm11, KVM_SET_USER_MEMORY_REGION, &r12));
+	static const unsigned char prog[] = {
+		0xa1, 0x00, 0x00, 0x00, 0x20,			/* mov eax, [0x20000000]: no memslot */
+		0xa3, 0x00, 0x20, 0x00, 0x00,			/* mov [0x2000], eax: RAM */
+		0xc7, 0x05, 0x08, 0x00, 0x00, 0x20,		/* mov dword [0x20000008], 0x11223344 */
+		0x44, 0x33, 0x22, 0x11,
+		0xa1, 0x00, 0x00, 0x10, 0x00,			/* mov eax, [0x100000]: read-only slot */
+		0xa3, 0x04, 0x20, 0x00, 0x00,			/* mov [0x2004], eax */
+		0xa3, 0x00, 0x00, 0x10, 0x00,			/* mov [0x100000], eax: write to the read-only slot */
+		0xf4,						/* hlt */
+	};
+	struct run_ *run11;
+	int v11 = flat_vcpu(vm11, 0, prog, sizeof(prog), ram11, &run11);
+	run11->immediate_exit = 1;
+	run_case("run.immediate_exit", v11, run11);
+	run11->immediate_exit = 0;
+	run_case("run.mmio_read", v11, run11);
+	memcpy(run11->mmio.data, "\xdd\xcc\xbb\xaa", 4);
+	run_case("run.mmio_write", v11, run11);
+	run_case("run.readonly_write", v11, run11);
+	run_case("run.hlt", v11, run11);
+	printf("run.ram_2000\t0x%08x\n", *(uint32_t *)(ram11 + 0x2000));
+	printf("run.ram_2004\t0x%08x\n", *(uint32_t *)(ram11 + 0x2004));
+	printf("run.readonly_page\t0x%08x\n", *(uint32_t *)ro);
 	return 0;
 }

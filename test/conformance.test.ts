@@ -23,7 +23,7 @@ describe('conformance with a 6.18.44 host (conformance/results/linux-6.18.44.tsv
   it('the probe and the model run the same cases, in the same order', () => {
     const probeCases = [
       ...read('../conformance/probe.c').matchAll(
-        /\b(?:VAL|OK|PF|READ|WRITE)\("([a-z0-9_.]+)"|printf\("([a-z0-9_.]+)\\t/g,
+        /\b(?:VAL|OK|PF|READ|WRITE|run_case)\("([a-z0-9_.]+)"|printf\("([a-z0-9_.]+)\\t/g,
       ),
     ].map((m) => m[1] ?? m[2]);
     expect([...model.keys()]).toEqual(probeCases);

@@ -236,6 +236,7 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
   }
   space.byId.set(id, slot);
   space.byGfn.set(slot.baseGfn, slot.baseGfn + slot.npages, slot);
+  if (!old) vm.mmu.memslotCreatedOrDeleted(vm.memslots.nrMemslotPages);
   vm.mmu.memslotsChanged();
   return 0;
 }
@@ -247,6 +248,7 @@ export function deleteSlot(vm: Vm, slot: Memslot): void {
   space.byId.delete(slot.id);
   space.byGfn.set(slot.baseGfn, slot.baseGfn + slot.npages, undefined);
   vm.memslots.nrMemslotPages -= BigInt(slot.npages);
+  vm.mmu.memslotCreatedOrDeleted(vm.memslots.nrMemslotPages);
   if (slot.gmem) vm.host.tracer.within('kvm_gmem_unbind', () => kvmGmemUnbind(slot));
   vm.mmu.memslotsChanged();
 }

@@ -24,6 +24,9 @@ import type { Memslot } from './memslots.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
 
+/** KVM_MIN_ALLOC_MMU_PAGES (arch/x86/include/asm/kvm_host.h). */
+const KVM_MIN_ALLOC_MMU_PAGES = 64;
+
 export interface Spte {
   readonly private: boolean;
   /** The memslot the mapping was made through (kvm_mmu_page's gfn -> slot, for the fast path). */
@@ -114,7 +117,35 @@ export class Mmu {
    */
   private readonly invalidSlots = new Set<Memslot>();
 
+  /**
+   * The shadow MMU's page budget (kvm->arch.n_max_mmu_pages) and the one userspace asked for
+   * (n_requested_mmu_pages). It only matters without TDP: root allocation (make_mmu_pages_available)
+   * fails with -ENOSPC while it is 0, i.e. before the first memslot CREATE or DELETE and before
+   * KVM_SET_NR_MMU_PAGES. That is why set_memory_region_test's test_zero_memory_regions sets it.
+   */
+  nMaxMmuPages = 0;
+  nRequestedMmuPages = 0n;
+
   constructor(private readonly vm: Vm) {}
+
+  /** kvm_arch_commit_memory_region() for KVM_MR_CREATE and KVM_MR_DELETE: the default budget. */
+  memslotCreatedOrDeleted(nrMemslotPages: bigint): void {
+    if (this.nRequestedMmuPages !== 0n) return;
+    // KVM_PERMILLE_MMU_PAGES (20 per 1000 memslot pages), at least KVM_MIN_ALLOC_MMU_PAGES.
+    this.nMaxMmuPages = Math.max(Number(nrMemslotPages / 50n), KVM_MIN_ALLOC_MMU_PAGES);
+  }
+
+  /** kvm_vm_ioctl_set_nr_mmu_pages(). */
+  setNrMmuPages(nr: bigint): number {
+    if (nr < BigInt(KVM_MIN_ALLOC_MMU_PAGES))
+      throw kerr(
+        'EINVAL',
+        `KVM_SET_NR_MMU_PAGES: ${nr} < KVM_MIN_ALLOC_MMU_PAGES (${KVM_MIN_ALLOC_MMU_PAGES})`,
+      );
+    this.nMaxMmuPages = Number(nr);
+    this.nRequestedMmuPages = nr;
+    return 0;
+  }
 
   memslotsChanged(): void {
     this.memslotGeneration++;

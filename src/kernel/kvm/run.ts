@@ -50,6 +50,15 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   // completion that makes another exit (TDX MapGPA's next chunk) returns to userspace at once
   // (kvm_arch_vcpu_ioctl_run: cui() <= 0 -> out), before the immediate_exit check.
   if (completeUserspaceIo(vcpu, prog)) return 0;
+  // !vcpu->wants_to_run (immediate_exit), checked after the completion. kvm_run is left as it was:
+  // exit_reason too (KVM_EXIT_INTR is only for a pending signal).
+  if (run.immediate_exit) throw kerr('EINTR', 'kvm_arch_vcpu_ioctl_run: immediate_exit');
+  // Without TDP the shadow MMU allocates a root before entering: -ENOSPC with no page budget.
+  if (!vm.host.tdp && vm.mmu.nMaxMmuPages === 0)
+    throw kerr(
+      'ENOSPC',
+      'make_mmu_pages_available: no shadow MMU pages (no memslot yet, no KVM_SET_NR_MMU_PAGES)',
+    );
   // The previous exit's union member goes. Only delete what is there: deleting the member the last
   // exit added is cheap, deleting absent ones would push kvm_run into slow (dictionary) mode.
   if (run.memory_fault !== undefined) delete run.memory_fault;
@@ -59,16 +68,13 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   }
   if (run.mmio !== undefined) delete run.mmio;
   if (run.internal !== undefined) delete run.internal;
-  // !vcpu->wants_to_run (immediate_exit), checked after the completion.
-  if (run.immediate_exit) {
-    run.exit_reason = K.KVM_EXIT_INTR;
-    throw kerr('EINTR', 'kvm_arch_vcpu_ioctl_run: immediate_exit');
-  }
   // With no memslot at all the first instruction fetch cannot be emulated (set_memory_region_test
-  // test_zero_memory_regions): an internal error exit.
+  // test_zero_memory_regions): an emulation failure exit. prepare_emulation_failure_exit() puts
+  // the flags (0: no instruction bytes were fetched) and the vendor's five exit-info words in
+  // data[]; the model has no VMCS/VMCB exit info, so those read as 0.
   if (vm.memslots.count === 0) {
     run.exit_reason = K.KVM_EXIT_INTERNAL_ERROR;
-    run.internal = { suberror: K.KVM_INTERNAL_ERROR_EMULATION, ndata: 0, data: [] };
+    run.internal = { suberror: K.KVM_INTERNAL_ERROR_EMULATION, ndata: 6, data: [0n, 0n, 0n, 0n, 0n, 0n] };
     return 0;
   }
   const t = vm.host.tracer;
@@ -110,12 +116,25 @@ function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): boolean {
   const m = prog.pendingMmio;
   prog.pendingMmio = undefined;
   if (!m) return false;
+  const out = prog.readBuffer;
   if (m.read) {
-    const out = prog.readBuffer;
     const src = run.mmio?.data;
     if (out && src) out.set(src.subarray(0, m.len), prog.partial);
   }
   prog.partial += m.len;
+  // The last piece finishes the access here, as complete_emulated_mmio() finishes the instruction:
+  // a read's register is written even if this KVM_RUN then stops at immediate_exit.
+  const op = prog.ops[prog.pc];
+  const length = op?.op === 'read' ? op.length : op?.op === 'write' ? op.data.length : 0;
+  if (prog.partial >= length) {
+    if (m.read && out) {
+      prog.readBuffer = undefined;
+      prog.complete({ data: out });
+    } else {
+      prog.pc++;
+      prog.partial = 0;
+    }
+  }
   return false;
 }
 

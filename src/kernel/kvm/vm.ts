@@ -163,6 +163,8 @@ export class Vm {
         return this.createVcpu(scalar(arg, 'vcpu id'));
       case K.KVM_CREATE_IRQCHIP:
         return kvmCreateIrqchip(this);
+      case K.KVM_SET_NR_MMU_PAGES:
+        return this.mmu.setNrMmuPages(scalar(arg, 'nr_mmu_pages'));
       case K.KVM_SET_USER_MEMORY_REGION:
         return setUserMemoryRegion(this, arg, false);
       case K.KVM_SET_USER_MEMORY_REGION2:
