@@ -319,11 +319,92 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   run11.immediate_exit = 0;
   runCase('run.mmio_read', v11);
   run11.mmio?.data.set([0xdd, 0xcc, 0xbb, 0xaa]);
+  run11.immediate_exit = 1;
+  runCase('run.immediate_exit_after_mmio', v11);
+  run11.immediate_exit = 0;
   runCase('run.mmio_write', v11);
   runCase('run.readonly_write', v11);
   runCase('run.hlt', v11);
   out.set('run.ram_2000', u32At(ram11 + 0x2000));
   out.set('run.ram_2004', u32At(ram11 + 0x2004));
   out.set('run.readonly_page', u32At(ro));
+
+  // A guest_memfd-only memslot (MMAP | INIT_SHARED) on a DEFAULT VM: the guest's accesses fault
+  // through guest_memfd (__kvm_mmu_faultin_pfn: kvm_memslot_is_gmem_only), whatever
+  // userspace_addr maps. Slot 1 names plain anonymous memory, slot 2 the guest_memfd mapping.
+  const vm13 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  const ram13 = host.mmap({ length: 16 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  run('run_gmem.ram', () =>
+    host.ioctl(vm13, 'KVM_SET_USER_MEMORY_REGION', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: 16 * PAGE,
+      userspace_addr: ram13,
+    }),
+  );
+  const g13 = host.ioctl(vm13, 'KVM_CREATE_GUEST_MEMFD', {
+    size: 8 * PAGE,
+    flags: uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED,
+  });
+  const m13 = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g13 });
+  host.memory.write(m13, [0x11, 0x22, 0x33, 0x44]);
+  const a13 = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  host.memory.write(a13, new Uint8Array(4 * PAGE).fill(0xee));
+  const gmemSlot = (slot: number, gpa: number, uaddr: number, offset: number) => () =>
+    host.ioctl(vm13, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot,
+      flags: uapi.KVM_MEM_GUEST_MEMFD,
+      guest_phys_addr: gpa,
+      memory_size: 4 * PAGE,
+      userspace_addr: uaddr,
+      guest_memfd: g13,
+      guest_memfd_offset: offset,
+    });
+  run('run_gmem.slot_anon_uaddr', gmemSlot(1, 0x200000, a13, 0));
+  run('run_gmem.slot_gmem_uaddr', gmemSlot(2, 0x300000, m13 + 4 * PAGE, 4 * PAGE));
+  const v13 = host.ioctl(vm13, 'KVM_CREATE_VCPU', 0);
+  const guest13 = host.guest(v13);
+  guest13.load([
+    { op: 'read', gpa: 0x200000, length: 4 },
+    { op: 'hlt' },
+  ]);
+  // The probe stores what it read at 0x2008: run the read, then write its result there.
+  host.ioctl(v13, 'KVM_RUN');
+  const seen = guest13.results[0]?.data ?? new Uint8Array(4);
+  guest13.load([
+    { op: 'write', gpa: 0x2008, data: seen },
+    { op: 'write', gpa: 0x200010, data: [0x88, 0x77, 0x66, 0x55] },
+    { op: 'write', gpa: 0x300000, data: [0xcc, 0xbb, 0xaa, 0x99] },
+    { op: 'hlt' },
+  ]);
+  runCase('run_gmem.hlt', v13);
+  out.set('run_gmem.ram_2008', u32At(ram13 + 0x2008));
+  out.set('run_gmem.gmem_10', u32At(m13 + 0x10));
+  out.set('run_gmem.anon_10', u32At(a13 + 0x10));
+  out.set('run_gmem.gmem_page4', u32At(m13 + 4 * PAGE));
+  run('run_gmem.punch', () => host.fallocate(g13, KEEP | PUNCH, 0, PAGE));
+  guest13.load([{ op: 'read', gpa: 0x200010, length: 4 }, { op: 'hlt' }]);
+  host.ioctl(v13, 'KVM_RUN');
+  guest13.load([{ op: 'write', gpa: 0x200c, data: guest13.results[0]?.data ?? new Uint8Array(4) }, { op: 'hlt' }]);
+  runCase('run_gmem.after_punch_hlt', v13);
+  out.set('run_gmem.ram_200c', u32At(ram13 + 0x200c));
   return out;
 }
+
+/**
+ * Cases whose kernel result depends on how the host ran the probe's guest. VMX and SVM run its
+ * loads and stores natively: they fault through guest_memfd on a guest_memfd-only memslot, as the
+ * model does. A vendor module that emulates them (PVM does: host.run_gmem_insn_emulated > 0) goes
+ * through the emulator's kvm_vcpu_read_guest()/kvm_vcpu_write_guest(), i.e. userspace_addr. The
+ * values are what each path gives, from the sources, not from either run.
+ */
+export const EMULATION_DEPENDENT: Readonly<Record<string, { native: string; emulated: string }>> = {
+  // The load at 0x200000 (slot 1, userspace_addr: anonymous 0xee bytes), stored at 0x2008.
+  'run_gmem.ram_2008': { native: '0x44332211', emulated: '0xeeeeeeee' },
+  // The store to 0x200010: guest_memfd page 0 natively, the anonymous memory when emulated.
+  'run_gmem.gmem_10': { native: '0x55667788', emulated: '0x00000000' },
+  'run_gmem.anon_10': { native: '0xeeeeeeee', emulated: '0x55667788' },
+  // After the hole punch of page 0, the load at 0x200010 again: a fresh zeroed folio natively.
+  'run_gmem.ram_200c': { native: '0x00000000', emulated: '0x55667788' },
+};

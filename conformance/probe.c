@@ -124,6 +124,56 @@ static void run_case(const char *name, int vcpu, struct run_ *run)
 	printf("\n");
 }
 
+/* Facts about the host, printed as "host.<name>\t<value>": context for the cases, not compared. */
+static void fact(const char *name, const char *value) { printf("host.%s\t%s\n", name, value); }
+
+/* The vendor module behind /dev/kvm, and whether the TDP MMU is on. */
+static void host_facts(void)
+{
+	const char *mods[] = { "kvm_intel", "kvm_amd", "kvm_pvm" };
+	const char *vendor = "unknown";
+	for (unsigned i = 0; i < 3; i++) {
+		char path[64];
+		snprintf(path, sizeof(path), "/sys/module/%s", mods[i]);
+		if (access(path, F_OK) == 0)
+			vendor = mods[i];
+	}
+	fact("vendor_module", vendor);
+	char v[8] = "?";
+	FILE *f = fopen("/sys/module/kvm/parameters/tdp_mmu", "r");
+	if (f) {
+		if (fscanf(f, "%7s", v) != 1)
+			strcpy(v, "?");
+		fclose(f);
+	}
+	fact("tdp_mmu", v);
+}
+
+/* A vCPU's insn_emulation statistic (KVM_GET_STATS_FD): how many of its instructions KVM emulated. */
+#define KVM_GET_STATS_FD _IO(KVMIO, 0xce)
+static long insn_emulation(int vcpu)
+{
+	struct { uint32_t flags, name_size, num_desc, id_offset, desc_offset, data_offset; } h;
+	int fd = ioctl(vcpu, KVM_GET_STATS_FD, 0);
+	if (fd < 0 || pread(fd, &h, sizeof(h), 0) != sizeof(h))
+		return -1;
+	long r = -1;
+	size_t dsz = 16 + h.name_size;
+	char d[16 + 256];
+	for (uint32_t i = 0; i < h.num_desc && dsz <= sizeof(d); i++) {
+		if (pread(fd, d, dsz, h.desc_offset + i * dsz) != (ssize_t)dsz)
+			break;
+		if (strcmp(d + 16, "insn_emulation") == 0) {
+			uint64_t v = 0;
+			if (pread(fd, &v, 8, h.data_offset + *(uint32_t *)(d + 8)) == 8)
+				r = (long)v;
+			break;
+		}
+	}
+	close(fd);
+	return r;
+}
+
 static void report(const char *name, long r, int err)
 {
 	if (r < 0)
@@ -207,6 +257,7 @@ int main(void)
 		perror("/dev/kvm");
 		return 2;
 	}
+	host_facts();
 	VAL("cap.sys.guest_memfd", ioctl(kvm, KVM_CHECK_EXTENSION, 234));
 	VAL("cap.sys.guest_memfd_flags", ioctl(kvm, KVM_CHECK_EXTENSION, 244));
 	VAL("cap.sys.user_memory2", ioctl(kvm, KVM_CHECK_EXTENSION, 231));
@@ -393,11 +444,61 @@ int main(void)
 	run11->immediate_exit = 0;
 	run_case("run.mmio_read", v11, run11);
 	memcpy(run11->mmio.data, "\xdd\xcc\xbb\xaa", 4);
+	/* The read completes before the immediate exit; the next KVM_RUN goes on after it. */
+	run11->immediate_exit = 1;
+	run_case("run.immediate_exit_after_mmio", v11, run11);
+	run11->immediate_exit = 0;
 	run_case("run.mmio_write", v11, run11);
 	run_case("run.readonly_write", v11, run11);
 	run_case("run.hlt", v11, run11);
 	printf("run.ram_2000\t0x%08x\n", *(uint32_t *)(ram11 + 0x2000));
 	printf("run.ram_2004\t0x%08x\n", *(uint32_t *)(ram11 + 0x2004));
 	printf("run.readonly_page\t0x%08x\n", *(uint32_t *)ro);
+
+	/* A guest_memfd-only slot (6.18: MMAP | INIT_SHARED) on a DEFAULT VM: the guest's accesses go to
+	 * guest_memfd pages, whatever userspace_addr maps. Slot 1 names plain anonymous memory, slot 2
+	 * the guest_memfd mapping itself. */
+	int vm13 = ioctl(kvm, KVM_CREATE_VM, 0);
+	char *ram13 = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct region1 r14 = { .slot = 0, .guest_phys_addr = 0, .memory_size = 16 * PAGE, .userspace_addr = (uint64_t)ram13 };
+	VAL("run_gmem.ram", ioctl(vm13, KVM_SET_USER_MEMORY_REGION, &r14));
+	int g13 = gmem(vm13, 8 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+	char *m13 = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g13, 0);
+	memcpy(m13, "\x11\x22\x33\x44", 4);
+	char *a13 = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(a13, 0xee, 4 * PAGE);
+	VAL("run_gmem.slot_anon_uaddr", slotf(vm13, 1, KVM_MEM_GUEST_MEMFD, 0x200000, 4 * PAGE, a13, g13, 0));
+	VAL("run_gmem.slot_gmem_uaddr", slotf(vm13, 2, KVM_MEM_GUEST_MEMFD, 0x300000, 4 * PAGE, m13 + 4 * PAGE, g13, 4 * PAGE));
+	static const unsigned char prog13[] = {
+		0xa1, 0x00, 0x00, 0x20, 0x00,			/* mov eax, [0x200000] */
+		0xa3, 0x08, 0x20, 0x00, 0x00,			/* mov [0x2008], eax */
+		0xc7, 0x05, 0x10, 0x00, 0x20, 0x00,		/* mov dword [0x200010], 0x55667788 */
+		0x88, 0x77, 0x66, 0x55,
+		0xc7, 0x05, 0x00, 0x00, 0x30, 0x00,		/* mov dword [0x300000], 0x99aabbcc */
+		0xcc, 0xbb, 0xaa, 0x99,
+		0xf4,						/* hlt */
+	};
+	struct run_ *run13;
+	int v13 = flat_vcpu(vm13, 0, prog13, sizeof(prog13), ram13, &run13);
+	run_case("run_gmem.hlt", v13, run13);
+	char n[24];
+	snprintf(n, sizeof(n), "%ld", insn_emulation(v13));
+	fact("run_gmem_insn_emulated", n);
+	printf("run_gmem.ram_2008\t0x%08x\n", *(uint32_t *)(ram13 + 0x2008));
+	printf("run_gmem.gmem_10\t0x%08x\n", *(uint32_t *)(m13 + 0x10));
+	printf("run_gmem.anon_10\t0x%08x\n", *(uint32_t *)(a13 + 0x10));
+	printf("run_gmem.gmem_page4\t0x%08x\n", *(uint32_t *)(m13 + 4 * PAGE));
+	/* A hole punched under the running guest: its next read gets a fresh zeroed page. */
+	VAL("run_gmem.punch", fallocate(g13, KEEP | PUNCH, 0, PAGE));
+	static const unsigned char prog14[] = {
+		0xa1, 0x10, 0x00, 0x20, 0x00,			/* mov eax, [0x200010] */
+		0xa3, 0x0c, 0x20, 0x00, 0x00,			/* mov [0x200c], eax */
+		0xf4,
+	};
+	memcpy(ram13 + CODE_GPA, prog14, sizeof(prog14));
+	struct kvm_regs_ r = { .rip = CODE_GPA, .rflags = 2 };
+	ioctl(v13, KVM_SET_REGS, &r);
+	run_case("run_gmem.after_punch_hlt", v13, run13);
+	printf("run_gmem.ram_200c\t0x%08x\n", *(uint32_t *)(ram13 + 0x200c));
 	return 0;
 }
