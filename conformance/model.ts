@@ -89,6 +89,18 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   // KVM_PRE_FAULT_MEMORY on a second DEFAULT VM: a 64 KiB anonymous slot at 0, a gmem-only slot.
   const vm2 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
   run('cap.sys.pre_fault_memory', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_PRE_FAULT_MEMORY));
+  const cap = (fd: number, c: number) => () => host.ioctl(fd, 'KVM_CHECK_EXTENSION', c);
+  run('cap.sys.vm_types', cap(kvm, uapi.KVM_CAP_VM_TYPES));
+  run('vm.sw_protected', () => host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM), true);
+  run('cap.sys.irqchip', cap(kvm, uapi.KVM_CAP_IRQCHIP));
+  run('cap.sys.user_memory', cap(kvm, uapi.KVM_CAP_USER_MEMORY));
+  run('cap.sys.nr_memslots', cap(kvm, uapi.KVM_CAP_NR_MEMSLOTS));
+  run('cap.sys.sync_mmu', cap(kvm, uapi.KVM_CAP_SYNC_MMU));
+  run('cap.sys.split_irqchip', cap(kvm, uapi.KVM_CAP_SPLIT_IRQCHIP));
+  run('cap.sys.exit_hypercall', cap(kvm, uapi.KVM_CAP_EXIT_HYPERCALL));
+  run('cap.sys.memory_fault_info', cap(kvm, uapi.KVM_CAP_MEMORY_FAULT_INFO));
+  run('cap.vm.nr_memslots', cap(vm2, uapi.KVM_CAP_NR_MEMSLOTS));
+  run('cap.vm.vm_types', cap(vm2, uapi.KVM_CAP_VM_TYPES));
   const ram = host.mmap({ length: 16 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
   run('prefault.slot', () =>
     host.ioctl(vm2, 'KVM_SET_USER_MEMORY_REGION', {

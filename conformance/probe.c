@@ -311,6 +311,27 @@ int main(void)
 	/* KVM_PRE_FAULT_MEMORY on a second DEFAULT VM: a 64 KiB anonymous slot at 0, a gmem-only slot. */
 	int vm2 = ioctl(kvm, KVM_CREATE_VM, 0);
 	VAL("cap.sys.pre_fault_memory", ioctl(kvm, KVM_CHECK_EXTENSION, 236));
+	/* Capabilities that do not depend on the kernel's configuration (VM_TYPES: SW_PROTECTED needs the TDP MMU). */
+	VAL("cap.sys.vm_types", ioctl(kvm, KVM_CHECK_EXTENSION, 235));
+	OK("vm.sw_protected", ioctl(kvm, KVM_CREATE_VM, 1));
+	VAL("cap.sys.irqchip", ioctl(kvm, KVM_CHECK_EXTENSION, 0));
+	VAL("cap.sys.user_memory", ioctl(kvm, KVM_CHECK_EXTENSION, 3));
+	VAL("cap.sys.nr_memslots", ioctl(kvm, KVM_CHECK_EXTENSION, 10));
+	VAL("cap.sys.sync_mmu", ioctl(kvm, KVM_CHECK_EXTENSION, 16));
+	VAL("cap.sys.split_irqchip", ioctl(kvm, KVM_CHECK_EXTENSION, 121));
+	VAL("cap.sys.exit_hypercall", ioctl(kvm, KVM_CHECK_EXTENSION, 201));
+	VAL("cap.sys.memory_fault_info", ioctl(kvm, KVM_CHECK_EXTENSION, 232));
+	/* These follow the kernel's configuration (KVM_MAX_NR_VCPUS: 4096 with MAXSMP, else 1024;
+	 * MULTI_ADDRESS_SPACE: 0 without CONFIG_KVM_SMM). The model answers as a distribution kernel. */
+	char c[24];
+	snprintf(c, sizeof(c), "%d", ioctl(kvm, KVM_CHECK_EXTENSION, 66));
+	fact("max_vcpus", c);
+	snprintf(c, sizeof(c), "%d", ioctl(kvm, KVM_CHECK_EXTENSION, 128));
+	fact("max_vcpu_id", c);
+	snprintf(c, sizeof(c), "%d", ioctl(kvm, KVM_CHECK_EXTENSION, 118));
+	fact("multi_address_space", c);
+	VAL("cap.vm.nr_memslots", ioctl(vm2, KVM_CHECK_EXTENSION, 10));
+	VAL("cap.vm.vm_types", ioctl(vm2, KVM_CHECK_EXTENSION, 235));
 	void *ram = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct region1 r1 = { .slot = 0, .guest_phys_addr = 0, .memory_size = 16 * PAGE, .userspace_addr = (uint64_t)ram };
 	VAL("prefault.slot", ioctl(vm2, KVM_SET_USER_MEMORY_REGION, &r1));

@@ -10,7 +10,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { EMULATION_DEPENDENT, modelResults } from '../conformance/model.js';
-import { createHost } from '../src/index.js';
+import { createHost, uapi } from '../src/index.js';
+import { errnoOf } from './errno-of.js';
 
 const read = (p: string): string => readFileSync(new URL(p, import.meta.url), 'utf8');
 const lines = read('../conformance/results/linux-6.18.44.tsv')
@@ -57,5 +58,17 @@ describe('createHost({ tdp: false })', () => {
     expect(() => createHost({ kernel: 'v7.0', platform: 'snp', tdp: false })).toThrow(TypeError);
     expect(() => createHost({ kernel: 'v7.0', platform: 'tdx', tdp: false })).toThrow(TypeError);
     expect(createHost({ kernel: 'v7.0', tdp: false }).tdp).toBe(false);
+  });
+
+  it('SW_PROTECTED VMs need the TDP MMU (kvm_x86_vendor_init): not in KVM_CAP_VM_TYPES, KVM_CREATE_VM -EINVAL', () => {
+    for (const tdp of [true, false]) {
+      const host = createHost({ kernel: 'v6.18', tdp });
+      const kvm = host.open('/dev/kvm');
+      const types = host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_VM_TYPES);
+      expect(types & (1 << uapi.KVM_X86_SW_PROTECTED_VM)).toBe(tdp ? 1 << uapi.KVM_X86_SW_PROTECTED_VM : 0);
+      expect(errnoOf(() => host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM))).toBe(
+        tdp ? undefined : 'EINVAL',
+      );
+    }
   });
 });
