@@ -63,6 +63,27 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   run('gmem_shared.mmap.shared', map(gs, RW, uapi.MAP_SHARED), true);
   run('gmem_shared.mmap.validate_sync', map(gs, RW, uapi.MAP_SHARED_VALIDATE | MAP_SYNC), true);
 
+  let st = host.fstat(g);
+  run('gmem.fstat', () => {
+    st = host.fstat(g);
+    return 0;
+  });
+  out.set('gmem.fstat.size', String(st.st_size));
+  out.set('gmem.fstat.mode', `0${st.st_mode.toString(8)}`);
+  out.set('gmem.fstat.blksize', String(st.st_blksize));
+  run('gmem.write', () => host.write(g, new Uint8Array(16)));
+  run('gmem.pwrite', () => host.pwrite(g, new Uint8Array(16), 0));
+  run('gmem.create.1tib', () => gmem(2 ** 40, 0), true);
+  run('gmem.create.size_negative', () => host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 1n << 63n, flags: 0 }), true);
+  run(
+    'gmem.create.reserved',
+    () => host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: PAGE, flags: 0, reserved: [1, 0, 0, 0, 0, 0] }),
+    true,
+  );
+  const gd = host.dup(g);
+  run('gmem.dup.fallocate', () => host.fallocate(gd, KEEP, 0, PAGE));
+  host.close(gd);
+  run('gmem.closed.fallocate', () => host.fallocate(gd, KEEP, 0, PAGE));
   run('vmfd.pread', () => host.pread(vm, 16, 0).length);
   run('vmfd.ftruncate', () => host.ftruncate(vm, PAGE));
   run('vmfd.fallocate', () => host.fallocate(vm, 0, 0, PAGE));
@@ -85,6 +106,19 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   run('slot.offset_unaligned', slot(3, 0x100000, PAGE, 1));
   run('slot.offset_beyond_file', slot(4, 0x100000, 2 * PAGE, 3 * PAGE));
   run('slot.offset_wraps', slot(5, 0x200000, 2 * PAGE, 0x7ffffffffffff000n));
+  const plain = (id: number, gpa: number, uaddr: number, extra: Record<string, unknown> = {}) => () =>
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot: id,
+      flags: 0,
+      guest_phys_addr: gpa,
+      memory_size: PAGE,
+      userspace_addr: uaddr,
+      ...extra,
+    });
+  run('slot.uaddr_unaligned', plain(6, 0x300000, hva + 1));
+  run('slot.gpa_unaligned', plain(6, 0x300001, hva));
+  run('slot.uaddr_unmapped', plain(6, 0x300000, 0x100_0000_0000));
+  run('slot.pad_nonzero', plain(7, 0x400000, hva, { pad1: 1, pad2: [1] }));
 
   // KVM_PRE_FAULT_MEMORY on a second DEFAULT VM: a 64 KiB anonymous slot at 0, a gmem-only slot.
   const vm2 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);

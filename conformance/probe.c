@@ -295,6 +295,22 @@ int main(void)
 	OK("gmem_shared.mmap.shared", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, gs, 0));
 	OK("gmem_shared.mmap.validate_sync", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC_, gs, 0));
 
+	/* fstat, write(2), sizes and the struct's reserved words. */
+	struct stat st;
+	VAL("gmem.fstat", fstat(g, &st));
+	printf("gmem.fstat.size\t%lld\n", (long long)st.st_size);
+	printf("gmem.fstat.mode\t0%o\n", st.st_mode);
+	printf("gmem.fstat.blksize\t%ld\n", (long)st.st_blksize);
+	VAL("gmem.write", write(g, buf, sizeof(buf)));
+	VAL("gmem.pwrite", pwrite(g, buf, sizeof(buf), 0));
+	OK("gmem.create.1tib", gmem(vm, 1ull << 40, 0));
+	OK("gmem.create.size_negative", gmem(vm, 1ull << 63, 0));
+	struct create_gmem cr = { .size = PAGE, .reserved = { 1 } };
+	OK("gmem.create.reserved", ioctl(vm, KVM_CREATE_GUEST_MEMFD, &cr));
+	int gd = dup(g);
+	VAL("gmem.dup.fallocate", fallocate(gd, KEEP, 0, PAGE));
+	close(gd);
+	VAL("gmem.closed.fallocate", fallocate(gd, KEEP, 0, PAGE));
 	VAL("vmfd.pread", pread(vm, buf, sizeof(buf), 0));
 	VAL("vmfd.ftruncate", ftruncate(vm, PAGE));
 	VAL("vmfd.fallocate", fallocate(vm, 0, 0, PAGE));
@@ -307,6 +323,11 @@ int main(void)
 	VAL("slot.offset_unaligned", slot(vm, 3, 0x100000, PAGE, hva, gm, 1));
 	VAL("slot.offset_beyond_file", slot(vm, 4, 0x100000, 2 * PAGE, hva, gm, 3 * PAGE));
 	VAL("slot.offset_wraps", slot(vm, 5, 0x200000, 2 * PAGE, hva, gm, 0x7ffffffffffff000ull));
+	VAL("slot.uaddr_unaligned", slotf(vm, 6, 0, 0x300000, PAGE, (char *)hva + 1, -1, 0));
+	VAL("slot.gpa_unaligned", slotf(vm, 6, 0, 0x300001, PAGE, hva, -1, 0));
+	VAL("slot.uaddr_unmapped", slotf(vm, 6, 0, 0x300000, PAGE, (void *)0x10000000000ull, -1, 0));
+	struct region2 rp = { .slot = 7, .guest_phys_addr = 0x400000, .memory_size = PAGE, .userspace_addr = (uint64_t)hva, .pad1 = 1, .pad2 = { 1 } };
+	VAL("slot.pad_nonzero", ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &rp));
 
 	/* KVM_PRE_FAULT_MEMORY on a second DEFAULT VM: a 64 KiB anonymous slot at 0, a gmem-only slot. */
 	int vm2 = ioctl(kvm, KVM_CREATE_VM, 0);
