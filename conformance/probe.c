@@ -287,6 +287,16 @@ int main(void)
 	VAL("gmem.fallocate.keep_unaligned", fallocate(g, KEEP, 1, PAGE));
 	VAL("gmem.fallocate.punch_beyond", fallocate(g, KEEP | PUNCH, 16 * PAGE, PAGE));
 	VAL("gmem.fallocate.zero_range", fallocate(g, KEEP | ZERO_RANGE, 0, PAGE));
+	/* vfs_fallocate()'s own checks against guest_memfd's. */
+	VAL("gmem.fallocate.punch_without_keep", fallocate(g, PUNCH, 0, PAGE));
+	VAL("gmem.fallocate.punch_unaligned", fallocate(g, KEEP | PUNCH, 1, PAGE));
+	VAL("gmem.fallocate.len0", fallocate(g, KEEP, 0, 0));
+	VAL("gmem.fallocate.offset_negative", fallocate(g, KEEP, -PAGE, PAGE));
+	VAL("gmem.fallocate.too_big", fallocate(g, KEEP, 0x7ffffffffffff000ll, 0x2000));
+	VAL("gmem.fallocate.collapse", fallocate(g, 0x08, 0, PAGE));
+	VAL("gmem.fallocate.insert", fallocate(g, 0x20, 0, PAGE));
+	VAL("gmem.fallocate.unshare", fallocate(g, 0x40, 0, PAGE));
+	VAL("gmem.fallocate.unknown_mode", fallocate(g, 0x1000, 0, PAGE));
 	OK("gmem.mmap.no_mmap_flag", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g, 0));
 	OK("gmem.mmap.exec", mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED, g, 0));
 
@@ -396,6 +406,16 @@ int main(void)
 	VAL("madv.gmem.dontneed", madvise(m4, 4 * PAGE, MADV_DONTNEED));
 	VAL("madv.gmem.remove", madvise(m4, PAGE, MADV_REMOVE));
 	VAL("madv.gmem.free", madvise(m4, PAGE, MADV_FREE));
+	VAL("madv.gmem.willneed", madvise(m4, 4 * PAGE, MADV_WILLNEED));
+	VAL("madv.gmem.populate_read", madvise(m4, 4 * PAGE, MADV_POPULATE_READ));
+	VAL("madv.gmem.cold", madvise(m4, 4 * PAGE, MADV_COLD));
+	VAL("madv.gmem.pageout", madvise(m4, 4 * PAGE, MADV_PAGEOUT));
+	VAL("madv.gmem.dontneed_locked", madvise(m4, 4 * PAGE, 24));
+	VAL("madv.gmem.wipeonfork", madvise(m4, 4 * PAGE, MADV_WIPEONFORK));
+	VAL("madv.gmem.mergeable", madvise(m4, 4 * PAGE, MADV_MERGEABLE));
+	VAL("madv.unknown", madvise(m4, PAGE, 77));
+	VAL("madv.unaligned", madvise(m4 + 1, PAGE, MADV_DONTNEED));
+	VAL("madv.len0", madvise(m4, 0, MADV_DONTNEED));
 	char *three = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	munmap(three + PAGE, PAGE);
 	VAL("madv.hole", madvise(three, 3 * PAGE, MADV_DONTNEED));
