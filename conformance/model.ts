@@ -11,8 +11,13 @@ const ZERO_RANGE = 0x10;
 const MAP_SYNC = 0x80000;
 const RW = uapi.PROT_READ | uapi.PROT_WRITE;
 
-/** `tdp`: whether the host has two-dimensional paging (the probe's cap.sys.pre_fault_memory says). */
-export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<string, string> {
+/**
+ * `tdp`: whether the host has two-dimensional paging (the probe's cap.sys.pre_fault_memory says).
+ * `emulated`: whether the host emulated the probe's guest instruction by instruction (the probe's
+ * host.run_gmem_insn_emulated > 0, e.g. PVM): its loads and stores are then `emulated` guest
+ * operations, which reach memory through userspace_addr rather than the fault path.
+ */
+export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: boolean } = {}): Map<string, string> {
   const out = new Map<string, string>();
   const run = (name: string, fn: () => unknown, ok = false): void => {
     try {
@@ -329,6 +334,7 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   };
   const u32At = (addr: number): string =>
     `0x${Buffer.from(host.memory.read(addr, 4)).readUInt32LE(0).toString(16).padStart(8, '0')}`;
+  const emulated = opts.emulated ?? false;
   const vm10 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
   const v10 = host.ioctl(vm10, 'KVM_CREATE_VCPU', 0);
   host.guest(v10).load([{ op: 'hlt' }]);
@@ -370,12 +376,12 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   // The probe's program: the value read by MMIO is stored to RAM, the read-only slot's to RAM and
   // back to the read-only slot.
   host.guest(v11).load([
-    { op: 'read', gpa: 0x20000000, length: 4 },
-    { op: 'write', gpa: 0x2000, data: [0xdd, 0xcc, 0xbb, 0xaa] },
-    { op: 'write', gpa: 0x20000008, data: [0x44, 0x33, 0x22, 0x11] },
-    { op: 'read', gpa: 0x100000, length: 4 },
-    { op: 'write', gpa: 0x2004, data: [0x5a, 0x5a, 0x5a, 0x5a] },
-    { op: 'write', gpa: 0x100000, data: [0x5a, 0x5a, 0x5a, 0x5a] },
+    { op: 'read', gpa: 0x20000000, length: 4, emulated },
+    { op: 'write', gpa: 0x2000, data: [0xdd, 0xcc, 0xbb, 0xaa], emulated },
+    { op: 'write', gpa: 0x20000008, data: [0x44, 0x33, 0x22, 0x11], emulated },
+    { op: 'read', gpa: 0x100000, length: 4, emulated },
+    { op: 'write', gpa: 0x2004, data: [0x5a, 0x5a, 0x5a, 0x5a], emulated },
+    { op: 'write', gpa: 0x100000, data: [0x5a, 0x5a, 0x5a, 0x5a], emulated },
     { op: 'hlt' },
   ]);
   const run11 = host.kvmRun(v11);
@@ -431,16 +437,16 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   const v13 = host.ioctl(vm13, 'KVM_CREATE_VCPU', 0);
   const guest13 = host.guest(v13);
   guest13.load([
-    { op: 'read', gpa: 0x200000, length: 4 },
+    { op: 'read', gpa: 0x200000, length: 4, emulated },
     { op: 'hlt' },
   ]);
   // The probe stores what it read at 0x2008: run the read, then write its result there.
   host.ioctl(v13, 'KVM_RUN');
   const seen = guest13.results[0]?.data ?? new Uint8Array(4);
   guest13.load([
-    { op: 'write', gpa: 0x2008, data: seen },
-    { op: 'write', gpa: 0x200010, data: [0x88, 0x77, 0x66, 0x55] },
-    { op: 'write', gpa: 0x300000, data: [0xcc, 0xbb, 0xaa, 0x99] },
+    { op: 'write', gpa: 0x2008, data: seen, emulated },
+    { op: 'write', gpa: 0x200010, data: [0x88, 0x77, 0x66, 0x55], emulated },
+    { op: 'write', gpa: 0x300000, data: [0xcc, 0xbb, 0xaa, 0x99], emulated },
     { op: 'hlt' },
   ]);
   runCase('run_gmem.hlt', v13);
@@ -449,27 +455,10 @@ export function modelResults(kernel: string, opts: { tdp?: boolean } = {}): Map<
   out.set('run_gmem.anon_10', u32At(a13 + 0x10));
   out.set('run_gmem.gmem_page4', u32At(m13 + 4 * PAGE));
   run('run_gmem.punch', () => host.fallocate(g13, KEEP | PUNCH, 0, PAGE));
-  guest13.load([{ op: 'read', gpa: 0x200010, length: 4 }, { op: 'hlt' }]);
+  guest13.load([{ op: 'read', gpa: 0x200010, length: 4, emulated }, { op: 'hlt' }]);
   host.ioctl(v13, 'KVM_RUN');
-  guest13.load([{ op: 'write', gpa: 0x200c, data: guest13.results[0]?.data ?? new Uint8Array(4) }, { op: 'hlt' }]);
+  guest13.load([{ op: 'write', gpa: 0x200c, data: guest13.results[0]?.data ?? new Uint8Array(4), emulated }, { op: 'hlt' }]);
   runCase('run_gmem.after_punch_hlt', v13);
   out.set('run_gmem.ram_200c', u32At(ram13 + 0x200c));
   return out;
 }
-
-/**
- * Cases whose kernel result depends on how the host ran the probe's guest. VMX and SVM run its
- * loads and stores natively: they fault through guest_memfd on a guest_memfd-only memslot, as the
- * model does. A vendor module that emulates them (PVM does: host.run_gmem_insn_emulated > 0) goes
- * through the emulator's kvm_vcpu_read_guest()/kvm_vcpu_write_guest(), i.e. userspace_addr. The
- * values are what each path gives, from the sources, not from either run.
- */
-export const EMULATION_DEPENDENT: Readonly<Record<string, { native: string; emulated: string }>> = {
-  // The load at 0x200000 (slot 1, userspace_addr: anonymous 0xee bytes), stored at 0x2008.
-  'run_gmem.ram_2008': { native: '0x44332211', emulated: '0xeeeeeeee' },
-  // The store to 0x200010: guest_memfd page 0 natively, the anonymous memory when emulated.
-  'run_gmem.gmem_10': { native: '0x55667788', emulated: '0x00000000' },
-  'run_gmem.anon_10': { native: '0xeeeeeeee', emulated: '0x55667788' },
-  // After the hole punch of page 0, the load at 0x200010 again: a fresh zeroed folio natively.
-  'run_gmem.ram_200c': { native: '0x00000000', emulated: '0x55667788' },
-};

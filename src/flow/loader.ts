@@ -480,6 +480,7 @@ class Compiler {
           gpa: v('gpa'),
           length: v('length'),
           shared: op.shared,
+          emulated: op.emulated,
           expect: op.expect === undefined ? undefined : this.data(op.expect, [...path, 'expect'], scope),
         };
       case 'write':
@@ -488,6 +489,7 @@ class Compiler {
           gpa: v('gpa'),
           data: this.data(op.data, [...path, 'data'], scope),
           shared: op.shared,
+          emulated: op.emulated,
         };
       case 'accept':
         return { op: 'accept', gpa: v('gpa'), size: v('size') };

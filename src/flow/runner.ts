@@ -427,9 +427,21 @@ class Runner {
         const ops: GuestOp[] = s.program.map((op) => {
           switch (op.op) {
             case 'read':
-              return { op: 'read', gpa: this.int(op.gpa), length: this.num(op.length), shared: op.shared };
+              return {
+                op: 'read',
+                gpa: this.int(op.gpa),
+                length: this.num(op.length),
+                shared: op.shared,
+                emulated: op.emulated,
+              };
             case 'write':
-              return { op: 'write', gpa: this.int(op.gpa), data: this.bytes(op.data), shared: op.shared };
+              return {
+                op: 'write',
+                gpa: this.int(op.gpa),
+                data: this.bytes(op.data),
+                shared: op.shared,
+                emulated: op.emulated,
+              };
             case 'accept':
               return { op: 'accept', gpa: this.int(op.gpa), size: this.int(op.size) };
             case 'map_gpa':

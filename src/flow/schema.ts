@@ -160,6 +160,13 @@ export const FallocateStep = z
 
 export const CloseStep = z.strictObject({ ...common, close: ExprSchema }).meta({ id: 'CloseStep' });
 
+const EmulatedSchema = z
+  .boolean()
+  .optional()
+  .describe(
+    'an instruction KVM emulates: memory through the memslot userspace_addr (kvm_vcpu_read_guest), not the fault path; VMs without private memory',
+  );
+
 export const GuestOpSchema = z
   .union([
     z.strictObject({
@@ -167,6 +174,7 @@ export const GuestOpSchema = z
       gpa: ExprSchema,
       length: ExprSchema,
       shared: z.boolean().optional(),
+      emulated: EmulatedSchema,
       expect: DataSchema.optional().describe(
         'the bytes the read must return, checked by the run step that completes the read',
       ),
@@ -176,6 +184,7 @@ export const GuestOpSchema = z
       gpa: ExprSchema,
       data: DataSchema,
       shared: z.boolean().optional(),
+      emulated: EmulatedSchema,
     }),
     z.strictObject({ op: z.literal('accept'), gpa: ExprSchema, size: ExprSchema }),
     z.strictObject({

@@ -39,10 +39,17 @@ export type GuestOpSpec =
       readonly gpa: CValue;
       readonly length: CValue;
       readonly shared?: boolean;
+      readonly emulated?: boolean;
       /** The bytes the read must return (checked by the run step that completes it). */
       readonly expect?: CData;
     }
-  | { readonly op: 'write'; readonly gpa: CValue; readonly data: CData; readonly shared?: boolean }
+  | {
+      readonly op: 'write';
+      readonly gpa: CValue;
+      readonly data: CData;
+      readonly shared?: boolean;
+      readonly emulated?: boolean;
+    }
   | { readonly op: 'accept'; readonly gpa: CValue; readonly size: CValue }
   | {
       readonly op: 'map_gpa';

@@ -337,7 +337,7 @@ export class Host {
     const v = typeof vcpu === 'number' ? this.vcpuOf(vcpu) : vcpu;
     let g = this.guests.get(v);
     if (!g) {
-      g = new Guest();
+      g = new Guest(v.vm.arch.hasPrivateMem);
       this.guests.set(v, g);
     }
     return g;

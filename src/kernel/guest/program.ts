@@ -7,9 +7,13 @@
 import { SyscallError } from '../errors.js';
 
 export type GuestOp =
-  /** Read `length` bytes; `shared` is the guest's view on SNP/TDX (C-bit clear / shared bit set). */
-  | { op: 'read'; gpa: number | bigint; length: number; shared?: boolean }
-  | { op: 'write'; gpa: number | bigint; data: Uint8Array | number[]; shared?: boolean }
+  /**
+   * Read `length` bytes; `shared` is the guest's view on SNP/TDX (C-bit clear / shared bit set).
+   * `emulated`: by an instruction KVM emulates (run.ts emulatedAccess: through userspace_addr, not
+   * the fault path); VMs without private memory only.
+   */
+  | { op: 'read'; gpa: number | bigint; length: number; shared?: boolean; emulated?: boolean }
+  | { op: 'write'; gpa: number | bigint; data: Uint8Array | number[]; shared?: boolean; emulated?: boolean }
   /** TDX TDG.MEM.PAGE.ACCEPT / SNP PVALIDATE of [gpa, gpa+size). */
   | { op: 'accept'; gpa: number | bigint; size: number | bigint }
   /**
@@ -88,6 +92,9 @@ export class GuestProgram {
 export class Guest {
   program: GuestProgram = new GuestProgram([]);
 
+  /** `privateMem`: the VM has private memory (kvm_arch_has_private_mem), where `emulated` is refused. */
+  constructor(private readonly privateMem = false) {}
+
   /**
    * Give the guest a new program; it starts at its first operation on the next KVM_RUN. A malformed
    * operation is refused here (EINVAL, naming it), not found later as a crash inside KVM_RUN.
@@ -97,6 +104,10 @@ export class Guest {
     for (let i = 0; i < ops.length; i++) {
       const why = checkOp(ops[i]);
       if (why !== undefined) throw badProgram(`operation ${i}: ${why}`);
+      if (this.privateMem && (ops[i] as { emulated?: boolean }).emulated)
+        throw badProgram(
+          `operation ${i}: emulated accesses are modelled for VMs without private memory only (KVM cannot emulate SNP/TDX guests; on SW_PROTECTED VMs the private case is not modelled)`,
+        );
     }
     this.program = new GuestProgram(ops);
   }
@@ -135,11 +146,15 @@ function checkOp(op: unknown): string | undefined {
     case 'hlt':
       return undefined;
     case 'read':
+      if (o['emulated'] !== undefined && typeof o['emulated'] !== 'boolean')
+        return "'emulated' must be a boolean";
       if (!isU64(o['gpa'])) return "read needs 'gpa', a non-negative integer";
       if (typeof o['length'] !== 'number' || !Number.isSafeInteger(o['length']) || o['length'] < 0)
         return "read needs 'length', a non-negative integer";
       return undefined;
     case 'write': {
+      if (o['emulated'] !== undefined && typeof o['emulated'] !== 'boolean')
+        return "'emulated' must be a boolean";
       if (!isU64(o['gpa'])) return "write needs 'gpa', a non-negative integer";
       const d = o['data'];
       if (!(d instanceof Uint8Array) && !Array.isArray(d)) return "write needs 'data', bytes";

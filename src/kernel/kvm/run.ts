@@ -144,7 +144,7 @@ function runOp(vcpu: Vcpu, prog: GuestProgram, op: GuestOp): boolean {
   switch (op.op) {
     case 'read':
     case 'write':
-      return access(vcpu, prog, op);
+      return op.emulated ? emulatedAccess(vcpu, prog, op) : access(vcpu, prog, op);
     case 'accept': {
       const r = vm.arch.guestAccept?.(vcpu, Number(op.gpa), Number(op.size));
       if (!r) throw kerr('EINVAL', `guest accept/PVALIDATE is not available on ${vm.arch.name} VMs`);
@@ -240,6 +240,75 @@ function mapGpaHypercallNum(
   };
   vcpu.pendingCompletion = 'hypercall';
   return true;
+}
+
+/**
+ * A read or write by an instruction KVM emulates (x86_emulate_instruction: a host whose vendor
+ * module emulates the guest, as PVM does, or force_emulation_prefix). The emulator reaches memory
+ * with kvm_vcpu_read_guest() / kvm_vcpu_write_guest(), i.e. __copy_from_user() /
+ * __copy_to_user() at the memslot's userspace_addr, page by page (emulator_read_write_onepage):
+ * no SPTE is made and guest_memfd is not looked at, even for a guest_memfd-only memslot. Where
+ * that copy cannot be made (no memslot, a write to a read-only one, a userspace page that is not
+ * there) the access is MMIO: a KVM_EXIT_MMIO of up to 8 bytes.
+ */
+function emulatedAccess(
+  vcpu: Vcpu,
+  prog: GuestProgram,
+  op: Extract<GuestOp, { op: 'read' | 'write' }>,
+): boolean {
+  const vm = vcpu.vm;
+  const isWrite = op.op === 'write';
+  const data = isWrite ? (op.data instanceof Uint8Array ? op.data : Uint8Array.from(op.data)) : undefined;
+  const length = isWrite ? data!.length : op.length;
+  const gpa = typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
+  let out: Uint8Array | undefined;
+  if (!isWrite) {
+    out = prog.readBuffer;
+    if (!out) {
+      out = new Uint8Array(length);
+      prog.readBuffer = out;
+    }
+  }
+  let done = prog.partial;
+  while (done < length) {
+    const addr = gpa + done;
+    const gfn = Math.floor(addr / 4096);
+    const off = addr - gfn * 4096;
+    const n = Math.min(4096 - off, length - done);
+    const slot = vm.memslots.lookup(gfn);
+    let copied = false;
+    if (slot && !(isWrite && slot.flags & K.KVM_MEM_READONLY)) {
+      const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * 4096 + off;
+      try {
+        if (isWrite) vm.host.mm.copyToUser(hva, chunk(data!, done, n));
+        else out!.set(vm.host.mm.copyFromUser(hva, n), done);
+        copied = true;
+      } catch (e) {
+        if (!(e instanceof KernelError)) throw e;
+      }
+    }
+    if (!copied) {
+      const len = Math.min(n, 8);
+      vcpu.run.exit_reason = K.KVM_EXIT_MMIO;
+      vcpu.run.mmio = {
+        phys_addr: BigInt(addr),
+        data: isWrite ? data!.slice(done, done + len) : new Uint8Array(8),
+        len,
+        is_write: isWrite ? 1 : 0,
+      };
+      vcpu.pendingCompletion = 'mmio';
+      prog.pendingMmio = { len, read: !isWrite };
+      prog.partial = done;
+      return true;
+    }
+    done += n;
+    prog.partial = done;
+  }
+  if (out) {
+    prog.results[prog.pc] = { data: out };
+    prog.readBuffer = undefined;
+  }
+  return false;
 }
 
 /** A guest read or write, page by page through the TDP fault path. */
