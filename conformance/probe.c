@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #define KVMIO 0xAE
@@ -139,6 +140,9 @@ static void host_facts(void)
 			vendor = mods[i];
 	}
 	fact("vendor_module", vendor);
+	struct utsname u;
+	if (uname(&u) == 0)
+		fact("release", u.release);
 	char v[8] = "?";
 	FILE *f = fopen("/sys/module/kvm/parameters/tdp_mmu", "r");
 	if (f) {

@@ -6,11 +6,12 @@
  * `tdp: false`; PVM emulates the probe's 32-bit guest instruction by instruction, so the model's
  * guest accesses are `emulated` (through userspace_addr). The native path differs in four
  * guest_memfd-only memslot cases, pinned separately below. The v6.18 profile must give the same result for every case, and
- * the probe and the model must run the same cases (`npm run conformance` reruns them on a host).
+ * the probe and the model must run the same cases (`gmemlab conformance` reruns them on a host).
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { modelResults } from '../conformance/model.js';
+import { modelResults } from '../src/conformance/cases.js';
+import { compareWithModel, parseProbeOutput, profileForRelease } from '../src/conformance/compare.js';
 import { createHost, uapi } from '../src/index.js';
 import { errnoOf } from './errno-of.js';
 
@@ -90,5 +91,25 @@ describe('createHost({ tdp: false })', () => {
         tdp ? undefined : 'EINVAL',
       );
     }
+  });
+});
+
+describe('conformance/compare.ts', () => {
+  it('profileForRelease: a release goes to the newest profile at or below its major.minor', () => {
+    expect(profileForRelease('6.18.44-fc-v595')).toBe('v6.18');
+    expect(profileForRelease('6.17.0')).toBe('v6.16');
+    expect(profileForRelease('6.12.3-200.fc41.x86_64')).toBe('v6.11');
+    expect(profileForRelease('7.1.0-rc2')).toBe('v7.0');
+    expect(profileForRelease('6.6.30')).toBeUndefined();
+    expect(profileForRelease('linux')).toBeUndefined();
+  });
+
+  it('compareWithModel on the recorded output: no TDP and an emulated guest read from the answers, nothing differs', () => {
+    const report = compareWithModel(
+      parseProbeOutput(read('../conformance/results/linux-6.18.44.tsv'), 'linux-6.18.44.tsv'),
+      'v6.18',
+    );
+    expect(report).toMatchObject({ tdp: false, emulated: true, differ: 0 });
+    expect(report.rows.length).toBe(recorded.size);
   });
 });

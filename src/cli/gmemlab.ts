@@ -74,6 +74,17 @@ function program(Cmd: typeof import('commander').Command): Command {
       await guarded(async () => (await import('./matrix.js')).matrixCommand(flows, opts));
     });
 
+  p.command('conformance')
+    .description(
+      "run conformance/probe.c on this machine's /dev/kvm (needs cc) and the same cases on the model; exit 1 if any differ",
+    )
+    .option('-r, --results <file>', 'compare probe output recorded on another host instead')
+    .option('-k, --kernel <profile>', "kernel profile (default: the one for the kernel's release)")
+    .option('--json', 'JSON output')
+    .action(async (opts: ConformanceOptions) => {
+      await guarded(async () => (await import('./conformance.js')).conformanceCommand(opts));
+    });
+
   p.command('measure')
     .description('launch measurement: `gmemlab measure snp ...` / `gmemlab measure tdx ...`')
     .argument('<tool>', 'snp or tdx')
@@ -94,6 +105,12 @@ export interface RunCliOptions {
   json?: boolean;
   junit?: string;
   verbose?: boolean;
+}
+
+export interface ConformanceOptions {
+  results?: string;
+  kernel?: string;
+  json?: boolean;
 }
 
 export interface MatrixCliOptions {

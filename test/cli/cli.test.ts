@@ -1,6 +1,6 @@
 /** The `gmemlab` CLI, spawned through tsx: exit codes, one-line errors, no stack traces. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -71,5 +71,55 @@ describe('gmemlab CLI', () => {
       noStack(r.err);
     }
     expect(cli('matrix', 'test/flow/fixtures/broken/bad-names.yaml').err.trim().split('\n')).toHaveLength(2);
+  });
+});
+
+describe('gmemlab conformance --results (probe output recorded on a 6.18.44 PVM host)', () => {
+  const recorded = join(root, 'conformance/results/linux-6.18.44.tsv');
+  const tmp = (text: string): string => {
+    const f = join(mkdtempSync(join(tmpdir(), 'gmemlab-')), 'probe.tsv');
+    writeFileSync(f, text);
+    return f;
+  };
+
+  it('every case agrees: exit 0; the profile comes from the recorded release, the host shape from its answers', () => {
+    const r = cli('conformance', '--results', recorded);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(
+      /^conformance: kernel 6\.18\.44-fc-v595 against profile v6\.18 \(no TDP, guest accesses emulated\)$/m,
+    );
+    expect(r.out).toMatch(/^host: vendor_module=kvm_pvm, release=6\.18\.44-fc-v595, tdp_mmu=N/m);
+    expect(r.out).toMatch(/^\d+ cases, 0 differ$/m);
+  });
+
+  it('a case the model answers otherwise: exit 1, the case marked; --json says the same', () => {
+    const f = tmp(readFileSync(recorded, 'utf8').replace(/^gmem\.pread\tESPIPE$/m, 'gmem.pread\t16'));
+    const r = cli('conformance', '--results', f);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^!= gmem\.pread\s+kernel 16\s+model ESPIPE$/m);
+    expect(r.out).toMatch(/cases, 1 differ$/m);
+    const j = JSON.parse(cli('conformance', '--results', f, '--json').out);
+    expect(j).toMatchObject({ profile: 'v6.18', tdp: false, emulated: true, differ: 1 });
+    expect(j.cases.find((c: { name: string }) => c.name === 'gmem.pread')).toEqual({
+      name: 'gmem.pread',
+      kernel: '16',
+      model: 'ESPIPE',
+      agrees: false,
+    });
+  });
+
+  it('bad input: a missing file, a malformed line (file:line), an unknown profile: one line, exit 2', () => {
+    const bad = tmp('cap.sys.guest_memfd\t1\nthis is not a case\n');
+    for (const [args, re] of [
+      [['conformance', '--results', join(root, 'no-such.tsv')], /cannot read .*no-such\.tsv: ENOENT/],
+      [['conformance', '--results', bad], /probe\.tsv:2: not "name<TAB>result"/],
+      [['conformance', '--results', recorded, '--kernel', 'v9.9'], /unknown kernel profile 'v9\.9'/],
+    ] as const) {
+      const r = cli(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err.trim().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(r.err).toMatch(re);
+      noStack(r.err);
+    }
   });
 });

@@ -2,7 +2,7 @@
  * The cases of conformance/probe.c, run against a modelled host of one kernel profile; prints the
  * same "name<TAB>result" lines (a number, "ok" for an fd or an address, or an errno name).
  */
-import { createHost, HostFault, SyscallError, uapi } from '../src/index.js';
+import { createHost, HostFault, SyscallError, uapi } from '../index.js';
 
 const PAGE = 4096;
 const KEEP = uapi.FALLOC_FL_KEEP_SIZE;
@@ -17,7 +17,10 @@ const RW = uapi.PROT_READ | uapi.PROT_WRITE;
  * host.run_gmem_insn_emulated > 0, e.g. PVM): its loads and stores are then `emulated` guest
  * operations, which reach memory through userspace_addr rather than the fault path.
  */
-export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: boolean } = {}): Map<string, string> {
+export function modelResults(
+  kernel: string,
+  opts: { tdp?: boolean; emulated?: boolean } = {},
+): Map<string, string> {
   const out = new Map<string, string>();
   const run = (name: string, fn: () => unknown, ok = false): void => {
     try {
@@ -31,13 +34,18 @@ export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: b
   const host = createHost({ kernel, tdp: opts.tdp ?? true });
   const kvm = host.open('/dev/kvm');
   run('cap.sys.guest_memfd', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD));
-  run('cap.sys.guest_memfd_flags', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD_FLAGS));
+  run('cap.sys.guest_memfd_flags', () =>
+    host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD_FLAGS),
+  );
   run('cap.sys.user_memory2', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_USER_MEMORY2));
   const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
   run('cap.vm.guest_memfd', () => host.ioctl(vm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD));
-  run('cap.vm.guest_memfd_flags', () => host.ioctl(vm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD_FLAGS));
+  run('cap.vm.guest_memfd_flags', () =>
+    host.ioctl(vm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD_FLAGS),
+  );
 
-  const gmem = (size: number, flags: number): number => host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags });
+  const gmem = (size: number, flags: number): number =>
+    host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags });
   run('gmem.create.flags0', () => gmem(4 * PAGE, 0), true);
   run('gmem.create.mmap', () => gmem(4 * PAGE, uapi.GUEST_MEMFD_FLAG_MMAP), true);
   run(
@@ -88,7 +96,11 @@ export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: b
   run('gmem.write', () => host.write(g, new Uint8Array(16)));
   run('gmem.pwrite', () => host.pwrite(g, new Uint8Array(16), 0));
   run('gmem.create.1tib', () => gmem(2 ** 40, 0), true);
-  run('gmem.create.size_negative', () => host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 1n << 63n, flags: 0 }), true);
+  run(
+    'gmem.create.size_negative',
+    () => host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 1n << 63n, flags: 0 }),
+    true,
+  );
   run(
     'gmem.create.reserved',
     () => host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: PAGE, flags: 0, reserved: [1, 0, 0, 0, 0, 0] }),
@@ -120,15 +132,17 @@ export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: b
   run('slot.offset_unaligned', slot(3, 0x100000, PAGE, 1));
   run('slot.offset_beyond_file', slot(4, 0x100000, 2 * PAGE, 3 * PAGE));
   run('slot.offset_wraps', slot(5, 0x200000, 2 * PAGE, 0x7ffffffffffff000n));
-  const plain = (id: number, gpa: number, uaddr: number, extra: Record<string, unknown> = {}) => () =>
-    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
-      slot: id,
-      flags: 0,
-      guest_phys_addr: gpa,
-      memory_size: PAGE,
-      userspace_addr: uaddr,
-      ...extra,
-    });
+  const plain =
+    (id: number, gpa: number, uaddr: number, extra: Record<string, unknown> = {}) =>
+    () =>
+      host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+        slot: id,
+        flags: 0,
+        guest_phys_addr: gpa,
+        memory_size: PAGE,
+        userspace_addr: uaddr,
+        ...extra,
+      });
   run('slot.uaddr_unaligned', plain(6, 0x300000, hva + 1));
   run('slot.gpa_unaligned', plain(6, 0x300001, hva));
   run('slot.uaddr_unmapped', plain(6, 0x300000, 0x100_0000_0000));
@@ -136,7 +150,9 @@ export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: b
 
   // KVM_PRE_FAULT_MEMORY on a second DEFAULT VM: a 64 KiB anonymous slot at 0, a gmem-only slot.
   const vm2 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
-  run('cap.sys.pre_fault_memory', () => host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_PRE_FAULT_MEMORY));
+  run('cap.sys.pre_fault_memory', () =>
+    host.ioctl(kvm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_PRE_FAULT_MEMORY),
+  );
   const cap = (fd: number, c: number) => () => host.ioctl(fd, 'KVM_CHECK_EXTENSION', c);
   run('cap.sys.vm_types', cap(kvm, uapi.KVM_CAP_VM_TYPES));
   run('vm.sw_protected', () => host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM), true);
@@ -296,7 +312,11 @@ export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: b
   touch('fault.gmem.beyond_eof', readByte(m8 + 5 * PAGE));
   const g9 = gmem8(uapi.GUEST_MEMFD_FLAG_MMAP);
   let m9 = 0;
-  run('fault.gmem_private.mmap', () => (m9 = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g9 })), true);
+  run(
+    'fault.gmem_private.mmap',
+    () => (m9 = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g9 })),
+    true,
+  );
   touch('fault.gmem_private.read', readByte(m9));
   const mf = host.memfdCreate('conformance');
   run('memfd.ftruncate', () => host.ftruncate(mf, 4 * PAGE));
@@ -346,7 +366,13 @@ export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: b
   const v12 = host.ioctl(vm12, 'KVM_CREATE_VCPU', 0);
   host.guest(v12).load([{ op: 'hlt' }]);
   const ram12 = host.mmap({ length: 16 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
-  const r13 = { slot: 0, flags: 0, guest_phys_addr: 0x40000000, memory_size: 16 * PAGE, userspace_addr: ram12 };
+  const r13 = {
+    slot: 0,
+    flags: 0,
+    guest_phys_addr: 0x40000000,
+    memory_size: 16 * PAGE,
+    userspace_addr: ram12,
+  };
   run('run.slot_created', () => host.ioctl(vm12, 'KVM_SET_USER_MEMORY_REGION', r13));
   run('run.slot_deleted', () => host.ioctl(vm12, 'KVM_SET_USER_MEMORY_REGION', { ...r13, memory_size: 0 }));
   runCase('run.no_memslots_after_delete', v12);
@@ -375,15 +401,17 @@ export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: b
   const v11 = host.ioctl(vm11, 'KVM_CREATE_VCPU', 0);
   // The probe's program: the value read by MMIO is stored to RAM, the read-only slot's to RAM and
   // back to the read-only slot.
-  host.guest(v11).load([
-    { op: 'read', gpa: 0x20000000, length: 4, emulated },
-    { op: 'write', gpa: 0x2000, data: [0xdd, 0xcc, 0xbb, 0xaa], emulated },
-    { op: 'write', gpa: 0x20000008, data: [0x44, 0x33, 0x22, 0x11], emulated },
-    { op: 'read', gpa: 0x100000, length: 4, emulated },
-    { op: 'write', gpa: 0x2004, data: [0x5a, 0x5a, 0x5a, 0x5a], emulated },
-    { op: 'write', gpa: 0x100000, data: [0x5a, 0x5a, 0x5a, 0x5a], emulated },
-    { op: 'hlt' },
-  ]);
+  host
+    .guest(v11)
+    .load([
+      { op: 'read', gpa: 0x20000000, length: 4, emulated },
+      { op: 'write', gpa: 0x2000, data: [0xdd, 0xcc, 0xbb, 0xaa], emulated },
+      { op: 'write', gpa: 0x20000008, data: [0x44, 0x33, 0x22, 0x11], emulated },
+      { op: 'read', gpa: 0x100000, length: 4, emulated },
+      { op: 'write', gpa: 0x2004, data: [0x5a, 0x5a, 0x5a, 0x5a], emulated },
+      { op: 'write', gpa: 0x100000, data: [0x5a, 0x5a, 0x5a, 0x5a], emulated },
+      { op: 'hlt' },
+    ]);
   const run11 = host.kvmRun(v11);
   run11.immediate_exit = 1;
   runCase('run.immediate_exit', v11);
@@ -436,10 +464,7 @@ export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: b
   run('run_gmem.slot_gmem_uaddr', gmemSlot(2, 0x300000, m13 + 4 * PAGE, 4 * PAGE));
   const v13 = host.ioctl(vm13, 'KVM_CREATE_VCPU', 0);
   const guest13 = host.guest(v13);
-  guest13.load([
-    { op: 'read', gpa: 0x200000, length: 4, emulated },
-    { op: 'hlt' },
-  ]);
+  guest13.load([{ op: 'read', gpa: 0x200000, length: 4, emulated }, { op: 'hlt' }]);
   // The probe stores what it read at 0x2008: run the read, then write its result there.
   host.ioctl(v13, 'KVM_RUN');
   const seen = guest13.results[0]?.data ?? new Uint8Array(4);
@@ -457,7 +482,10 @@ export function modelResults(kernel: string, opts: { tdp?: boolean; emulated?: b
   run('run_gmem.punch', () => host.fallocate(g13, KEEP | PUNCH, 0, PAGE));
   guest13.load([{ op: 'read', gpa: 0x200010, length: 4, emulated }, { op: 'hlt' }]);
   host.ioctl(v13, 'KVM_RUN');
-  guest13.load([{ op: 'write', gpa: 0x200c, data: guest13.results[0]?.data ?? new Uint8Array(4), emulated }, { op: 'hlt' }]);
+  guest13.load([
+    { op: 'write', gpa: 0x200c, data: guest13.results[0]?.data ?? new Uint8Array(4), emulated },
+    { op: 'hlt' },
+  ]);
   runCase('run_gmem.after_punch_hlt', v13);
   out.set('run_gmem.ram_200c', u32At(ram13 + 0x200c));
   return out;
