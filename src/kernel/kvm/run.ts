@@ -261,14 +261,7 @@ function emulatedAccess(
   const data = isWrite ? (op.data instanceof Uint8Array ? op.data : Uint8Array.from(op.data)) : undefined;
   const length = isWrite ? data!.length : op.length;
   const gpa = typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
-  let out: Uint8Array | undefined;
-  if (!isWrite) {
-    out = prog.readBuffer;
-    if (!out) {
-      out = new Uint8Array(length);
-      prog.readBuffer = out;
-    }
-  }
+  const out = isWrite ? undefined : readBuffer(prog, length);
   let done = prog.partial;
   while (done < length) {
     const addr = gpa + done;
@@ -287,28 +280,54 @@ function emulatedAccess(
         if (!(e instanceof KernelError)) throw e;
       }
     }
-    if (!copied) {
-      const len = Math.min(n, 8);
-      vcpu.run.exit_reason = K.KVM_EXIT_MMIO;
-      vcpu.run.mmio = {
-        phys_addr: BigInt(addr),
-        data: isWrite ? data!.slice(done, done + len) : new Uint8Array(8),
-        len,
-        is_write: isWrite ? 1 : 0,
-      };
-      vcpu.pendingCompletion = 'mmio';
-      prog.pendingMmio = { len, read: !isWrite };
-      prog.partial = done;
-      return true;
-    }
+    if (!copied) return mmioExit(vcpu, prog, addr, data, done, n);
     done += n;
     prog.partial = done;
   }
-  if (out) {
-    prog.results[prog.pc] = { data: out };
-    prog.readBuffer = undefined;
-  }
+  if (out) publishRead(prog, out);
   return false;
+}
+
+/** The buffer of the read at pc: the bytes gathered so far (a read resumed after an exit). */
+function readBuffer(prog: GuestProgram, length: number): Uint8Array {
+  let out = prog.readBuffer;
+  if (!out) {
+    out = new Uint8Array(length);
+    prog.readBuffer = out;
+  }
+  return out;
+}
+
+/** The read at pc is complete: its bytes become its result. */
+function publishRead(prog: GuestProgram, out: Uint8Array): void {
+  prog.results[prog.pc] = { data: out };
+  prog.readBuffer = undefined;
+}
+
+/**
+ * Emulated MMIO of bytes [done, done + n) of the access at `gpa - done`: one exit per piece of up
+ * to 8 bytes (a write carries its bytes); complete_emulated_mmio() finishes it on the next KVM_RUN.
+ */
+function mmioExit(
+  vcpu: Vcpu,
+  prog: GuestProgram,
+  gpa: number,
+  write: Uint8Array | undefined,
+  done: number,
+  n: number,
+): true {
+  const len = Math.min(n, 8);
+  vcpu.run.exit_reason = K.KVM_EXIT_MMIO;
+  vcpu.run.mmio = {
+    phys_addr: BigInt(gpa),
+    data: write ? write.slice(done, done + len) : new Uint8Array(8),
+    len,
+    is_write: write ? 1 : 0,
+  };
+  vcpu.pendingCompletion = 'mmio';
+  prog.pendingMmio = { len, read: !write };
+  prog.partial = done;
+  return true;
 }
 
 /** A guest read or write, page by page through the TDP fault path. */
@@ -318,15 +337,7 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
   const data = isWrite ? (op.data instanceof Uint8Array ? op.data : Uint8Array.from(op.data)) : undefined;
   const length = isWrite ? data!.length : op.length;
   const raw = typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
-  let out: Uint8Array | undefined;
-  if (!isWrite) {
-    // The bytes gathered so far (a read resumed after an exit); published in results once complete.
-    out = prog.readBuffer;
-    if (!out) {
-      out = new Uint8Array(length);
-      prog.readBuffer = out;
-    }
-  }
+  const out = isWrite ? undefined : readBuffer(prog, length);
   const kind = isWrite ? WRITE : READ;
   let done = prog.partial;
   while (done < length) {
@@ -338,22 +349,8 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
     const off = viewGpa - gfn * 4096;
     const n = Math.min(4096 - off, length - done);
     const r = vm.mmu.fault(vcpu, gfn, viewPrivate, kind);
-    if (r.kind === 'emulate') {
-      // Emulated MMIO (kvm_handle_noslot_fault -> RET_PF_EMULATE): one exit per access of up to
-      // 8 bytes; complete_emulated_mmio() finishes it on the next KVM_RUN.
-      const len = Math.min(n, 8);
-      vcpu.run.exit_reason = K.KVM_EXIT_MMIO;
-      vcpu.run.mmio = {
-        phys_addr: BigInt(viewGpa),
-        data: isWrite ? data!.slice(done, done + len) : new Uint8Array(8),
-        len,
-        is_write: isWrite ? 1 : 0,
-      };
-      vcpu.pendingCompletion = 'mmio';
-      prog.pendingMmio = { len, read: !isWrite };
-      prog.partial = done;
-      return true;
-    }
+    // Emulated MMIO (kvm_handle_noslot_fault -> RET_PF_EMULATE).
+    if (r.kind === 'emulate') return mmioExit(vcpu, prog, viewGpa, data, done, n);
     // The folio the fault just looked up, if nothing can have changed it since.
     let folio: Folio | undefined;
     // TDX: an access to a PENDING (not accepted) private page (tdx_handle_ept_violation).
@@ -385,10 +382,7 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
     done += n;
     prog.partial = done;
   }
-  if (out) {
-    prog.results[prog.pc] = { data: out };
-    prog.readBuffer = undefined;
-  }
+  if (out) publishRead(prog, out);
   return false;
 }
 
