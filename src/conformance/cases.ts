@@ -376,17 +376,15 @@ export function modelResults(
   run('run.slot_created', () => host.ioctl(vm12, 'KVM_SET_USER_MEMORY_REGION', r13));
   run('run.slot_deleted', () => host.ioctl(vm12, 'KVM_SET_USER_MEMORY_REGION', { ...r13, memory_size: 0 }));
   runCase('run.no_memslots_after_delete', v12);
-  const vm11 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
-  const ram11 = host.mmap({ length: 16 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
-  run('run.slot', () =>
-    host.ioctl(vm11, 'KVM_SET_USER_MEMORY_REGION', {
-      slot: 0,
-      flags: 0,
-      guest_phys_addr: 0,
-      memory_size: 16 * PAGE,
-      userspace_addr: ram11,
-    }),
-  );
+  // A DEFAULT VM with 64 KiB of RAM at 0 (the probe's code page is in it).
+  const vmWithRam = (name: string): { vm: number; ram: number } => {
+    const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const ram = host.mmap({ length: 16 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+    const region = { slot: 0, flags: 0, guest_phys_addr: 0, memory_size: 16 * PAGE, userspace_addr: ram };
+    run(name, () => host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION', region));
+    return { vm, ram };
+  };
+  const { vm: vm11, ram: ram11 } = vmWithRam('run.slot');
   const ro = host.mmap({ length: PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
   host.memory.write(ro, new Uint8Array(PAGE).fill(0x5a));
   run('run.slot_readonly', () =>
@@ -431,17 +429,7 @@ export function modelResults(
   // A guest_memfd-only memslot (MMAP | INIT_SHARED) on a DEFAULT VM: the guest's accesses fault
   // through guest_memfd (__kvm_mmu_faultin_pfn: kvm_memslot_is_gmem_only), whatever
   // userspace_addr maps. Slot 1 names plain anonymous memory, slot 2 the guest_memfd mapping.
-  const vm13 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
-  const ram13 = host.mmap({ length: 16 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
-  run('run_gmem.ram', () =>
-    host.ioctl(vm13, 'KVM_SET_USER_MEMORY_REGION', {
-      slot: 0,
-      flags: 0,
-      guest_phys_addr: 0,
-      memory_size: 16 * PAGE,
-      userspace_addr: ram13,
-    }),
-  );
+  const { vm: vm13, ram: ram13 } = vmWithRam('run_gmem.ram');
   const g13 = host.ioctl(vm13, 'KVM_CREATE_GUEST_MEMFD', {
     size: 8 * PAGE,
     flags: uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED,

@@ -257,10 +257,11 @@ function emulatedAccess(
   op: Extract<GuestOp, { op: 'read' | 'write' }>,
 ): boolean {
   const vm = vcpu.vm;
-  const isWrite = op.op === 'write';
-  const data = isWrite ? (op.data instanceof Uint8Array ? op.data : Uint8Array.from(op.data)) : undefined;
-  const length = isWrite ? data!.length : op.length;
-  const gpa = typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
+  decodeAccess(op);
+  const data = aData;
+  const isWrite = data !== undefined;
+  const length = aLength;
+  const gpa = aGpa;
   const out = isWrite ? undefined : readBuffer(prog, length);
   let done = prog.partial;
   while (done < length) {
@@ -286,6 +287,23 @@ function emulatedAccess(
   }
   if (out) publishRead(prog, out);
   return false;
+}
+
+// decodeAccess() results: a write's bytes (undefined for a read), the access's length and gpa.
+let aData: Uint8Array | undefined;
+let aLength = 0;
+let aGpa = 0;
+
+/** A read or write operation's bytes, length and gpa, into aData, aLength and aGpa (no allocation). */
+function decodeAccess(op: Extract<GuestOp, { op: 'read' | 'write' }>): void {
+  if (op.op === 'write') {
+    aData = op.data instanceof Uint8Array ? op.data : Uint8Array.from(op.data);
+    aLength = aData.length;
+  } else {
+    aData = undefined;
+    aLength = op.length;
+  }
+  aGpa = typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
 }
 
 /** The buffer of the read at pc: the bytes gathered so far (a read resumed after an exit). */
@@ -333,10 +351,11 @@ function mmioExit(
 /** A guest read or write, page by page through the TDP fault path. */
 function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read' | 'write' }>): boolean {
   const vm = vcpu.vm;
-  const isWrite = op.op === 'write';
-  const data = isWrite ? (op.data instanceof Uint8Array ? op.data : Uint8Array.from(op.data)) : undefined;
-  const length = isWrite ? data!.length : op.length;
-  const raw = typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
+  decodeAccess(op);
+  const data = aData;
+  const isWrite = data !== undefined;
+  const length = aLength;
+  const raw = aGpa;
   const out = isWrite ? undefined : readBuffer(prog, length);
   const kind = isWrite ? WRITE : READ;
   let done = prog.partial;
