@@ -475,6 +475,7 @@ int main(void)
 	/* Without TDP, KVM_RUN needs shadow MMU pages; with no memslot ever made, only this gives some. */
 	VAL("run.nr_mmu_pages_too_few", ioctl(vm10, KVM_SET_NR_MMU_PAGES, 63));
 	VAL("run.nr_mmu_pages", ioctl(vm10, KVM_SET_NR_MMU_PAGES, 64));
+	VAL("run.get_nr_mmu_pages", ioctl(vm10, _IO(KVMIO, 0x45), 0)); /* KVM_GET_NR_MMU_PAGES: removed in 2023 */
 	run_case("run.no_memslots_mmu_pages", v10, run10);
 	int vm12 = ioctl(kvm, KVM_CREATE_VM, 0);
 	struct run_ *run12;

@@ -361,6 +361,8 @@ export function modelResults(
   runCase('run.no_memslots', v10);
   run('run.nr_mmu_pages_too_few', () => host.ioctl(vm10, 'KVM_SET_NR_MMU_PAGES', 63));
   run('run.nr_mmu_pages', () => host.ioctl(vm10, 'KVM_SET_NR_MMU_PAGES', 64));
+  // KVM_GET_NR_MMU_PAGES (_IO(KVMIO, 0x45)) was removed in 2023 (Thomas Huth), before 6.8: ENOTTY.
+  run('run.get_nr_mmu_pages', () => host.ioctl(vm10, 0xae45, 0));
   runCase('run.no_memslots_mmu_pages', v10);
   const vm12 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
   const v12 = host.ioctl(vm12, 'KVM_CREATE_VCPU', 0);

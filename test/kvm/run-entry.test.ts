@@ -1,12 +1,12 @@
 /**
  * What KVM_RUN checks before the guest runs (kvm_arch_vcpu_ioctl_run, arch/x86/kvm/x86.c), as a
  * 6.18.44 host without EPT answered them (conformance/results): immediate_exit is -EINTR and
- * leaves kvm_run alone; without TDP the shadow MMU needs a page budget (-ENOSPC before the first
- * memslot or KVM_SET_NR_MMU_PAGES); an instruction fetch with no memslot is an emulation failure
+ * leaves kvm_run alone; without TDP (and with it on v6.8) the root allocation needs a page budget
+ * (-ENOSPC before the first memslot or KVM_SET_NR_MMU_PAGES); an instruction fetch with no memslot is an emulation failure
  * whose data[] holds the flags and five exit-info words.
  */
 import { describe, expect, it } from 'vitest';
-import { createHost, type Host, uapi } from '../../src/index.js';
+import { createHost, type Host, kernels, uapi } from '../../src/index.js';
 import { errnoOf } from '../errno-of.js';
 
 function defaultVm(tdp: boolean): { host: Host; vm: number; vcpu: number } {
@@ -64,6 +64,19 @@ describe('KVM_RUN without TDP: the shadow MMU page budget', () => {
     expect(host.ioctl(vcpu, 'KVM_RUN')).toBe(0);
     expect(host.kvmRun(vcpu).exit_reason).toBe(uapi.KVM_EXIT_INTERNAL_ERROR);
   });
+
+  // v6.8's mmu_alloc_direct_roots() made make_mmu_pages_available() before its TDP MMU branch;
+  // 6.9 returns early for the TDP MMU (<20240111020048.844847-1-seanjc@google.com>).
+  it.each(kernels())(
+    'with TDP on %s: -ENOSPC only where the root allocation still asks for pages (v6.8)',
+    (kernel) => {
+      const host = createHost({ kernel, tdp: true });
+      const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+      const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+      host.guest(vcpu).load([{ op: 'hlt' }]);
+      expect(errnoOf(() => host.ioctl(vcpu, 'KVM_RUN'))).toBe(kernel === 'v6.8' ? 'ENOSPC' : undefined);
+    },
+  );
 });
 
 describe('KVM_RUN with no memslot: prepare_emulation_failure_exit()', () => {

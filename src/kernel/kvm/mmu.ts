@@ -119,9 +119,10 @@ export class Mmu {
 
   /**
    * The shadow MMU's page budget (kvm->arch.n_max_mmu_pages) and the one userspace asked for
-   * (n_requested_mmu_pages). It only matters without TDP: root allocation (make_mmu_pages_available)
-   * fails with -ENOSPC while it is 0, i.e. before the first memslot CREATE or DELETE and before
-   * KVM_SET_NR_MMU_PAGES. That is why set_memory_region_test's test_zero_memory_regions sets it.
+   * (n_requested_mmu_pages). It matters without TDP, and with it up to 6.8 (profile
+   * mmu.rootAllocNeedsMmuPages): root allocation (make_mmu_pages_available) fails with -ENOSPC while
+   * it is 0, i.e. before the first memslot CREATE or DELETE and before KVM_SET_NR_MMU_PAGES. That is
+   * why set_memory_region_test's test_zero_memory_regions sets it.
    */
   nMaxMmuPages = 0;
   nRequestedMmuPages = 0n;

@@ -53,11 +53,14 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   // !vcpu->wants_to_run (immediate_exit), checked after the completion. kvm_run is left as it was:
   // exit_reason too (KVM_EXIT_INTR is only for a pending signal).
   if (run.immediate_exit) throw kerr('EINTR', 'kvm_arch_vcpu_ioctl_run: immediate_exit');
-  // Without TDP the shadow MMU allocates a root before entering: -ENOSPC with no page budget.
-  if (!vm.host.tdp && vm.mmu.nMaxMmuPages === 0)
+  // kvm_mmu_reload() allocates a root before entering: without TDP (or up to 6.8 even with it,
+  // profile mmu.rootAllocNeedsMmuPages) that is make_mmu_pages_available(), -ENOSPC with no page
+  // budget. Not modelled: on VMX/SVM an in-kernel local APIC gets KVM's APIC-access-page memslot,
+  // whose creation sets a budget too.
+  if ((!vm.host.tdp || vm.profile.mmu.rootAllocNeedsMmuPages) && vm.mmu.nMaxMmuPages === 0)
     throw kerr(
       'ENOSPC',
-      'make_mmu_pages_available: no shadow MMU pages (no memslot yet, no KVM_SET_NR_MMU_PAGES)',
+      'make_mmu_pages_available: no MMU page budget (no memslot yet, no KVM_SET_NR_MMU_PAGES)',
     );
   // The previous exit's union member goes. Only delete what is there: deleting the member the last
   // exit added is cheap, deleting absent ones would push kvm_run into slow (dictionary) mode.

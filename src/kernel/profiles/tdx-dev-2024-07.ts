@@ -65,6 +65,7 @@ export const tdxDev2024: KernelProfile = {
     preFaultEagain: false,
     preFaultRejectsAlias: false,
     gfnRangeFilter: true,
+    rootAllocNeedsMmuPages: false,
   },
   // MapGPA status for an untrapped KVM_HC_MAP_GPA_RANGE: INVALID_OPERAND, as upstream code before
   // 6.16-rc's SUBFUNC_UNSUPPORTED (inferred: the July branch's tdx_map_gpa() not read).

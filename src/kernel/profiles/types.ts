@@ -130,6 +130,13 @@ export interface KernelProfile {
      * every zap covered both. Only a VM with a mirror root (TDX) can tell the kinds apart.
      */
     readonly gfnRangeFilter: boolean;
+    /**
+     * mmu_alloc_direct_roots() calls make_mmu_pages_available() before taking the TDP MMU path, so a
+     * VM with no MMU page budget (no memslot ever created or deleted, no KVM_SET_NR_MMU_PAGES) gets
+     * -ENOSPC from KVM_RUN even with TDP. 6.9 returns early for the TDP MMU
+     * (<20240111020048.844847-1-seanjc@google.com>); without TDP it is -ENOSPC on every kernel.
+     */
+    readonly rootAllocNeedsMmuPages: boolean;
   };
 
   readonly sev: {

@@ -25,5 +25,5 @@ export const v6_11_rc1: KernelProfile = {
     populate: true,
     populateChecksSignals: true,
   },
-  mmu: { ...v6_8.mmu, preFault: true },
+  mmu: { ...v6_8.mmu, preFault: true, rootAllocNeedsMmuPages: false },
 };

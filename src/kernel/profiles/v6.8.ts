@@ -39,6 +39,7 @@ export const v6_8: KernelProfile = {
     preFaultEagain: false,
     preFaultRejectsAlias: false,
     gfnRangeFilter: false,
+    rootAllocNeedsMmuPages: true,
   },
   sev: {
     launchUpdateSrcAligned: false,
