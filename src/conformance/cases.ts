@@ -1,8 +1,9 @@
 /**
- * The cases of conformance/probe.c, run against a modelled host of one kernel profile; prints the
- * same "name<TAB>result" lines (a number, "ok" for an fd or an address, or an errno name).
+ * The cases of conformance/probe.c, run against a modelled host of one kernel profile, in the
+ * probe's order: case name -> result as the probe prints it (a number, "ok" for an fd or an
+ * address, an errno name, a signal, or an exit's fields).
  */
-import { createHost, HostFault, SyscallError, uapi } from '../index.js';
+import { createHost, type Host, HostFault, SyscallError, uapi } from '../index.js';
 
 const PAGE = 4096;
 const KEEP = uapi.FALLOC_FL_KEEP_SIZE;
@@ -286,7 +287,23 @@ export function modelResults(
   run('irqchip.split_after_vcpu', split(vm7));
   run('vm.bad_type', () => host.ioctl(kvm, 'KVM_CREATE_VM', 99), true);
 
-  // Host accesses through guest_memfd and memfd mappings.
+  const cases: Cases = { host, kvm, out, run };
+  hostAccessCases(cases);
+  guestRunCases(cases, opts.emulated ?? false);
+  return out;
+}
+
+/** What every section of cases shares: the host, /dev/kvm, and the recorder of results. */
+interface Cases {
+  readonly host: Host;
+  readonly kvm: number;
+  readonly out: Map<string, string>;
+  /** Record the result of a syscall: its value (or "ok" with `ok`), or its errno. */
+  run(name: string, fn: () => unknown, ok?: boolean): void;
+}
+
+/** Host accesses through guest_memfd and memfd mappings (SIGBUS where the kernel sends one). */
+function hostAccessCases({ host, kvm, out, run }: Cases): void {
   const touch = (name: string, fn: () => number): void => {
     try {
       out.set(name, String(fn()));
@@ -332,8 +349,13 @@ export function modelResults(
   run('memfd.punch', () => host.fallocate(mf, KEEP | PUNCH, PAGE, PAGE));
   touch('memfd.after_punch', readByte(mm + PAGE + 3));
   touch('memfd.beyond_eof', readByte(mm + 5 * PAGE));
-  // Guests that run (DEFAULT VM). The probe's vCPU runs x86 instructions; the model's runs the
-  // same accesses as a guest program.
+}
+
+/**
+ * Guests that run (DEFAULT VM). The probe's vCPU runs x86 instructions; the model's runs the same
+ * accesses as a guest program, `emulated` where the host emulated them.
+ */
+function guestRunCases({ host, kvm, out, run }: Cases, emulated: boolean): void {
   const runCase = (name: string, vcpu: number): void => {
     const r = host.kvmRun(vcpu);
     try {
@@ -354,7 +376,6 @@ export function modelResults(
   };
   const u32At = (addr: number): string =>
     `0x${Buffer.from(host.memory.read(addr, 4)).readUInt32LE(0).toString(16).padStart(8, '0')}`;
-  const emulated = opts.emulated ?? false;
   const vm10 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
   const v10 = host.ioctl(vm10, 'KVM_CREATE_VCPU', 0);
   host.guest(v10).load([{ op: 'hlt' }]);
@@ -478,5 +499,4 @@ export function modelResults(
   ]);
   runCase('run_gmem.after_punch_hlt', v13);
   out.set('run_gmem.ram_200c', u32At(ram13 + 0x200c));
-  return out;
 }
