@@ -7,7 +7,7 @@
  * Covered: open, every ioctl request name of KVM_IOCTLS on every fd kind (plus unknown names and raw
  * numbers), KVM_MEMORY_ENCRYPT_OP with SEV/TDX command ids, fallocate, mmap/munmap, read/write/
  * pread/pwrite, fstat, ftruncate, close, dup, memfd_create, memory_failure, host memory read/write, and
- * KVM_RUN with random guest programs, madvise. Arguments mix well-formed structs (right field names, values
+ * KVM_RUN with random guest programs (emulated accesses too), madvise. Arguments mix well-formed structs (right field names, values
  * from a pool of interesting numbers and the fds and addresses the sequence created) with garbage.
  */
 import fc from 'fast-check';
@@ -141,12 +141,14 @@ const guestOp: fc.Arbitrary<GuestOp> = fc.oneof(
     gpa: fc.oneof(fc.constantFrom(0, 0xc0000000, 0x1000, 2 ** 32), fc.integer({ min: 0, max: 2 ** 36 })),
     length: fc.integer({ min: 0, max: 9000 }),
     shared: fc.option(fc.boolean(), { nil: undefined }),
+    emulated: fc.option(fc.boolean(), { nil: undefined }),
   }),
   fc.record({
     op: fc.constant('write' as const),
     gpa: fc.oneof(fc.constantFrom(0, 0xc0000000, 0x1000), fc.integer({ min: 0, max: 2 ** 36 })),
     data: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 16 }),
     shared: fc.option(fc.boolean(), { nil: undefined }),
+    emulated: fc.option(fc.boolean(), { nil: undefined }),
   }),
   fc.record({
     op: fc.constant('accept' as const),
