@@ -91,6 +91,34 @@ describe('KVM_RUN with no memslot: prepare_emulation_failure_exit()', () => {
 });
 
 describe('KVM_RUN with immediate_exit', () => {
+  it('an access of several MMIO pieces: the completion makes the next exit itself, before the immediate_exit check', () => {
+    const { host, vm, vcpu } = defaultVm(true);
+    addRam(host, vm, 0, 0, 16);
+    host.guest(vcpu).load([{ op: 'read', gpa: 0x2000_0000, length: 16 }, { op: 'hlt' }]);
+    const run = host.kvmRun(vcpu);
+    host.ioctl(vcpu, 'KVM_RUN');
+    expect([run.exit_reason, run.mmio?.phys_addr, run.mmio?.len]).toEqual([
+      uapi.KVM_EXIT_MMIO,
+      0x2000_0000n,
+      8,
+    ]);
+    run.mmio!.data.set([1, 1, 1, 1, 1, 1, 1, 1]);
+    run.immediate_exit = 1;
+    // complete_emulated_mmio(): more fragments -> the next KVM_EXIT_MMIO, and KVM_RUN returns 0.
+    expect(host.ioctl(vcpu, 'KVM_RUN')).toBe(0);
+    expect([run.exit_reason, run.mmio?.phys_addr, run.mmio?.len]).toEqual([
+      uapi.KVM_EXIT_MMIO,
+      0x2000_0008n,
+      8,
+    ]);
+    run.mmio!.data.set([2, 2, 2, 2, 2, 2, 2, 2]);
+    // The last fragment finishes the read; then immediate_exit.
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_RUN'))).toBe('EINTR');
+    expect(host.guest(vcpu).results[0]?.data).toEqual(
+      Uint8Array.of(1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2),
+    );
+  });
+
   it('-EINTR before the guest runs, and kvm_run keeps the previous exit (reason and MMIO fields)', () => {
     const { host, vm, vcpu } = defaultVm(true);
     addRam(host, vm, 0, 0, 16);

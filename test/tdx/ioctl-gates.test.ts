@@ -122,8 +122,11 @@ for (const kernel of TDX_PROFILES) {
       const out: Record<string, unknown> = { nent: 0 };
       expect(errnoOf(() => op(tdCmd('KVM_TDX_GET_CPUID', out)))).toBe('E2BIG');
       expect(out['nent']).toBe(1);
-      // KVM_RUN before FINALIZE_VM: tdx_vcpu_pre_run.
+      // KVM_RUN before FINALIZE_VM: tdx_vcpu_pre_run, which kvm_arch_vcpu_ioctl_run() calls after its
+      // immediate_exit check (kvm_x86_vcpu_pre_run).
       expect(errnoOf(() => td.host.ioctl(vcpu, 'KVM_RUN'))).toBe('EINVAL');
+      td.host.kvmRun(vcpu).immediate_exit = 1;
+      expect(errnoOf(() => td.host.ioctl(vcpu, 'KVM_RUN'))).toBe('EINTR');
     });
 
     it('KVM_TDX_INIT_MEM_REGION: flags, alignment, empty, wrap and shared-bit checks -> -EINVAL', () => {

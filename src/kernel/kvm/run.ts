@@ -34,17 +34,23 @@ const HC_MAP_GPA_RANGE = BigInt(K.KVM_HC_MAP_GPA_RANGE);
 const HC_MAP_GPA_RANGE_BIT = 1n << HC_MAP_GPA_RANGE;
 const MAP_GPA_RANGE_ENCRYPTED = BigInt(K.KVM_MAP_GPA_RANGE_ENCRYPTED);
 /** The provenance frame a guest operation runs in (constant names: no string built per operation). */
-function opFrame(op: string): string {
-  if (op === 'read' || op === 'write') return 'kvm_mmu_page_fault';
-  if (op === 'map_gpa') return 'guest map_gpa';
-  if (op === 'accept') return 'guest accept';
-  return `guest ${op}`;
+function opFrame(op: GuestOp): string {
+  switch (op.op) {
+    case 'read':
+    case 'write':
+      return op.emulated ? 'x86_emulate_instruction' : 'kvm_mmu_page_fault';
+    case 'map_gpa':
+      return 'guest map_gpa';
+    case 'accept':
+      return 'guest accept';
+    default:
+      return `guest ${op.op}`;
+  }
 }
 
 export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   const vm = vcpu.vm;
   const run = vcpu.run;
-  vm.arch.vcpuPreRun?.(vcpu);
   const prog = vm.host.guest(vcpu).program;
   // complete_userspace_io: finish the instruction that exited with what userspace wrote back. A
   // completion that makes another exit (TDX MapGPA's next chunk) returns to userspace at once
@@ -53,6 +59,8 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   // !vcpu->wants_to_run (immediate_exit), checked after the completion. kvm_run is left as it was:
   // exit_reason too (KVM_EXIT_INTR is only for a pending signal).
   if (run.immediate_exit) throw kerr('EINTR', 'kvm_arch_vcpu_ioctl_run: immediate_exit');
+  // kvm_x86_vcpu_pre_run() (TDX: the vCPU must be initialized and the TD finalized).
+  vm.arch.vcpuPreRun?.(vcpu);
   // kvm_mmu_reload() allocates a root before entering: without TDP (or up to 6.8 even with it,
   // profile mmu.rootAllocNeedsMmuPages) that is make_mmu_pages_available(), -ENOSPC with no page
   // budget. Not modelled: on VMX/SVM an in-kernel local APIC gets KVM's APIC-access-page memslot,
@@ -80,7 +88,6 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
     run.internal = { suberror: K.KVM_INTERNAL_ERROR_EMULATION, ndata: 6, data: [0n, 0n, 0n, 0n, 0n, 0n] };
     return 0;
   }
-  const t = vm.host.tracer;
   for (;;) {
     const op = prog.ops[prog.pc];
     if (!op || op.op === 'hlt') {
@@ -88,14 +95,7 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
       run.exit_reason = K.KVM_EXIT_HLT;
       return 0;
     }
-    t.enter(opFrame(op.op));
-    let exited: boolean;
-    try {
-      exited = runOp(vcpu, prog, op);
-    } finally {
-      t.leave();
-    }
-    if (exited) return 0;
+    if (runOpFramed(vcpu, prog, op)) return 0;
     prog.pc++;
     prog.partial = 0;
   }
@@ -119,26 +119,33 @@ function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): boolean {
   const m = prog.pendingMmio;
   prog.pendingMmio = undefined;
   if (!m) return false;
-  const out = prog.readBuffer;
   if (m.read) {
+    const out = prog.readBuffer;
     const src = run.mmio?.data;
     if (out && src) out.set(src.subarray(0, m.len), prog.partial);
   }
   prog.partial += m.len;
-  // The last piece finishes the access here, as complete_emulated_mmio() finishes the instruction:
-  // a read's register is written even if this KVM_RUN then stops at immediate_exit.
+  // complete_emulated_mmio() goes on with the access itself: the next MMIO piece is another exit
+  // made by the completion (so before the immediate_exit check), and the last one finishes the
+  // instruction (a read's register is written even if this KVM_RUN then stops at immediate_exit).
+  // Not modelled: the kernel copies RAM pieces of the access before its first MMIO exit.
   const op = prog.ops[prog.pc];
-  const length = op?.op === 'read' ? op.length : op?.op === 'write' ? op.data.length : 0;
-  if (prog.partial >= length) {
-    if (m.read && out) {
-      prog.readBuffer = undefined;
-      prog.complete({ data: out });
-    } else {
-      prog.pc++;
-      prog.partial = 0;
-    }
-  }
+  if (op === undefined) return false;
+  if (runOpFramed(vcpu, prog, op)) return true;
+  prog.pc++;
+  prog.partial = 0;
   return false;
+}
+
+/** runOp() inside the operation's provenance frame. */
+function runOpFramed(vcpu: Vcpu, prog: GuestProgram, op: GuestOp): boolean {
+  const t = vcpu.vm.host.tracer;
+  t.enter(opFrame(op));
+  try {
+    return runOp(vcpu, prog, op);
+  } finally {
+    t.leave();
+  }
 }
 
 /** Runs one operation; returns true if it exited to userspace (op not complete). */
