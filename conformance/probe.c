@@ -1,8 +1,10 @@
 /*
- * gmemlab conformance probe: runs conformance/cases (the same list as conformance/model.ts) against
- * the running kernel's /dev/kvm and prints one line per case, "name<TAB>result", where the result
- * is a number (a return value the case reports) or an errno name. Build: cc -O1 -o probe probe.c
- * Written for x86-64 Linux with glibc >= 2.32 (strerrorname_np); no kernel headers needed.
+ * gmemlab conformance probe: runs its cases (the same list as src/conformance/cases.ts) against the
+ * running kernel's /dev/kvm and prints one line per case, "name<TAB>result", where the result is a
+ * number (a return value the case reports), "ok", an errno name, a signal or an exit's fields; and
+ * "host.<fact><TAB>value" lines about the host. `gmemlab conformance` builds, runs and compares it.
+ * Build: cc -O1 -o probe probe.c. Written for x86-64 Linux with glibc >= 2.32 (strerrorname_np); no
+ * kernel headers needed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -522,9 +524,10 @@ int main(void)
 	printf("run.ram_2004\t0x%08x\n", *(uint32_t *)(ram11 + 0x2004));
 	printf("run.readonly_page\t0x%08x\n", *(uint32_t *)ro);
 
-	/* A guest_memfd-only slot (6.18: MMAP | INIT_SHARED) on a DEFAULT VM: the guest's accesses go to
-	 * guest_memfd pages, whatever userspace_addr maps. Slot 1 names plain anonymous memory, slot 2
-	 * the guest_memfd mapping itself. */
+	/* A guest_memfd-only slot (6.18: MMAP | INIT_SHARED) on a DEFAULT VM. Hardware accesses fault
+	 * through guest_memfd whatever userspace_addr maps; accesses KVM emulates (all of them on PVM)
+	 * copy through userspace_addr. Slot 1 names plain anonymous memory, slot 2 the guest_memfd
+	 * mapping itself. */
 	int vm13 = ioctl(kvm, KVM_CREATE_VM, 0);
 	char *ram13 = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct region1 r14 = { .slot = 0, .guest_phys_addr = 0, .memory_size = 16 * PAGE, .userspace_addr = (uint64_t)ram13 };

@@ -21,6 +21,7 @@ import { Guest } from './guest/program.js';
 import { Invariants } from './invariants/index.js';
 import { GmemFile, gmemMemoryFailure } from './kvm/guest-memfd.js';
 import { KvmDevFile } from './kvm/kvm-dev.js';
+import { emulationRefusal } from './kvm/run.js';
 import type { KvmRun, Vcpu } from './kvm/vcpu.js';
 import { VcpuFile } from './kvm/vcpu.js';
 import { type Vm, VmFile } from './kvm/vm.js';
@@ -337,7 +338,8 @@ export class Host {
     const v = typeof vcpu === 'number' ? this.vcpuOf(vcpu) : vcpu;
     let g = this.guests.get(v);
     if (!g) {
-      g = new Guest(v.vm.arch.hasPrivateMem);
+      const vm = v.vm;
+      g = new Guest(() => emulationRefusal(vm));
       this.guests.set(v, g);
     }
     return g;

@@ -6,7 +6,7 @@
  * emulates every instruction of the conformance probe's guest (conformance/results).
  */
 import { describe, expect, it } from 'vitest';
-import { createHost, type Host, SyscallError, uapi } from '../../src/index.js';
+import { createHost, type Host, uapi } from '../../src/index.js';
 
 const PAGE = 4096;
 const RW = uapi.PROT_READ | uapi.PROT_WRITE;
@@ -119,13 +119,19 @@ describe('emulated guest accesses (kvm_vcpu_read_guest / kvm_vcpu_write_guest)',
     expect(host.memory.read(ro, 2)).toEqual(Uint8Array.of(0x5a, 0x5a));
   });
 
-  it('are refused at load on a VM with private memory, and must be booleans', () => {
+  it('are refused at load on a VM with private memory or protected state, and must be booleans', () => {
     const host = createHost({ kernel: 'v6.18' });
     const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
     const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
     const load = (ops: unknown) => () => host.guest(vcpu).load(ops as never);
-    expect(load([{ op: 'read', gpa: 0, length: 1, emulated: true }])).toThrow(SyscallError);
+    expect(load([{ op: 'read', gpa: 0, length: 1, emulated: true }])).toThrow(/private memory/);
     expect(load([{ op: 'read', gpa: 0, length: 1, emulated: false }])).not.toThrow();
+    const snp = createHost({ kernel: 'v6.18', platform: 'snp' });
+    const snpVm = snp.ioctl(snp.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SNP_VM);
+    const snpVcpu = snp.ioctl(snpVm, 'KVM_CREATE_VCPU', 0);
+    expect(() => snp.guest(snpVcpu).load([{ op: 'write', gpa: 0, data: [1], emulated: true }])).toThrow(
+      /protected state/,
+    );
     const d = defaultVm();
     expect(() =>
       d.host.guest(d.vcpu).load([{ op: 'write', gpa: 0, data: [1], emulated: 1 } as never]),

@@ -92,8 +92,8 @@ export class GuestProgram {
 export class Guest {
   program: GuestProgram = new GuestProgram([]);
 
-  /** `privateMem`: the VM has private memory (kvm_arch_has_private_mem), where `emulated` is refused. */
-  constructor(private readonly privateMem = false) {}
+  /** `emulationRefusal`: why this VM's instructions cannot be `emulated` (asked at load), if so. */
+  constructor(private readonly emulationRefusal: () => string | undefined = () => undefined) {}
 
   /**
    * Give the guest a new program; it starts at its first operation on the next KVM_RUN. A malformed
@@ -104,10 +104,10 @@ export class Guest {
     for (let i = 0; i < ops.length; i++) {
       const why = checkOp(ops[i]);
       if (why !== undefined) throw badProgram(`operation ${i}: ${why}`);
-      if (this.privateMem && (ops[i] as { emulated?: boolean }).emulated)
-        throw badProgram(
-          `operation ${i}: emulated accesses are modelled for VMs without private memory only (KVM cannot emulate SNP/TDX guests; on SW_PROTECTED VMs the private case is not modelled)`,
-        );
+      if ((ops[i] as { emulated?: boolean }).emulated) {
+        const why = this.emulationRefusal();
+        if (why !== undefined) throw badProgram(`operation ${i}: ${why}`);
+      }
     }
     this.program = new GuestProgram(ops);
   }

@@ -132,7 +132,7 @@ export class Mmu {
   /** kvm_arch_commit_memory_region() for KVM_MR_CREATE and KVM_MR_DELETE: the default budget. */
   memslotCreatedOrDeleted(nrMemslotPages: bigint): void {
     if (this.nRequestedMmuPages !== 0n) return;
-    // KVM_PERMILLE_MMU_PAGES (20 per 1000 memslot pages), at least KVM_MIN_ALLOC_MMU_PAGES.
+    // KVM_MEMSLOT_PAGES_TO_MMU_PAGES_RATIO (one per 50 memslot pages), at least KVM_MIN_ALLOC_MMU_PAGES.
     this.nMaxMmuPages = Math.max(Number(nrMemslotPages / 50n), KVM_MIN_ALLOC_MMU_PAGES);
   }
 

@@ -253,6 +253,20 @@ function mapGpaHypercallNum(
 }
 
 /**
+ * Why the model refuses `emulated` accesses on this VM, or undefined. KVM does not emulate the
+ * instructions of a guest with protected state (SEV-ES, SNP, TDX); on a VM with private memory
+ * (SW_PROTECTED) or an SEV guest the emulator's view of private or encrypted memory is not modelled.
+ */
+export function emulationRefusal(vm: Vm): string | undefined {
+  if (vm.hasProtectedState) return 'KVM does not emulate instructions of a guest with protected state';
+  if (vm.arch.hasPrivateMem)
+    return 'emulated accesses are not modelled on VMs with private memory (the emulator ignores attributes)';
+  if ((vm.arch as { sev?: { sevGuest: boolean } }).sev?.sevGuest)
+    return 'emulated accesses are not modelled on SEV guests (the emulator would read ciphertext)';
+  return undefined;
+}
+
+/**
  * A read or write by an instruction KVM emulates (x86_emulate_instruction: a host whose vendor
  * module emulates the guest, as PVM does, or force_emulation_prefix). The emulator reaches memory
  * with kvm_vcpu_read_guest() / kvm_vcpu_write_guest(), i.e. __copy_from_user() /

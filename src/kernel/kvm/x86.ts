@@ -18,7 +18,8 @@ export function supportedVmTypes(host: Host): number {
   const t = host.profile.vmTypes;
   const vendor = (type: number): number => (archVmFactory(type) ? 1 << type : 0);
   let mask = 1 << K.KVM_X86_DEFAULT_VM;
-  // kvm_x86_vendor_init(): SW_PROTECTED needs the TDP MMU (tdp_mmu_enabled), so not without TDP.
+  // SW_PROTECTED needs the TDP MMU (tdp_mmu_enabled): kvm_is_vm_type_supported() in 6.8/6.9,
+  // kvm_x86_vendor_init() from 6.10. So not without TDP.
   if (t.swProtected && host.tdp) mask |= 1 << K.KVM_X86_SW_PROTECTED_VM;
   if (host.platform.name === 'snp' && t.sev) mask |= vendor(K.KVM_X86_SEV_VM) | vendor(K.KVM_X86_SEV_ES_VM);
   if (host.platform.name === 'snp' && t.snp) mask |= vendor(K.KVM_X86_SNP_VM);
