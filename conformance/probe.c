@@ -274,6 +274,8 @@ int main(void)
 	}
 	VAL("cap.vm.guest_memfd", ioctl(vm, KVM_CHECK_EXTENSION, 234));
 	VAL("cap.vm.guest_memfd_flags", ioctl(vm, KVM_CHECK_EXTENSION, 244));
+	/* Sections that need a guest_memfd the host can map and that starts shared (6.18+). */
+	int shared_gmem = (ioctl(vm, KVM_CHECK_EXTENSION, 244) & (GMEM_MMAP | GMEM_INIT_SHARED)) == (GMEM_MMAP | GMEM_INIT_SHARED);
 
 	OK("gmem.create.flags0", gmem(vm, 4 * PAGE, 0));
 	OK("gmem.create.mmap", gmem(vm, 4 * PAGE, GMEM_MMAP));
@@ -306,27 +308,29 @@ int main(void)
 	OK("gmem.mmap.no_mmap_flag", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g, 0));
 	OK("gmem.mmap.exec", mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED, g, 0));
 
-	int gs = gmem(vm, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
-	OK("gmem_shared.mmap.private", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, gs, 0));
-	OK("gmem_shared.mmap.shared", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, gs, 0));
-	OK("gmem_shared.mmap.validate_sync", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC_, gs, 0));
+	if (shared_gmem) {
+		int gs = gmem(vm, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+		OK("gmem_shared.mmap.private", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, gs, 0));
+		OK("gmem_shared.mmap.shared", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, gs, 0));
+		OK("gmem_shared.mmap.validate_sync", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC_, gs, 0));
 
-	/* fstat, write(2), sizes and the struct's reserved words. */
-	struct stat st;
-	VAL("gmem.fstat", fstat(g, &st));
-	printf("gmem.fstat.size\t%lld\n", (long long)st.st_size);
-	printf("gmem.fstat.mode\t0%o\n", st.st_mode);
-	printf("gmem.fstat.blksize\t%ld\n", (long)st.st_blksize);
-	VAL("gmem.write", write(g, buf, sizeof(buf)));
-	VAL("gmem.pwrite", pwrite(g, buf, sizeof(buf), 0));
-	OK("gmem.create.1tib", gmem(vm, 1ull << 40, 0));
-	OK("gmem.create.size_negative", gmem(vm, 1ull << 63, 0));
-	struct create_gmem cr = { .size = PAGE, .reserved = { 1 } };
-	OK("gmem.create.reserved", ioctl(vm, KVM_CREATE_GUEST_MEMFD, &cr));
-	int gd = dup(g);
-	VAL("gmem.dup.fallocate", fallocate(gd, KEEP, 0, PAGE));
-	close(gd);
-	VAL("gmem.closed.fallocate", fallocate(gd, KEEP, 0, PAGE));
+		/* fstat, write(2), sizes and the struct's reserved words. */
+		struct stat st;
+		VAL("gmem.fstat", fstat(g, &st));
+		printf("gmem.fstat.size\t%lld\n", (long long)st.st_size);
+		printf("gmem.fstat.mode\t0%o\n", st.st_mode);
+		printf("gmem.fstat.blksize\t%ld\n", (long)st.st_blksize);
+		VAL("gmem.write", write(g, buf, sizeof(buf)));
+		VAL("gmem.pwrite", pwrite(g, buf, sizeof(buf), 0));
+		OK("gmem.create.1tib", gmem(vm, 1ull << 40, 0));
+		OK("gmem.create.size_negative", gmem(vm, 1ull << 63, 0));
+		struct create_gmem cr = { .size = PAGE, .reserved = { 1 } };
+		OK("gmem.create.reserved", ioctl(vm, KVM_CREATE_GUEST_MEMFD, &cr));
+		int gd = dup(g);
+		VAL("gmem.dup.fallocate", fallocate(gd, KEEP, 0, PAGE));
+		close(gd);
+		VAL("gmem.closed.fallocate", fallocate(gd, KEEP, 0, PAGE));	}
+
 	VAL("vmfd.pread", pread(vm, buf, sizeof(buf), 0));
 	VAL("vmfd.ftruncate", ftruncate(vm, PAGE));
 	VAL("vmfd.fallocate", fallocate(vm, 0, 0, PAGE));
@@ -380,10 +384,12 @@ int main(void)
 	PF("prefault.wraps", vcpu, 0xfffffffffffff000ull, 2 * PAGE, 0);
 	PF("prefault.no_slot", vcpu, 0x40000000, PAGE, 0);
 	PF("prefault.runs_off_slot", vcpu, 15 * PAGE, 2 * PAGE, 0);
-	int gso = gmem(vm2, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
-	void *gmap = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, gso, 0);
-	VAL("prefault.gmem_only_slot", slot(vm2, 1, 0x100000, 4 * PAGE, gmap, gso, 0));
-	PF("prefault.gmem_only", vcpu, 0x100000, 2 * PAGE, 0);
+	if (shared_gmem) {
+		int gso = gmem(vm2, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+		void *gmap = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, gso, 0);
+		VAL("prefault.gmem_only_slot", slot(vm2, 1, 0x100000, 4 * PAGE, gmap, gso, 0));
+		PF("prefault.gmem_only", vcpu, 0x100000, 2 * PAGE, 0);
+	}
 
 	/* Memslot flags and ids on a third DEFAULT VM. */
 	int vm3 = ioctl(kvm, KVM_CREATE_VM, 0);
@@ -402,26 +408,28 @@ int main(void)
 	VAL("slotflags.gmem_range_taken", slotf(vm3, 12, KVM_MEM_GUEST_MEMFD, 0x70000, 2 * PAGE, h3, g3, PAGE));
 	VAL("slotflags.modify_gmem_slot", slotf(vm3, 11, KVM_MEM_GUEST_MEMFD, 0x80000, 2 * PAGE, h3, g3, 0));
 
-	/* madvise on a guest_memfd mapping (MMAP | INIT_SHARED), 8 pages over a 4-page file. */
-	int g4 = gmem(vm3, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
-	char *m4 = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g4, 0);
-	VAL("madv.gmem.populate_write", madvise(m4, 4 * PAGE, MADV_POPULATE_WRITE));
-	VAL("madv.gmem.populate_beyond_eof", madvise(m4 + 4 * PAGE, PAGE, MADV_POPULATE_WRITE));
-	VAL("madv.gmem.hugepage", madvise(m4, 4 * PAGE, MADV_HUGEPAGE));
-	VAL("madv.gmem.collapse", madvise(m4, 4 * PAGE, MADV_COLLAPSE_));
-	VAL("madv.gmem.dontneed", madvise(m4, 4 * PAGE, MADV_DONTNEED));
-	VAL("madv.gmem.remove", madvise(m4, PAGE, MADV_REMOVE));
-	VAL("madv.gmem.free", madvise(m4, PAGE, MADV_FREE));
-	VAL("madv.gmem.willneed", madvise(m4, 4 * PAGE, MADV_WILLNEED));
-	VAL("madv.gmem.populate_read", madvise(m4, 4 * PAGE, MADV_POPULATE_READ));
-	VAL("madv.gmem.cold", madvise(m4, 4 * PAGE, MADV_COLD));
-	VAL("madv.gmem.pageout", madvise(m4, 4 * PAGE, MADV_PAGEOUT));
-	VAL("madv.gmem.dontneed_locked", madvise(m4, 4 * PAGE, 24));
-	VAL("madv.gmem.wipeonfork", madvise(m4, 4 * PAGE, MADV_WIPEONFORK));
-	VAL("madv.gmem.mergeable", madvise(m4, 4 * PAGE, MADV_MERGEABLE));
-	VAL("madv.unknown", madvise(m4, PAGE, 77));
-	VAL("madv.unaligned", madvise(m4 + 1, PAGE, MADV_DONTNEED));
-	VAL("madv.len0", madvise(m4, 0, MADV_DONTNEED));
+	if (shared_gmem) {
+		/* madvise on a guest_memfd mapping (MMAP | INIT_SHARED), 8 pages over a 4-page file. */
+		int g4 = gmem(vm3, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+		char *m4 = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g4, 0);
+		VAL("madv.gmem.populate_write", madvise(m4, 4 * PAGE, MADV_POPULATE_WRITE));
+		VAL("madv.gmem.populate_beyond_eof", madvise(m4 + 4 * PAGE, PAGE, MADV_POPULATE_WRITE));
+		VAL("madv.gmem.hugepage", madvise(m4, 4 * PAGE, MADV_HUGEPAGE));
+		VAL("madv.gmem.collapse", madvise(m4, 4 * PAGE, MADV_COLLAPSE_));
+		VAL("madv.gmem.dontneed", madvise(m4, 4 * PAGE, MADV_DONTNEED));
+		VAL("madv.gmem.remove", madvise(m4, PAGE, MADV_REMOVE));
+		VAL("madv.gmem.free", madvise(m4, PAGE, MADV_FREE));
+		VAL("madv.gmem.willneed", madvise(m4, 4 * PAGE, MADV_WILLNEED));
+		VAL("madv.gmem.populate_read", madvise(m4, 4 * PAGE, MADV_POPULATE_READ));
+		VAL("madv.gmem.cold", madvise(m4, 4 * PAGE, MADV_COLD));
+		VAL("madv.gmem.pageout", madvise(m4, 4 * PAGE, MADV_PAGEOUT));
+		VAL("madv.gmem.dontneed_locked", madvise(m4, 4 * PAGE, 24));
+		VAL("madv.gmem.wipeonfork", madvise(m4, 4 * PAGE, MADV_WIPEONFORK));
+		VAL("madv.gmem.mergeable", madvise(m4, 4 * PAGE, MADV_MERGEABLE));
+		VAL("madv.unknown", madvise(m4, PAGE, 77));
+		VAL("madv.unaligned", madvise(m4 + 1, PAGE, MADV_DONTNEED));
+		VAL("madv.len0", madvise(m4, 0, MADV_DONTNEED));
+	}
 	char *three = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	munmap(three + PAGE, PAGE);
 	VAL("madv.hole", madvise(three, 3 * PAGE, MADV_DONTNEED));
@@ -443,19 +451,21 @@ int main(void)
 	/* Host accesses through guest_memfd and memfd mappings. */
 	struct sigaction sa = { .sa_handler = on_sigbus };
 	sigaction(SIGBUS, &sa, NULL);
-	int vm8 = ioctl(kvm, KVM_CREATE_VM, 0);
-	int g8 = gmem(vm8, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
-	char *m8 = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g8, 0);
-	READ("fault.gmem.fresh_page", m8 + PAGE);
-	WRITE("fault.gmem.write", m8 + 10, 0x5a);
-	READ("fault.gmem.read_back", m8 + 10);
-	VAL("fault.gmem.punch", fallocate(g8, KEEP | PUNCH, 0, PAGE));
-	READ("fault.gmem.after_punch", m8 + 10);
-	READ("fault.gmem.beyond_eof", m8 + 5 * PAGE);
-	int g9 = gmem(vm8, 4 * PAGE, GMEM_MMAP);
-	char *m9 = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g9, 0);
-	OK("fault.gmem_private.mmap", m9);
-	READ("fault.gmem_private.read", m9);
+	if (shared_gmem) {
+		int vm8 = ioctl(kvm, KVM_CREATE_VM, 0);
+		int g8 = gmem(vm8, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+		char *m8 = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g8, 0);
+		READ("fault.gmem.fresh_page", m8 + PAGE);
+		WRITE("fault.gmem.write", m8 + 10, 0x5a);
+		READ("fault.gmem.read_back", m8 + 10);
+		VAL("fault.gmem.punch", fallocate(g8, KEEP | PUNCH, 0, PAGE));
+		READ("fault.gmem.after_punch", m8 + 10);
+		READ("fault.gmem.beyond_eof", m8 + 5 * PAGE);
+		int g9 = gmem(vm8, 4 * PAGE, GMEM_MMAP);
+		char *m9 = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g9, 0);
+		OK("fault.gmem_private.mmap", m9);
+		READ("fault.gmem_private.read", m9);
+	}
 	int mf = memfd_create("conformance", 0);
 	VAL("memfd.ftruncate", ftruncate(mf, 4 * PAGE));
 	char *mm = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mf, 0);
@@ -524,51 +534,53 @@ int main(void)
 	printf("run.ram_2004\t0x%08x\n", *(uint32_t *)(ram11 + 0x2004));
 	printf("run.readonly_page\t0x%08x\n", *(uint32_t *)ro);
 
-	/* A guest_memfd-only slot (6.18: MMAP | INIT_SHARED) on a DEFAULT VM. Hardware accesses fault
-	 * through guest_memfd whatever userspace_addr maps; accesses KVM emulates (all of them on PVM)
-	 * copy through userspace_addr. Slot 1 names plain anonymous memory, slot 2 the guest_memfd
-	 * mapping itself. */
-	int vm13 = ioctl(kvm, KVM_CREATE_VM, 0);
-	char *ram13 = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct region1 r14 = { .slot = 0, .guest_phys_addr = 0, .memory_size = 16 * PAGE, .userspace_addr = (uint64_t)ram13 };
-	VAL("run_gmem.ram", ioctl(vm13, KVM_SET_USER_MEMORY_REGION, &r14));
-	int g13 = gmem(vm13, 8 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
-	char *m13 = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g13, 0);
-	memcpy(m13, "\x11\x22\x33\x44", 4);
-	char *a13 = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	memset(a13, 0xee, 4 * PAGE);
-	VAL("run_gmem.slot_anon_uaddr", slotf(vm13, 1, KVM_MEM_GUEST_MEMFD, 0x200000, 4 * PAGE, a13, g13, 0));
-	VAL("run_gmem.slot_gmem_uaddr", slotf(vm13, 2, KVM_MEM_GUEST_MEMFD, 0x300000, 4 * PAGE, m13 + 4 * PAGE, g13, 4 * PAGE));
-	static const unsigned char prog13[] = {
-		0xa1, 0x00, 0x00, 0x20, 0x00,			/* mov eax, [0x200000] */
-		0xa3, 0x08, 0x20, 0x00, 0x00,			/* mov [0x2008], eax */
-		0xc7, 0x05, 0x10, 0x00, 0x20, 0x00,		/* mov dword [0x200010], 0x55667788 */
-		0x88, 0x77, 0x66, 0x55,
-		0xc7, 0x05, 0x00, 0x00, 0x30, 0x00,		/* mov dword [0x300000], 0x99aabbcc */
-		0xcc, 0xbb, 0xaa, 0x99,
-		0xf4,						/* hlt */
-	};
-	struct run_ *run13;
-	int v13 = flat_vcpu(vm13, 0, prog13, sizeof(prog13), ram13, &run13);
-	run_case("run_gmem.hlt", v13, run13);
-	char n[24];
-	snprintf(n, sizeof(n), "%ld", insn_emulation(v13));
-	fact("run_gmem_insn_emulated", n);
-	printf("run_gmem.ram_2008\t0x%08x\n", *(uint32_t *)(ram13 + 0x2008));
-	printf("run_gmem.gmem_10\t0x%08x\n", *(uint32_t *)(m13 + 0x10));
-	printf("run_gmem.anon_10\t0x%08x\n", *(uint32_t *)(a13 + 0x10));
-	printf("run_gmem.gmem_page4\t0x%08x\n", *(uint32_t *)(m13 + 4 * PAGE));
-	/* A hole punched under the running guest: its next read gets a fresh zeroed page. */
-	VAL("run_gmem.punch", fallocate(g13, KEEP | PUNCH, 0, PAGE));
-	static const unsigned char prog14[] = {
-		0xa1, 0x10, 0x00, 0x20, 0x00,			/* mov eax, [0x200010] */
-		0xa3, 0x0c, 0x20, 0x00, 0x00,			/* mov [0x200c], eax */
-		0xf4,
-	};
-	memcpy(ram13 + CODE_GPA, prog14, sizeof(prog14));
-	struct kvm_regs_ r = { .rip = CODE_GPA, .rflags = 2 };
-	ioctl(v13, KVM_SET_REGS, &r);
-	run_case("run_gmem.after_punch_hlt", v13, run13);
-	printf("run_gmem.ram_200c\t0x%08x\n", *(uint32_t *)(ram13 + 0x200c));
+	if (shared_gmem) {
+		/* A guest_memfd-only slot (6.18: MMAP | INIT_SHARED) on a DEFAULT VM. Hardware accesses fault
+		 * through guest_memfd whatever userspace_addr maps; accesses KVM emulates (all of them on PVM)
+		 * copy through userspace_addr. Slot 1 names plain anonymous memory, slot 2 the guest_memfd
+		 * mapping itself. */
+		int vm13 = ioctl(kvm, KVM_CREATE_VM, 0);
+		char *ram13 = mmap(NULL, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct region1 r14 = { .slot = 0, .guest_phys_addr = 0, .memory_size = 16 * PAGE, .userspace_addr = (uint64_t)ram13 };
+		VAL("run_gmem.ram", ioctl(vm13, KVM_SET_USER_MEMORY_REGION, &r14));
+		int g13 = gmem(vm13, 8 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);
+		char *m13 = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, g13, 0);
+		memcpy(m13, "\x11\x22\x33\x44", 4);
+		char *a13 = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		memset(a13, 0xee, 4 * PAGE);
+		VAL("run_gmem.slot_anon_uaddr", slotf(vm13, 1, KVM_MEM_GUEST_MEMFD, 0x200000, 4 * PAGE, a13, g13, 0));
+		VAL("run_gmem.slot_gmem_uaddr", slotf(vm13, 2, KVM_MEM_GUEST_MEMFD, 0x300000, 4 * PAGE, m13 + 4 * PAGE, g13, 4 * PAGE));
+		static const unsigned char prog13[] = {
+			0xa1, 0x00, 0x00, 0x20, 0x00,			/* mov eax, [0x200000] */
+			0xa3, 0x08, 0x20, 0x00, 0x00,			/* mov [0x2008], eax */
+			0xc7, 0x05, 0x10, 0x00, 0x20, 0x00,		/* mov dword [0x200010], 0x55667788 */
+			0x88, 0x77, 0x66, 0x55,
+			0xc7, 0x05, 0x00, 0x00, 0x30, 0x00,		/* mov dword [0x300000], 0x99aabbcc */
+			0xcc, 0xbb, 0xaa, 0x99,
+			0xf4,						/* hlt */
+		};
+		struct run_ *run13;
+		int v13 = flat_vcpu(vm13, 0, prog13, sizeof(prog13), ram13, &run13);
+		run_case("run_gmem.hlt", v13, run13);
+		char n[24];
+		snprintf(n, sizeof(n), "%ld", insn_emulation(v13));
+		fact("run_gmem_insn_emulated", n);
+		printf("run_gmem.ram_2008\t0x%08x\n", *(uint32_t *)(ram13 + 0x2008));
+		printf("run_gmem.gmem_10\t0x%08x\n", *(uint32_t *)(m13 + 0x10));
+		printf("run_gmem.anon_10\t0x%08x\n", *(uint32_t *)(a13 + 0x10));
+		printf("run_gmem.gmem_page4\t0x%08x\n", *(uint32_t *)(m13 + 4 * PAGE));
+		/* A hole punched under the running guest: its next read gets a fresh zeroed page. */
+		VAL("run_gmem.punch", fallocate(g13, KEEP | PUNCH, 0, PAGE));
+		static const unsigned char prog14[] = {
+			0xa1, 0x10, 0x00, 0x20, 0x00,			/* mov eax, [0x200010] */
+			0xa3, 0x0c, 0x20, 0x00, 0x00,			/* mov [0x200c], eax */
+			0xf4,
+		};
+		memcpy(ram13 + CODE_GPA, prog14, sizeof(prog14));
+		struct kvm_regs_ r = { .rip = CODE_GPA, .rflags = 2 };
+		ioctl(v13, KVM_SET_REGS, &r);
+		run_case("run_gmem.after_punch_hlt", v13, run13);
+		printf("run_gmem.ram_200c\t0x%08x\n", *(uint32_t *)(ram13 + 0x200c));
+	}
 	return 0;
 }

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { modelResults } from '../src/conformance/cases.js';
 import { compareWithModel, parseProbeOutput, profileForRelease } from '../src/conformance/compare.js';
-import { createHost, uapi } from '../src/index.js';
+import { createHost, kernels, uapi } from '../src/index.js';
 import { errnoOf } from './errno-of.js';
 
 const read = (p: string): string => readFileSync(new URL(p, import.meta.url), 'utf8');
@@ -94,6 +94,22 @@ describe('createHost({ tdp: false })', () => {
   });
 });
 
+describe('the cases on every profile (a probe run on an older kernel)', () => {
+  it.each(kernels())(
+    '%s: no exception; the guest_memfd mmap sections only from 6.18 (MMAP | INIT_SHARED)',
+    (kernel) => {
+      const shared = ['v6.18', 'v6.19', 'v7.0'].includes(kernel);
+      for (const tdp of [true, false]) {
+        const m = modelResults(kernel, { tdp });
+        expect(m.has('run_gmem.hlt')).toBe(shared);
+        expect(m.has('madv.gmem.populate_write')).toBe(shared);
+        expect(m.has('memfd.beyond_eof')).toBe(true);
+        expect(m.has('run.hlt')).toBe(true);
+      }
+    },
+  );
+});
+
 describe('conformance/compare.ts', () => {
   it('profileForRelease: a release goes to the newest profile at or below its major.minor', () => {
     expect(profileForRelease('6.18.44-fc-v595')).toBe('v6.18');
@@ -102,6 +118,14 @@ describe('conformance/compare.ts', () => {
     expect(profileForRelease('7.1.0-rc2')).toBe('v7.0');
     expect(profileForRelease('6.6.30')).toBeUndefined();
     expect(profileForRelease('linux')).toBeUndefined();
+  });
+
+  it('the host shape: the tdp_mmu fact first, then KVM_CAP_PRE_FAULT_MEMORY, else TDP', () => {
+    const shape = (text: string) => compareWithModel(parseProbeOutput(text), 'v6.18').tdp;
+    expect(shape('host.tdp_mmu\tY\ncap.sys.pre_fault_memory\t0\n')).toBe(true);
+    expect(shape('host.tdp_mmu\tN\ncap.sys.pre_fault_memory\t1\n')).toBe(false);
+    expect(shape('cap.sys.pre_fault_memory\t0\n')).toBe(false);
+    expect(shape('cap.sys.guest_memfd\t1\n')).toBe(true);
   });
 
   it('compareWithModel on the recorded output: no TDP and an emulated guest read from the answers, nothing differs', () => {

@@ -26,6 +26,9 @@ export interface ConformanceCliOptions {
   json?: boolean;
 }
 
+/** The probe runs in well under a second; a hung ioctl should not hang the command. */
+const PROBE_TIMEOUT_MS = 60_000;
+
 /** conformance/probe.c, next to dist/ (and to src/) in the package. */
 export function probeSource(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '../../conformance/probe.c');
@@ -48,11 +51,13 @@ function runProbe(): { text: string; kernelRelease: string } {
       const why = cc.error ? cc.error.message : (cc.stderr.trim().split('\n')[0] ?? `exit ${cc.status}`);
       throw new UsageError(`conformance: cannot build ${probeSource()} with cc: ${why}`);
     }
-    const r = spawnSync(probe, { encoding: 'utf8' });
-    if (r.error || r.status !== 0)
-      throw new UsageError(
-        `conformance: the probe failed: ${r.error?.message ?? r.stderr.trim().split('\n')[0]}`,
-      );
+    const r = spawnSync(probe, { encoding: 'utf8', timeout: PROBE_TIMEOUT_MS });
+    if (r.error || r.status !== 0) {
+      const why =
+        r.error?.message ??
+        (r.signal ? `killed by ${r.signal}` : r.stderr.trim().split('\n')[0] || `exit ${r.status}`);
+      throw new UsageError(`conformance: the probe failed: ${why}`);
+    }
     return { text: r.stdout, kernelRelease: release() };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -91,8 +96,13 @@ export function conformanceCommand(opts: ConformanceCliOptions): number {
   if (!getProfile(profile))
     throw new UsageError(`conformance: unknown kernel profile '${profile}' (see gmemlab kernels)`);
   const report = compareWithModel(out, profile);
+  // A release between two profiles is compared with the older one: say so, differences may be that.
+  const nearest =
+    opts.kernel === undefined &&
+    kernelRelease !== undefined &&
+    !kernelRelease.startsWith(`${profile.slice(1)}.`);
   if (opts.json) process.stdout.write(`${JSON.stringify(toJson(report, kernelRelease), null, 2)}\n`);
-  else printReport(report, kernelRelease);
+  else printReport(report, kernelRelease, nearest);
   return report.differ ? 1 : 0;
 }
 
@@ -113,7 +123,7 @@ function toJson(r: ConformanceReport, kernelRelease: string | undefined): unknow
   };
 }
 
-function printReport(r: ConformanceReport, kernelRelease: string | undefined): void {
+function printReport(r: ConformanceReport, kernelRelease: string | undefined, nearest: boolean): void {
   const w = (s: string): void => void process.stdout.write(s);
   const shape = [r.tdp ? 'TDP' : 'no TDP', r.emulated ? 'guest accesses emulated' : undefined].filter(
     Boolean,
@@ -121,6 +131,10 @@ function printReport(r: ConformanceReport, kernelRelease: string | undefined): v
   w(
     `conformance: kernel ${kernelRelease ?? '(release unknown)'} against profile ${r.profile} (${shape.join(', ')})\n`,
   );
+  if (nearest)
+    w(
+      `(no profile for this release: ${r.profile} is the nearest older one; a difference may be the kernel's)\n`,
+    );
   if (r.facts.size) w(`host: ${[...r.facts].map(([k, v]) => `${k}=${v}`).join(', ')}\n`);
   const width = Math.max(...r.rows.map((row) => row.name.length));
   for (const row of r.rows) {

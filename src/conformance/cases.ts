@@ -44,6 +44,9 @@ export function modelResults(
   run('cap.vm.guest_memfd_flags', () =>
     host.ioctl(vm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD_FLAGS),
   );
+  // Sections that need a guest_memfd the host can map and that starts shared (6.18+), as the probe.
+  const both = uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED;
+  const sharedGmem = (host.ioctl(vm, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_GUEST_MEMFD_FLAGS) & both) === both;
 
   const gmem = (size: number, flags: number): number =>
     host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags });
@@ -81,10 +84,12 @@ export function modelResults(
   run('gmem.mmap.no_mmap_flag', map(g, RW, uapi.MAP_SHARED), true);
   run('gmem.mmap.exec', map(g, RW | uapi.PROT_EXEC, uapi.MAP_SHARED), true);
 
-  const gs = gmem(4 * PAGE, uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED);
-  run('gmem_shared.mmap.private', map(gs, RW, uapi.MAP_PRIVATE), true);
-  run('gmem_shared.mmap.shared', map(gs, RW, uapi.MAP_SHARED), true);
-  run('gmem_shared.mmap.validate_sync', map(gs, RW, uapi.MAP_SHARED_VALIDATE | MAP_SYNC), true);
+  if (sharedGmem) {
+    const gs = gmem(4 * PAGE, both);
+    run('gmem_shared.mmap.private', map(gs, RW, uapi.MAP_PRIVATE), true);
+    run('gmem_shared.mmap.shared', map(gs, RW, uapi.MAP_SHARED), true);
+    run('gmem_shared.mmap.validate_sync', map(gs, RW, uapi.MAP_SHARED_VALIDATE | MAP_SYNC), true);
+  }
 
   let st = host.fstat(g);
   run('gmem.fstat', () => {
@@ -195,23 +200,25 @@ export function modelResults(
   prefault('prefault.wraps', 0xfffffffffffff000n, 8192n, 0);
   prefault('prefault.no_slot', 0x40000000n, 4096n, 0);
   prefault('prefault.runs_off_slot', 15n * 4096n, 8192n, 0);
-  const gso = host.ioctl(vm2, 'KVM_CREATE_GUEST_MEMFD', {
-    size: 4 * PAGE,
-    flags: uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED,
-  });
-  const gmap = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: gso });
-  run('prefault.gmem_only_slot', () =>
-    host.ioctl(vm2, 'KVM_SET_USER_MEMORY_REGION2', {
-      slot: 1,
-      flags: uapi.KVM_MEM_GUEST_MEMFD,
-      guest_phys_addr: 0x100000,
-      memory_size: 4 * PAGE,
-      userspace_addr: gmap,
-      guest_memfd: gso,
-      guest_memfd_offset: 0,
-    }),
-  );
-  prefault('prefault.gmem_only', 0x100000n, 8192n, 0);
+  if (sharedGmem) {
+    const gso = host.ioctl(vm2, 'KVM_CREATE_GUEST_MEMFD', {
+      size: 4 * PAGE,
+      flags: uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED,
+    });
+    const gmap = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: gso });
+    run('prefault.gmem_only_slot', () =>
+      host.ioctl(vm2, 'KVM_SET_USER_MEMORY_REGION2', {
+        slot: 1,
+        flags: uapi.KVM_MEM_GUEST_MEMFD,
+        guest_phys_addr: 0x100000,
+        memory_size: 4 * PAGE,
+        userspace_addr: gmap,
+        guest_memfd: gso,
+        guest_memfd_offset: 0,
+      }),
+    );
+    prefault('prefault.gmem_only', 0x100000n, 8192n, 0);
+  }
 
   // Memslot flags and ids on a third DEFAULT VM.
   const vm3 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
@@ -243,30 +250,32 @@ export function modelResults(
   run('slotflags.gmem_range_taken', slotf(12, GM, 0x70000, 2 * PAGE, g3, PAGE));
   run('slotflags.modify_gmem_slot', slotf(11, GM, 0x80000, 2 * PAGE, g3));
 
-  // madvise on a guest_memfd mapping (MMAP | INIT_SHARED), 8 pages over a 4-page file.
-  const g4 = host.ioctl(vm3, 'KVM_CREATE_GUEST_MEMFD', {
-    size: 4 * PAGE,
-    flags: uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED,
-  });
-  const m4 = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g4 });
   const madv = (addr: number, len: number, advice: number) => () => host.madvise(addr, len, advice);
-  run('madv.gmem.populate_write', madv(m4, 4 * PAGE, uapi.MADV_POPULATE_WRITE));
-  run('madv.gmem.populate_beyond_eof', madv(m4 + 4 * PAGE, PAGE, uapi.MADV_POPULATE_WRITE));
-  run('madv.gmem.hugepage', madv(m4, 4 * PAGE, uapi.MADV_HUGEPAGE));
-  run('madv.gmem.collapse', madv(m4, 4 * PAGE, uapi.MADV_COLLAPSE));
-  run('madv.gmem.dontneed', madv(m4, 4 * PAGE, uapi.MADV_DONTNEED));
-  run('madv.gmem.remove', madv(m4, PAGE, uapi.MADV_REMOVE));
-  run('madv.gmem.free', madv(m4, PAGE, uapi.MADV_FREE));
-  run('madv.gmem.willneed', madv(m4, 4 * PAGE, uapi.MADV_WILLNEED));
-  run('madv.gmem.populate_read', madv(m4, 4 * PAGE, uapi.MADV_POPULATE_READ));
-  run('madv.gmem.cold', madv(m4, 4 * PAGE, uapi.MADV_COLD));
-  run('madv.gmem.pageout', madv(m4, 4 * PAGE, uapi.MADV_PAGEOUT));
-  run('madv.gmem.dontneed_locked', madv(m4, 4 * PAGE, uapi.MADV_DONTNEED_LOCKED));
-  run('madv.gmem.wipeonfork', madv(m4, 4 * PAGE, uapi.MADV_WIPEONFORK));
-  run('madv.gmem.mergeable', madv(m4, 4 * PAGE, uapi.MADV_MERGEABLE));
-  run('madv.unknown', madv(m4, PAGE, 77));
-  run('madv.unaligned', madv(m4 + 1, PAGE, uapi.MADV_DONTNEED));
-  run('madv.len0', madv(m4, 0, uapi.MADV_DONTNEED));
+  // madvise on a guest_memfd mapping (MMAP | INIT_SHARED), 8 pages over a 4-page file.
+  if (sharedGmem) {
+    const g4 = host.ioctl(vm3, 'KVM_CREATE_GUEST_MEMFD', {
+      size: 4 * PAGE,
+      flags: uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED,
+    });
+    const m4 = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g4 });
+    run('madv.gmem.populate_write', madv(m4, 4 * PAGE, uapi.MADV_POPULATE_WRITE));
+    run('madv.gmem.populate_beyond_eof', madv(m4 + 4 * PAGE, PAGE, uapi.MADV_POPULATE_WRITE));
+    run('madv.gmem.hugepage', madv(m4, 4 * PAGE, uapi.MADV_HUGEPAGE));
+    run('madv.gmem.collapse', madv(m4, 4 * PAGE, uapi.MADV_COLLAPSE));
+    run('madv.gmem.dontneed', madv(m4, 4 * PAGE, uapi.MADV_DONTNEED));
+    run('madv.gmem.remove', madv(m4, PAGE, uapi.MADV_REMOVE));
+    run('madv.gmem.free', madv(m4, PAGE, uapi.MADV_FREE));
+    run('madv.gmem.willneed', madv(m4, 4 * PAGE, uapi.MADV_WILLNEED));
+    run('madv.gmem.populate_read', madv(m4, 4 * PAGE, uapi.MADV_POPULATE_READ));
+    run('madv.gmem.cold', madv(m4, 4 * PAGE, uapi.MADV_COLD));
+    run('madv.gmem.pageout', madv(m4, 4 * PAGE, uapi.MADV_PAGEOUT));
+    run('madv.gmem.dontneed_locked', madv(m4, 4 * PAGE, uapi.MADV_DONTNEED_LOCKED));
+    run('madv.gmem.wipeonfork', madv(m4, 4 * PAGE, uapi.MADV_WIPEONFORK));
+    run('madv.gmem.mergeable', madv(m4, 4 * PAGE, uapi.MADV_MERGEABLE));
+    run('madv.unknown', madv(m4, PAGE, 77));
+    run('madv.unaligned', madv(m4 + 1, PAGE, uapi.MADV_DONTNEED));
+    run('madv.len0', madv(m4, 0, uapi.MADV_DONTNEED));
+  }
   const three = host.mmap({ length: 3 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
   host.munmap(three + PAGE, PAGE);
   run('madv.hole', madv(three, 3 * PAGE, uapi.MADV_DONTNEED));
@@ -287,7 +296,7 @@ export function modelResults(
   run('irqchip.split_after_vcpu', split(vm7));
   run('vm.bad_type', () => host.ioctl(kvm, 'KVM_CREATE_VM', 99), true);
 
-  const cases: Cases = { host, kvm, out, run };
+  const cases: Cases = { host, kvm, out, run, sharedGmem };
   hostAccessCases(cases);
   guestRunCases(cases, opts.emulated ?? false);
   return out;
@@ -300,10 +309,12 @@ interface Cases {
   readonly out: Map<string, string>;
   /** Record the result of a syscall: its value (or "ok" with `ok`), or its errno. */
   run(name: string, fn: () => unknown, ok?: boolean): void;
+  /** The host offers guest_memfd with MMAP | INIT_SHARED (6.18+): the sections that need it run. */
+  readonly sharedGmem: boolean;
 }
 
 /** Host accesses through guest_memfd and memfd mappings (SIGBUS where the kernel sends one). */
-function hostAccessCases({ host, kvm, out, run }: Cases): void {
+function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
   const touch = (name: string, fn: () => number): void => {
     try {
       out.set(name, String(fn()));
@@ -317,24 +328,26 @@ function hostAccessCases({ host, kvm, out, run }: Cases): void {
     host.memory.write(addr, [v]);
     return 0;
   };
-  const vm8 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
-  const gmem8 = (flags: number) => host.ioctl(vm8, 'KVM_CREATE_GUEST_MEMFD', { size: 4 * PAGE, flags });
-  const g8 = gmem8(uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED);
-  const m8 = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g8 });
-  touch('fault.gmem.fresh_page', readByte(m8 + PAGE));
-  touch('fault.gmem.write', writeByte(m8 + 10, 0x5a));
-  touch('fault.gmem.read_back', readByte(m8 + 10));
-  run('fault.gmem.punch', () => host.fallocate(g8, KEEP | PUNCH, 0, PAGE));
-  touch('fault.gmem.after_punch', readByte(m8 + 10));
-  touch('fault.gmem.beyond_eof', readByte(m8 + 5 * PAGE));
-  const g9 = gmem8(uapi.GUEST_MEMFD_FLAG_MMAP);
-  let m9 = 0;
-  run(
-    'fault.gmem_private.mmap',
-    () => (m9 = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g9 })),
-    true,
-  );
-  touch('fault.gmem_private.read', readByte(m9));
+  if (sharedGmem) {
+    const vm8 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const gmem8 = (flags: number) => host.ioctl(vm8, 'KVM_CREATE_GUEST_MEMFD', { size: 4 * PAGE, flags });
+    const g8 = gmem8(uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED);
+    const m8 = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g8 });
+    touch('fault.gmem.fresh_page', readByte(m8 + PAGE));
+    touch('fault.gmem.write', writeByte(m8 + 10, 0x5a));
+    touch('fault.gmem.read_back', readByte(m8 + 10));
+    run('fault.gmem.punch', () => host.fallocate(g8, KEEP | PUNCH, 0, PAGE));
+    touch('fault.gmem.after_punch', readByte(m8 + 10));
+    touch('fault.gmem.beyond_eof', readByte(m8 + 5 * PAGE));
+    const g9 = gmem8(uapi.GUEST_MEMFD_FLAG_MMAP);
+    let m9 = 0;
+    run(
+      'fault.gmem_private.mmap',
+      () => (m9 = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g9 })),
+      true,
+    );
+    touch('fault.gmem_private.read', readByte(m9));
+  }
   const mf = host.memfdCreate('conformance');
   run('memfd.ftruncate', () => host.ftruncate(mf, 4 * PAGE));
   const mm = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: mf });
@@ -355,7 +368,7 @@ function hostAccessCases({ host, kvm, out, run }: Cases): void {
  * Guests that run (DEFAULT VM). The probe's vCPU runs x86 instructions; the model's runs the same
  * accesses as a guest program, `emulated` where the host emulated them.
  */
-function guestRunCases({ host, kvm, out, run }: Cases, emulated: boolean): void {
+function guestRunCases({ host, kvm, out, run, sharedGmem }: Cases, emulated: boolean): void {
   const runCase = (name: string, vcpu: number): void => {
     const r = host.kvmRun(vcpu);
     try {
@@ -421,19 +434,11 @@ function guestRunCases({ host, kvm, out, run }: Cases, emulated: boolean): void 
   );
   const v11 = host.ioctl(vm11, 'KVM_CREATE_VCPU', 0);
   // The probe's program: the value read by MMIO is stored to RAM, the read-only slot's to RAM and
-  // back to the read-only slot.
-  host
-    .guest(v11)
-    .load([
-      { op: 'read', gpa: 0x20000000, length: 4, emulated },
-      { op: 'write', gpa: 0x2000, data: [0xdd, 0xcc, 0xbb, 0xaa], emulated },
-      { op: 'write', gpa: 0x20000008, data: [0x44, 0x33, 0x22, 0x11], emulated },
-      { op: 'read', gpa: 0x100000, length: 4, emulated },
-      { op: 'write', gpa: 0x2004, data: [0x5a, 0x5a, 0x5a, 0x5a], emulated },
-      { op: 'write', gpa: 0x100000, data: [0x5a, 0x5a, 0x5a, 0x5a], emulated },
-      { op: 'hlt' },
-    ]);
+  // back to the read-only slot. The model's guest has no registers: the program is loaded in three
+  // parts, each storing what the previous one read; the KVM_RUNs between parts record nothing.
+  const guest11 = host.guest(v11);
   const run11 = host.kvmRun(v11);
+  guest11.load([{ op: 'read', gpa: 0x20000000, length: 4, emulated }, { op: 'hlt' }]);
   run11.immediate_exit = 1;
   runCase('run.immediate_exit', v11);
   run11.immediate_exit = 0;
@@ -442,13 +447,29 @@ function guestRunCases({ host, kvm, out, run }: Cases, emulated: boolean): void 
   run11.immediate_exit = 1;
   runCase('run.immediate_exit_after_mmio', v11);
   run11.immediate_exit = 0;
+  host.ioctl(v11, 'KVM_RUN');
+  const mmioValue = guest11.results[0]?.data ?? new Uint8Array(4);
+  guest11.load([
+    { op: 'write', gpa: 0x2000, data: mmioValue, emulated },
+    { op: 'write', gpa: 0x20000008, data: [0x44, 0x33, 0x22, 0x11], emulated },
+    { op: 'read', gpa: 0x100000, length: 4, emulated },
+    { op: 'hlt' },
+  ]);
   runCase('run.mmio_write', v11);
+  host.ioctl(v11, 'KVM_RUN');
+  const roValue = guest11.results[2]?.data ?? new Uint8Array(4);
+  guest11.load([
+    { op: 'write', gpa: 0x2004, data: roValue, emulated },
+    { op: 'write', gpa: 0x100000, data: roValue, emulated },
+    { op: 'hlt' },
+  ]);
   runCase('run.readonly_write', v11);
   runCase('run.hlt', v11);
   out.set('run.ram_2000', u32At(ram11 + 0x2000));
   out.set('run.ram_2004', u32At(ram11 + 0x2004));
   out.set('run.readonly_page', u32At(ro));
 
+  if (!sharedGmem) return;
   // A guest_memfd-only memslot (MMAP | INIT_SHARED) on a DEFAULT VM: the guest's accesses fault
   // through guest_memfd (__kvm_mmu_faultin_pfn: kvm_memslot_is_gmem_only), whatever
   // userspace_addr maps. Slot 1 names plain anonymous memory, slot 2 the guest_memfd mapping.

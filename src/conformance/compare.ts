@@ -71,10 +71,22 @@ export interface ConformanceReport {
   readonly differ: number;
 }
 
+/**
+ * Whether the host has the TDP MMU, which the model's `tdp` stands for: the kvm.tdp_mmu parameter
+ * (tdp_mmu_enabled, 0 without EPT/NPT) where the probe read it; else KVM_CAP_PRE_FAULT_MEMORY
+ * (6.11+: tdp_enabled); else assumed.
+ */
+function hostHasTdp(out: ProbeOutput): boolean {
+  const param = out.facts.get('tdp_mmu');
+  if (param === 'Y' || param === '1') return true;
+  if (param === 'N' || param === '0') return false;
+  const cap = out.results.get('cap.sys.pre_fault_memory');
+  return cap === undefined || cap !== '0';
+}
+
 /** Run the probe's cases on `profile`, shaped like the host (TDP or not, emulated guest or not). */
 export function compareWithModel(out: ProbeOutput, profile: string): ConformanceReport {
-  // A host without EPT/NPT reports no KVM_CAP_PRE_FAULT_MEMORY.
-  const tdp = out.results.get('cap.sys.pre_fault_memory') !== '0';
+  const tdp = hostHasTdp(out);
   const emulated = Number(out.facts.get('run_gmem_insn_emulated') ?? 0) > 0;
   const model = modelResults(profile, { tdp, emulated });
   const rows = [...out.results].map(([name, kernel]): ConformanceRow => {
