@@ -138,6 +138,15 @@ function isU64(v: unknown): boolean {
   return typeof v === 'bigint' && v >= 0n && v <= U64_MAX;
 }
 
+/** Guest-physical addresses stop at 2^52 (x86 MAXPHYADDR at most 52): no guest can reach beyond. */
+const PHYS_ADDR_LIMIT = 2n ** 52n;
+
+/** Why an access of `length` bytes at `gpa` is out of any guest's reach, or undefined. */
+function beyondPhysAddr(gpa: number | bigint, length: number): string | undefined {
+  if (length === 0 || BigInt(gpa) + BigInt(length) <= PHYS_ADDR_LIMIT) return undefined;
+  return 'the access goes beyond 2^52, the largest guest-physical address space (MAXPHYADDR 52)';
+}
+
 /** Why `op` is not a valid GuestOp, or undefined. */
 function checkOp(op: unknown): string | undefined {
   if (typeof op !== 'object' || op === null) return 'not an object';
@@ -151,13 +160,15 @@ function checkOp(op: unknown): string | undefined {
       if (!isU64(o['gpa'])) return "read needs 'gpa', a non-negative integer";
       if (typeof o['length'] !== 'number' || !Number.isSafeInteger(o['length']) || o['length'] < 0)
         return "read needs 'length', a non-negative integer";
-      return undefined;
+      return beyondPhysAddr(o['gpa'] as number | bigint, o['length']);
     case 'write': {
       if (o['emulated'] !== undefined && typeof o['emulated'] !== 'boolean')
         return "'emulated' must be a boolean";
       if (!isU64(o['gpa'])) return "write needs 'gpa', a non-negative integer";
       const d = o['data'];
       if (!(d instanceof Uint8Array) && !Array.isArray(d)) return "write needs 'data', bytes";
+      const tooFar = beyondPhysAddr(o['gpa'] as number | bigint, d.length);
+      if (tooFar !== undefined) return tooFar;
       return undefined;
     }
     case 'accept':
