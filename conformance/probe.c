@@ -447,6 +447,15 @@ int main(void)
 	VAL("irqchip.create_after_vcpu", ioctl(vm7, KVM_CREATE_IRQCHIP, 0));
 	VAL("irqchip.split_after_vcpu", split_irqchip(vm7));
 	OK("vm.bad_type", ioctl(kvm, KVM_CREATE_VM, 99));
+	VAL("dev.api_version", ioctl(kvm, _IO(KVMIO, 0x00), 0));
+	VAL("dev.api_version_arg", ioctl(kvm, _IO(KVMIO, 0x00), 1));
+	VAL("dev.vcpu_mmap_size", ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0));
+	VAL("dev.vcpu_mmap_size_arg", ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 1));
+	VAL("dev.vm_ioctl_on_dev", ioctl(kvm, KVM_CREATE_VCPU, 0));
+	int vm9 = ioctl(kvm, KVM_CREATE_VM, 0);
+	OK("vcpu.create", ioctl(vm9, KVM_CREATE_VCPU, 3));
+	VAL("vcpu.duplicate_id", ioctl(vm9, KVM_CREATE_VCPU, 3));
+	VAL("vcpu.dev_ioctl_on_vm", ioctl(vm9, KVM_GET_VCPU_MMAP_SIZE, 0));
 
 	/* Host accesses through guest_memfd and memfd mappings. */
 	struct sigaction sa = { .sa_handler = on_sigbus };

@@ -295,6 +295,15 @@ export function modelResults(
   run('irqchip.create_after_vcpu', () => host.ioctl(vm7, 'KVM_CREATE_IRQCHIP'));
   run('irqchip.split_after_vcpu', split(vm7));
   run('vm.bad_type', () => host.ioctl(kvm, 'KVM_CREATE_VM', 99), true);
+  run('dev.api_version', () => host.ioctl(kvm, 'KVM_GET_API_VERSION', 0));
+  run('dev.api_version_arg', () => host.ioctl(kvm, 'KVM_GET_API_VERSION', 1));
+  run('dev.vcpu_mmap_size', () => host.ioctl(kvm, 'KVM_GET_VCPU_MMAP_SIZE', 0));
+  run('dev.vcpu_mmap_size_arg', () => host.ioctl(kvm, 'KVM_GET_VCPU_MMAP_SIZE', 1));
+  run('dev.vm_ioctl_on_dev', () => host.ioctl(kvm, 'KVM_CREATE_VCPU', 0));
+  const vm9 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  run('vcpu.create', () => host.ioctl(vm9, 'KVM_CREATE_VCPU', 3), true);
+  run('vcpu.duplicate_id', () => host.ioctl(vm9, 'KVM_CREATE_VCPU', 3));
+  run('vcpu.dev_ioctl_on_vm', () => host.ioctl(vm9, 'KVM_GET_VCPU_MMAP_SIZE', 0));
 
   const cases: Cases = { host, kvm, out, run, sharedGmem };
   hostAccessCases(cases);

@@ -17,6 +17,13 @@ describe.each(['v6.8', 'v7.0'])('/dev/kvm [%s]', (kernel) => {
     expect(errnoOf(() => host.ioctl(kvm, 'KVM_GET_VCPU_MMAP_SIZE', 1))).toBe('EINVAL');
   });
 
+  it('another ioctl on /dev/kvm: kvm_arch_dev_ioctl() default, -EINVAL on x86 (a 6.18.44 host agrees)', () => {
+    const host = createHost({ kernel });
+    const kvm = host.open('/dev/kvm');
+    expect(errnoOf(() => host.ioctl(kvm, 'KVM_CREATE_VCPU', 0))).toBe('EINVAL');
+    expect(errnoOf(() => host.ioctl(kvm, 'KVM_SET_USER_MEMORY_REGION', {}))).toBe('EINVAL');
+  });
+
   it('vCPU ids up to KVM_MAX_VCPU_IDS (4 x KVM_MAX_VCPUS) - 1', () => {
     const host = createHost({ kernel });
     const kvm = host.open('/dev/kvm');

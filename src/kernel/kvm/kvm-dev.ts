@@ -39,7 +39,8 @@ export class KvmDevFile extends KFile {
         return 0;
       }
       default:
-        throw kerr('ENOTTY', `kvm_dev_ioctl: ${name} is not a /dev/kvm ioctl`);
+        // kvm_dev_ioctl() hands anything else to kvm_arch_dev_ioctl(), whose x86 default is -EINVAL.
+        throw kerr('EINVAL', `kvm_arch_dev_ioctl: ${name} is not a /dev/kvm ioctl`);
     }
   }
 
