@@ -456,6 +456,15 @@ int main(void)
 	OK("vcpu.create", ioctl(vm9, KVM_CREATE_VCPU, 3));
 	VAL("vcpu.duplicate_id", ioctl(vm9, KVM_CREATE_VCPU, 3));
 	VAL("vcpu.dev_ioctl_on_vm", ioctl(vm9, KVM_GET_VCPU_MMAP_SIZE, 0));
+	/* Requests a file does not handle: each kind of fd answers its own way. */
+	int vc9 = ioctl(vm9, KVM_CREATE_VCPU, 4);
+	VAL("unknown.dev", ioctl(kvm, _IO(KVMIO, 0x99), 0));
+	VAL("unknown.vm", ioctl(vm9, _IO(KVMIO, 0x99), 0));
+	VAL("unknown.vcpu", ioctl(vc9, _IO(KVMIO, 0x99), 0));
+	VAL("unknown.vcpu_vm_ioctl", ioctl(vc9, KVM_CREATE_VCPU, 0));
+	VAL("unknown.vcpu_check_extension", ioctl(vc9, KVM_CHECK_EXTENSION, 0));
+	int g9x = gmem(vm9, PAGE, 0);
+	VAL("unknown.gmem", ioctl(g9x, KVM_CHECK_EXTENSION, 0));
 
 	/* Host accesses through guest_memfd and memfd mappings. */
 	struct sigaction sa = { .sa_handler = on_sigbus };

@@ -304,6 +304,16 @@ export function modelResults(
   run('vcpu.create', () => host.ioctl(vm9, 'KVM_CREATE_VCPU', 3), true);
   run('vcpu.duplicate_id', () => host.ioctl(vm9, 'KVM_CREATE_VCPU', 3));
   run('vcpu.dev_ioctl_on_vm', () => host.ioctl(vm9, 'KVM_GET_VCPU_MMAP_SIZE', 0));
+  // Requests a file does not handle: each kind of fd answers its own way.
+  const vc9 = host.ioctl(vm9, 'KVM_CREATE_VCPU', 4);
+  const unknown = 0xae99; // _IO(KVMIO, 0x99)
+  run('unknown.dev', () => host.ioctl(kvm, unknown, 0));
+  run('unknown.vm', () => host.ioctl(vm9, unknown, 0));
+  run('unknown.vcpu', () => host.ioctl(vc9, unknown, 0));
+  run('unknown.vcpu_vm_ioctl', () => host.ioctl(vc9, 'KVM_CREATE_VCPU', 0));
+  run('unknown.vcpu_check_extension', () => host.ioctl(vc9, 'KVM_CHECK_EXTENSION', 0));
+  const g9x = host.ioctl(vm9, 'KVM_CREATE_GUEST_MEMFD', { size: PAGE, flags: 0 });
+  run('unknown.gmem', () => host.ioctl(g9x, 'KVM_CHECK_EXTENSION', 0));
 
   const cases: Cases = { host, kvm, out, run, sharedGmem };
   hostAccessCases(cases);
