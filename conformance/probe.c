@@ -466,6 +466,31 @@ int main(void)
 	int g9x = gmem(vm9, PAGE, 0);
 	VAL("unknown.gmem", ioctl(g9x, KVM_CHECK_EXTENSION, 0));
 
+	/* KVM_ENABLE_CAP on each kind of fd, and its argument checks. */
+	struct enable_cap ec = { .cap = 201, .args = { 1u << 12 } }; /* EXIT_HYPERCALL: KVM_HC_MAP_GPA_RANGE */
+	VAL("enable_cap.exit_hypercall", ioctl(vm9, KVM_ENABLE_CAP, &ec));
+	ec.args[0] = 1u << 13;
+	VAL("enable_cap.exit_hypercall_other", ioctl(vm9, KVM_ENABLE_CAP, &ec));
+	ec.args[0] = 1u << 12;
+	ec.flags = 1;
+	VAL("enable_cap.flags", ioctl(vm9, KVM_ENABLE_CAP, &ec));
+	struct enable_cap eu = { .cap = 9999 };
+	VAL("enable_cap.unknown", ioctl(vm9, KVM_ENABLE_CAP, &eu));
+	VAL("enable_cap.on_dev", ioctl(kvm, KVM_ENABLE_CAP, &eu));
+	VAL("enable_cap.on_vcpu", ioctl(vc9, KVM_ENABLE_CAP, &eu));
+	int vm14 = ioctl(kvm, KVM_CREATE_VM, 0);
+	struct enable_cap es = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 1000 } };
+	VAL("enable_cap.split_irqchip_too_many_pins", ioctl(vm14, KVM_ENABLE_CAP, &es));
+	void *h14 = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct region1 r15 = { .slot = 0, .flags = KVM_MEM_GUEST_MEMFD, .guest_phys_addr = 0, .memory_size = PAGE, .userspace_addr = (uint64_t)h14 };
+	VAL("slot.v1_gmem_flag", ioctl(vm14, KVM_SET_USER_MEMORY_REGION, &r15));
+	r15.flags = 0;
+	r15.slot = 32763;
+	VAL("slot.last_id", ioctl(vm14, KVM_SET_USER_MEMORY_REGION, &r15));
+	r15.slot = 32764;
+	r15.guest_phys_addr = 0x10000;
+	VAL("slot.id_past_last", ioctl(vm14, KVM_SET_USER_MEMORY_REGION, &r15));
+
 	/* Host accesses through guest_memfd and memfd mappings. */
 	struct sigaction sa = { .sa_handler = on_sigbus };
 	sigaction(SIGBUS, &sa, NULL);

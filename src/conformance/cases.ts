@@ -315,6 +315,32 @@ export function modelResults(
   const g9x = host.ioctl(vm9, 'KVM_CREATE_GUEST_MEMFD', { size: PAGE, flags: 0 });
   run('unknown.gmem', () => host.ioctl(g9x, 'KVM_CHECK_EXTENSION', 0));
 
+  // KVM_ENABLE_CAP on each kind of fd, and its argument checks.
+  const enable =
+    (fd: number, cap: number, arg0: number, flags = 0) =>
+    () =>
+      host.ioctl(fd, 'KVM_ENABLE_CAP', { cap, flags, args: [arg0, 0, 0, 0] });
+  run('enable_cap.exit_hypercall', enable(vm9, uapi.KVM_CAP_EXIT_HYPERCALL, 1 << 12));
+  run('enable_cap.exit_hypercall_other', enable(vm9, uapi.KVM_CAP_EXIT_HYPERCALL, 1 << 13));
+  run('enable_cap.flags', enable(vm9, uapi.KVM_CAP_EXIT_HYPERCALL, 1 << 12, 1));
+  run('enable_cap.unknown', enable(vm9, 9999, 0));
+  run('enable_cap.on_dev', enable(kvm, 9999, 0));
+  run('enable_cap.on_vcpu', enable(vc9, 9999, 0));
+  const vm14 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+  run('enable_cap.split_irqchip_too_many_pins', enable(vm14, uapi.KVM_CAP_SPLIT_IRQCHIP, 1000));
+  const h14 = host.mmap({ length: PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+  const v1 = (slot: number, flags: number, gpa: number) => () =>
+    host.ioctl(vm14, 'KVM_SET_USER_MEMORY_REGION', {
+      slot,
+      flags,
+      guest_phys_addr: gpa,
+      memory_size: PAGE,
+      userspace_addr: h14,
+    });
+  run('slot.v1_gmem_flag', v1(0, uapi.KVM_MEM_GUEST_MEMFD, 0));
+  run('slot.last_id', v1(32763, 0, 0));
+  run('slot.id_past_last', v1(32764, 0, 0x10000));
+
   const cases: Cases = { host, kvm, out, run, sharedGmem };
   hostAccessCases(cases);
   guestRunCases(cases, opts.emulated ?? false);

@@ -70,8 +70,11 @@ export const KVM_CAP_MAX_VCPU_ID = 128;
 export const KVM_CAP_EXIT_HYPERCALL = 201;
 export const KVM_CAP_MULTI_ADDRESS_SPACE = 118;
 export const KVM_CAP_SPLIT_IRQCHIP = 121;
-/** arch/x86/include/asm/kvm_host.h: the most IOAPIC pins a split IRQCHIP may reserve for userspace. */
-export const MAX_NR_RESERVED_IOAPIC_PINS = 48;
+/**
+ * The most IOAPIC pins a split IRQCHIP may reserve for userspace: arch/x86/kvm/ioapic.h defines it
+ * as KVM_MAX_IRQ_ROUTES (include/linux/kvm_host.h, 4096). A 6.18.44 host accepts 1000.
+ */
+export const MAX_NR_RESERVED_IOAPIC_PINS = 4096;
 export const KVM_CAP_USER_MEMORY2 = 231;
 export const KVM_CAP_MEMORY_FAULT_INFO = 232;
 export const KVM_CAP_MEMORY_ATTRIBUTES = 233;

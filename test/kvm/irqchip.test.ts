@@ -5,7 +5,7 @@
  *   for TDX VMs", kvm-x86-misc-6.18) kvm->arch.has_protected_eoi -> -ENOTTY, then kvm->created_vcpus
  *   -> -EINVAL; then irqchip_mode = KVM_IRQCHIP_KERNEL;
  * - x86.c kvm_vm_ioctl_enable_cap() case KVM_CAP_SPLIT_IRQCHIP: args[0] > MAX_NR_RESERVED_IOAPIC_PINS
- *   (48) -> -EINVAL, then irqchip_in_kernel() or created_vcpus -> -EEXIST;
+ *   (ioapic.h: KVM_MAX_IRQ_ROUTES, 4096) -> -EINVAL, then irqchip_in_kernel() or created_vcpus -> -EEXIST;
  * - x86.c kvm_vm_ioctl_check_extension(): KVM_CAP_IRQCHIP -> 1;
  * - arch/x86/kvm/vmx/tdx.c tdx_vcpu_create() (torvalds/linux @3829d81b6958, 6.16): TD_STATE_INITIALIZED
  *   (-EIO), then !irqchip_split() -> -EINVAL; kept in 6.18+ for a VM without any IRQCHIP (Sean
@@ -86,10 +86,11 @@ describe.each(ALL)('IRQCHIP on a default VM [%s]', (kernel) => {
     expect((e as SyscallError).reason).toContain('vCPUs already created');
   });
 
-  it('kvm_vm_ioctl_enable_cap KVM_CAP_SPLIT_IRQCHIP after KVM_CREATE_IRQCHIP -> EEXIST; > 48 pins -> EINVAL first', () => {
+  it('kvm_vm_ioctl_enable_cap KVM_CAP_SPLIT_IRQCHIP after KVM_CREATE_IRQCHIP -> EEXIST; > 4096 pins -> EINVAL first', () => {
     const { host, vm } = newVm(kernel);
     host.ioctl(vm, 'KVM_CREATE_IRQCHIP');
-    expect(split(host, vm, 49)).toBe('EINVAL');
+    expect(split(host, vm, 4097)).toBe('EINVAL');
+    expect(split(host, vm, 4096)).toBe('EEXIST');
     expect(split(host, vm, 24)).toBe('EEXIST');
     expect(split(host, vm, 0)).toBe('EEXIST');
   });
