@@ -407,6 +407,14 @@ int main(void)
 	VAL("slotflags.gmem_first", slotf(vm3, 11, KVM_MEM_GUEST_MEMFD, 0x60000, 2 * PAGE, h3, g3, 0));
 	VAL("slotflags.gmem_range_taken", slotf(vm3, 12, KVM_MEM_GUEST_MEMFD, 0x70000, 2 * PAGE, h3, g3, PAGE));
 	VAL("slotflags.modify_gmem_slot", slotf(vm3, 11, KVM_MEM_GUEST_MEMFD, 0x80000, 2 * PAGE, h3, g3, 0));
+	/* A binding's life: flags changed on a guest_memfd slot, deleted and bound again, the file closed. */
+	VAL("gmem_bind.dirty_log_toggle", slotf(vm3, 11, KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES, 0x60000, 2 * PAGE, h3, g3, 0));
+	VAL("gmem_bind.delete", slotf(vm3, 11, 0, 0x60000, 0, h3, -1, 0));
+	VAL("gmem_bind.rebind_range", slotf(vm3, 12, KVM_MEM_GUEST_MEMFD, 0x70000, 2 * PAGE, h3, g3, PAGE));
+	VAL("gmem_bind.punch_bound", fallocate(g3, KEEP | PUNCH, 0, 4 * PAGE));
+	close(g3);
+	VAL("gmem_bind.closed_fd_new_slot", slotf(vm3, 13, KVM_MEM_GUEST_MEMFD, 0x90000, PAGE, h3, g3, 0));
+	VAL("gmem_bind.delete_after_close", slotf(vm3, 12, 0, 0x70000, 0, h3, -1, 0));
 
 	if (shared_gmem) {
 		/* madvise on a guest_memfd mapping (MMAP | INIT_SHARED), 8 pages over a 4-page file. */

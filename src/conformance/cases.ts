@@ -249,6 +249,14 @@ export function modelResults(
   run('slotflags.gmem_first', slotf(11, GM, 0x60000, 2 * PAGE, g3));
   run('slotflags.gmem_range_taken', slotf(12, GM, 0x70000, 2 * PAGE, g3, PAGE));
   run('slotflags.modify_gmem_slot', slotf(11, GM, 0x80000, 2 * PAGE, g3));
+  // A binding's life: flags changed on a guest_memfd slot, deleted and bound again, the file closed.
+  run('gmem_bind.dirty_log_toggle', slotf(11, GM | uapi.KVM_MEM_LOG_DIRTY_PAGES, 0x60000, 2 * PAGE, g3));
+  run('gmem_bind.delete', slotf(11, 0, 0x60000, 0, -1));
+  run('gmem_bind.rebind_range', slotf(12, GM, 0x70000, 2 * PAGE, g3, PAGE));
+  run('gmem_bind.punch_bound', () => host.fallocate(g3, KEEP | PUNCH, 0, 4 * PAGE));
+  host.close(g3);
+  run('gmem_bind.closed_fd_new_slot', slotf(13, GM, 0x90000, PAGE, g3));
+  run('gmem_bind.delete_after_close', slotf(12, 0, 0x70000, 0, -1));
 
   const madv = (addr: number, len: number, advice: number) => () => host.madvise(addr, len, advice);
   // madvise on a guest_memfd mapping (MMAP | INIT_SHARED), 8 pages over a 4-page file.
