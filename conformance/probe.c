@@ -527,6 +527,28 @@ int main(void)
 	VAL("memfd.punch", fallocate(mf, KEEP | PUNCH, PAGE, PAGE));
 	READ("memfd.after_punch", mm + PAGE + 3);
 	READ("memfd.beyond_eof", mm + 5 * PAGE);
+	/* A private mapping of the memfd: a write makes a private copy, MADV_DONTNEED drops it. */
+	char *mp = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, mf, 0);
+	WRITE("memfd_private.write", mp + 5, 0x22);
+	READ("memfd_private.read_copy", mp + 5);
+	VAL("memfd_private.pread_file", pread(mf, &b, 1, 5));
+	printf("memfd_private.pread_file_value\t%d\n", b);
+	VAL("memfd_private.remove", madvise(mp, PAGE, MADV_REMOVE));
+	VAL("memfd_private.free", madvise(mp, PAGE, MADV_FREE));
+	VAL("memfd_private.dontneed", madvise(mp, PAGE, MADV_DONTNEED));
+	READ("memfd_private.read_after_dontneed", mp + 5);
+	VAL("memfd_shared.remove", madvise(mm, PAGE, MADV_REMOVE));
+	/* mmap and munmap argument checks. */
+	OK("mmap.len0", mmap(NULL, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+	OK("mmap.no_type", mmap(NULL, PAGE, PROT_READ, MAP_ANONYMOUS, -1, 0));
+	OK("mmap.anon_shared_validate", mmap(NULL, PAGE, PROT_READ, MAP_SHARED_VALIDATE | MAP_ANONYMOUS, -1, 0));
+	OK("mmap.fixed_unaligned", mmap((void *)0x10001, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+	OK("mmap.closed_fd", mmap(NULL, PAGE, PROT_READ, MAP_SHARED, 999, 0));
+	OK("mmap.offset_unaligned", mmap(NULL, PAGE, PROT_READ, MAP_SHARED, mf, 1));
+	OK("mmap.anon_shared", mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+	VAL("munmap.unaligned", munmap(mm + 1, PAGE));
+	VAL("munmap.len0", munmap(mm, 0));
+	VAL("munmap.unmapped", munmap((void *)0x10000000000ull, PAGE));
 
 	/* Guests that run (DEFAULT VM): no memslot at all; MMIO reads and writes; a read-only slot. */
 	int vm10 = ioctl(kvm, KVM_CREATE_VM, 0);

@@ -415,6 +415,52 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
   run('memfd.punch', () => host.fallocate(mf, KEEP | PUNCH, PAGE, PAGE));
   touch('memfd.after_punch', readByte(mm + PAGE + 3));
   touch('memfd.beyond_eof', readByte(mm + 5 * PAGE));
+  // A private mapping of the memfd: a write makes a private copy, MADV_DONTNEED drops it.
+  const mp = host.mmap({ length: 2 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE, fd: mf });
+  touch('memfd_private.write', writeByte(mp + 5, 0x22));
+  touch('memfd_private.read_copy', readByte(mp + 5));
+  run('memfd_private.pread_file', () => {
+    const r = host.pread(mf, 1, 5);
+    b = r[0] ?? 0;
+    return r.length;
+  });
+  out.set('memfd_private.pread_file_value', String(b));
+  const madv = (addr: number, len: number, advice: number) => () => host.madvise(addr, len, advice);
+  run('memfd_private.remove', madv(mp, PAGE, uapi.MADV_REMOVE));
+  run('memfd_private.free', madv(mp, PAGE, uapi.MADV_FREE));
+  run('memfd_private.dontneed', madv(mp, PAGE, uapi.MADV_DONTNEED));
+  touch('memfd_private.read_after_dontneed', readByte(mp + 5));
+  run('memfd_shared.remove', madv(mm, PAGE, uapi.MADV_REMOVE));
+  // mmap and munmap argument checks.
+  const anon = uapi.MAP_ANONYMOUS;
+  const mmap = (args: Parameters<Host['mmap']>[0]) => () => host.mmap(args);
+  run('mmap.len0', mmap({ length: 0, prot: uapi.PROT_READ, flags: uapi.MAP_PRIVATE | anon }), true);
+  run('mmap.no_type', mmap({ length: PAGE, prot: uapi.PROT_READ, flags: anon }), true);
+  run(
+    'mmap.anon_shared_validate',
+    mmap({ length: PAGE, prot: uapi.PROT_READ, flags: uapi.MAP_SHARED_VALIDATE | anon }),
+    true,
+  );
+  run(
+    'mmap.fixed_unaligned',
+    mmap({
+      addr: 0x10001,
+      length: PAGE,
+      prot: uapi.PROT_READ,
+      flags: uapi.MAP_PRIVATE | anon | uapi.MAP_FIXED,
+    }),
+    true,
+  );
+  run('mmap.closed_fd', mmap({ length: PAGE, prot: uapi.PROT_READ, flags: uapi.MAP_SHARED, fd: 999 }), true);
+  run(
+    'mmap.offset_unaligned',
+    mmap({ length: PAGE, prot: uapi.PROT_READ, flags: uapi.MAP_SHARED, fd: mf, offset: 1 }),
+    true,
+  );
+  run('mmap.anon_shared', mmap({ length: PAGE, prot: RW, flags: uapi.MAP_SHARED | anon }), true);
+  run('munmap.unaligned', () => host.munmap(mm + 1, PAGE));
+  run('munmap.len0', () => host.munmap(mm, 0));
+  run('munmap.unmapped', () => host.munmap(0x100_0000_0000, PAGE));
 }
 
 /**

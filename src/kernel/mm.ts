@@ -188,14 +188,19 @@ export class AddressSpace {
     }
     const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
     let start: number;
-    if (flags & MAP_FIXED && args.addr !== undefined) {
+    const fixed = flags & MAP_FIXED && args.addr !== undefined;
+    if (fixed) {
       start = Number(args.addr);
       // __get_unmapped_area(): past TASK_SIZE -ENOMEM, then an unaligned address -EINVAL.
       if (start > TASK_SIZE - len)
         throw kerr('ENOMEM', 'get_unmapped_area: MAP_FIXED range beyond TASK_SIZE');
       if (start % PAGE_SIZE !== 0) throw kerr('EINVAL', 'do_mmap: MAP_FIXED address not aligned');
-      this.munmap(start, len);
     } else start = this.unmappedArea(len);
+    // do_mmap(), after the address: an anonymous mapping is MAP_SHARED or MAP_PRIVATE (the
+    // validating type is for files). MAP_DROPPABLE (6.11+) is not modelled.
+    if (!file && type === MAP_SHARED_VALIDATE)
+      throw kerr('EINVAL', 'do_mmap: an anonymous mapping must be MAP_SHARED or MAP_PRIVATE');
+    if (fixed) this.munmap(start, len);
     const pgoff = offset / PAGE_SIZE;
     if (file === undefined) {
       this.insert({ start, end: start + len, prot, flags, pgoff: 0, anon: new Map() });
