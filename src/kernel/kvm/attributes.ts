@@ -4,6 +4,10 @@
  * kvm_arch_pre_set_memory_attributes() (zap the range: both kinds, or 6.14+ only the old kind). v6.8 .. v7.0.
  * The map needs no memslot and survives memslot deletion.
  *
+ * Not modelled: kvm_vm_set_mem_attributes() first reserves an xarray entry per page
+ * (xa_reserve), so a huge range (2^63 bytes, say) ends in -ENOMEM or the OOM killer in the kernel;
+ * the model stores extents and succeeds at any size.
+ *
  * Compact state: an attribute extent stores one number, `seq * 2 + private` (a "word"). PRIVATE is
  * the only attribute any modelled kernel supports (kvm_supported_mem_attributes() returns
  * KVM_MEMORY_ATTRIBUTE_PRIVATE or 0, and the ioctl rejects every other bit), so one bit holds the
