@@ -549,6 +549,41 @@ int main(void)
 	VAL("munmap.unaligned", munmap(mm + 1, PAGE));
 	VAL("munmap.len0", munmap(mm, 0));
 	VAL("munmap.unmapped", munmap((void *)0x10000000000ull, PAGE));
+	OK("mmap.prot_unknown_bits", mmap(NULL, PAGE, PROT_READ | 0x10, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+	OK("mmap.len_huge", mmap(NULL, 1ul << 60, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+	OK("mmap.len_minus_one", mmap(NULL, (size_t)-1, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+	OK("mmap.anon_negative_offset", mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, -PAGE));
+	OK("mmap.file_offset_overflow", mmap(NULL, PAGE, PROT_READ, MAP_SHARED, mf, (off_t)0x7ffffffffffff000LL));
+	OK("mmap.hugetlb_on_file", mmap(NULL, PAGE, PROT_READ, MAP_SHARED | 0x40000, mf, 0));
+	char *fx = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	fx[0] = 42;
+	OK("mmap.fixed_noreplace_taken", mmap(fx, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | 0x100000, -1, 0));
+	munmap(fx + PAGE, PAGE);
+	char *nr = mmap(fx + PAGE, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | 0x100000, -1, 0);
+	printf("mmap.fixed_noreplace_free\t%s\n", nr == fx + PAGE ? "at addr" : nr == MAP_FAILED ? strerrorname_np(errno) : "elsewhere");
+	OK("mmap.fixed_unmappable_file", mmap(fx, PAGE, PROT_READ, MAP_SHARED | MAP_FIXED, kvm, 0));
+	READ("mmap.fixed_unmappable_kept", fx);
+	/* madvise on locked and read-only memory. */
+	char *lk = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+	VAL("madv.locked.dontneed", madvise(lk, PAGE, MADV_DONTNEED));
+	VAL("madv.locked.free", madvise(lk, PAGE, MADV_FREE));
+	VAL("madv.locked.dontneed_locked", madvise(lk, PAGE, 24));
+	char *rdo = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	VAL("madv.readonly.populate_write", madvise(rdo, PAGE, MADV_POPULATE_WRITE));
+	char *pnone = mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	VAL("madv.prot_none.populate_read", madvise(pnone, PAGE, MADV_POPULATE_READ));
+	/* memfd_create flags and name. */
+	OK("memfd_create.allow_sealing", memfd_create("s", 2));
+	OK("memfd_create.noexec_seal", memfd_create("s", 8));
+	OK("memfd_create.exec", memfd_create("s", 0x10));
+	OK("memfd_create.exec_and_noexec", memfd_create("s", 0x18));
+	OK("memfd_create.unknown_flag", memfd_create("s", 0x100));
+	char long_name[251];
+	memset(long_name, 'n', 250);
+	long_name[250] = 0;
+	OK("memfd_create.name_250", memfd_create(long_name, 0));
+	long_name[249] = 0;
+	OK("memfd_create.name_249", memfd_create(long_name, 0));
 
 	/* Guests that run (DEFAULT VM): no memslot at all; MMIO reads and writes; a read-only slot. */
 	int vm10 = ioctl(kvm, KVM_CREATE_VM, 0);

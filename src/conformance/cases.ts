@@ -461,6 +461,58 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
   run('munmap.unaligned', () => host.munmap(mm + 1, PAGE));
   run('munmap.len0', () => host.munmap(mm, 0));
   run('munmap.unmapped', () => host.munmap(0x100_0000_0000, PAGE));
+  const R = uapi.PROT_READ;
+  const privAnon = uapi.MAP_PRIVATE | anon;
+  run('mmap.prot_unknown_bits', mmap({ length: PAGE, prot: R | 0x10, flags: privAnon }), true);
+  run('mmap.len_huge', mmap({ length: 2n ** 60n, prot: R, flags: privAnon }), true);
+  run('mmap.len_minus_one', mmap({ length: -1, prot: R, flags: privAnon }), true);
+  run('mmap.anon_negative_offset', mmap({ length: PAGE, prot: R, flags: privAnon, offset: -PAGE }), true);
+  run(
+    'mmap.file_offset_overflow',
+    mmap({ length: PAGE, prot: R, flags: uapi.MAP_SHARED, fd: mf, offset: 0x7ffffffffffff000n }),
+    true,
+  );
+  run(
+    'mmap.hugetlb_on_file',
+    mmap({ length: PAGE, prot: R, flags: uapi.MAP_SHARED | uapi.MAP_HUGETLB, fd: mf }),
+    true,
+  );
+  const fx = host.mmap({ length: 2 * PAGE, prot: RW, flags: privAnon });
+  host.memory.write(fx, [42]);
+  const noreplace = privAnon | uapi.MAP_FIXED_NOREPLACE;
+  run('mmap.fixed_noreplace_taken', mmap({ addr: fx, length: PAGE, prot: R, flags: noreplace }), true);
+  host.munmap(fx + PAGE, PAGE);
+  try {
+    const nr = host.mmap({ addr: fx + PAGE, length: PAGE, prot: R, flags: noreplace });
+    out.set('mmap.fixed_noreplace_free', nr === fx + PAGE ? 'at addr' : 'elsewhere');
+  } catch (e) {
+    if (!(e instanceof SyscallError)) throw e;
+    out.set('mmap.fixed_noreplace_free', e.code);
+  }
+  run(
+    'mmap.fixed_unmappable_file',
+    mmap({ addr: fx, length: PAGE, prot: R, flags: uapi.MAP_SHARED | uapi.MAP_FIXED, fd: kvm }),
+    true,
+  );
+  touch('mmap.fixed_unmappable_kept', readByte(fx));
+  // madvise on locked and read-only memory.
+  const lk = host.mmap({ length: PAGE, prot: RW, flags: privAnon | uapi.MAP_LOCKED });
+  run('madv.locked.dontneed', madv(lk, PAGE, uapi.MADV_DONTNEED));
+  run('madv.locked.free', madv(lk, PAGE, uapi.MADV_FREE));
+  run('madv.locked.dontneed_locked', madv(lk, PAGE, uapi.MADV_DONTNEED_LOCKED));
+  const rdo = host.mmap({ length: PAGE, prot: R, flags: privAnon });
+  run('madv.readonly.populate_write', madv(rdo, PAGE, uapi.MADV_POPULATE_WRITE));
+  const pnone = host.mmap({ length: PAGE, prot: uapi.PROT_NONE, flags: privAnon });
+  run('madv.prot_none.populate_read', madv(pnone, PAGE, uapi.MADV_POPULATE_READ));
+  // memfd_create flags and name.
+  const memfd = (name: string, flags: number) => () => host.memfdCreate(name, flags);
+  run('memfd_create.allow_sealing', memfd('s', uapi.MFD_ALLOW_SEALING), true);
+  run('memfd_create.noexec_seal', memfd('s', uapi.MFD_NOEXEC_SEAL), true);
+  run('memfd_create.exec', memfd('s', uapi.MFD_EXEC), true);
+  run('memfd_create.exec_and_noexec', memfd('s', uapi.MFD_EXEC | uapi.MFD_NOEXEC_SEAL), true);
+  run('memfd_create.unknown_flag', memfd('s', 0x100), true);
+  run('memfd_create.name_250', memfd('n'.repeat(250), 0), true);
+  run('memfd_create.name_249', memfd('n'.repeat(249), 0), true);
 }
 
 /**

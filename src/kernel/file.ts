@@ -81,7 +81,12 @@ export abstract class KFile {
     throw kerr('EOPNOTSUPP', `${this.kind}: no fallocate method (vfs_fallocate)`);
   }
 
-  /** do_mmap(): no ->mmap gives -ENODEV. Returns the mapping's backing. */
+  /** f_op->mmap exists: do_mmap() refuses a file without one (-ENODEV) before it unmaps anything. */
+  get hasMmap(): boolean {
+    return false;
+  }
+
+  /** The file's ->mmap. Returns the mapping's backing. */
   mmap(_req: MmapRequest): MmapBacking {
     throw kerr('ENODEV', `${this.kind}: no mmap method (do_mmap)`);
   }

@@ -9,7 +9,11 @@ import {
   FALLOC_FL_COLLAPSE_RANGE as COLLAPSE,
   FALLOC_FL_INSERT_RANGE as INSERT,
   FALLOC_FL_KEEP_SIZE as KEEP_SIZE,
-  MFD_CLOEXEC,
+  MFD_ALL_FLAGS,
+  MFD_EXEC,
+  MFD_HUGETLB,
+  MFD_NAME_MAX_LEN,
+  MFD_NOEXEC_SEAL,
   FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE,
   FALLOC_FL_UNSHARE_RANGE as UNSHARE,
   FALLOC_FL_WRITE_ZEROES as WRITE_ZEROES,
@@ -273,9 +277,19 @@ export class Host {
     return this.sys('dup', undefined, () => this.fds.dup(fd));
   }
 
-  memfdCreate(_name: string, flags = 0): number {
+  /**
+   * memfd_create(2), mm/memfd.c: sanitize_flags() (unknown flags, EXEC with NOEXEC_SEAL), then the
+   * name's length. Sealing and the exec bits have no effect in the model; MFD_HUGETLB files are
+   * hugetlbfs, which the model does not have (-EINVAL, "not modelled").
+   */
+  memfdCreate(name: string, flags = 0): number {
     return this.sys('memfd_create', undefined, () => {
-      if (flags & ~MFD_CLOEXEC) throw kerr('EINVAL', 'memfd_create: unsupported flags');
+      if (flags & ~MFD_ALL_FLAGS) throw kerr('EINVAL', 'memfd_create: unknown flags');
+      if (flags & MFD_EXEC && flags & MFD_NOEXEC_SEAL)
+        throw kerr('EINVAL', 'memfd_create: MFD_EXEC with MFD_NOEXEC_SEAL');
+      if (Buffer.byteLength(name) > MFD_NAME_MAX_LEN)
+        throw kerr('EINVAL', `memfd_create: name longer than ${MFD_NAME_MAX_LEN} bytes`);
+      if (flags & MFD_HUGETLB) throw kerr('EINVAL', 'memfd_create: MFD_HUGETLB (hugetlbfs) is not modelled');
       return this.fds.install(new MemFile(this, this.nextIno()));
     });
   }

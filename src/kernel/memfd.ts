@@ -100,6 +100,10 @@ export class MemFile extends KFile {
     this.size = size;
   }
 
+  override get hasMmap(): boolean {
+    return true;
+  }
+
   override mmap(req: MmapRequest): MmapBacking {
     const file = this;
     const fault = (pgoff: number): void => {
@@ -126,7 +130,9 @@ export class MemFile extends KFile {
         },
       };
     }
-    // MAP_PRIVATE: the first write copies the page into the mapping (do_cow_fault()).
+    // MAP_PRIVATE: the first write copies the page into the mapping (do_cow_fault()). Not modelled:
+    // a shrinking ftruncate drops these copies too (unmap_mapping_range(..., even_cows = 1)), so
+    // the kernel then SIGBUSes where the model still reads the copy.
     const own = new Map<number, Uint8Array>();
     return {
       shmem: true,

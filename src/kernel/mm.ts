@@ -34,6 +34,9 @@ import {
   MADV_WIPEONFORK,
   MAP_ANONYMOUS,
   MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_HUGETLB,
+  MAP_LOCKED,
   MAP_PRIVATE,
   MAP_SHARED,
   MAP_SHARED_VALIDATE,
@@ -96,6 +99,9 @@ export interface MmapArgs {
  */
 const MMAP_BASE = 0x7fff_f7ff_f000;
 const TASK_SIZE = 0x7fff_ffff_f000;
+/** include/linux/fs.h: the largest file offset on 64-bit (file_mmap_size_max() for regular files). */
+const MAX_LFS_FILESIZE = (1n << 63n) - 1n;
+
 /** vm.mmap_min_addr's usual value. */
 const MMAP_MIN_ADDR = 0x1_0000;
 
@@ -155,60 +161,78 @@ export class AddressSpace {
 
   /**
    * mmap(2), checks in the kernel's order: x86 sys_mmap() (offset alignment), ksys_mmap_pgoff()
-   * (fget of a non-anonymous mapping's fd: -EBADF), do_mmap() (length, MAP_TYPE), then the file's
-   * ->mmap.
+   * (fget of a non-anonymous mapping's fd: -EBADF; MAP_HUGETLB on a file that is not hugetlbfs:
+   * -EINVAL), do_mmap() (length, the address from __get_unmapped_area(), MAP_FIXED_NOREPLACE, then
+   * the file's size limit, the mapping type, noexec and a missing ->mmap), then mmap_region(): the
+   * old mapping of a MAP_FIXED range goes before the file's ->mmap runs. prot is not validated.
    */
   mmap(args: MmapArgs, fileFor: (fd: number) => KFile): number {
-    const length = Number(args.length);
     const flags = args.flags | 0;
     const prot = args.prot | 0;
-    const offset = Number(args.offset ?? 0);
-    if (offset % PAGE_SIZE !== 0 || offset < 0) throw kerr('EINVAL', 'sys_mmap: offset not page aligned');
+    // Lengths and offsets as the kernel's unsigned longs: negative numbers wrap.
+    const off = scalar(args.offset, 'mmap offset');
+    if (off % BigInt(PAGE_SIZE) !== 0n) throw kerr('EINVAL', 'sys_mmap: offset not page aligned');
     let file: KFile | undefined;
     if (!(flags & MAP_ANONYMOUS)) {
       if (args.fd === undefined || args.fd < 0)
         throw kerr('EBADF', 'ksys_mmap_pgoff: no file for a non-anonymous mapping');
       file = fileFor(args.fd);
+      if (flags & MAP_HUGETLB)
+        throw kerr('EINVAL', 'ksys_mmap_pgoff: MAP_HUGETLB on a file that is not hugetlbfs');
     }
-    if (!Number.isSafeInteger(length) || length <= 0) throw kerr('EINVAL', 'do_mmap: len is 0');
-    const type = flags & MAP_TYPE;
-    if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) {
-      throw kerr('EINVAL', 'do_mmap: MAP_SHARED or MAP_PRIVATE required');
-    }
-    if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) throw kerr('EINVAL', 'do_mmap: unknown prot bits');
-    if (file) {
-      // do_mmap() for a file: MAP_SHARED_VALIDATE refuses flags outside LEGACY_MAP_MASK (no model
-      // file has FOP_MMAP_SYNC), then a noexec mount refuses PROT_EXEC, both before ->mmap.
-      if (type === MAP_SHARED_VALIDATE && flags & ~LEGACY_MAP_MASK)
-        throw kerr(
-          'EOPNOTSUPP',
-          `do_mmap: MAP_SHARED_VALIDATE with unknown flags 0x${(flags & ~LEGACY_MAP_MASK).toString(16)}`,
-        );
-      if (prot & PROT_EXEC && file.noexec) throw kerr('EPERM', `do_mmap: PROT_EXEC on a noexec ${file.kind}`);
-    }
-    const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    const length = scalar(args.length, 'mmap length');
+    if (length === 0n) throw kerr('EINVAL', 'do_mmap: len is 0');
+    // PAGE_ALIGN(len) wrapping to 0 is -ENOMEM; so is anything past TASK_SIZE (get_unmapped_area).
+    const aligned = (length + BigInt(PAGE_SIZE - 1)) & ~BigInt(PAGE_SIZE - 1);
+    if (aligned >= 1n << 64n || aligned > BigInt(TASK_SIZE))
+      throw kerr('ENOMEM', 'do_mmap: length beyond TASK_SIZE');
+    const len = Number(aligned);
+    // MAP_FIXED_NOREPLACE asks for exactly addr too (do_mmap() sets MAP_FIXED for it).
+    const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0 && args.addr !== undefined;
     let start: number;
-    const fixed = flags & MAP_FIXED && args.addr !== undefined;
     if (fixed) {
       start = Number(args.addr);
       // __get_unmapped_area(): past TASK_SIZE -ENOMEM, then an unaligned address -EINVAL.
       if (start > TASK_SIZE - len)
         throw kerr('ENOMEM', 'get_unmapped_area: MAP_FIXED range beyond TASK_SIZE');
       if (start % PAGE_SIZE !== 0) throw kerr('EINVAL', 'do_mmap: MAP_FIXED address not aligned');
+      if (flags & MAP_FIXED_NOREPLACE && !(flags & MAP_FIXED) && this.overlaps(start, start + len))
+        throw kerr('EEXIST', 'do_mmap: MAP_FIXED_NOREPLACE range is mapped');
     } else start = this.unmappedArea(len);
-    // do_mmap(), after the address: an anonymous mapping is MAP_SHARED or MAP_PRIVATE (the
-    // validating type is for files). MAP_DROPPABLE (6.11+) is not modelled.
-    if (!file && type === MAP_SHARED_VALIDATE)
+    const type = flags & MAP_TYPE;
+    if (file) {
+      // file_mmap_ok(): the mapping must end within MAX_LFS_FILESIZE.
+      if (off + aligned > MAX_LFS_FILESIZE)
+        throw kerr('EOVERFLOW', 'do_mmap: file offset + length too large');
+      if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE)
+        throw kerr('EINVAL', 'do_mmap: MAP_SHARED or MAP_PRIVATE required');
+      // MAP_SHARED_VALIDATE refuses flags outside LEGACY_MAP_MASK (no model file has FOP_MMAP_SYNC),
+      // then a noexec mount refuses PROT_EXEC, then a file with no ->mmap is -ENODEV.
+      if (type === MAP_SHARED_VALIDATE && flags & ~LEGACY_MAP_MASK)
+        throw kerr(
+          'EOPNOTSUPP',
+          `do_mmap: MAP_SHARED_VALIDATE with unknown flags 0x${(flags & ~LEGACY_MAP_MASK).toString(16)}`,
+        );
+      if (prot & PROT_EXEC && file.noexec) throw kerr('EPERM', `do_mmap: PROT_EXEC on a noexec ${file.kind}`);
+      if (!file.hasMmap) throw kerr('ENODEV', `do_mmap: ${file.kind} has no mmap method`);
+    } else if (type !== MAP_SHARED && type !== MAP_PRIVATE) {
+      // An anonymous mapping is MAP_SHARED or MAP_PRIVATE (MAP_DROPPABLE, 6.11+, is not modelled).
       throw kerr('EINVAL', 'do_mmap: an anonymous mapping must be MAP_SHARED or MAP_PRIVATE');
+    }
     if (fixed) this.munmap(start, len);
-    const pgoff = offset / PAGE_SIZE;
     if (file === undefined) {
       this.insert({ start, end: start + len, prot, flags, pgoff: 0, anon: new Map() });
       return start;
     }
+    const pgoff = Number(off / BigInt(PAGE_SIZE));
     const backing = file.mmap({ length: len, prot, flags, pgoff });
     this.insert({ start, end: start + len, prot, flags, pgoff, file: file.get(), backing });
     return start;
+  }
+
+  /** Whether any mapping overlaps [start, end). */
+  private overlaps(start: number, end: number): boolean {
+    return this.vmas.some((v) => v.start < end && v.end > start);
   }
 
   /**
@@ -285,6 +309,7 @@ export class AddressSpace {
     punch: (file: KFile, offset: number, len: number) => void,
   ): void {
     if (!MADVICE.has(advice)) throw kerr('EINVAL', `madvise: advice ${advice} is not one the model knows`);
+    const inject = advice === MADV_HWPOISON || advice === MADV_SOFT_OFFLINE;
     // Plain page-aligned numbers below TASK_SIZE (what a VMM passes): no BigInt arithmetic.
     if (
       typeof addr === 'number' &&
@@ -293,7 +318,8 @@ export class AddressSpace {
       length % PAGE_SIZE === 0 &&
       addr >= 0 &&
       length > 0 &&
-      addr + length <= TASK_SIZE
+      addr + length <= TASK_SIZE &&
+      !inject
     ) {
       this.walkAdvice(addr, addr + length, advice, punch);
       return;
@@ -306,6 +332,9 @@ export class AddressSpace {
     if (lenIn !== 0n && len === 0n) throw kerr('EINVAL', 'madvise: PAGE_ALIGN(len) overflows');
     if (startB + len > U64_MAX) throw kerr('EINVAL', 'madvise: start + len wraps');
     if (len === 0n) return;
+    // madvise_inject_error(), before any VMA is looked at: CAP_SYS_ADMIN, which the modelled VMM
+    // does not have. (A kernel without CONFIG_MEMORY_FAILURE does not know these advices: -EINVAL.)
+    if (inject) throw kerr('EPERM', 'madvise_inject_error: needs CAP_SYS_ADMIN');
     // find_vma() finds nothing at or above the top of the user address space.
     if (startB >= BigInt(TASK_SIZE)) throw kerr('ENOMEM', 'madvise: range not mapped');
     const start = Number(startB);
@@ -345,6 +374,10 @@ export class AddressSpace {
     const shared = (v.flags & MAP_TYPE) !== MAP_PRIVATE;
     const first = Math.floor(s / PAGE_SIZE);
     const last = e / PAGE_SIZE;
+    // madvise_dontneed_free_valid_vma() and madvise_remove(): a locked mapping (MAP_LOCKED) keeps its
+    // pages (MADV_DONTNEED_LOCKED excepted).
+    if ((advice === MADV_DONTNEED || advice === MADV_FREE || advice === MADV_REMOVE) && v.flags & MAP_LOCKED)
+      throw kerr('EINVAL', 'madvise: the mapping is locked (VM_LOCKED)');
     switch (advice) {
       case MADV_DONTNEED:
       case MADV_DONTNEED_LOCKED:
@@ -383,10 +416,6 @@ export class AddressSpace {
             'madvise_collapse: thp_vma_allowable_order(): no PMD-sized folios for this file',
           );
         throw kerr('EINVAL', 'madvise_collapse: collapsing anonymous or shmem memory is not modelled');
-      case MADV_HWPOISON:
-      case MADV_SOFT_OFFLINE:
-        // madvise_inject_error(): CAP_SYS_ADMIN, which the modelled VMM does not have.
-        throw kerr('EPERM', 'madvise_inject_error: needs CAP_SYS_ADMIN');
       case MADV_POPULATE_READ:
       case MADV_POPULATE_WRITE:
         this.populate(v, s, e, advice === MADV_POPULATE_WRITE);
@@ -398,10 +427,13 @@ export class AddressSpace {
 
   /**
    * madvise_populate(): fault the range in (the model keeps no page residency, so only the faults
-   * matter): a SIGBUS or SIGSEGV fault is -EFAULT, a write to a mapping without PROT_WRITE too.
+   * matter). A mapping that does not allow the access is -EINVAL ("permission problems",
+   * check_vma_flags()); a SIGBUS or SIGSEGV fault is -EFAULT. Not modelled: POPULATE_WRITE on a
+   * private file mapping makes the private copies; 6.10+ stops at the first hole with -ENOMEM.
    */
   private populate(v: Vma, s: number, e: number, write: boolean): void {
-    if (write && !(v.prot & PROT_WRITE)) throw kerr('EFAULT', 'madvise_populate: not a writable mapping');
+    if (!(v.prot & (write ? PROT_WRITE : PROT_READ)))
+      throw kerr('EINVAL', `madvise_populate: the mapping does not allow ${write ? 'writes' : 'reads'}`);
     const b = v.backing;
     if (!b) return;
     const first = v.pgoff + (s - v.start) / PAGE_SIZE;

@@ -32,6 +32,9 @@ export const LEGACY_MAP_MASK =
   (21 << 26) |
   (30 << 26);
 export const MAP_FIXED = 0x10;
+export const MAP_LOCKED = 0x2000;
+export const MAP_HUGETLB = 0x40000;
+export const MAP_FIXED_NOREPLACE = 0x100000;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_POPULATE = 0x8000;
@@ -74,6 +77,14 @@ export const FALLOC_FL_UNSHARE_RANGE = 0x40;
 export const FALLOC_FL_WRITE_ZEROES = 0x80;
 
 export const MFD_CLOEXEC = 0x1;
+export const MFD_ALLOW_SEALING = 0x2;
+export const MFD_HUGETLB = 0x4;
+export const MFD_NOEXEC_SEAL = 0x8;
+export const MFD_EXEC = 0x10;
+/** include/uapi/linux/memfd.h: every flag memfd_create() takes (besides a huge page size). */
+export const MFD_ALL_FLAGS = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC;
+/** mm/memfd.c: NAME_MAX less the "memfd:" prefix. */
+export const MFD_NAME_MAX_LEN = 249;
 
 export const O_RDONLY = 0o0;
 export const O_WRONLY = 0o1;

@@ -188,6 +188,11 @@ export class GmemFile extends KFile {
     }
   }
 
+  /** kvm_gmem_fops.mmap exists from 6.18 (kvm_gmem_mmap; it refuses a file without MMAP itself). */
+  override get hasMmap(): boolean {
+    return this.vm.profile.gmem.mmap;
+  }
+
   /** kvm_gmem_mmap() (6.18+). Before 6.18 guest_memfd has no ->mmap: -ENODEV. */
   override mmap(req: MmapRequest): MmapBacking {
     if (!this.vm.profile.gmem.mmap) return super.mmap(req);
