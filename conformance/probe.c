@@ -558,6 +558,7 @@ int main(void)
 	char *fx = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	fx[0] = 42;
 	OK("mmap.fixed_noreplace_taken", mmap(fx, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | 0x100000, -1, 0));
+	OK("mmap.fixed_and_noreplace_taken", mmap(fx, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | 0x100000, -1, 0));
 	munmap(fx + PAGE, PAGE);
 	char *nr = mmap(fx + PAGE, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | 0x100000, -1, 0);
 	printf("mmap.fixed_noreplace_free\t%s\n", nr == fx + PAGE ? "at addr" : nr == MAP_FAILED ? strerrorname_np(errno) : "elsewhere");

@@ -481,6 +481,11 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
   host.memory.write(fx, [42]);
   const noreplace = privAnon | uapi.MAP_FIXED_NOREPLACE;
   run('mmap.fixed_noreplace_taken', mmap({ addr: fx, length: PAGE, prot: R, flags: noreplace }), true);
+  run(
+    'mmap.fixed_and_noreplace_taken',
+    mmap({ addr: fx, length: PAGE, prot: R, flags: noreplace | uapi.MAP_FIXED }),
+    true,
+  );
   host.munmap(fx + PAGE, PAGE);
   try {
     const nr = host.mmap({ addr: fx + PAGE, length: PAGE, prot: R, flags: noreplace });

@@ -196,7 +196,7 @@ export class AddressSpace {
       if (start > TASK_SIZE - len)
         throw kerr('ENOMEM', 'get_unmapped_area: MAP_FIXED range beyond TASK_SIZE');
       if (start % PAGE_SIZE !== 0) throw kerr('EINVAL', 'do_mmap: MAP_FIXED address not aligned');
-      if (flags & MAP_FIXED_NOREPLACE && !(flags & MAP_FIXED) && this.overlaps(start, start + len))
+      if (flags & MAP_FIXED_NOREPLACE && this.overlaps(start, start + len))
         throw kerr('EEXIST', 'do_mmap: MAP_FIXED_NOREPLACE range is mapped');
     } else start = this.unmappedArea(len);
     const type = flags & MAP_TYPE;
