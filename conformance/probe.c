@@ -61,6 +61,10 @@ struct prefault { uint64_t gpa, size, flags, padding[5]; };
 #define KVM_GET_VCPU_MMAP_SIZE _IO(KVMIO, 0x04)
 #define KVM_RUN _IO(KVMIO, 0x80)
 #define KVM_SET_NR_MMU_PAGES _IO(KVMIO, 0x44)
+struct kvm_header_ { uint32_t n, pad; };
+#define KVM_SET_MSRS_ _IOW(KVMIO, 0x89, struct kvm_header_)
+#define KVM_SET_CPUID2_ _IOW(KVMIO, 0x90, struct kvm_header_)
+#define KVM_SET_FPU_ _IOW(KVMIO, 0x8d, char[416])
 struct kvm_regs_ { uint64_t gpr[16], rip, rflags; };
 struct kvm_seg_ { uint64_t base; uint32_t limit; uint16_t selector; uint8_t type, present, dpl, db, s, l, g, avl, unusable, pad; };
 struct kvm_dt_ { uint64_t base; uint16_t limit, pad[3]; };
@@ -474,6 +478,35 @@ int main(void)
 	int g9x = gmem(vm9, PAGE, 0);
 	VAL("unknown.gmem", ioctl(g9x, KVM_CHECK_EXTENSION, 0));
 
+	/* vCPU state ioctls: FPU, MSRs (PAT: valid on any x86 host), CPUID's address sizes, sregs. */
+	static char fpu[416];
+	VAL("vcpu.set_fpu", ioctl(vc9, KVM_SET_FPU_, fpu));
+	VAL("vcpu.set_fpu_null", ioctl(vc9, KVM_SET_FPU_, NULL));
+	struct { uint32_t nmsrs, pad; struct { uint32_t index, reserved; uint64_t data; } e[1]; } msrs = { .nmsrs = 1, .e = { { 0x277, 0, 0x0007040600070406ull } } };
+	VAL("vcpu.set_msrs_pat", ioctl(vc9, KVM_SET_MSRS_, &msrs));
+	msrs.nmsrs = 0;
+	VAL("vcpu.set_msrs_none", ioctl(vc9, KVM_SET_MSRS_, &msrs));
+	msrs.nmsrs = 256;
+	VAL("vcpu.set_msrs_256", ioctl(vc9, KVM_SET_MSRS_, &msrs));
+	VAL("vcpu.set_msrs_null", ioctl(vc9, KVM_SET_MSRS_, NULL));
+	struct { uint32_t nent, pad; struct { uint32_t function, index, flags, eax, ebx, ecx, edx, padding[3]; } e[1]; } cpuid = { .nent = 1, .e = { { .function = 0x80000008, .eax = 0x2030 } } };
+	VAL("vcpu.set_cpuid_vaddr_32", ioctl(vc9, KVM_SET_CPUID2_, &cpuid));
+	cpuid.e[0].eax = 0x3030;
+	VAL("vcpu.set_cpuid_vaddr_48", ioctl(vc9, KVM_SET_CPUID2_, &cpuid));
+	struct kvm_sregs_ s0, s1;
+	ioctl(vc9, KVM_GET_SREGS, &s0);
+	VAL("vcpu.sregs_unchanged", ioctl(vc9, KVM_SET_SREGS, &s0));
+	s1 = s0; s1.cr0 |= 1ull << 31; s1.cr0 &= ~1ull;
+	VAL("vcpu.sregs_pg_without_pe", ioctl(vc9, KVM_SET_SREGS, &s1));
+	s1 = s0; s1.cr0 |= 1ull << 32;
+	VAL("vcpu.sregs_cr0_high_bit", ioctl(vc9, KVM_SET_SREGS, &s1));
+	s1 = s0; s1.cr0 = (s1.cr0 & ~(1ull << 30)) | (1ull << 29);
+	VAL("vcpu.sregs_nw_without_cd", ioctl(vc9, KVM_SET_SREGS, &s1));
+	s1 = s0; s1.efer |= 1ull << 10;
+	VAL("vcpu.sregs_lma_outside_long_mode", ioctl(vc9, KVM_SET_SREGS, &s1));
+	s1 = s0; s1.cs.l = 1;
+	VAL("vcpu.sregs_cs_l_outside_long_mode", ioctl(vc9, KVM_SET_SREGS, &s1));
+
 	/* KVM_ENABLE_CAP on each kind of fd, and its argument checks. */
 	struct enable_cap ec = { .cap = 201, .args = { 1u << 12 } }; /* EXIT_HYPERCALL: KVM_HC_MAP_GPA_RANGE */
 	VAL("enable_cap.exit_hypercall", ioctl(vm9, KVM_ENABLE_CAP, &ec));
@@ -538,6 +571,12 @@ int main(void)
 	VAL("memfd_private.dontneed", madvise(mp, PAGE, MADV_DONTNEED));
 	READ("memfd_private.read_after_dontneed", mp + 5);
 	VAL("memfd_shared.remove", madvise(mm, PAGE, MADV_REMOVE));
+	/* A shrinking ftruncate drops private copies too (a hole punch keeps them). */
+	WRITE("memfd_private.write_page1", mp + PAGE + 1, 0x33);
+	VAL("memfd_private.shrink", ftruncate(mf, PAGE));
+	READ("memfd_private.after_shrink", mp + PAGE + 1);
+	VAL("memfd_private.grow", ftruncate(mf, 4 * PAGE));
+	READ("memfd_private.after_grow", mp + PAGE + 1);
 	/* mmap and munmap argument checks. */
 	OK("mmap.len0", mmap(NULL, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 	OK("mmap.no_type", mmap(NULL, PAGE, PROT_READ, MAP_ANONYMOUS, -1, 0));

@@ -323,6 +323,31 @@ export function modelResults(
   const g9x = host.ioctl(vm9, 'KVM_CREATE_GUEST_MEMFD', { size: PAGE, flags: 0 });
   run('unknown.gmem', () => host.ioctl(g9x, 'KVM_CHECK_EXTENSION', 0));
 
+  // vCPU state ioctls: FPU, MSRs (PAT: valid on any x86 host), CPUID's address sizes, sregs.
+  run('vcpu.set_fpu', () => host.ioctl(vc9, 'KVM_SET_FPU', {}));
+  run('vcpu.set_fpu_null', () => host.ioctl(vc9, 'KVM_SET_FPU', null));
+  const pat = { index: 0x277, reserved: 0, data: 0x0007040600070406n };
+  run('vcpu.set_msrs_pat', () => host.ioctl(vc9, 'KVM_SET_MSRS', { nmsrs: 1, entries: [pat] }));
+  run('vcpu.set_msrs_none', () => host.ioctl(vc9, 'KVM_SET_MSRS', { nmsrs: 0, entries: [pat] }));
+  run('vcpu.set_msrs_256', () => host.ioctl(vc9, 'KVM_SET_MSRS', { nmsrs: 256, entries: [pat] }));
+  run('vcpu.set_msrs_null', () => host.ioctl(vc9, 'KVM_SET_MSRS', null));
+  const addrSizes = (eax: number) => () =>
+    host.ioctl(vc9, 'KVM_SET_CPUID2', {
+      nent: 1,
+      entries: [{ function: 0x80000008, index: 0, flags: 0, eax, ebx: 0, ecx: 0, edx: 0 }],
+    });
+  run('vcpu.set_cpuid_vaddr_32', addrSizes(0x2030));
+  run('vcpu.set_cpuid_vaddr_48', addrSizes(0x3030));
+  // The reset state's control registers (the probe reads them with KVM_GET_SREGS) and one change.
+  const sregs = (change: Record<string, unknown>) => () =>
+    host.ioctl(vc9, 'KVM_SET_SREGS', { cr0: 0x60000010, cr4: 0, efer: 0, cs: { l: 0 }, ...change });
+  run('vcpu.sregs_unchanged', sregs({}));
+  run('vcpu.sregs_pg_without_pe', sregs({ cr0: 0xe0000010 }));
+  run('vcpu.sregs_cr0_high_bit', sregs({ cr0: 0x1_6000_0010 }));
+  run('vcpu.sregs_nw_without_cd', sregs({ cr0: 0x20000010 }));
+  run('vcpu.sregs_lma_outside_long_mode', sregs({ efer: 1 << 10 }));
+  run('vcpu.sregs_cs_l_outside_long_mode', sregs({ cs: { l: 1 } }));
+
   // KVM_ENABLE_CAP on each kind of fd, and its argument checks.
   const enable =
     (fd: number, cap: number, arg0: number, flags = 0) =>
@@ -431,6 +456,12 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
   run('memfd_private.dontneed', madv(mp, PAGE, uapi.MADV_DONTNEED));
   touch('memfd_private.read_after_dontneed', readByte(mp + 5));
   run('memfd_shared.remove', madv(mm, PAGE, uapi.MADV_REMOVE));
+  // A shrinking ftruncate drops private copies too (a hole punch keeps them).
+  touch('memfd_private.write_page1', writeByte(mp + PAGE + 1, 0x33));
+  run('memfd_private.shrink', () => host.ftruncate(mf, PAGE));
+  touch('memfd_private.after_shrink', readByte(mp + PAGE + 1));
+  run('memfd_private.grow', () => host.ftruncate(mf, 4 * PAGE));
+  touch('memfd_private.after_grow', readByte(mp + PAGE + 1));
   // mmap and munmap argument checks.
   const anon = uapi.MAP_ANONYMOUS;
   const mmap = (args: Parameters<Host['mmap']>[0]) => () => host.mmap(args);

@@ -94,7 +94,8 @@ export class MemFile extends KFile {
   /** shmem_setattr(): shrinking drops the pages beyond the new size (and zeroes the tail page). */
   truncate(size: bigint): void {
     if (size < this.size) {
-      this.host.mm.unmapMappingRange(this, Math.ceil(Number(size) / PAGE_SIZE) * PAGE_SIZE, Infinity);
+      // shmem_setattr() > unmap_mapping_range(..., even_cows = 1): private copies go as well.
+      this.host.mm.unmapMappingRange(this, Math.ceil(Number(size) / PAGE_SIZE) * PAGE_SIZE, Infinity, true);
       this.zero(Number(size), Number(this.size));
     }
     this.size = size;
@@ -130,9 +131,8 @@ export class MemFile extends KFile {
         },
       };
     }
-    // MAP_PRIVATE: the first write copies the page into the mapping (do_cow_fault()). Not modelled:
-    // a shrinking ftruncate drops these copies too (unmap_mapping_range(..., even_cows = 1)), so
-    // the kernel then SIGBUSes where the model still reads the copy.
+    // MAP_PRIVATE: the first write copies the page into the mapping (do_cow_fault()); a shrinking
+    // ftruncate drops the copies beyond the new size (truncate()), a hole punch keeps them.
     const own = new Map<number, Uint8Array>();
     return {
       shmem: true,

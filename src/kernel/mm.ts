@@ -450,16 +450,19 @@ export class AddressSpace {
   /**
    * unmap_mapping_range(): the page tables of every mapping of `file` over the file's bytes
    * [start, end) go, with their MMU notifier calls (a shmem or guest_memfd hole punch, a shrinking
-   * truncate). end may be Infinity (to the end of the file).
+   * truncate). end may be Infinity (to the end of the file). `evenCows` (truncation) drops the
+   * private copies of MAP_PRIVATE mappings too; a hole punch keeps them.
    */
-  unmapMappingRange(file: KFile, start: number, end: number): void {
-    if (!this.notifier) return;
+  unmapMappingRange(file: KFile, start: number, end: number, evenCows = false): void {
     for (const v of this.vmas) {
       if (v.file !== file) continue;
       const fileStart = v.pgoff * PAGE_SIZE;
       const s = Math.max(start, fileStart);
       const e = Math.min(end, fileStart + (v.end - v.start));
-      if (s < e) this.notifier(v.start + (s - fileStart), v.start + (e - fileStart));
+      if (s >= e) continue;
+      this.notifier?.(v.start + (s - fileStart), v.start + (e - fileStart));
+      if (evenCows && (v.flags & MAP_TYPE) === MAP_PRIVATE)
+        v.backing?.dropPrivate?.(s / PAGE_SIZE, e / PAGE_SIZE);
     }
   }
 

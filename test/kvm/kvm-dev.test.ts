@@ -47,3 +47,31 @@ describe('KVM_SET_CPUID2 (arch/x86/kvm/cpuid.c kvm_vcpu_ioctl_set_cpuid2)', () =
     expect(host.ioctl(vcpu, 'KVM_SET_CPUID2', { nent: 1, entries: [entry] })).toBe(0);
   });
 });
+
+describe('KVM_CREATE_VCPU and KVM_SET_CPUID2 against a 6.18.44 host (an audit)', () => {
+  it('a vCPU whose fd cannot be installed (EMFILE) is undone: the id can be created again (kvm_vm_ioctl_create_vcpu unwinds)', () => {
+    const host = createHost({ kernel: 'v6.18' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', 0);
+    // fds 3 and 4 are /dev/kvm and the VM: a soft limit of 5 leaves no fd for the vCPU.
+    host.fds.setSoftLimit(5);
+    expect(errnoOf(() => host.ioctl(vm, 'KVM_CREATE_VCPU', 5))).toBe('EMFILE');
+    host.fds.setSoftLimit(6);
+    expect(typeof host.ioctl(vm, 'KVM_CREATE_VCPU', 5)).toBe('number');
+  });
+
+  it('after KVM_RUN the CPUID is frozen: the same table again is 0, another is -EINVAL (kvm_cpuid_check_equal)', () => {
+    const host = createHost({ kernel: 'v6.18' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', 0);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    const table = (eax: number) => ({
+      nent: 1,
+      entries: [{ function: 0, index: 0, flags: 0, eax, ebx: 0, ecx: 0, edx: 0 }],
+    });
+    expect(host.ioctl(vcpu, 'KVM_SET_CPUID2', table(0xd))).toBe(0);
+    expect(host.ioctl(vcpu, 'KVM_SET_CPUID2', table(0xe))).toBe(0); // before the first run: any table
+    host.guest(vcpu).load([{ op: 'hlt' }]);
+    host.ioctl(vcpu, 'KVM_RUN');
+    expect(host.ioctl(vcpu, 'KVM_SET_CPUID2', table(0xe))).toBe(0);
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_SET_CPUID2', table(0xd)))).toBe('EINVAL');
+  });
+});

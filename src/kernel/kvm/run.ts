@@ -65,11 +65,13 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   // profile mmu.rootAllocNeedsMmuPages) that is make_mmu_pages_available(), -ENOSPC with no page
   // budget. Not modelled: on VMX/SVM an in-kernel local APIC gets KVM's APIC-access-page memslot,
   // whose creation sets a budget too.
+  // kvm_vcpu_has_run() (last_vmentry_cpu) is set on the first entry; the root load comes first.
   if ((!vm.host.tdp || vm.profile.mmu.rootAllocNeedsMmuPages) && vm.mmu.nMaxMmuPages === 0)
     throw kerr(
       'ENOSPC',
       'make_mmu_pages_available: no MMU page budget (no memslot yet, no KVM_SET_NR_MMU_PAGES)',
     );
+  vcpu.hasRun = true;
   // The previous exit's union member goes. Only delete what is there: deleting the member the last
   // exit added is cheap, deleting absent ones would push kvm_run into slow (dictionary) mode.
   if (run.memory_fault !== undefined) delete run.memory_fault;

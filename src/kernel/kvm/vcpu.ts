@@ -27,6 +27,8 @@ export class Vcpu {
   archState: Record<string, unknown> = {};
   /** The guest CPUID userspace set with KVM_SET_CPUID2 (undefined: never set). */
   cpuid: CpuidEntry[] | undefined;
+  /** kvm_vcpu_has_run(): a KVM_RUN got past its entry checks (the CPUID is frozen from then on). */
+  hasRun = false;
   /**
    * An exit that userspace must complete on the next KVM_RUN (hypercall return, MMIO read, or an
    * arch conversion request: TDX MapGPA, SNP page-state change: ArchVm.completeMapGpa).

@@ -12,7 +12,7 @@ import { KFile, type Stat } from '../file.js';
 import type { Host } from '../host.js';
 import type { KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
-import { copyFromUser, scalar, u32 } from '../uaccess.js';
+import { copyFromUser, scalar, type UStruct, u32, u64 } from '../uaccess.js';
 import {
   MemAttrSites,
   type MemAttrWord,
@@ -20,7 +20,7 @@ import {
   supportedMemAttributes,
   wordAttributes,
 } from './attributes.js';
-import { KVM_MAX_CPUID_ENTRIES, readCpuidEntries } from './cpuid.js';
+import { type CpuidEntry, KVM_MAX_CPUID_ENTRIES, readCpuidEntries } from './cpuid.js';
 import { createGuestMemfd, type GmemFile, supportedGmemFlags } from './guest-memfd.js';
 import { type IrqchipMode, kvmCreateIrqchip, kvmEnableSplitIrqchip } from './irqchip.js';
 import { deleteSlot, Memslots, setUserMemoryRegion } from './memslots.js';
@@ -198,7 +198,14 @@ export class Vm {
     this.vcpus.set(id, vcpu);
     this.arch.vcpuCreated?.(vcpu);
     this.get();
-    return this.host.fds.install(new VcpuFile(vcpu));
+    try {
+      return this.host.fds.install(new VcpuFile(vcpu));
+    } catch (e) {
+      // create_vcpu_fd() failed (-EMFILE): kvm_vm_ioctl_create_vcpu() unwinds (xa_erase), so the id
+      // can be created again. The file's release already dropped its VM reference.
+      this.vcpus.delete(id);
+      throw e;
+    }
   }
 
   /** kvm_vm_ioctl_enable_cap_generic() then x86 kvm_vm_ioctl_enable_cap(). */
@@ -255,6 +262,7 @@ export class Vm {
         if (this.hasProtectedState && this.arch.name === 'tdx')
           throw kerr('EINVAL', `${name}: TD registers are protected`);
         const regs = copyFromUser(arg, name === 'KVM_SET_REGS' ? 'kvm_regs' : 'kvm_sregs');
+        if (name === 'KVM_SET_SREGS') checkSregs(regs);
         vcpu.archState[name === 'KVM_SET_REGS' ? 'regs' : 'sregs'] = { ...regs };
         return 0;
       }
@@ -264,13 +272,23 @@ export class Vm {
         const nent = Number(u32(c, 'nent'));
         if (nent > KVM_MAX_CPUID_ENTRIES)
           throw kerr('E2BIG', `KVM_SET_CPUID2: nent ${nent} > ${KVM_MAX_CPUID_ENTRIES}`);
-        vcpu.cpuid = readCpuidEntries(c, nent, 'kvm_cpuid2.entries');
+        const entries = readCpuidEntries(c, nent, 'kvm_cpuid2.entries');
+        checkCpuid(entries);
+        // kvm_set_cpuid(): once the vCPU has run, only the same table is accepted (5.16+).
+        if (vcpu.hasRun && !sameCpuid(vcpu.cpuid ?? [], entries))
+          throw kerr('EINVAL', 'kvm_set_cpuid: the vCPU has run; the CPUID can no longer change');
+        vcpu.cpuid = entries;
         return 0;
       }
       default: {
         // Register ioctls an arch models itself (SEV: the state sev_es_sync_vmsa() reads).
         const r = this.arch.vcpuIoctl?.(vcpu, request, name, arg);
         if (r !== undefined) return r;
+        if (request === K.KVM_SET_FPU) {
+          vcpu.archState['fpu'] = { ...copyFromUser(arg, 'kvm_fpu') };
+          return 0;
+        }
+        if (request === K.KVM_SET_MSRS) return setMsrsGeneric(arg);
         // kvm_vcpu_ioctl() default -> kvm_arch_vcpu_ioctl(), whose x86 default is r = -EINVAL.
         throw kerr('EINVAL', `kvm_arch_vcpu_ioctl: ${name} is not a vCPU ioctl (x86 default: -EINVAL)`);
       }
@@ -340,4 +358,81 @@ export function checkExtension(host: Host, vm: Vm | undefined, cap: number): num
     default:
       return 0;
   }
+}
+
+/** msr_io(): MAX_IO_MSRS entries at most per call. */
+const MAX_IO_MSRS = 256;
+/** MSR_IA32_CR_PAT: the one MSR the model knows on any VM (see svm-vcpu.ts for SEV's state). */
+const MSR_IA32_CR_PAT = 0x277;
+
+/**
+ * KVM_SET_MSRS (msr_io() / __msr_io()): the header (-EFAULT), nmsrs >= MAX_IO_MSRS -E2BIG before
+ * the entries are read, then the entries (-EFAULT), set one by one up to the first that fails; the
+ * count set is the result. The model knows PAT only: any other index ends the count, where a
+ * kernel accepts the MSRs its CPU has.
+ */
+function setMsrsGeneric(arg: unknown): number {
+  const m = copyFromUser(arg, 'kvm_msrs');
+  const nmsrs = Number(u32(m, 'nmsrs'));
+  if (nmsrs >= MAX_IO_MSRS) throw kerr('E2BIG', `msr_io: nmsrs ${nmsrs} >= MAX_IO_MSRS`);
+  const entries = Array.isArray(m['entries']) ? (m['entries'] as unknown[]) : [];
+  if (entries.length < nmsrs) throw kerr('EFAULT', 'msr_io: fewer entries than nmsrs');
+  let done = 0;
+  for (; done < nmsrs; done++) {
+    const e = copyFromUser(entries[done], 'kvm_msr_entry');
+    if (Number(u32(e, 'index')) !== MSR_IA32_CR_PAT) break;
+  }
+  return done;
+}
+
+const CR0_PE = 1n;
+const CR0_NW = 1n << 29n;
+const CR0_CD = 1n << 30n;
+const CR0_PG = 1n << 31n;
+const CR4_PAE = 1n << 5n;
+const EFER_LME = 1n << 8n;
+const EFER_LMA = 1n << 10n;
+
+/**
+ * kvm_is_valid_sregs() and kvm_is_valid_cr0(), the checks that do not depend on the CPU: CR0 bits
+ * above 31, NW without CD, PG without PE; in long mode (EFER.LME with CR0.PG) CR4.PAE and
+ * EFER.LMA, otherwise neither EFER.LMA nor CS.L. Not modelled: CR4's reserved bits (they follow
+ * the guest CPUID), CR3 beyond MAXPHYADDR, the APIC base.
+ */
+function checkSregs(s: UStruct): void {
+  const cr0 = u64(s, 'cr0');
+  const cr4 = u64(s, 'cr4');
+  const efer = u64(s, 'efer');
+  const cs = s['cs'] && typeof s['cs'] === 'object' ? (s['cs'] as UStruct) : {};
+  if (cr0 >> 32n !== 0n || (cr0 & CR0_NW && !(cr0 & CR0_CD)) || (cr0 & CR0_PG && !(cr0 & CR0_PE)))
+    throw kerr('EINVAL', `kvm_is_valid_cr0: CR0 0x${cr0.toString(16)}`);
+  if (efer & EFER_LME && cr0 & CR0_PG) {
+    if (!(cr4 & CR4_PAE) || !(efer & EFER_LMA))
+      throw kerr('EINVAL', 'kvm_is_valid_sregs: long mode needs CR4.PAE and EFER.LMA');
+  } else if (efer & EFER_LMA || u64(cs, 'l') !== 0n)
+    throw kerr('EINVAL', 'kvm_is_valid_sregs: EFER.LMA or CS.L outside long mode');
+}
+
+/** kvm_check_cpuid(): CPUID.0x80000008 may only give 0, 48 or 57 linear-address bits. */
+function checkCpuid(entries: readonly CpuidEntry[]): void {
+  const e = entries.find((x) => x.function === 0x80000008);
+  if (!e) return;
+  const vaddrBits = (e.eax >>> 8) & 0xff;
+  if (vaddrBits !== 0 && vaddrBits !== 48 && vaddrBits !== 57)
+    throw kerr('EINVAL', `kvm_check_cpuid: ${vaddrBits} virtual-address bits`);
+}
+
+/** kvm_cpuid_check_equal(): the same entries, in the same order. */
+function sameCpuid(a: readonly CpuidEntry[], b: readonly CpuidEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every(
+    (x, i) =>
+      x.function === b[i]!.function &&
+      x.index === b[i]!.index &&
+      x.flags === b[i]!.flags &&
+      x.eax === b[i]!.eax &&
+      x.ebx === b[i]!.ebx &&
+      x.ecx === b[i]!.ecx &&
+      x.edx === b[i]!.edx,
+  );
 }
