@@ -459,6 +459,21 @@ int main(void)
 	VAL("irqchip.create_after_vcpu", ioctl(vm7, KVM_CREATE_IRQCHIP, 0));
 	VAL("irqchip.split_after_vcpu", split_irqchip(vm7));
 	OK("vm.bad_type", ioctl(kvm, KVM_CREATE_VM, 99));
+	/* KVM_IRQ_LINE and KVM_CREATE_PIT2 by IRQCHIP mode: none (vm7: a vCPU, no IRQCHIP), full (vm5), split (vm6). */
+	struct { uint32_t irq, level; } lvl = { 4, 1 };
+	struct { uint32_t flags, pad[15]; } pit = { 0 };
+	#define KVM_IRQ_LINE _IOW(KVMIO, 0x61, lvl)
+	#define KVM_CREATE_PIT2 _IOW(KVMIO, 0x77, pit)
+	VAL("irq_line.no_irqchip", ioctl(vm7, KVM_IRQ_LINE, &lvl));
+	VAL("irq_line.full", ioctl(vm5, KVM_IRQ_LINE, &lvl));
+	VAL("irq_line.split", ioctl(vm6, KVM_IRQ_LINE, &lvl));
+	VAL("irq_line.null", ioctl(vm5, KVM_IRQ_LINE, NULL));
+	VAL("pit2.no_irqchip", ioctl(vm7, KVM_CREATE_PIT2, &pit));
+	VAL("pit2.split", ioctl(vm6, KVM_CREATE_PIT2, &pit));
+	VAL("pit2.null", ioctl(vm5, KVM_CREATE_PIT2, NULL));
+	pit.flags = 0x8;
+	VAL("pit2.full_unknown_flags", ioctl(vm5, KVM_CREATE_PIT2, &pit));
+	VAL("pit2.again", ioctl(vm5, KVM_CREATE_PIT2, &pit));
 	VAL("dev.api_version", ioctl(kvm, _IO(KVMIO, 0x00), 0));
 	VAL("dev.api_version_arg", ioctl(kvm, _IO(KVMIO, 0x00), 1));
 	VAL("dev.vcpu_mmap_size", ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0));

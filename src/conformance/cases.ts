@@ -303,6 +303,18 @@ export function modelResults(
   run('irqchip.create_after_vcpu', () => host.ioctl(vm7, 'KVM_CREATE_IRQCHIP'));
   run('irqchip.split_after_vcpu', split(vm7));
   run('vm.bad_type', () => host.ioctl(kvm, 'KVM_CREATE_VM', 99), true);
+  // KVM_IRQ_LINE and KVM_CREATE_PIT2 by IRQCHIP mode: none (vm7: a vCPU, no IRQCHIP), full (vm5), split (vm6).
+  const line = (vm: number, arg: unknown) => () => host.ioctl(vm, 'KVM_IRQ_LINE', arg);
+  run('irq_line.no_irqchip', line(vm7, { irq: 4, level: 1 }));
+  run('irq_line.full', line(vm5, { irq: 4, level: 1 }));
+  run('irq_line.split', line(vm6, { irq: 4, level: 1 }));
+  run('irq_line.null', line(vm5, null));
+  const pit = (vm: number, arg: unknown) => () => host.ioctl(vm, 'KVM_CREATE_PIT2', arg);
+  run('pit2.no_irqchip', pit(vm7, { flags: 0 }));
+  run('pit2.split', pit(vm6, { flags: 0 }));
+  run('pit2.null', pit(vm5, null));
+  run('pit2.full_unknown_flags', pit(vm5, { flags: 8 }));
+  run('pit2.again', pit(vm5, { flags: 8 }));
   run('dev.api_version', () => host.ioctl(kvm, 'KVM_GET_API_VERSION', 0));
   run('dev.api_version_arg', () => host.ioctl(kvm, 'KVM_GET_API_VERSION', 1));
   run('dev.vcpu_mmap_size', () => host.ioctl(kvm, 'KVM_GET_VCPU_MMAP_SIZE', 0));

@@ -39,6 +39,10 @@ export const KVM_CREATE_VCPU = _IO(KVMIO, 0x41);
 /** x86: the PIC and IOAPIC in KVM, and a local APIC for every vCPU created afterwards. */
 export const KVM_CREATE_IRQCHIP = _IO(KVMIO, 0x60);
 export const KVM_SET_NR_MMU_PAGES = _IO(KVMIO, 0x44);
+/** struct kvm_irq_level: irq, level. */
+export const KVM_IRQ_LINE = _IOW(KVMIO, 0x61, 8);
+/** struct kvm_pit_config: flags, pad[15]. */
+export const KVM_CREATE_PIT2 = _IOW(KVMIO, 0x77, 64);
 export const KVM_SET_USER_MEMORY_REGION = _IOW(KVMIO, 0x46, SIZEOF_KVM_USERSPACE_MEMORY_REGION);
 export const KVM_SET_USER_MEMORY_REGION2 = _IOW(KVMIO, 0x49, SIZEOF_KVM_USERSPACE_MEMORY_REGION2);
 export const KVM_ENABLE_CAP = _IOW(KVMIO, 0xa3, SIZEOF_KVM_ENABLE_CAP);
@@ -167,6 +171,8 @@ export const KVM_IOCTLS: Readonly<Record<string, number>> = {
   KVM_CREATE_VCPU,
   KVM_CREATE_IRQCHIP,
   KVM_SET_NR_MMU_PAGES,
+  KVM_IRQ_LINE,
+  KVM_CREATE_PIT2,
   KVM_SET_USER_MEMORY_REGION,
   KVM_SET_USER_MEMORY_REGION2,
   KVM_ENABLE_CAP,

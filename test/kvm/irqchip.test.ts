@@ -209,3 +209,29 @@ describe('the TDX profile lists above match the profiles', () => {
     expect([...TDX_PROTECTED_EOI, ...TDX_6_16, ...TDX_DEV_TREE].sort()).toEqual(tdx);
   });
 });
+
+describe('KVM_CREATE_PIT2 and KVM_IRQ_LINE (x86.c; a 6.18.44 host agrees: conformance irq_line.*, pit2.*)', () => {
+  const vmOn = (kernel: string) => {
+    const host = createHost({ kernel });
+    return { host, vm: host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', 0) };
+  };
+  it('up to 6.8 a PIT needs no in-kernel PIC; from 6.9 it does (-ENOENT; "Check irqchip mode before create PIT")', () => {
+    for (const [kernel, noPic] of [
+      ['v6.8', undefined],
+      ['v6.11', 'ENOENT'],
+      ['v7.0', 'ENOENT'],
+    ] as const) {
+      const { host, vm } = vmOn(kernel);
+      expect(errnoOf(() => host.ioctl(vm, 'KVM_CREATE_PIT2', { flags: 0 }))).toBe(noPic);
+    }
+  });
+
+  it('a second PIT is -EEXIST; KVM_IRQ_LINE is -ENXIO until an IRQCHIP exists, then 0', () => {
+    const { host, vm } = vmOn('v6.18');
+    expect(errnoOf(() => host.ioctl(vm, 'KVM_IRQ_LINE', { irq: 4, level: 1 }))).toBe('ENXIO');
+    host.ioctl(vm, 'KVM_CREATE_IRQCHIP');
+    expect(host.ioctl(vm, 'KVM_IRQ_LINE', { irq: 4, level: 1 })).toBe(0);
+    expect(host.ioctl(vm, 'KVM_CREATE_PIT2', { flags: 0 })).toBe(0);
+    expect(errnoOf(() => host.ioctl(vm, 'KVM_CREATE_PIT2', { flags: 0 }))).toBe('EEXIST');
+  });
+});

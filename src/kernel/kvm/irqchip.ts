@@ -8,12 +8,14 @@
  * Either one is final: the other, or the same again, is -EEXIST, and both must come before the
  * first vCPU. Versions: 6.18+ refuse KVM_CREATE_IRQCHIP for a VM with protected EOIs (a TD) with
  * -ENOTTY (profile.tdx.protectedEoi, b3a37bff8daf). The same checks in 6.8 .. 7.0 otherwise.
- * Only the mode is modelled: no PIC/IOAPIC state, GSI routing, KVM_IRQ_LINE, KVM_GET/SET_IRQCHIP
- * or KVM_CREATE_PIT2; those stay unknown VM ioctls (-ENOTTY in the model, not the kernel's answer).
+ * Only the mode is modelled, with KVM_IRQ_LINE's and KVM_CREATE_PIT2's checks: no PIC/IOAPIC
+ * state, GSI routing, KVM_IRQ_LINE_STATUS or KVM_GET/SET_IRQCHIP; those stay unknown VM ioctls
+ * (-ENOTTY in the model, not the kernel's answer).
  */
 import * as K from '../../uapi/kvm.js';
 import { kerr } from '../errors.js';
 import { describeProvenance } from '../provenance.js';
+import { copyFromUser } from '../uaccess.js';
 import type { Vm } from './vm.js';
 
 /** enum kvm_irqchip_mode: KVM_IRQCHIP_NONE, KVM_IRQCHIP_KERNEL, KVM_IRQCHIP_SPLIT. */
@@ -45,6 +47,31 @@ export function kvmCreateIrqchip(vm: Vm): number {
   // kvm_pic_init(), kvm_ioapic_init(), the default routing (-ENOMEM only): not modelled.
   vm.irqchipSince = vm.host.tracer.here('kvm_arch_vm_ioctl(KVM_CREATE_IRQCHIP)');
   vm.irqchipMode = 'kernel';
+  return 0;
+}
+
+/**
+ * kvm_arch_vm_ioctl() case KVM_CREATE_PIT2: the config (-EFAULT; its flags are not checked), a
+ * second PIT -EEXIST, from 6.9 no in-kernel PIC (no full IRQCHIP) -ENOENT. The PIT itself (its
+ * timer and speaker port) is not modelled.
+ */
+export function kvmCreatePit2(vm: Vm, arg: unknown): number {
+  copyFromUser(arg, 'kvm_pit_config');
+  if (vm.hasPit) throw kerr('EEXIST', 'KVM_CREATE_PIT2: the VM already has a PIT');
+  if (vm.profile.x86.pitNeedsPic && vm.irqchipMode !== 'kernel')
+    throw kerr('ENOENT', 'KVM_CREATE_PIT2: no in-kernel PIC', existing(vm));
+  vm.hasPit = true;
+  return 0;
+}
+
+/**
+ * KVM_IRQ_LINE (kvm_vm_ioctl() > kvm_vm_ioctl_irq_line()): the level (-EFAULT), then -ENXIO without
+ * an IRQCHIP in the kernel (full or split). The line's effect on the PIC or IOAPIC is not
+ * modelled; KVM_IRQ_LINE_STATUS, whose status depends on it, is not offered.
+ */
+export function kvmIrqLine(vm: Vm, arg: unknown): number {
+  copyFromUser(arg, 'kvm_irq_level');
+  if (vm.irqchipMode === 'none') throw kerr('ENXIO', 'KVM_IRQ_LINE: no IRQCHIP in the kernel');
   return 0;
 }
 

@@ -22,7 +22,13 @@ import {
 } from './attributes.js';
 import { type CpuidEntry, KVM_MAX_CPUID_ENTRIES, readCpuidEntries } from './cpuid.js';
 import { createGuestMemfd, type GmemFile, supportedGmemFlags } from './guest-memfd.js';
-import { type IrqchipMode, kvmCreateIrqchip, kvmEnableSplitIrqchip } from './irqchip.js';
+import {
+  type IrqchipMode,
+  kvmCreateIrqchip,
+  kvmCreatePit2,
+  kvmEnableSplitIrqchip,
+  kvmIrqLine,
+} from './irqchip.js';
 import { deleteSlot, Memslots, setUserMemoryRegion } from './memslots.js';
 import { Mmu } from './mmu.js';
 import { kvmPreFaultMemory } from './pre-fault.js';
@@ -57,6 +63,8 @@ export class Vm {
   }
   /** kvm->arch.irqchip_mode (irqchip.ts): 'kernel' after KVM_CREATE_IRQCHIP, 'split' after KVM_CAP_SPLIT_IRQCHIP. */
   irqchipMode: IrqchipMode = 'none';
+  /** kvm->arch.vpit: KVM_CREATE_PIT2 made a PIT. */
+  hasPit = false;
   /** Where irqchipMode was set, for explanations. */
   irqchipSince: Provenance | undefined;
   /** irqchip_split(): local APICs in KVM, the IOAPIC and the PIC in userspace. */
@@ -163,6 +171,10 @@ export class Vm {
         return this.createVcpu(scalar(arg, 'vcpu id'));
       case K.KVM_CREATE_IRQCHIP:
         return kvmCreateIrqchip(this);
+      case K.KVM_CREATE_PIT2:
+        return kvmCreatePit2(this, arg);
+      case K.KVM_IRQ_LINE:
+        return kvmIrqLine(this, arg);
       case K.KVM_SET_NR_MMU_PAGES:
         return this.mmu.setNrMmuPages(scalar(arg, 'nr_mmu_pages'));
       case K.KVM_SET_USER_MEMORY_REGION:

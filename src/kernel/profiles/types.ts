@@ -67,6 +67,16 @@ export interface KernelProfile {
     readonly fallocateWriteZeroes: boolean;
   };
 
+  /** x86 VM ioctls outside memory (arch/x86/kvm/x86.c kvm_arch_vm_ioctl()). */
+  readonly x86: {
+    /**
+     * KVM_CREATE_PIT2 needs the in-kernel PIC of a full KVM_CREATE_IRQCHIP (-ENOENT otherwise),
+     * "KVM: x86: Check irqchip mode before create PIT" (Tengfei Yu, queued January 2024, so from
+     * 6.9; a 6.18.44 host refuses it). Before, a PIT could be made without one.
+     */
+    readonly pitNeedsPic: boolean;
+  };
+
   readonly memslots: {
     /** 6.18+: KVM_MEM_GUEST_MEMFD valid on every VM (CONFIG_KVM_GUEST_MEMFD), not only private-memory VMs. */
     readonly gmemOnAnyVm: boolean;

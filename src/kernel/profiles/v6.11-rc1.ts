@@ -26,4 +26,5 @@ export const v6_11_rc1: KernelProfile = {
     populateChecksSignals: true,
   },
   mmu: { ...v6_8.mmu, preFault: true, rootAllocNeedsMmuPages: false },
+  x86: { ...v6_8.x86, pitNeedsPic: true },
 };

@@ -33,6 +33,7 @@ export const v6_8: KernelProfile = {
     skipUptodateForUnfinalizedTd: false,
   },
   vfs: { fallocateModeSwitch: false, fallocateWriteZeroes: false },
+  x86: { pitNeedsPic: false },
   mmu: {
     preFault: false,
     preFaultAllowedGate: false,
