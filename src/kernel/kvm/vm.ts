@@ -380,7 +380,7 @@ const MSR_IA32_CR_PAT = 0x277;
 /**
  * KVM_SET_MSRS (msr_io() / __msr_io()): the header (-EFAULT), nmsrs >= MAX_IO_MSRS -E2BIG before
  * the entries are read, then the entries (-EFAULT), set one by one up to the first that fails; the
- * count set is the result. The model knows PAT only: any other index ends the count, where a
+ * count set is the result. The model knows PAT only, so another index ends the count, where a
  * kernel accepts the MSRs its CPU has.
  */
 function setMsrsGeneric(arg: unknown): number {
