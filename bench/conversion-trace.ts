@@ -21,16 +21,18 @@
  * that ends in the program's HLT). Until session 4 the trace had no madvise: 6 operations, 5 syscalls. The map_gpa hypercalls are not counted separately: their work is the
  * conversion they ask for.
  *
- * Baseline, measured in the same run: the same page-state changes applied directly to three bare
- * ExtentMaps (attributes, SPTEs, page cache: 10 map writes per page) and host RAM's page Map (1
- * delete), i.e. the data-structure cost
- * without the model; "x baseline" is model rate / baseline rate. Rates are per wall-clock second;
+ * Baseline, measured in the same run: the same page-state changes applied directly to the maps the
+ * model keeps them in, bare (attributes, SPTEs and page cache are PointExtentMaps: 10 map writes
+ * per page; host RAM's page Map: 1 delete), i.e. the data-structure cost without the model; "x
+ * baseline" is model rate / baseline rate. The same changes on plain ExtentMaps (the B+-tree alone,
+ * which held this state before the page layer) are printed next to it. Rates are per wall-clock second;
  * CPU time (all threads, GC included) is printed next to it because benchmark machines are shared.
  *
  *   npx tsx bench/conversion-trace.ts [pages=1048576] [--skip-invariants-on]
  */
 import { createHost, uapi } from '../src/index.js';
 import { ExtentMap } from '../src/ranges/extent-map.js';
+import { PointExtentMap } from '../src/ranges/point-extent-map.js';
 
 const PAGES = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 1 << 20);
 const GUEST_PAGES = 2 ** 28; // 1 TiB
@@ -138,15 +140,20 @@ function modelTrace(pages: number, invariants: boolean): { ops: number; checksum
   return { ops: pages * OPS_PER_PAGE, checksum, syscalls: host.seq - seq0 };
 }
 
-/** The same page-state changes on bare ExtentMaps: the data-structure floor. */
-function runBaseline(pages: number): Timed {
-  return timed(() => baselineTrace(pages));
+/** What the baseline needs of a map. */
+interface PageMap {
+  set(start: number, end: number, value: number | undefined): void;
 }
 
-function baselineTrace(pages: number): { ops: number } {
-  const attrs = new ExtentMap<number>();
-  const sptes = new ExtentMap<number>();
-  const cache = new ExtentMap<number>();
+/** The same page-state changes on bare maps: the data-structure floor. */
+function runBaseline(pages: number, make: () => PageMap): Timed {
+  return timed(() => baselineTrace(pages, make));
+}
+
+function baselineTrace(pages: number, make: () => PageMap): { ops: number } {
+  const attrs = make();
+  const sptes = make();
+  const cache = make();
   const ram = new Map<number, Uint8Array>(); // host RAM pages, as mm.ts keeps them
   attrs.set(0, GUEST_PAGES, 8);
   for (let i = 0; i < pages; i++) {
@@ -175,7 +182,7 @@ function line(label: string, r: Timed, pages: number, base?: Timed, extra = ''):
   const rate = r.ops / r.seconds;
   const perPage = (r.seconds / pages) * 1e6;
   const ratio = base ? `, ${(rate / (base.ops / base.seconds)).toFixed(3)}x baseline` : '';
-  return `${label.padEnd(30)} ${fmt(rate).padStart(11)} page ops/s  ${perPage.toFixed(2).padStart(7)} us/page  (${r.seconds.toFixed(2)} s wall, ${r.cpuSeconds.toFixed(2)} s CPU${ratio}${extra})`;
+  return `${label.padEnd(32)} ${fmt(rate).padStart(11)} page ops/s  ${perPage.toFixed(2).padStart(7)} us/page  (${r.seconds.toFixed(2)} s wall, ${r.cpuSeconds.toFixed(2)} s CPU${ratio}${extra})`;
 }
 
 const rss0 = rssMiB();
@@ -188,8 +195,10 @@ console.log(
 console.log(
   `  (3 guest accesses + 2 KVM_SET_MEMORY_ATTRIBUTES + 1 PUNCH_HOLE + 1 MADV_DONTNEED), via ${SYSCALLS_PER_PAGE} syscalls per page`,
 );
-const base = runBaseline(PAGES);
-console.log(line('baseline (bare ExtentMaps)', base, PAGES));
+const base = runBaseline(PAGES, () => new PointExtentMap<number>());
+console.log(line('baseline (bare PointExtentMaps)', base, PAGES));
+const tree = runBaseline(PAGES, () => new ExtentMap<number>());
+console.log(line('same on plain ExtentMaps', tree, PAGES, base));
 const off = runModel(PAGES, false);
 const syscallRate = (r: Timed & { syscalls: number }): string =>
   `, ${fmt(r.syscalls / r.seconds)} syscalls/s`;

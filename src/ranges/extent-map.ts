@@ -2,8 +2,9 @@
  * ExtentMap: half-open ranges of integer page indices -> values.
  *
  * Every piece of per-page state in the model (guest_memfd page cache, memory attributes, SPTEs,
- * RMP, S-EPT) lives in one of these, so a 4 TiB guest (2^30 pages) costs memory proportional to
- * the number of distinct extents, never to its size.
+ * RMP, S-EPT) lives in one of these (the churning ones behind PointExtentMap's page layer), so a
+ * 4 TiB guest (2^30 pages) costs memory proportional to the number of distinct extents, never to
+ * its size.
  *
  * Representation: a persistent B+-tree of maximal extents ordered by start.
  *

@@ -1,1 +1,2 @@
 export { type Extent, ExtentMap } from './extent-map.js';
+export { PointExtentMap } from './point-extent-map.js';

@@ -1,16 +1,19 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Extent, ExtentMap } from '../../src/ranges/index.js';
+import { type Extent, ExtentMap, PointExtentMap } from '../../src/ranges/index.js';
 
 /** Universe of the naive model: pages 0..U-1; queries also probe a little beyond it. */
 const U = 200;
 
 type Naive = (number | undefined)[];
 
+/** The two implementations of the contract: the B+-tree, and the tree behind a page layer. */
+type AnyMap<T> = ExtentMap<T> | PointExtentMap<T>;
+
 /** Values as stored in the map under test: plain numbers, or boxed with a custom equality. */
 interface Mode<T> {
   readonly name: string;
-  readonly make: () => ExtentMap<T>;
+  readonly make: () => AnyMap<T>;
   readonly wrap: (k: number) => T;
   readonly key: (v: T) => number;
 }
@@ -32,6 +35,16 @@ const boxed: Mode<Boxed> = {
   make: () => new ExtentMap<Boxed>((a, b) => a.k === b.k),
   wrap: (k) => ({ k, serial: serial++ }),
   key: (v) => v.k,
+};
+const pointPlain: Mode<number> = {
+  ...plain,
+  name: 'PointExtentMap, numbers, Object.is',
+  make: () => new PointExtentMap<number>(),
+};
+const pointBoxed: Mode<Boxed> = {
+  ...boxed,
+  name: 'PointExtentMap, objects, custom equality',
+  make: () => new PointExtentMap<Boxed>((a, b) => a.k === b.k),
 };
 
 /** Maximal runs of equal defined values in a naive array, as extents of keys. */
@@ -106,6 +119,24 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       .record({ m: idx, s: page, len: fc.integer({ min: 0, max: 6 }), v: val })
       .map(({ m, s, len, v }): Op => ({ kind: 'set', m, s, e: Math.min(U, s + len), v })),
   },
+  // One page: the page layer's path (and the B+-tree's in-leaf edit).
+  {
+    weight: 6,
+    arbitrary: fc
+      .record({ m: idx, s: fc.integer({ min: 0, max: U - 1 }), v: val })
+      .map(({ m, s, v }): Op => ({ kind: 'set', m, s, e: s + 1, v })),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .record({
+        m: idx,
+        s: fc.integer({ min: 0, max: U - 1 }),
+        fn: fc.constantFrom(...fns),
+        c: fc.integer({ min: 0, max: 3 }),
+      })
+      .map(({ m, s, fn, c }): Op => ({ kind: 'update', m, s, e: s + 1, fn, c })),
+  },
   {
     weight: 4,
     arbitrary: fc.record({
@@ -127,15 +158,20 @@ function keys<T>(mode: Mode<T>, xs: Iterable<Extent<T>>): Extent<number>[] {
 }
 
 /** Compares everything observable about `map` with the naive array; [a, b) is a probe range. */
-function compare<T>(mode: Mode<T>, map: ExtentMap<T>, naive: Naive, a: number, b: number): void {
-  map.validate();
+function compare<T>(mode: Mode<T>, map: AnyMap<T>, naive: Naive, a: number, b: number): void {
   const key = (v: T | undefined): number | undefined => (v === undefined ? undefined : mode.key(v));
   const all = naiveExtents(naive);
+  // Gets and one-page predicates first: on a PointExtentMap they read the page layer, which any
+  // ordered query below flushes into the tree.
   const gets: (number | undefined)[] = [];
+  for (let i = 0; i < U + 3; i++) gets.push(key(map.get(i)));
+  for (const i of [a, b])
+    if (i < U) expect(map.every(i, i + 1, (v) => v !== undefined)).toBe(naive[i] !== undefined);
+  if (map instanceof PointExtentMap && all.length > 0) expect(map.isEmpty()).toBe(false);
+  map.validate();
   const ats: (Extent<number> | undefined)[] = [];
   const wantAts: (Extent<number> | undefined)[] = [];
   for (let i = 0; i < U + 3; i++) {
-    gets.push(key(map.get(i)));
     const got = map.extentAt(i);
     ats.push(got && { start: got.start, end: got.end, value: mode.key(got.value) });
     wantAts.push(all.find((x) => x.start <= i && i < x.end));
@@ -171,7 +207,7 @@ function compare<T>(mode: Mode<T>, map: ExtentMap<T>, naive: Naive, a: number, b
 }
 
 function run<T>(mode: Mode<T>, ops: Op[]): void {
-  const maps: ExtentMap<T>[] = [mode.make()];
+  const maps: AnyMap<T>[] = [mode.make()];
   const naives: Naive[] = [new Array<number | undefined>(U).fill(undefined)];
   for (const op of ops) {
     const m = op.m % maps.length;
@@ -218,7 +254,7 @@ function run<T>(mode: Mode<T>, ops: Op[]): void {
 }
 
 describe('ExtentMap against a per-page model', () => {
-  for (const mode of [plain, boxed] as const) {
+  for (const mode of [plain, boxed, pointPlain, pointBoxed] as const) {
     it(`random set/update/clone/clear sequences (${mode.name})`, () => {
       fc.assert(
         fc.property(fc.array(opArb, { maxLength: 120 }), (ops) => {

@@ -6,6 +6,7 @@
  * Not modelled: NUMA mempolicy, large folios (every folio is order 0, as KVM allocates them).
  */
 import { ExtentMap } from '../../ranges/extent-map.js';
+import { PointExtentMap } from '../../ranges/point-extent-map.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
@@ -60,7 +61,7 @@ export const HOST_GARBAGE_BYTE = 0xcc;
 
 /** The guest_memfd inode: the memory. Its lifetime is the inode's, not a file's or a VM's. */
 export class GmemInode {
-  readonly folios = new ExtentMap<Folio>(folioEquals);
+  readonly folios = new PointExtentMap<Folio>(folioEquals);
   /**
    * Bytes of pages whose content is 'data'. An entry shorter than PAGE_SIZE holds the page's first
    * bytes and the rest of the page is zero: a small guest store into a fresh folio allocates a few

@@ -9,7 +9,7 @@
  * the model does not build huge SPTEs for shared memory either (so a pre-fault progresses 4 KiB per
  * step where the kernel may map 2 MiB of THP-backed shared memory at once).
  */
-import { ExtentMap } from '../../ranges/extent-map.js';
+import { PointExtentMap } from '../../ranges/point-extent-map.js';
 import {
   KVM_EXIT_MEMORY_FAULT,
   KVM_MEM_READONLY,
@@ -106,7 +106,7 @@ function mapped(s: Spte, gfn: number): FaultResult {
 }
 
 export class Mmu {
-  readonly sptes = new ExtentMap<Spte>(spteEquals);
+  readonly sptes = new PointExtentMap<Spte>(spteEquals);
   /** Bumped on every memslot change. */
   memslotGeneration = 0;
   /**
@@ -165,7 +165,7 @@ export class Mmu {
    * (kvm_gfn_range_filter_to_root_types).
    */
   zapGfnRange(start: number, end: number, filter: ZapFilter, why: string): void {
-    if (start >= end || this.sptes.size === 0) return;
+    if (start >= end || this.sptes.isEmpty()) return;
     const vm = this.vm;
     const f: ZapFilter = vm.type === KVM_X86_TDX_VM ? filter : 'all';
     const wantPrivateRuns = vm.arch.removePrivateSptes !== undefined;

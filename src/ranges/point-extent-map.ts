@@ -1,0 +1,174 @@
+/**
+ * PointExtentMap: an ExtentMap with a hash layer in front for single pages.
+ *
+ * Why: the per-page state that a guest's scattered accesses and conversions churn (SPTEs, folios,
+ * memory attributes) ends up as up to millions of one-page extents. In the B+-tree every one-page
+ * set is a descent plus an in-leaf splice, and a page typically goes through several (map, zap,
+ * map again) within one conversion. Here a one-page set or get is a hash-map operation on a layer
+ * of page overrides; the tree only sees what is left when something needs order (iteration, range
+ * edits, extentAt/nextExtent, size, clone), and then the layer is flushed into it in page order.
+ * A page mapped, zapped and mapped again thus costs the tree one insert, not five.
+ *
+ * Same contract as ExtentMap (maximal extents, snapshot iterators, O(1) clone after the flush);
+ * `size` is exact but flushes, so hot paths ask `isEmpty()` instead.
+ */
+import { type Extent, ExtentMap } from './extent-map.js';
+
+/** Stands for "no extent here" in the layer, which otherwise holds values. */
+const HOLE: unique symbol = Symbol('hole');
+
+/** A layer no bigger than this is scanned for a range edit; a bigger one is flushed. */
+const SCAN_MAX = 32;
+
+export class PointExtentMap<V> {
+  private tree: ExtentMap<V>;
+  /** Page -> its value, overriding the tree (HOLE: a gap). Only pages whose value differs from the tree's. */
+  private readonly pts = new Map<number, V | typeof HOLE>();
+  private readonly eq: (a: V, b: V) => boolean;
+
+  constructor(equals?: (a: V, b: V) => boolean) {
+    this.eq = equals ?? Object.is;
+    this.tree = new ExtentMap<V>(equals);
+  }
+
+  private same(a: V | undefined, b: V | undefined): boolean {
+    return a === undefined ? b === undefined : b !== undefined && this.eq(a, b);
+  }
+
+  /** Apply the layer to the tree, in page order, and empty it. */
+  private flush(): void {
+    const pts = this.pts;
+    if (pts.size === 0) return;
+    const keys = new Float64Array(pts.size);
+    let k = 0;
+    for (const x of pts.keys()) keys[k++] = x;
+    keys.sort();
+    const tree = this.tree;
+    for (let i = 0; i < keys.length; i++) {
+      const x = keys[i]!;
+      const v = pts.get(x)!;
+      tree.set(x, x + 1, v === HOLE ? undefined : v);
+    }
+    pts.clear();
+  }
+
+  /** Drop the layer's pages in [start, end) (the caller is about to overwrite the range in the tree). */
+  private dropLayer(start: number, end: number): void {
+    const pts = this.pts;
+    if (pts.size === 0) return;
+    if (end - start <= SCAN_MAX) {
+      for (let x = start; x < end; x++) pts.delete(x);
+    } else if (pts.size <= SCAN_MAX) {
+      for (const x of pts.keys()) if (x >= start && x < end) pts.delete(x);
+    } else this.flush();
+  }
+
+  /** Number of (maximal) extents. Flushes: hot paths should ask isEmpty(). */
+  get size(): number {
+    this.flush();
+    return this.tree.size;
+  }
+
+  /** True when no page holds a value; may answer false for a map whose values are all cleared in the layer. */
+  isEmpty(): boolean {
+    return this.tree.size === 0 && this.pts.size === 0;
+  }
+
+  /** Value at page `index`; undefined in a gap. */
+  get(index: number): V | undefined {
+    const p = this.pts.get(index);
+    if (p !== undefined) return p === HOLE ? undefined : p;
+    return this.tree.get(index);
+  }
+
+  /** Assign `value` to [start, end); undefined clears it. start >= end is a no-op. */
+  set(start: number, end: number, value: V | undefined): void {
+    if (end === start + 1 && Number.isSafeInteger(start) && start >= 0) {
+      const base = this.tree.get(start);
+      if (this.same(base, value)) this.pts.delete(start);
+      else this.pts.set(start, value === undefined ? HOLE : value);
+      return;
+    }
+    this.dropLayer(start, end);
+    this.tree.set(start, end, value);
+  }
+
+  /**
+   * Replace each maximal constant sub-range of [start, end) (gaps included, as undefined) by
+   * fn(value, subStart, subEnd). All calls happen before the map changes.
+   */
+  update(
+    start: number,
+    end: number,
+    fn: (value: V | undefined, start: number, end: number) => V | undefined,
+  ): void {
+    if (end === start + 1 && Number.isSafeInteger(start) && start >= 0) {
+      this.set(start, end, fn(this.get(start), start, end));
+      return;
+    }
+    this.flush();
+    this.tree.update(start, end, fn);
+  }
+
+  /** The whole extent containing `index`, unclipped. */
+  extentAt(index: number): Extent<V> | undefined {
+    this.flush();
+    return this.tree.extentAt(index);
+  }
+
+  /** First extent with end > index (the one containing index, or the next one), unclipped. */
+  nextExtent(index: number): Extent<V> | undefined {
+    this.flush();
+    return this.tree.nextExtent(index);
+  }
+
+  /** Extents (not gaps) intersecting [start, end), clipped to it, ascending. Snapshot semantics. */
+  entries(start = -Infinity, end = Infinity): IterableIterator<Extent<V>> {
+    this.flush();
+    return this.tree.entries(start, end);
+  }
+
+  /** Covers [start, end) exactly, gaps as undefined values, ascending. Snapshot semantics. */
+  segments(start: number, end: number): IterableIterator<Extent<V | undefined>> {
+    this.flush();
+    return this.tree.segments(start, end);
+  }
+
+  /** Does any extent intersecting [start, end) satisfy pred? */
+  some(start: number, end: number, pred: (v: V) => boolean): boolean {
+    this.flush();
+    return this.tree.some(start, end, pred);
+  }
+
+  /** Does every sub-range of [start, end) satisfy pred (gaps passed as undefined)? */
+  every(start: number, end: number, pred: (v: V | undefined) => boolean): boolean {
+    if (end === start + 1) return pred(this.get(start));
+    this.flush();
+    return this.tree.every(start, end, pred);
+  }
+
+  /** Number of pages in [start, end) covered by extents (whose value satisfies pred). */
+  count(start: number, end: number, pred?: (v: V) => boolean): number {
+    this.flush();
+    return this.tree.count(start, end, pred);
+  }
+
+  /** O(1) copy (after the flush) sharing all nodes; neither side's later mutations affect the other. */
+  clone(): PointExtentMap<V> {
+    this.flush();
+    const c = new PointExtentMap<V>(this.eq);
+    c.tree = this.tree.clone();
+    return c;
+  }
+
+  clear(): void {
+    this.pts.clear();
+    this.tree.clear();
+  }
+
+  /** ExtentMap.validate() of the flushed tree. */
+  validate(): number {
+    this.flush();
+    return this.tree.validate();
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * PointExtentMap's own behaviour beyond the shared contract (test/ranges/extent-map.test.ts runs
+ * the contract's random sequences against it): the page layer and the flush at ordered queries.
+ */
+import { describe, expect, it } from 'vitest';
+import { ExtentMap, PointExtentMap } from '../../src/ranges/index.js';
+
+describe('PointExtentMap', () => {
+  it('isEmpty() follows one-page sets and clears without flushing', () => {
+    const m = new PointExtentMap<number>();
+    expect(m.isEmpty()).toBe(true);
+    m.set(5, 6, 1);
+    expect(m.isEmpty()).toBe(false);
+    // Clearing a page the tree never had drops the layer entry: empty again.
+    m.set(5, 6, undefined);
+    expect(m.isEmpty()).toBe(true);
+    expect(m.size).toBe(0);
+  });
+
+  it('a page set back to the value under it merges with its neighbours once flushed', () => {
+    const m = new PointExtentMap<number>();
+    m.set(0, 100, 8);
+    m.set(40, 41, 0);
+    expect(m.get(40)).toBe(0);
+    expect(m.get(39)).toBe(8);
+    m.set(40, 41, 8);
+    expect(m.size).toBe(1);
+    expect([...m.entries()]).toEqual([{ start: 0, end: 100, value: 8 }]);
+  });
+
+  it('scattered one-page sets read back before and after the flush, in page order', () => {
+    const m = new PointExtentMap<number>();
+    const ref = new ExtentMap<number>();
+    const pages = [900, 3, 77, 4, 5, 1000, 76];
+    for (const [i, p] of pages.entries()) {
+      m.set(p, p + 1, i % 2);
+      ref.set(p, p + 1, i % 2);
+    }
+    for (const p of pages) expect(m.get(p)).toBe(ref.get(p));
+    expect([...m.entries()]).toEqual([...ref.entries()]);
+    expect(m.size).toBe(ref.size);
+    expect(m.validate()).toBe(ref.validate());
+  });
+
+  it('an iterator keeps its snapshot while one-page sets go on', () => {
+    const m = new PointExtentMap<number>();
+    m.set(0, 10, 1);
+    const it = m.entries();
+    m.set(3, 4, 2);
+    expect(m.get(3)).toBe(2);
+    expect([...it]).toEqual([{ start: 0, end: 10, value: 1 }]);
+    expect([...m.entries()].map((e) => e.value)).toEqual([1, 2, 1]);
+  });
+
+  it('a clone carries the layer and is independent of its source', () => {
+    const m = new PointExtentMap<number>();
+    m.set(7, 8, 1);
+    const c = m.clone();
+    m.set(7, 8, 2);
+    c.set(8, 9, 3);
+    expect(c.get(7)).toBe(1);
+    expect(m.get(8)).toBeUndefined();
+    expect([...c.entries()]).toEqual([
+      { start: 7, end: 8, value: 1 },
+      { start: 8, end: 9, value: 3 },
+    ]);
+  });
+
+  it('a range set overrides the pages it covers in the layer, small or large', () => {
+    const m = new PointExtentMap<number>();
+    for (let p = 0; p < 100; p += 2) m.set(p, p + 1, 1);
+    m.set(10, 20, 5); // a short range: the covered pages leave the layer one by one
+    for (let p = 10; p < 20; p++) expect(m.get(p)).toBe(5);
+    m.set(30, 90, undefined); // a long range over a big layer: flushed first
+    for (let p = 30; p < 90; p++) expect(m.get(p)).toBeUndefined();
+    expect(m.get(28)).toBe(1);
+    expect(m.get(90)).toBe(1);
+  });
+
+  it('bad page ranges are refused as by ExtentMap', () => {
+    const m = new PointExtentMap<number>();
+    expect(() => m.set(-1, 0, 1)).toThrow(RangeError);
+    expect(() => m.set(1.5, 2.5, 1)).toThrow(RangeError);
+    expect(() => m.update(2 ** 53, 2 ** 53 + 1, () => 1)).toThrow(RangeError);
+  });
+});
