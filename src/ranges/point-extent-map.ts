@@ -22,17 +22,13 @@ const SCAN_MAX = 32;
 
 export class PointExtentMap<V> {
   private tree: ExtentMap<V>;
-  /** Page -> its value, overriding the tree (HOLE: a gap). Only pages whose value differs from the tree's. */
+  /** Page -> its value, overriding the tree (HOLE: a gap). May repeat what the tree holds. */
   private readonly pts = new Map<number, V | typeof HOLE>();
   private readonly eq: (a: V, b: V) => boolean;
 
   constructor(equals?: (a: V, b: V) => boolean) {
     this.eq = equals ?? Object.is;
     this.tree = new ExtentMap<V>(equals);
-  }
-
-  private same(a: V | undefined, b: V | undefined): boolean {
-    return a === undefined ? b === undefined : b !== undefined && this.eq(a, b);
   }
 
   /** Apply the layer to the tree, in page order, and empty it. */
@@ -84,9 +80,10 @@ export class PointExtentMap<V> {
   /** Assign `value` to [start, end); undefined clears it. start >= end is a no-op. */
   set(start: number, end: number, value: V | undefined): void {
     if (end === start + 1 && Number.isSafeInteger(start) && start >= 0) {
-      const base = this.tree.get(start);
-      if (this.same(base, value)) this.pts.delete(start);
-      else this.pts.set(start, value === undefined ? HOLE : value);
+      // Overwrite, never delete: a page that churns (map, zap, map) keeps one entry, and updating
+      // an entry is far cheaper than removing and re-inserting it. The flush drops what the tree
+      // already holds.
+      this.pts.set(start, value === undefined ? HOLE : value);
       return;
     }
     this.dropLayer(start, end);

@@ -6,15 +6,17 @@ import { describe, expect, it } from 'vitest';
 import { ExtentMap, PointExtentMap } from '../../src/ranges/index.js';
 
 describe('PointExtentMap', () => {
-  it('isEmpty() follows one-page sets and clears without flushing', () => {
+  it('isEmpty() is cheap and conservative: false while the layer holds a page, exact after a flush', () => {
     const m = new PointExtentMap<number>();
     expect(m.isEmpty()).toBe(true);
     m.set(5, 6, 1);
     expect(m.isEmpty()).toBe(false);
-    // Clearing a page the tree never had drops the layer entry: empty again.
+    // The cleared page stays in the layer (as a hole) until something flushes it.
     m.set(5, 6, undefined);
-    expect(m.isEmpty()).toBe(true);
+    expect(m.get(5)).toBeUndefined();
+    expect(m.isEmpty()).toBe(false);
     expect(m.size).toBe(0);
+    expect(m.isEmpty()).toBe(true);
   });
 
   it('a page set back to the value under it merges with its neighbours once flushed', () => {
