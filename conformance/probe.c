@@ -44,6 +44,7 @@ struct enable_cap { uint32_t cap, flags; uint64_t args[4]; uint8_t pad[64]; };
 #define KVM_MEM_LOG_DIRTY_PAGES (1u << 0)
 #define KVM_MEM_READONLY (1u << 1)
 #define MADV_COLLAPSE_ 25
+#define PROT_SEM_ 0x8 /* asm-generic/mman-common.h; glibc does not define it */
 struct region1 { uint32_t slot, flags; uint64_t guest_phys_addr, memory_size, userspace_addr; };
 #define KVM_SET_USER_MEMORY_REGION _IOW(KVMIO, 0x46, struct region1)
 struct prefault { uint64_t gpa, size, flags, padding[5]; };
@@ -213,13 +214,14 @@ static void prefault(const char *name, int vcpu, uint64_t gpa, uint64_t size, ui
 		       (unsigned long long)p.size);
 }
 
-/* A host access through a mapping: the byte read (or 0 for a write), or SIGBUS. */
+/* A host access through a mapping: the byte read (or 0 for a write), or SIGBUS / SIGSEGV. */
 static sigjmp_buf fault_jmp;
-static void on_sigbus(int sig) { (void)sig; siglongjmp(fault_jmp, 1); }
+static void on_sigbus(int sig) { siglongjmp(fault_jmp, sig); }
 static void touch(const char *name, volatile unsigned char *p, int write, unsigned char v)
 {
-	if (sigsetjmp(fault_jmp, 1)) {
-		printf("%s\tSIGBUS\n", name);
+	int sig = sigsetjmp(fault_jmp, 1);
+	if (sig) {
+		printf("%s\t%s\n", name, sig == SIGSEGV ? "SIGSEGV" : "SIGBUS");
 		return;
 	}
 	if (write) {
@@ -262,6 +264,10 @@ static long slot(int vm, uint32_t id, uint64_t gpa, uint64_t size, void *hva, in
 
 int main(void)
 {
+	/* Host accesses that fault (touch()) print the signal instead of dying. */
+	struct sigaction sa = { .sa_handler = on_sigbus };
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0) {
 		perror("/dev/kvm");
@@ -445,6 +451,27 @@ int main(void)
 	char *three = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	munmap(three + PAGE, PAGE);
 	VAL("madv.hole", madvise(three, 3 * PAGE, MADV_DONTNEED));
+	/* mprotect: do_mprotect_pkey()'s checks in order, then what accesses see. `three` has a hole in
+	 * its middle page. */
+	VAL("mprotect.unaligned", mprotect(three + 1, PAGE, PROT_READ));
+	VAL("mprotect.len0", mprotect(three + PAGE, 0, PROT_READ));
+	VAL("mprotect.grows_both", mprotect(three, PAGE, PROT_READ | PROT_GROWSDOWN | PROT_GROWSUP));
+	VAL("mprotect.wraps", mprotect(three, (size_t)-PAGE, PROT_READ));
+	VAL("mprotect.bad_prot", mprotect(three, PAGE, 0x10));
+	VAL("mprotect.unmapped", mprotect(three + PAGE, PAGE, PROT_READ));
+	VAL("mprotect.hole_start", mprotect(three + PAGE, 2 * PAGE, PROT_READ));
+	VAL("mprotect.growsdown", mprotect(three, PAGE, PROT_READ | PROT_GROWSDOWN));
+	VAL("mprotect.growsup", mprotect(three, PAGE, PROT_READ | PROT_GROWSUP));
+	WRITE("mprotect.before.last_write", three + 2 * PAGE, 7);
+	VAL("mprotect.hole_middle", mprotect(three, 3 * PAGE, PROT_READ));
+	WRITE("mprotect.hole_middle.first_write", three, 1);
+	WRITE("mprotect.hole_middle.last_write", three + 2 * PAGE, 8);
+	VAL("mprotect.sem", mprotect(three, PAGE, PROT_READ | PROT_WRITE | PROT_SEM_));
+	WRITE("mprotect.sem.write", three, 2);
+	VAL("mprotect.none", mprotect(three + 2 * PAGE, PAGE, PROT_NONE));
+	READ("mprotect.none.read", three + 2 * PAGE);
+	VAL("mprotect.rw_again", mprotect(three + 2 * PAGE, PAGE, PROT_READ | PROT_WRITE));
+	READ("mprotect.rw_again.read", three + 2 * PAGE);
 
 	/* IRQCHIP modes. */
 	int vm5 = ioctl(kvm, KVM_CREATE_VM, 0);
@@ -548,8 +575,6 @@ int main(void)
 	VAL("slot.id_past_last", ioctl(vm14, KVM_SET_USER_MEMORY_REGION, &r15));
 
 	/* Host accesses through guest_memfd and memfd mappings. */
-	struct sigaction sa = { .sa_handler = on_sigbus };
-	sigaction(SIGBUS, &sa, NULL);
 	if (shared_gmem) {
 		int vm8 = ioctl(kvm, KVM_CREATE_VM, 0);
 		int g8 = gmem(vm8, 4 * PAGE, GMEM_MMAP | GMEM_INIT_SHARED);

@@ -287,6 +287,43 @@ export function modelResults(
   const three = host.mmap({ length: 3 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
   host.munmap(three + PAGE, PAGE);
   run('madv.hole', madv(three, 3 * PAGE, uapi.MADV_DONTNEED));
+  // mprotect: do_mprotect_pkey()'s checks in order, then what accesses see. `three` has a hole in
+  // its middle page.
+  const mprot = (addr: number | bigint, len: number | bigint, prot: number) => () =>
+    host.mprotect(addr, len, prot);
+  const access = (name: string, fn: () => number): void => {
+    try {
+      out.set(name, String(fn()));
+    } catch (e) {
+      if (!(e instanceof HostFault)) throw e;
+      out.set(name, e.signal);
+    }
+  };
+  const poke = (addr: number, v: number) => (): number => {
+    host.memory.write(addr, [v]);
+    return 0;
+  };
+  const peek = (addr: number) => (): number => host.memory.read(addr, 1)[0]!;
+  const { PROT_READ: R, PROT_WRITE: W, PROT_GROWSDOWN: DOWN, PROT_GROWSUP: UP } = uapi;
+  run('mprotect.unaligned', mprot(three + 1, PAGE, R));
+  run('mprotect.len0', mprot(three + PAGE, 0, R));
+  run('mprotect.grows_both', mprot(three, PAGE, R | DOWN | UP));
+  run('mprotect.wraps', mprot(three, (1n << 64n) - BigInt(PAGE), R));
+  run('mprotect.bad_prot', mprot(three, PAGE, 0x10));
+  run('mprotect.unmapped', mprot(three + PAGE, PAGE, R));
+  run('mprotect.hole_start', mprot(three + PAGE, 2 * PAGE, R));
+  run('mprotect.growsdown', mprot(three, PAGE, R | DOWN));
+  run('mprotect.growsup', mprot(three, PAGE, R | UP));
+  access('mprotect.before.last_write', poke(three + 2 * PAGE, 7));
+  run('mprotect.hole_middle', mprot(three, 3 * PAGE, R));
+  access('mprotect.hole_middle.first_write', poke(three, 1));
+  access('mprotect.hole_middle.last_write', poke(three + 2 * PAGE, 8));
+  run('mprotect.sem', mprot(three, PAGE, R | W | uapi.PROT_SEM));
+  access('mprotect.sem.write', poke(three, 2));
+  run('mprotect.none', mprot(three + 2 * PAGE, PAGE, uapi.PROT_NONE));
+  access('mprotect.none.read', peek(three + 2 * PAGE));
+  run('mprotect.rw_again', mprot(three + 2 * PAGE, PAGE, R | W));
+  access('mprotect.rw_again.read', peek(three + 2 * PAGE));
 
   // IRQCHIP modes.
   const split = (v: number) => () =>

@@ -425,6 +425,15 @@ class Compiler {
           advice: sub('madvise', 'advice')!,
         };
         break;
+      case 'mprotect':
+        step = {
+          ...base,
+          kind,
+          addr: sub('mprotect', 'addr')!,
+          length: sub('mprotect', 'length')!,
+          prot: sub('mprotect', 'prot')!,
+        };
+        break;
       case 'read': {
         const r = s['read'] as Record<string, unknown>;
         step = {

@@ -406,6 +406,8 @@ class Runner {
       }
       case 'madvise':
         return h.madvise(this.int(s.addr), this.int(s.length), this.num(s.advice));
+      case 'mprotect':
+        return h.mprotect(this.int(s.addr), this.int(s.length), this.num(s.prot));
       case 'read': {
         const addr = this.int(s.addr);
         const got = h.memory.read(addr, this.num(s.length));

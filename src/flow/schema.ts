@@ -136,6 +136,20 @@ export const MadviseStep = z
       "madvise(): QEMU's ram_block_discard_range() of RAM without a file (MADV_DONTNEED, MADV_REMOVE)",
   });
 
+export const MprotectStep = z
+  .strictObject({
+    ...common,
+    mprotect: z.strictObject({
+      addr: ExprSchema,
+      length: ExprSchema,
+      prot: ExprSchema.describe('PROT_NONE, PROT_READ | PROT_WRITE, ...'),
+    }),
+  })
+  .meta({
+    id: 'MprotectStep',
+    description: "mprotect(): e.g. Firecracker's PROT_NONE on unplugged hotplug memory",
+  });
+
 export const ReadStep = z
   .strictObject({
     ...common,
@@ -239,6 +253,7 @@ export type StepInput =
   | z.infer<typeof WriteStep>
   | z.infer<typeof ReadStep>
   | z.infer<typeof MadviseStep>
+  | z.infer<typeof MprotectStep>
   | z.infer<typeof FallocateStep>
   | z.infer<typeof CloseStep>
   | z.infer<typeof GuestStep>
@@ -272,6 +287,7 @@ export const STEP_KINDS = {
   write: WriteStep,
   read: ReadStep,
   madvise: MadviseStep,
+  mprotect: MprotectStep,
   fallocate: FallocateStep,
   close: CloseStep,
   guest: GuestStep,
@@ -289,6 +305,7 @@ export const StepSchema: z.ZodType<StepInput> = z
     WriteStep,
     ReadStep,
     MadviseStep,
+    MprotectStep,
     FallocateStep,
     CloseStep,
     GuestStep,

@@ -103,6 +103,12 @@ export type Step =
       readonly advice: CValue;
     })
   | (StepBase & {
+      readonly kind: 'mprotect';
+      readonly addr: CValue;
+      readonly length: CValue;
+      readonly prot: CValue;
+    })
+  | (StepBase & {
       readonly kind: 'fallocate';
       readonly fd: CValue;
       readonly mode: CValue;

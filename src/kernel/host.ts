@@ -209,6 +209,14 @@ export class Host {
     });
   }
 
+  /** mprotect(2): mm.ts AddressSpace.mprotect(); changed page tables reach KVM through the MMU notifier. */
+  mprotect(addr: number | bigint, length: number | bigint, prot: number): number {
+    return this.sys('mprotect', undefined, () => {
+      this.mm.mprotect(addr, length, prot);
+      return 0;
+    });
+  }
+
   munmap(addr: number | bigint, length: number | bigint): number {
     return this.sys('munmap', undefined, () => {
       this.mm.munmap(addr, length, this.tracer.here('do_vmi_munmap'));

@@ -43,7 +43,10 @@ import {
   MAP_TYPE,
   PAGE_SIZE,
   PROT_EXEC,
+  PROT_GROWSDOWN,
+  PROT_GROWSUP,
   PROT_READ,
+  PROT_SEM,
   PROT_WRITE,
 } from '../uapi/mman.js';
 import { HostFault, kerr } from './errors.js';
@@ -277,6 +280,75 @@ export class AddressSpace {
       v.file?.put();
     }
     this.vmas = keep.sort((a, b) => a.start - b.start);
+  }
+
+  /**
+   * mprotect(2) (mm/mprotect.c do_mprotect_pkey()), checks in its order: PROT_GROWSDOWN with
+   * PROT_GROWSUP (-EINVAL), an unaligned start (-EINVAL), length 0 (nothing), a range that wraps
+   * (-ENOMEM), unknown prot bits (arch_validate_prot: -EINVAL), no VMA in the range or a hole at its
+   * start (-ENOMEM). The model has no VM_GROWSDOWN/VM_GROWSUP mappings, so a GROWS flag that finds a
+   * VMA is -EINVAL. Then each VMA of the range in order gets the new protection (split at the
+   * range's ends); a hole after the first stops the walk with -ENOMEM, the VMAs before it changed.
+   * A VMA whose protection changes has its page tables changed, which the MMU notifier reports
+   * (change_protection(); the model does not keep page residency, so it reports the whole part).
+   * Not modelled: -EACCES from VM_MAY* (every file the model maps is open for writing and
+   * executable) and overcommit accounting of newly writable private memory.
+   */
+  mprotect(addr: number | bigint, length: number | bigint, protIn: number): void {
+    const grows = protIn & (PROT_GROWSDOWN | PROT_GROWSUP);
+    const prot = protIn & ~(PROT_GROWSDOWN | PROT_GROWSUP);
+    if (grows === (PROT_GROWSDOWN | PROT_GROWSUP))
+      throw kerr('EINVAL', 'mprotect: PROT_GROWSDOWN and PROT_GROWSUP');
+    const startB = scalar(addr, 'mprotect start');
+    if (startB % BigInt(PAGE_SIZE) !== 0n) throw kerr('EINVAL', 'mprotect: start not page aligned');
+    const lenIn = scalar(length, 'mprotect len');
+    if (lenIn === 0n) return;
+    const len = BigInt.asUintN(64, (lenIn + 0xfffn) & ~0xfffn);
+    const endB = BigInt.asUintN(64, startB + len);
+    if (endB <= startB) throw kerr('ENOMEM', 'mprotect: start + len wraps');
+    if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM))
+      throw kerr('EINVAL', `mprotect: unknown prot bits 0x${prot.toString(16)} (arch_validate_prot)`);
+    const start = Number(startB);
+    const end = endB > BigInt(TASK_SIZE) ? TASK_SIZE + PAGE_SIZE : Number(endB);
+    const first = this.vmas.find((v) => v.end > start && v.start < end);
+    if (first === undefined) throw kerr('ENOMEM', 'mprotect: no mapping in the range');
+    if (grows & PROT_GROWSDOWN) {
+      if (first.start >= end) throw kerr('ENOMEM', 'mprotect: no mapping in the range');
+      throw kerr('EINVAL', 'mprotect: PROT_GROWSDOWN on a mapping that does not grow down');
+    }
+    if (first.start > start) throw kerr('ENOMEM', 'mprotect: the range starts in a hole');
+    if (grows & PROT_GROWSUP)
+      throw kerr('EINVAL', 'mprotect: PROT_GROWSUP on a mapping that does not grow up');
+    const newProt = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+    let tmp = first.start;
+    const out: Vma[] = [];
+    let hole = false;
+    for (const v of this.vmas) {
+      if (hole || v.end <= start || v.start >= end) {
+        out.push(v);
+        continue;
+      }
+      if (v.start !== tmp) {
+        hole = true;
+        out.push(v);
+        continue;
+      }
+      const s = Math.max(start, v.start);
+      const e = Math.min(end, v.end);
+      tmp = e;
+      // mprotect_fixup(): nothing to do when the flags stay the same.
+      if ((v.prot & (PROT_READ | PROT_WRITE | PROT_EXEC)) === newProt) {
+        out.push(v);
+        continue;
+      }
+      this.notifier?.(s, e);
+      if (v.start < s) out.push(this.slice(v, v.start, s));
+      out.push({ ...this.slice(v, s, e), prot: newProt });
+      if (e < v.end) out.push(this.slice(v, e, v.end));
+      v.file?.put();
+    }
+    this.vmas = out.sort((a, b) => a.start - b.start);
+    if (hole || tmp < end) throw kerr('ENOMEM', 'mprotect: part of the range is not mapped');
   }
 
   /**

@@ -3,6 +3,9 @@ export const PROT_NONE = 0x0;
 export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
 export const PROT_EXEC = 0x4;
+export const PROT_SEM = 0x8;
+export const PROT_GROWSDOWN = 0x01000000;
+export const PROT_GROWSUP = 0x02000000;
 
 export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
