@@ -501,6 +501,12 @@ int main(void)
 	pit.flags = 0x8;
 	VAL("pit2.full_unknown_flags", ioctl(vm5, KVM_CREATE_PIT2, &pit));
 	VAL("pit2.again", ioctl(vm5, KVM_CREATE_PIT2, &pit));
+	#define KVM_SET_TSS_ADDR _IO(KVMIO, 0x47)
+	/* KVM_SET_TSS_ADDR (by value): Firecracker's and QEMU's KVM_TSS_ADDRESS, the highest allowed, beyond. */
+	VAL("tss.firecracker", ioctl(vm7, KVM_SET_TSS_ADDR, 0xfffbd000UL));
+	VAL("tss.max", ioctl(vm7, KVM_SET_TSS_ADDR, 0xffffd000UL));
+	VAL("tss.too_high", ioctl(vm7, KVM_SET_TSS_ADDR, 0xffffd001UL));
+	VAL("tss.above_4g", ioctl(vm7, KVM_SET_TSS_ADDR, 0x100000000UL));
 	VAL("dev.api_version", ioctl(kvm, _IO(KVMIO, 0x00), 0));
 	VAL("dev.api_version_arg", ioctl(kvm, _IO(KVMIO, 0x00), 1));
 	VAL("dev.vcpu_mmap_size", ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0));

@@ -352,6 +352,12 @@ export function modelResults(
   run('pit2.null', pit(vm5, null));
   run('pit2.full_unknown_flags', pit(vm5, { flags: 8 }));
   run('pit2.again', pit(vm5, { flags: 8 }));
+  // KVM_SET_TSS_ADDR (by value): Firecracker's and QEMU's KVM_TSS_ADDRESS, the highest allowed, beyond.
+  const tss = (addr: number) => () => host.ioctl(vm7, 'KVM_SET_TSS_ADDR', addr);
+  run('tss.firecracker', tss(0xfffbd000));
+  run('tss.max', tss(0xffffd000));
+  run('tss.too_high', tss(0xffffd001));
+  run('tss.above_4g', tss(2 ** 32));
   run('dev.api_version', () => host.ioctl(kvm, 'KVM_GET_API_VERSION', 0));
   run('dev.api_version_arg', () => host.ioctl(kvm, 'KVM_GET_API_VERSION', 1));
   run('dev.vcpu_mmap_size', () => host.ioctl(kvm, 'KVM_GET_VCPU_MMAP_SIZE', 0));

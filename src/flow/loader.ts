@@ -402,6 +402,7 @@ class Compiler {
           flags: sub('mmap', 'flags')!,
           fd: sub('mmap', 'fd'),
           offset: sub('mmap', 'offset'),
+          addr: sub('mmap', 'addr'),
           as: s['as'] as string | undefined,
         };
         break;

@@ -8,7 +8,7 @@ import type { Flow, Outcome } from './types.js';
 
 /** What a run came to, in the terms outcomes are documented in. */
 export interface Observed {
-  /** 'ok', or the first unexpected step's errno / signal / 'invariant' / 'flow-error' / 'defect' / 'unexpected-ok'. */
+  /** 'ok', or the first unexpected step's errno / signal / 'invariant' / 'mismatch' (a value or out-field differs) / 'flow-error' / 'defect' / 'unexpected-ok'. */
   readonly result: string;
   /** The name of the first unexpected step (if it has one). */
   readonly at?: string;

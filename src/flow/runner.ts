@@ -393,6 +393,7 @@ class Runner {
           flags: this.num(s.flags),
           fd: s.fd === undefined ? undefined : this.num(s.fd),
           offset: s.offset === undefined ? undefined : this.int(s.offset),
+          addr: s.addr === undefined ? undefined : this.int(s.addr),
         });
         if (s.as) this.bindings.set(s.as, BigInt(addr));
         return hex(addr);

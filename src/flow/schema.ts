@@ -108,6 +108,7 @@ export const MmapStep = z
       flags: ExprSchema,
       fd: ExprSchema.optional(),
       offset: ExprSchema.optional(),
+      addr: ExprSchema.optional().describe('the address hint, or the place with MAP_FIXED'),
     }),
     as: bindAs,
   })
@@ -319,8 +320,16 @@ export const OutcomeSchema = z
     z.literal('ok'),
     z.strictObject({
       result: z
-        .union([z.literal('ok'), z.literal('invariant'), z.enum(ERRNO_NAMES), z.enum(SIGNALS)])
-        .describe('ok, or the errno / signal of the first unexpected step'),
+        .union([
+          z.literal('ok'),
+          z.literal('invariant'),
+          z.literal('mismatch'),
+          z.enum(ERRNO_NAMES),
+          z.enum(SIGNALS),
+        ])
+        .describe(
+          'ok, or the errno / signal of the first unexpected step; mismatch: it succeeded with another value (a VMM check on a capability fails)',
+        ),
       at: z.string().optional().describe('the name of the step that fails (required unless result is ok)'),
       why: z.string().optional().describe('what in the sources says so'),
     }),

@@ -86,6 +86,7 @@ export type Step =
       readonly flags: CValue;
       readonly fd?: CValue;
       readonly offset?: CValue;
+      readonly addr?: CValue;
       readonly as?: string;
     })
   | (StepBase & { readonly kind: 'munmap'; readonly addr: CValue; readonly length: CValue })
@@ -133,7 +134,7 @@ export type Step =
 /** What the sources say a flow does on one profile. */
 export interface Outcome {
   /** 'ok': every expectation holds. Otherwise the result of the first unexpected step. */
-  readonly result: 'ok' | 'invariant' | ErrnoName | SignalName;
+  readonly result: 'ok' | 'invariant' | 'mismatch' | ErrnoName | SignalName;
   /** The name of that step. */
   readonly at?: string;
   readonly why?: string;

@@ -39,6 +39,9 @@ export const KVM_CREATE_VCPU = _IO(KVMIO, 0x41);
 /** x86: the PIC and IOAPIC in KVM, and a local APIC for every vCPU created afterwards. */
 export const KVM_CREATE_IRQCHIP = _IO(KVMIO, 0x60);
 export const KVM_SET_NR_MMU_PAGES = _IO(KVMIO, 0x44);
+export const KVM_SET_TSS_ADDR = _IO(KVMIO, 0x47);
+/** struct kvm_pit_config flags: a dummy PC speaker port (0x61) so guest writes do not exit. */
+export const KVM_PIT_SPEAKER_DUMMY = 1;
 /** struct kvm_irq_level: irq, level. */
 export const KVM_IRQ_LINE = _IOW(KVMIO, 0x61, 8);
 /** struct kvm_pit_config: flags, pad[15]. */
@@ -171,6 +174,7 @@ export const KVM_IOCTLS: Readonly<Record<string, number>> = {
   KVM_CREATE_VCPU,
   KVM_CREATE_IRQCHIP,
   KVM_SET_NR_MMU_PAGES,
+  KVM_SET_TSS_ADDR,
   KVM_IRQ_LINE,
   KVM_CREATE_PIT2,
   KVM_SET_USER_MEMORY_REGION,

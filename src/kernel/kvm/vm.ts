@@ -177,6 +177,8 @@ export class Vm {
         return kvmIrqLine(this, arg);
       case K.KVM_SET_NR_MMU_PAGES:
         return this.mmu.setNrMmuPages(scalar(arg, 'nr_mmu_pages'));
+      case K.KVM_SET_TSS_ADDR:
+        return setTssAddr(scalar(arg, 'tss addr'));
       case K.KVM_SET_USER_MEMORY_REGION:
         return setUserMemoryRegion(this, arg, false);
       case K.KVM_SET_USER_MEMORY_REGION2:
@@ -447,4 +449,14 @@ function sameCpuid(a: readonly CpuidEntry[], b: readonly CpuidEntry[]): boolean 
       x.ecx === b[i]!.ecx &&
       x.edx === b[i]!.edx,
   );
+}
+
+/**
+ * kvm_vm_ioctl_set_tss_addr(): an address above 4 GiB less three pages is -EINVAL; then the vendor
+ * hook, 0 for TDX VMs, on SVM and on VMX with unrestricted guest. Not modelled: VMX without
+ * unrestricted guest, which would place KVM's private real-mode TSS memslot there.
+ */
+function setTssAddr(addr: bigint): number {
+  if (BigInt.asUintN(64, addr) > 0xffff_d000n) throw kerr('EINVAL', 'KVM_SET_TSS_ADDR: above 4 GiB - 3 pages');
+  return 0;
 }
