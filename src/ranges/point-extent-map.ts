@@ -86,7 +86,8 @@ export class PointExtentMap<V> {
       this.pts.set(start, value === undefined ? HOLE : value);
       return;
     }
-    this.dropLayer(start, end);
+    // A bad range is refused by the tree (RangeError) before the layer loses anything.
+    if (Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0) this.dropLayer(start, end);
     this.tree.set(start, end, value);
   }
 

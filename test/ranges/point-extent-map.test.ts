@@ -84,5 +84,9 @@ describe('PointExtentMap', () => {
     expect(() => m.set(-1, 0, 1)).toThrow(RangeError);
     expect(() => m.set(1.5, 2.5, 1)).toThrow(RangeError);
     expect(() => m.update(2 ** 53, 2 ** 53 + 1, () => 1)).toThrow(RangeError);
+    // A refused range leaves the layer's pages as they were.
+    m.set(3, 4, 7);
+    expect(() => m.set(2, 5.5, 1)).toThrow(RangeError);
+    expect(m.get(3)).toBe(7);
   });
 });
