@@ -623,6 +623,31 @@ int main(void)
 	READ("memfd_private.after_shrink", mp + PAGE + 1);
 	VAL("memfd_private.grow", ftruncate(mf, 4 * PAGE));
 	READ("memfd_private.after_grow", mp + PAGE + 1);
+	/* MADV_POPULATE_* on private mappings of a 4-page memfd: POPULATE_WRITE makes the private copies,
+	 * POPULATE_READ does not; both stop at the first hole, leaving what lies beyond it alone. */
+	int mq = memfd_create("populate", 0);
+	ftruncate(mq, 4 * PAGE);
+	char *qs = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mq, 0);
+	memset(qs, 'A', 4 * PAGE);
+	char *qp = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, mq, 0);
+	munmap(qp + PAGE, PAGE);
+	VAL("populate.write_over_hole", madvise(qp, 3 * PAGE, MADV_POPULATE_WRITE));
+	qs[0] = 'B';
+	qs[2 * PAGE] = 'B';
+	READ("populate.write_over_hole.before", qp);
+	READ("populate.write_over_hole.beyond", qp + 2 * PAGE);
+	VAL("populate.read_hole_first", madvise(qp + PAGE, 2 * PAGE, MADV_POPULATE_READ));
+	char *qr = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, mq, 0);
+	VAL("populate.read", madvise(qr, 2 * PAGE, MADV_POPULATE_READ));
+	qs[PAGE] = 'C';
+	READ("populate.read.sees_file", qr + PAGE);
+	VAL("populate.write", madvise(qr, 2 * PAGE, MADV_POPULATE_WRITE));
+	qs[PAGE] = 'D';
+	READ("populate.write.own_copy", qr + PAGE);
+	char *qe = mmap(NULL, 6 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, mq, 0);
+	VAL("populate.write_beyond_eof", madvise(qe, 6 * PAGE, MADV_POPULATE_WRITE));
+	qs[3 * PAGE] = 'E';
+	READ("populate.write_beyond_eof.last_page_copied", qe + 3 * PAGE);
 	/* mmap and munmap argument checks. */
 	OK("mmap.len0", mmap(NULL, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 	OK("mmap.no_type", mmap(NULL, PAGE, PROT_READ, MAP_ANONYMOUS, -1, 0));

@@ -517,6 +517,32 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
   touch('memfd_private.after_shrink', readByte(mp + PAGE + 1));
   run('memfd_private.grow', () => host.ftruncate(mf, 4 * PAGE));
   touch('memfd_private.after_grow', readByte(mp + PAGE + 1));
+  // MADV_POPULATE_* on private mappings of a 4-page memfd: POPULATE_WRITE makes the private copies,
+  // POPULATE_READ does not; both stop at the first hole, leaving what lies beyond it alone.
+  const A = 0x41;
+  const mq = host.memfdCreate('populate');
+  host.ftruncate(mq, 4 * PAGE);
+  const qs = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: mq });
+  host.memory.write(qs, new Uint8Array(4 * PAGE).fill(A));
+  const qp = host.mmap({ length: 3 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE, fd: mq });
+  host.munmap(qp + PAGE, PAGE);
+  run('populate.write_over_hole', madv(qp, 3 * PAGE, uapi.MADV_POPULATE_WRITE));
+  host.memory.write(qs, [A + 1]);
+  host.memory.write(qs + 2 * PAGE, [A + 1]);
+  touch('populate.write_over_hole.before', readByte(qp));
+  touch('populate.write_over_hole.beyond', readByte(qp + 2 * PAGE));
+  run('populate.read_hole_first', madv(qp + PAGE, 2 * PAGE, uapi.MADV_POPULATE_READ));
+  const qr = host.mmap({ length: 2 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE, fd: mq });
+  run('populate.read', madv(qr, 2 * PAGE, uapi.MADV_POPULATE_READ));
+  host.memory.write(qs + PAGE, [A + 2]);
+  touch('populate.read.sees_file', readByte(qr + PAGE));
+  run('populate.write', madv(qr, 2 * PAGE, uapi.MADV_POPULATE_WRITE));
+  host.memory.write(qs + PAGE, [A + 3]);
+  touch('populate.write.own_copy', readByte(qr + PAGE));
+  const qe = host.mmap({ length: 6 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE, fd: mq });
+  run('populate.write_beyond_eof', madv(qe, 6 * PAGE, uapi.MADV_POPULATE_WRITE));
+  host.memory.write(qs + 3 * PAGE, [A + 4]);
+  touch('populate.write_beyond_eof.last_page_copied', readByte(qe + 3 * PAGE));
   // mmap and munmap argument checks.
   const anon = uapi.MAP_ANONYMOUS;
   const mmap = (args: Parameters<Host['mmap']>[0]) => () => host.mmap(args);

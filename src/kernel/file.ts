@@ -104,10 +104,11 @@ export interface MmapBacking {
   /** MAP_PRIVATE only: forget the mapping's own copies of pages [first, end) (MADV_DONTNEED). */
   dropPrivate?(first: number, end: number): void;
   /**
-   * Fault pages [first, end) in for reading (MADV_POPULATE_*), in one go: the state readPage() of
-   * each would leave, or the HostFault of the first page that faults (pages before it done).
+   * Fault pages [first, end) in (MADV_POPULATE_READ, or _WRITE with `write`), in one go: the state
+   * the faults would leave (a write fault on a MAP_PRIVATE mapping copies the page into it), or the
+   * HostFault of the first page that faults (pages before it done).
    */
-  populate?(first: number, end: number): void;
+  populate?(first: number, end: number, write?: boolean): void;
   /** shmem (memfd): a file whose folios may be huge, so MADV_COLLAPSE may act on it; other files have none. */
   readonly shmem?: boolean;
 }

@@ -12,6 +12,8 @@ import type { Host } from './host.js';
 import { dropPages, pageWith } from './mm.js';
 
 const PAGE_SIZE = 4096;
+/** A private copy of a hole: zeroes, shared by all such copies (stored pages are replaced, never changed). */
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
 
@@ -136,7 +138,15 @@ export class MemFile extends KFile {
     const own = new Map<number, Uint8Array>();
     return {
       shmem: true,
-      populate,
+      populate(first, end, write) {
+        // Write faults (do_cow_fault) copy every page below i_size they reach; pages are never
+        // changed in place, so the copy shares the file's bytes until either side is written.
+        if (write) {
+          const stop = Math.min(end, Math.ceil(Number(file.size) / PAGE_SIZE));
+          for (let p = first; p < stop; p++) if (!own.has(p)) own.set(p, file.pages.get(p) ?? ZERO_PAGE);
+        }
+        populate(first, end);
+      },
       readPage(pgoff) {
         const p = own.get(pgoff);
         if (p) return p;

@@ -364,7 +364,8 @@ export class AddressSpace {
    *   file range, through `punch` for a real file.
    * - MADV_FREE: private anonymous memory only (-EINVAL otherwise); the page tables go (the MMU
    *   notifier runs) but the pages are freed only under memory pressure, which the model never has.
-   * - MADV_DONTNEED_LOCKED: as DONTNEED. MADV_POPULATE_READ/WRITE: the faults only (-EFAULT).
+   * - MADV_DONTNEED_LOCKED: as DONTNEED. MADV_POPULATE_READ/WRITE: the faults (-EFAULT), and for
+   *   POPULATE_WRITE on a private file mapping its private copies; they stop at the first hole.
    *   MADV_WIPEONFORK: private anonymous memory only. MADV_HWPOISON / SOFT_OFFLINE: -EPERM (the
    *   VMM is not CAP_SYS_ADMIN; memory failure is host.memoryFailure()).
    * - NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTFORK, DOFORK, KEEPONFORK, MERGEABLE, UNMERGEABLE,
@@ -424,10 +425,16 @@ export class AddressSpace {
   ): void {
     let a = start;
     let hole = false;
+    // madvise_populate() faults the range in address order and stops at the first hole (-ENOMEM),
+    // leaving what lies beyond it alone; other advice visits every VMA, then reports the hole.
+    const populate = advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE;
     for (const v of [...this.vmas]) {
       if (v.end <= a) continue;
       if (v.start >= end) break;
-      if (v.start > a) hole = true;
+      if (v.start > a) {
+        if (populate) break;
+        hole = true;
+      }
       const s = Math.max(a, v.start);
       const e = Math.min(end, v.end);
       this.adviseVma(v, s, e, advice, punch);
@@ -498,10 +505,10 @@ export class AddressSpace {
   }
 
   /**
-   * madvise_populate(): fault the range in (the model keeps no page residency, so only the faults
-   * matter). A mapping that does not allow the access is -EINVAL ("permission problems",
-   * check_vma_flags()); a SIGBUS or SIGSEGV fault is -EFAULT. Not modelled: POPULATE_WRITE on a
-   * private file mapping makes the private copies; 6.10+ stops at the first hole with -ENOMEM.
+   * madvise_populate() on one VMA: fault the range in (the model keeps no page residency, so only
+   * the faults and what they leave matter: POPULATE_WRITE on a private file mapping makes its
+   * private copies). A mapping that does not allow the access is -EINVAL ("permission problems",
+   * check_vma_flags()); a SIGBUS or SIGSEGV fault is -EFAULT.
    */
   private populate(v: Vma, s: number, e: number, write: boolean): void {
     if (!(v.prot & (write ? PROT_WRITE : PROT_READ)))
@@ -511,7 +518,7 @@ export class AddressSpace {
     const first = v.pgoff + (s - v.start) / PAGE_SIZE;
     const end = v.pgoff + (e - v.start) / PAGE_SIZE;
     try {
-      if (b.populate) b.populate(first, end);
+      if (b.populate) b.populate(first, end, write);
       else for (let p = first; p < end; p++) b.readPage(p);
     } catch (err) {
       if (err instanceof HostFault) throw kerr('EFAULT', `madvise_populate: ${err.signal}: ${err.reason}`);

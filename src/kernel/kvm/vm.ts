@@ -457,6 +457,7 @@ function sameCpuid(a: readonly CpuidEntry[], b: readonly CpuidEntry[]): boolean 
  * unrestricted guest, which would place KVM's private real-mode TSS memslot there.
  */
 function setTssAddr(addr: bigint): number {
-  if (BigInt.asUintN(64, addr) > 0xffff_d000n) throw kerr('EINVAL', 'KVM_SET_TSS_ADDR: above 4 GiB - 3 pages');
+  if (BigInt.asUintN(64, addr) > 0xffff_d000n)
+    throw kerr('EINVAL', 'KVM_SET_TSS_ADDR: above 4 GiB - 3 pages');
   return 0;
 }
