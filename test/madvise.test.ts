@@ -392,6 +392,17 @@ describe('MADV_POPULATE on guest_memfd mappings (kvm_gmem_fault_user_mapping ove
     expect(gmemOf(host, gmem).folios.get(0)).toBeUndefined();
   });
 
+  it('a poisoned page: the fault is VM_FAULT_HWPOISON and GUP asks FOLL_HWPOISON -> EHWPOISON (not EFAULT); the pages before it come in', () => {
+    const { host, gmem, m } = gmemMapping('v7.0', uapi.KVM_X86_DEFAULT_VM, SHARED_GMEM, 4 * PAGE);
+    host.memory.write(m + 2 * PAGE, [1]);
+    expect(host.memoryFailure(gmem, 2 * PAGE)).toBe(0);
+    expect(errnoOf(() => host.madvise(m, 4 * PAGE, uapi.MADV_POPULATE_READ))).toBe('EHWPOISON');
+    expect(errnoOf(() => host.madvise(m + 2 * PAGE, PAGE, uapi.MADV_POPULATE_WRITE))).toBe('EHWPOISON');
+    expect(gmemOf(host, gmem).folios.get(1)?.uptodate).toBe(true);
+    // A range that leaves the poisoned page out is fine.
+    expect(host.madvise(m + 3 * PAGE, PAGE, uapi.MADV_POPULATE_READ)).toBe(0);
+  });
+
   it('a TiB guest_memfd populates by extents, not page by page', () => {
     const TIB = 2 ** 40;
     const { host, gmem, m } = gmemMapping('v7.0', uapi.KVM_X86_DEFAULT_VM, SHARED_GMEM, TIB);

@@ -28,6 +28,8 @@ export class HostFault extends Error {
     readonly signal: 'SIGBUS' | 'SIGSEGV',
     readonly address: bigint,
     readonly reason: string,
+    /** A SIGBUS for a poisoned page (VM_FAULT_HWPOISON, BUS_MCEERR_AR): GUP reports -EHWPOISON. */
+    readonly hwpoison = false,
   ) {
     super(`${signal} at 0x${address.toString(16)} (${reason})`);
     this.name = 'HostFault';

@@ -508,7 +508,7 @@ export class AddressSpace {
    * madvise_populate() on one VMA: fault the range in (the model keeps no page residency, so only
    * the faults and what they leave matter: POPULATE_WRITE on a private file mapping makes its
    * private copies). A mapping that does not allow the access is -EINVAL ("permission problems",
-   * check_vma_flags()); a SIGBUS or SIGSEGV fault is -EFAULT.
+   * check_vma_flags()); a SIGBUS or SIGSEGV fault is -EFAULT, a poisoned page -EHWPOISON.
    */
   private populate(v: Vma, s: number, e: number, write: boolean): void {
     if (!(v.prot & (write ? PROT_WRITE : PROT_READ)))
@@ -521,7 +521,9 @@ export class AddressSpace {
       if (b.populate) b.populate(first, end, write);
       else for (let p = first; p < end; p++) b.readPage(p);
     } catch (err) {
-      if (err instanceof HostFault) throw kerr('EFAULT', `madvise_populate: ${err.signal}: ${err.reason}`);
+      // faultin_page_range() asks FOLL_HWPOISON: a poisoned page is -EHWPOISON, other faults -EFAULT.
+      if (err instanceof HostFault)
+        throw kerr(err.hwpoison ? 'EHWPOISON' : 'EFAULT', `madvise_populate: ${err.signal}: ${err.reason}`);
       throw err;
     }
   }

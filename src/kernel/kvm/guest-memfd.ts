@@ -922,7 +922,8 @@ class GmemUserMapping implements MmapBacking {
       throw new HostFault('SIGBUS', addr, 'guest_memfd page is private (no INIT_SHARED)');
     }
     let folio = inode.folios.get(pgoff);
-    if (folio?.hwpoison) throw new HostFault('SIGBUS', addr, 'guest_memfd page is hwpoisoned');
+    // __do_fault(): the folio kvm_gmem_fault_user_mapping() returns is poisoned: VM_FAULT_HWPOISON.
+    if (folio?.hwpoison) throw new HostFault('SIGBUS', addr, 'guest_memfd page is hwpoisoned', true);
     if (!folio?.uptodate) {
       // clear_highpage(), then 6.18/6.19 kvm_gmem_mark_prepared(), 7.0 folio_mark_uptodate().
       const prepared = this.file.vm.profile.gmem.preparation === 'prepared';
