@@ -98,7 +98,7 @@ describe('the cases on every profile (a probe run on an older kernel)', () => {
   it.each(kernels())(
     '%s: no exception; the guest_memfd mmap sections only from 6.18 (MMAP | INIT_SHARED)',
     (kernel) => {
-      const shared = ['v6.18', 'v6.19', 'v7.0'].includes(kernel);
+      const shared = ['v6.18', 'v6.19', 'v7.0', 'v6.18+no-direct-map'].includes(kernel);
       for (const tdp of [true, false]) {
         const m = modelResults(kernel, { tdp });
         expect(m.has('run_gmem.hlt')).toBe(shared);

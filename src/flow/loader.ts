@@ -270,6 +270,7 @@ class Compiler {
       result: (o['result'] as ResultExpect | undefined) ?? 'ok',
       exit,
       value: o['value'] === undefined ? undefined : this.value(o['value'], [...path, 'value'], scope),
+      bits: o['bits'] === undefined ? undefined : this.value(o['bits'], [...path, 'bits'], scope),
       out: isRecord(o['out'])
         ? Object.entries(o['out']).map(([k, x]) => [k, this.value(x, [...path, 'out', k], scope)] as const)
         : undefined,

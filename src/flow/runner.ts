@@ -507,6 +507,15 @@ class Runner {
         const have = typeof o.value === 'number' ? BigInt(o.value) : BigInt(o.value);
         if (want !== have) return { asExpected: false, why: `expected return value ${want}, got ${have}` };
       }
+      if (ex.bits !== undefined && o.kind === 'ok') {
+        const want = BigInt(this.int(ex.bits));
+        const have = BigInt(o.value);
+        if ((have & want) !== want)
+          return {
+            asExpected: false,
+            why: `expected bits 0x${want.toString(16)} set in the return value, got 0x${have.toString(16)}`,
+          };
+      }
       for (const [field, v] of ex.out ?? []) {
         const want = BigInt(this.int(v));
         // A dotted path reaches nested structs: `data.len` of a kvm_sev_cmd.
@@ -678,6 +687,7 @@ function expectText(e: Expect): string {
   if (e.exit) t += `, exit ${e.exit}`;
   if (e.value)
     t += `, value ${e.value.k === 'expr' ? e.value.src : String(e.value.k === 'lit' ? e.value.v : '')}`;
+  if (e.bits) t += `, bits ${e.bits.k === 'expr' ? e.bits.src : String(e.bits.k === 'lit' ? e.bits.v : '')}`;
   if (e.out?.length)
     t += `, ${e.out.map(([k, v]) => `${k} = ${v.k === 'expr' ? v.src : v.k === 'lit' ? String(v.v) : '...'}`).join(', ')}`;
   return t;

@@ -55,13 +55,19 @@ export const ExpectSchema = z
         .describe('ok (default), any, an errno name or a signal'),
       exit: z.string().optional().describe('KVM_RUN: the exit reason, e.g. KVM_EXIT_HLT'),
       value: ExprSchema.optional().describe('the return value'),
+      bits: ExprSchema.optional().describe(
+        'bits the return value must have set, as a VMM checks a capability mask: (value & bits) == bits',
+      ),
       out: z
         .record(z.string(), ExprSchema)
         .optional()
         .describe('fields of the in/out struct after the call, dotted for nested ones, e.g. { data.len: 0 }'),
     }),
   ])
-  .meta({ id: 'Expect', description: 'ok, any, an errno (EEXIST), a signal, or {result, exit, value, out}' });
+  .meta({
+    id: 'Expect',
+    description: 'ok, any, an errno (EEXIST), a signal, or {result, exit, value, bits, out}',
+  });
 
 /** Fields every step may carry. */
 const common = {

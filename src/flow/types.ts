@@ -30,6 +30,8 @@ export interface Expect {
   /** KVM_RUN: the expected exit reason (uAPI name). */
   readonly exit?: string;
   readonly value?: CValue;
+  /** Bits the return value must have set (a VMM's feature check). */
+  readonly bits?: CValue;
   readonly out?: ReadonlyArray<readonly [string, CValue]>;
 }
 

@@ -111,6 +111,8 @@ export interface MmapBacking {
   populate?(first: number, end: number, write?: boolean): void;
   /** shmem (memfd): a file whose folios may be huge, so MADV_COLLAPSE may act on it; other files have none. */
   readonly shmem?: boolean;
+  /** AS_NO_DIRECT_MAP (out of tree, like secretmem): get_user_pages() refuses the mapping (-EFAULT). */
+  readonly noDirectMap?: boolean;
 }
 
 /** The process's fd table: lowest free fd first, as the kernel allocates. */

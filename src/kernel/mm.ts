@@ -511,6 +511,10 @@ export class AddressSpace {
    * check_vma_flags()); a SIGBUS or SIGSEGV fault is -EFAULT, a poisoned page -EHWPOISON.
    */
   private populate(v: Vma, s: number, e: number, write: boolean): void {
+    // check_vma_flags() refuses a mapping without direct map (secretmem, out-of-tree NO_DIRECT_MAP
+    // guest_memfd); for MADV_POPULATE every refusal there is -EINVAL.
+    if (v.backing?.noDirectMap)
+      throw kerr('EINVAL', 'madvise_populate: check_vma_flags(): the mapping has no direct map');
     if (!(v.prot & (write ? PROT_WRITE : PROT_READ)))
       throw kerr('EINVAL', `madvise_populate: the mapping does not allow ${write ? 'writes' : 'reads'}`);
     const b = v.backing;
@@ -690,12 +694,19 @@ export class AddressSpace {
     }
   }
 
+  /** check_vma_flags(): get_user_pages() refuses a mapping without direct map (-EFAULT). */
+  private gupAllowed(addr: number): void {
+    if (this.find(addr)?.backing?.noDirectMap)
+      throw kerr('EFAULT', `get_user_pages: check_vma_flags(): no direct map at 0x${addr.toString(16)}`);
+  }
+
   /**
    * get_user_pages() of one page for the kernel (populate's source, a shared guest access):
    * -EFAULT where no VMA maps it; the page's bytes (null = zero) otherwise. A file fault that
    * would SIGBUS a user access is -EFAULT for GUP.
    */
   gupRead(addr: number): Uint8Array | null {
+    this.gupAllowed(addr);
     try {
       return this.readPage(addr);
     } catch (e) {
@@ -727,6 +738,7 @@ export class AddressSpace {
   }
 
   gupWrite(addr: number, off: number, bytes: Uint8Array): void {
+    this.gupAllowed(addr);
     try {
       this.writePage(addr, off, bytes);
     } catch (e) {

@@ -116,6 +116,8 @@ export const KVM_MAX_VCPU_IDS = 16384;
 // guest_memfd
 export const GUEST_MEMFD_FLAG_MMAP = 1 << 0;
 export const GUEST_MEMFD_FLAG_INIT_SHARED = 1 << 1;
+/** Out of tree (direct map removal, v12): profile v6.18+no-direct-map only. */
+export const GUEST_MEMFD_FLAG_NO_DIRECT_MAP = 1 << 2;
 
 // memory attributes
 export const KVM_MEMORY_ATTRIBUTE_PRIVATE = 1 << 3;

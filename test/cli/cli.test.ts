@@ -21,7 +21,8 @@ describe('gmemlab CLI', () => {
     const r = cli('kernels');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^tdx-dev-2024-07\+eexist\s+July 2024 TDX dev tree with 09\/12/m);
-    expect(r.out.trim().split('\n').length).toBe(10);
+    expect(r.out).toMatch(/^v6\.18\+no-direct-map\s+v6\.18 \+ out-of-tree GUEST_MEMFD_FLAG_NO_DIRECT_MAP/m);
+    expect(r.out.trim().split('\n').length).toBe(11);
   });
 
   it('run: founding case exits 1 at the first INIT_MEM_REGION with EEXIST', () => {

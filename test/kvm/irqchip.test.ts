@@ -27,7 +27,7 @@ const SNP = allProfiles()
   .filter((p) => p.vmTypes.snp)
   .map((p) => p.name);
 /** TDX with has_protected_eoi (6.18+). */
-const TDX_PROTECTED_EOI = ['v6.18', 'v6.19', 'v7.0'];
+const TDX_PROTECTED_EOI = ['v6.18', 'v6.19', 'v7.0', 'v6.18+no-direct-map'];
 /** Upstream TDX before has_protected_eoi: the full IRQCHIP is refused only at KVM_CREATE_VCPU. */
 const TDX_6_16 = ['v6.16'];
 /** The 2024 dev tree: tdx_vcpu_create() needs only an in-kernel local APIC. */

@@ -56,7 +56,11 @@ const PUNCH = uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE;
  */
 function expectedGmemFlags(kernel: string, type: number): number {
   if (!profileOf(kernel).gmem.mmap) return 0;
-  return MMAP | (kvm_arch_has_private_mem(type) ? 0 : INIT_SHARED);
+  // The out-of-tree direct map removal series (v6.18+no-direct-map) adds NO_DIRECT_MAP (1 << 2) for
+  // every VM type but TDX and SNP (kvm_arch_gmem_supports_no_direct_map, patch 0030).
+  const noDirectMap =
+    kernel === 'v6.18+no-direct-map' && type !== uapi.KVM_X86_TDX_VM && type !== uapi.KVM_X86_SNP_VM ? 4 : 0;
+  return MMAP | (kvm_arch_has_private_mem(type) ? 0 : INIT_SHARED) | noDirectMap;
 }
 
 /** gmem_test(): a fresh guest_memfd of total_size with `flags`, closed afterwards. */

@@ -17,7 +17,7 @@ import '../../src/kernel/arch/register.js';
 const KNOWN_FEATURES = BigInt(uapi.SVM_SEV_FEAT_DEBUG_SWAP);
 const kernels = allProfiles().filter((p) => p.vmTypes.sev);
 /** Releases whose sev_hardware_setup() adds SVM_SEV_FEAT_SECURE_TSC (6.18 on). */
-const SECURE_TSC_KERNELS = new Set(['v6.18', 'v6.19', 'v7.0']);
+const SECURE_TSC_KERNELS = new Set(['v6.18', 'v6.19', 'v7.0', 'v6.18+no-direct-map']);
 
 /** kvm_device_attr_get(kvm_fd, group, attr, &val): the value put_user() wrote at attr.addr. */
 function kvmDeviceAttrGet(host: Host, kvm: number, group: number, attr: number): bigint {

@@ -10,7 +10,10 @@ import { PointExtentMap } from '../../ranges/point-extent-map.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
+  GUEST_MEMFD_FLAG_NO_DIRECT_MAP,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_X86_SNP_VM,
+  KVM_X86_TDX_VM,
 } from '../../uapi/kvm.js';
 import {
   FALLOC_FL_KEEP_SIZE,
@@ -24,7 +27,7 @@ import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
 import type { Host } from '../host.js';
 import { dropPages, pageWith } from '../mm.js';
-import type { GmemPreparation } from '../profiles/types.js';
+import type { GmemPreparation, KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
 import { wordAttributes } from './attributes.js';
@@ -91,6 +94,11 @@ export class GmemInode {
 
   get supportsMmap(): boolean {
     return (this.flags & BigInt(GUEST_MEMFD_FLAG_MMAP)) !== 0n;
+  }
+
+  /** AS_NO_DIRECT_MAP (out of tree): folios leave the kernel's direct map; GUP refuses the mappings. */
+  get noDirectMap(): boolean {
+    return (this.flags & BigInt(GUEST_MEMFD_FLAG_NO_DIRECT_MAP)) !== 0n;
   }
 
   pfn(index: number): number {
@@ -235,7 +243,7 @@ export function createGuestMemfd(vm: Vm, arg: unknown): number {
   const s = copyFromUser(arg, 'kvm_create_guest_memfd');
   const size = s64(s, 'size');
   const flags = u64(s, 'flags');
-  if (flags & ~BigInt(supportedGmemFlags(vm)))
+  if (flags & ~BigInt(supportedGmemFlags(vm.profile, vm)))
     throw kerr('EINVAL', `kvm_gmem_create: flags 0x${flags.toString(16)} not supported`);
   if (size <= 0n || !pageAligned(size))
     throw kerr('EINVAL', 'kvm_gmem_create: size <= 0 or not page aligned');
@@ -248,13 +256,16 @@ export function createGuestMemfd(vm: Vm, arg: unknown): number {
   return host.fds.install(file);
 }
 
-/** kvm_gmem_get_supported_flags() (6.18+); 0 before. */
-export function supportedGmemFlags(vm: Vm | undefined): number {
-  const profile = vm ? vm.profile : undefined;
-  if (profile && !profile.gmem.mmap) return 0;
+/** kvm_gmem_get_supported_flags() (6.18+) for `vm`, or for /dev/kvm (no VM); 0 before. */
+export function supportedGmemFlags(profile: KernelProfile, vm: Vm | undefined): number {
+  if (!profile.gmem.mmap) return 0;
   let flags = GUEST_MEMFD_FLAG_MMAP;
   // x86 kvm_arch_supports_gmem_init_shared(): only VMs without private memory.
   if (!vm?.arch.hasPrivateMem) flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
+  // kvm_arch_gmem_supports_no_direct_map(): not for TDX and SNP, which populate through the direct
+  // map (can_set_direct_map() is taken to hold).
+  if (profile.gmem.noDirectMap && (!vm || (vm.type !== KVM_X86_TDX_VM && vm.type !== KVM_X86_SNP_VM)))
+    flags |= GUEST_MEMFD_FLAG_NO_DIRECT_MAP;
   return flags;
 }
 
@@ -911,7 +922,10 @@ const USER_FAULT_MARK_PREPARED = ['kvm_gmem_fault_user_mapping', 'kvm_gmem_mark_
 
 /** The user mapping of a guest_memfd (6.18+): kvm_gmem_fault_user_mapping() per page. */
 class GmemUserMapping implements MmapBacking {
-  constructor(private readonly file: GmemFile) {}
+  readonly noDirectMap: boolean;
+  constructor(private readonly file: GmemFile) {
+    this.noDirectMap = file.inode.noDirectMap;
+  }
 
   private fault(pgoff: number): { inode: GmemInode; folio: Folio } {
     const inode = this.file.inode;

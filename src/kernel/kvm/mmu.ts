@@ -285,13 +285,23 @@ export class Mmu {
     const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
     // __kvm_faultin_pfn(): GUP of the shared mapping; no VMA is KVM_PFN_ERR_FAULT, and
     // kvm_handle_error_pfn() turns that into a memory-fault exit with -EFAULT.
-    if (!vm.host.mm.find(hva)) {
+    const vma = vm.host.mm.find(hva);
+    if (!vma) {
       this.memoryFaultExit(vcpu, gfn, false);
       const by = vm.host.mm.unmappedBy(hva);
       throw kerr(
         'EFAULT',
         `__kvm_faultin_pfn: hva 0x${hva.toString(16)} of memslot ${slot.id} is not mapped`,
         by ? `the memslot's memory was unmapped by ${describeProvenance(by)}` : undefined,
+      );
+    }
+    // hva_to_pfn(): GUP's check_vma_flags() refuses a mapping without direct map (an out-of-tree
+    // NO_DIRECT_MAP guest_memfd used as a plain memslot's memory): KVM_PFN_ERR_FAULT.
+    if (vma.backing?.noDirectMap) {
+      this.memoryFaultExit(vcpu, gfn, false);
+      throw kerr(
+        'EFAULT',
+        `hva_to_pfn: get_user_pages() refuses hva 0x${hva.toString(16)} of memslot ${slot.id}: no direct map`,
       );
     }
     if (!cur || cur.private || cur.inode || cur.slot !== slot) {

@@ -355,7 +355,7 @@ export function checkExtension(host: Host, vm: Vm | undefined, cap: number): num
       // 6.8..6.17: only where private memory exists; 6.18+: guest_memfd on every VM.
       return p.memslots.gmemOnAnyVm || !vm || vm.arch.hasPrivateMem ? 1 : 0;
     case K.KVM_CAP_GUEST_MEMFD_FLAGS:
-      return p.gmem.mmap ? supportedGmemFlags(vm) : 0;
+      return supportedGmemFlags(p, vm);
     case K.KVM_CAP_VM_TYPES:
       return supportedVmTypes(host);
     case K.KVM_CAP_PRE_FAULT_MEMORY:

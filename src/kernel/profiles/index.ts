@@ -6,6 +6,7 @@ import { v6_11 } from './v6.11.js';
 import { v6_11_rc1 } from './v6.11-rc1.js';
 import { v6_16 } from './v6.16.js';
 import { v6_18 } from './v6.18.js';
+import { v6_18NoDirectMap } from './v6.18-no-direct-map.js';
 import { v6_19 } from './v6.19.js';
 import { v7_0 } from './v7.0.js';
 
@@ -22,6 +23,7 @@ const PROFILES: readonly KernelProfile[] = [
   tdxDev2024,
   tdxDev2024Eexist,
   tdxDev2024EexistPoc,
+  v6_18NoDirectMap,
 ];
 
 /** Every profile name, in release order (dev-tree profiles last). */

@@ -118,6 +118,12 @@ export interface KernelProfile {
     /** The July 2024 proof of concept: kvm_gmem_prepare_folio() skips folio_mark_uptodate() for a TD
      *  that is not finalized yet (M-seed). */
     readonly skipUptodateForUnfinalizedTd: boolean;
+    /**
+     * Out of tree, "KVM: guest_memfd: Add flag to remove from direct map" (v12, Firecracker's
+     * secret-hiding kernels): GUEST_MEMFD_FLAG_NO_DIRECT_MAP for VMs other than TDX and SNP, whose
+     * mappings GUP refuses (AS_NO_DIRECT_MAP). Absent: not applied.
+     */
+    readonly noDirectMap?: boolean;
   };
 
   readonly mmu: {
