@@ -1,4 +1,4 @@
-import { InvariantViolation, SyscallError } from '../src/index.js';
+import { HostFault, InvariantViolation, SyscallError } from '../src/index.js';
 
 /** The errno name a call fails with (SyscallError.code), undefined if it succeeds; anything else is rethrown. */
 export function errnoOf(fn: () => unknown): string | undefined {
@@ -20,4 +20,15 @@ export function violationOf(fn: () => unknown): InvariantViolation | undefined {
     throw e;
   }
   return undefined;
+}
+
+/** The signal a host access raises (HostFault.signal), undefined if it raises none; anything else is rethrown. */
+export function signalOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (e) {
+    if (e instanceof HostFault) return e.signal;
+    throw e;
+  }
 }

@@ -7,22 +7,12 @@
  * the VMA split and the KVM side.
  */
 import { describe, expect, it } from 'vitest';
-import { createHost, HostFault, uapi } from '../src/index.js';
-import { errnoOf } from './errno-of.js';
+import { createHost, uapi } from '../src/index.js';
+import { errnoOf, signalOf } from './errno-of.js';
 
 const PAGE = 4096;
 const RW = uapi.PROT_READ | uapi.PROT_WRITE;
 const PRIVATE_ANON = uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS;
-
-function signalOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (e) {
-    if (e instanceof HostFault) return e.signal;
-    throw e;
-  }
-}
 
 describe('mprotect: the VMAs of the range', () => {
   it('protecting the middle page of three splits the mapping; the outer pages keep their data and access', () => {

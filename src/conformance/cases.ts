@@ -291,19 +291,9 @@ export function modelResults(
   // its middle page.
   const mprot = (addr: number | bigint, len: number | bigint, prot: number) => () =>
     host.mprotect(addr, len, prot);
-  const access = (name: string, fn: () => number): void => {
-    try {
-      out.set(name, String(fn()));
-    } catch (e) {
-      if (!(e instanceof HostFault)) throw e;
-      out.set(name, e.signal);
-    }
-  };
-  const poke = (addr: number, v: number) => (): number => {
-    host.memory.write(addr, [v]);
-    return 0;
-  };
-  const peek = (addr: number) => (): number => host.memory.read(addr, 1)[0]!;
+  const access = (name: string, fn: () => number): void => recordAccess(out, name, fn);
+  const poke = (addr: number, v: number) => writeByte(host, addr, v);
+  const peek = (addr: number) => readByte(host, addr);
   const { PROT_READ: R, PROT_WRITE: W, PROT_GROWSDOWN: DOWN, PROT_GROWSUP: UP } = uapi;
   run('mprotect.unaligned', mprot(three + 1, PAGE, R));
   run('mprotect.len0', mprot(three + PAGE, 0, R));
@@ -446,32 +436,36 @@ interface Cases {
   readonly sharedGmem: boolean;
 }
 
+/** Record a host access as the probe's touch() prints it: the byte (0 for a write), or the signal. */
+function recordAccess(out: Map<string, string>, name: string, fn: () => number): void {
+  try {
+    out.set(name, String(fn()));
+  } catch (e) {
+    if (!(e instanceof HostFault)) throw e;
+    out.set(name, e.signal);
+  }
+}
+
+const readByte = (host: Host, addr: number) => (): number => host.memory.read(addr, 1)[0]!;
+const writeByte = (host: Host, addr: number, v: number) => (): number => {
+  host.memory.write(addr, [v]);
+  return 0;
+};
+
 /** Host accesses through guest_memfd and memfd mappings (SIGBUS where the kernel sends one). */
 function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
-  const touch = (name: string, fn: () => number): void => {
-    try {
-      out.set(name, String(fn()));
-    } catch (e) {
-      if (!(e instanceof HostFault)) throw e;
-      out.set(name, e.signal);
-    }
-  };
-  const readByte = (addr: number) => () => host.memory.read(addr, 1)[0]!;
-  const writeByte = (addr: number, v: number) => () => {
-    host.memory.write(addr, [v]);
-    return 0;
-  };
+  const touch = (name: string, fn: () => number): void => recordAccess(out, name, fn);
   if (sharedGmem) {
     const vm8 = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
     const gmem8 = (flags: number) => host.ioctl(vm8, 'KVM_CREATE_GUEST_MEMFD', { size: 4 * PAGE, flags });
     const g8 = gmem8(uapi.GUEST_MEMFD_FLAG_MMAP | uapi.GUEST_MEMFD_FLAG_INIT_SHARED);
     const m8 = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g8 });
-    touch('fault.gmem.fresh_page', readByte(m8 + PAGE));
-    touch('fault.gmem.write', writeByte(m8 + 10, 0x5a));
-    touch('fault.gmem.read_back', readByte(m8 + 10));
+    touch('fault.gmem.fresh_page', readByte(host, m8 + PAGE));
+    touch('fault.gmem.write', writeByte(host, m8 + 10, 0x5a));
+    touch('fault.gmem.read_back', readByte(host, m8 + 10));
     run('fault.gmem.punch', () => host.fallocate(g8, KEEP | PUNCH, 0, PAGE));
-    touch('fault.gmem.after_punch', readByte(m8 + 10));
-    touch('fault.gmem.beyond_eof', readByte(m8 + 5 * PAGE));
+    touch('fault.gmem.after_punch', readByte(host, m8 + 10));
+    touch('fault.gmem.beyond_eof', readByte(host, m8 + 5 * PAGE));
     const g9 = gmem8(uapi.GUEST_MEMFD_FLAG_MMAP);
     let m9 = 0;
     run(
@@ -479,12 +473,12 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
       () => (m9 = host.mmap({ length: 4 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: g9 })),
       true,
     );
-    touch('fault.gmem_private.read', readByte(m9));
+    touch('fault.gmem_private.read', readByte(host, m9));
   }
   const mf = host.memfdCreate('conformance');
   run('memfd.ftruncate', () => host.ftruncate(mf, 4 * PAGE));
   const mm = host.mmap({ length: 8 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd: mf });
-  touch('memfd.write', writeByte(mm + PAGE + 3, 0x11));
+  touch('memfd.write', writeByte(host, mm + PAGE + 3, 0x11));
   let b = 0;
   run('memfd.pread', () => {
     const r = host.pread(mf, 1, PAGE + 3);
@@ -493,12 +487,12 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
   });
   out.set('memfd.pread_value', String(b));
   run('memfd.punch', () => host.fallocate(mf, KEEP | PUNCH, PAGE, PAGE));
-  touch('memfd.after_punch', readByte(mm + PAGE + 3));
-  touch('memfd.beyond_eof', readByte(mm + 5 * PAGE));
+  touch('memfd.after_punch', readByte(host, mm + PAGE + 3));
+  touch('memfd.beyond_eof', readByte(host, mm + 5 * PAGE));
   // A private mapping of the memfd: a write makes a private copy, MADV_DONTNEED drops it.
   const mp = host.mmap({ length: 2 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE, fd: mf });
-  touch('memfd_private.write', writeByte(mp + 5, 0x22));
-  touch('memfd_private.read_copy', readByte(mp + 5));
+  touch('memfd_private.write', writeByte(host, mp + 5, 0x22));
+  touch('memfd_private.read_copy', readByte(host, mp + 5));
   run('memfd_private.pread_file', () => {
     const r = host.pread(mf, 1, 5);
     b = r[0] ?? 0;
@@ -509,14 +503,14 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
   run('memfd_private.remove', madv(mp, PAGE, uapi.MADV_REMOVE));
   run('memfd_private.free', madv(mp, PAGE, uapi.MADV_FREE));
   run('memfd_private.dontneed', madv(mp, PAGE, uapi.MADV_DONTNEED));
-  touch('memfd_private.read_after_dontneed', readByte(mp + 5));
+  touch('memfd_private.read_after_dontneed', readByte(host, mp + 5));
   run('memfd_shared.remove', madv(mm, PAGE, uapi.MADV_REMOVE));
   // A shrinking ftruncate drops private copies too (a hole punch keeps them).
-  touch('memfd_private.write_page1', writeByte(mp + PAGE + 1, 0x33));
+  touch('memfd_private.write_page1', writeByte(host, mp + PAGE + 1, 0x33));
   run('memfd_private.shrink', () => host.ftruncate(mf, PAGE));
-  touch('memfd_private.after_shrink', readByte(mp + PAGE + 1));
+  touch('memfd_private.after_shrink', readByte(host, mp + PAGE + 1));
   run('memfd_private.grow', () => host.ftruncate(mf, 4 * PAGE));
-  touch('memfd_private.after_grow', readByte(mp + PAGE + 1));
+  touch('memfd_private.after_grow', readByte(host, mp + PAGE + 1));
   // MADV_POPULATE_* on private mappings of a 4-page memfd: POPULATE_WRITE makes the private copies,
   // POPULATE_READ does not; both stop at the first hole, leaving what lies beyond it alone.
   const A = 0x41;
@@ -529,20 +523,20 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
   run('populate.write_over_hole', madv(qp, 3 * PAGE, uapi.MADV_POPULATE_WRITE));
   host.memory.write(qs, [A + 1]);
   host.memory.write(qs + 2 * PAGE, [A + 1]);
-  touch('populate.write_over_hole.before', readByte(qp));
-  touch('populate.write_over_hole.beyond', readByte(qp + 2 * PAGE));
+  touch('populate.write_over_hole.before', readByte(host, qp));
+  touch('populate.write_over_hole.beyond', readByte(host, qp + 2 * PAGE));
   run('populate.read_hole_first', madv(qp + PAGE, 2 * PAGE, uapi.MADV_POPULATE_READ));
   const qr = host.mmap({ length: 2 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE, fd: mq });
   run('populate.read', madv(qr, 2 * PAGE, uapi.MADV_POPULATE_READ));
   host.memory.write(qs + PAGE, [A + 2]);
-  touch('populate.read.sees_file', readByte(qr + PAGE));
+  touch('populate.read.sees_file', readByte(host, qr + PAGE));
   run('populate.write', madv(qr, 2 * PAGE, uapi.MADV_POPULATE_WRITE));
   host.memory.write(qs + PAGE, [A + 3]);
-  touch('populate.write.own_copy', readByte(qr + PAGE));
+  touch('populate.write.own_copy', readByte(host, qr + PAGE));
   const qe = host.mmap({ length: 6 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE, fd: mq });
   run('populate.write_beyond_eof', madv(qe, 6 * PAGE, uapi.MADV_POPULATE_WRITE));
   host.memory.write(qs + 3 * PAGE, [A + 4]);
-  touch('populate.write_beyond_eof.last_page_copied', readByte(qe + 3 * PAGE));
+  touch('populate.write_beyond_eof.last_page_copied', readByte(host, qe + 3 * PAGE));
   // mmap and munmap argument checks.
   const anon = uapi.MAP_ANONYMOUS;
   const mmap = (args: Parameters<Host['mmap']>[0]) => () => host.mmap(args);
@@ -611,7 +605,7 @@ function hostAccessCases({ host, kvm, out, run, sharedGmem }: Cases): void {
     mmap({ addr: fx, length: PAGE, prot: R, flags: uapi.MAP_SHARED | uapi.MAP_FIXED, fd: kvm }),
     true,
   );
-  touch('mmap.fixed_unmappable_kept', readByte(fx));
+  touch('mmap.fixed_unmappable_kept', readByte(host, fx));
   // madvise on locked and read-only memory.
   const lk = host.mmap({ length: PAGE, prot: RW, flags: privAnon | uapi.MAP_LOCKED });
   run('madv.locked.dontneed', madv(lk, PAGE, uapi.MADV_DONTNEED));
