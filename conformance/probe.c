@@ -216,19 +216,33 @@ static void prefault(const char *name, int vcpu, uint64_t gpa, uint64_t size, ui
 
 /* A host access through a mapping: the byte read (or 0 for a write), or SIGBUS / SIGSEGV. */
 static sigjmp_buf fault_jmp;
-static void on_sigbus(int sig) { siglongjmp(fault_jmp, sig); }
+static volatile sig_atomic_t in_touch;
+/* Only a touch() may fault; anywhere else the signal keeps its default action (the probe dies). */
+static void on_sigbus(int sig)
+{
+	if (!in_touch) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	siglongjmp(fault_jmp, sig);
+}
 static void touch(const char *name, volatile unsigned char *p, int write, unsigned char v)
 {
 	int sig = sigsetjmp(fault_jmp, 1);
+	in_touch = !sig;
 	if (sig) {
 		printf("%s\t%s\n", name, sig == SIGSEGV ? "SIGSEGV" : "SIGBUS");
 		return;
 	}
 	if (write) {
 		*p = v;
+		in_touch = 0;
 		printf("%s\t0\n", name);
 	} else {
-		printf("%s\t%d\n", name, *p);
+		unsigned char b = *p;
+		in_touch = 0;
+		printf("%s\t%d\n", name, b);
 	}
 }
 #define READ(name, p) touch(name, (volatile unsigned char *)(p), 0, 0)
@@ -447,6 +461,9 @@ int main(void)
 		VAL("madv.unknown", madvise(m4, PAGE, 77));
 		VAL("madv.unaligned", madvise(m4 + 1, PAGE, MADV_DONTNEED));
 		VAL("madv.len0", madvise(m4, 0, MADV_DONTNEED));
+		/* guest_memfd's superblock is noexec: no VM_MAYEXEC, so mprotect(PROT_EXEC) is -EACCES. */
+		VAL("mprotect.gmem.exec", mprotect(m4, PAGE, PROT_READ | PROT_EXEC));
+		VAL("mprotect.gmem.read", mprotect(m4, PAGE, PROT_READ));
 	}
 	char *three = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	munmap(three + PAGE, PAGE);
@@ -628,8 +645,12 @@ int main(void)
 	int mq = memfd_create("populate", 0);
 	ftruncate(mq, 4 * PAGE);
 	char *qs = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mq, 0);
-	memset(qs, 'A', 4 * PAGE);
 	char *qp = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, mq, 0);
+	if (qs == MAP_FAILED || qp == MAP_FAILED) {
+		perror("populate: mmap");
+		return 2;
+	}
+	memset(qs, 'A', 4 * PAGE);
 	munmap(qp + PAGE, PAGE);
 	VAL("populate.write_over_hole", madvise(qp, 3 * PAGE, MADV_POPULATE_WRITE));
 	qs[0] = 'B';

@@ -283,6 +283,9 @@ export function modelResults(
     run('madv.unknown', madv(m4, PAGE, 77));
     run('madv.unaligned', madv(m4 + 1, PAGE, uapi.MADV_DONTNEED));
     run('madv.len0', madv(m4, 0, uapi.MADV_DONTNEED));
+    // guest_memfd's superblock is noexec: no VM_MAYEXEC, so mprotect(PROT_EXEC) is -EACCES.
+    run('mprotect.gmem.exec', () => host.mprotect(m4, PAGE, uapi.PROT_READ | uapi.PROT_EXEC));
+    run('mprotect.gmem.read', () => host.mprotect(m4, PAGE, uapi.PROT_READ));
   }
   const three = host.mmap({ length: 3 * PAGE, prot: RW, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
   host.munmap(three + PAGE, PAGE);

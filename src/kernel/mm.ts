@@ -291,8 +291,9 @@ export class AddressSpace {
    * range's ends); a hole after the first stops the walk with -ENOMEM, the VMAs before it changed.
    * A VMA whose protection changes has its page tables changed, which the MMU notifier reports
    * (change_protection(); the model does not keep page residency, so it reports the whole part).
-   * Not modelled: -EACCES from VM_MAY* (every file the model maps is open for writing and
-   * executable) and overcommit accounting of newly writable private memory.
+   * PROT_EXEC on a mapping of a noexec file (no VM_MAYEXEC) is -EACCES, again after the VMAs before
+   * it changed. Not modelled: -EACCES for PROT_WRITE on a shared mapping of a read-only open (the
+   * model opens every file for writing) and overcommit accounting of newly writable private memory.
    */
   mprotect(addr: number | bigint, length: number | bigint, protIn: number): void {
     const grows = protIn & (PROT_GROWSDOWN | PROT_GROWSUP);
@@ -322,14 +323,20 @@ export class AddressSpace {
     const newProt = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
     let tmp = first.start;
     const out: Vma[] = [];
-    let hole = false;
+    let stop: 'hole' | 'exec' | undefined;
     for (const v of this.vmas) {
-      if (hole || v.end <= start || v.start >= end) {
+      if (stop || v.end <= start || v.start >= end) {
         out.push(v);
         continue;
       }
       if (v.start !== tmp) {
-        hole = true;
+        stop = 'hole';
+        out.push(v);
+        continue;
+      }
+      // VM_EXEC without VM_MAYEXEC: a file on a noexec mount or superblock (guest_memfd from 6.18).
+      if (newProt & PROT_EXEC && v.file?.noexec) {
+        stop = 'exec';
         out.push(v);
         continue;
       }
@@ -348,7 +355,8 @@ export class AddressSpace {
       v.file?.put();
     }
     this.vmas = out.sort((a, b) => a.start - b.start);
-    if (hole || tmp < end) throw kerr('ENOMEM', 'mprotect: part of the range is not mapped');
+    if (stop === 'exec') throw kerr('EACCES', 'mprotect: PROT_EXEC on a mapping of a noexec file (no VM_MAYEXEC)');
+    if (stop === 'hole' || tmp < end) throw kerr('ENOMEM', 'mprotect: part of the range is not mapped');
   }
 
   /**

@@ -79,7 +79,7 @@ export class PointExtentMap<V> {
 
   /** Assign `value` to [start, end); undefined clears it. start >= end is a no-op. */
   set(start: number, end: number, value: V | undefined): void {
-    if (end === start + 1 && Number.isSafeInteger(start) && start >= 0) {
+    if (end === start + 1 && start >= 0 && Number.isSafeInteger(end)) {
       // Overwrite, never delete: a page that churns (map, zap, map) keeps one entry, and updating
       // an entry is far cheaper than removing and re-inserting it. The flush drops what the tree
       // already holds.
@@ -100,7 +100,7 @@ export class PointExtentMap<V> {
     end: number,
     fn: (value: V | undefined, start: number, end: number) => V | undefined,
   ): void {
-    if (end === start + 1 && Number.isSafeInteger(start) && start >= 0) {
+    if (end === start + 1 && start >= 0 && Number.isSafeInteger(end)) {
       this.set(start, end, fn(this.get(start), start, end));
       return;
     }

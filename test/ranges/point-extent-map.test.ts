@@ -6,15 +6,13 @@ import { describe, expect, it } from 'vitest';
 import { ExtentMap, PointExtentMap } from '../../src/ranges/index.js';
 
 describe('PointExtentMap', () => {
-  it('isEmpty() is cheap and conservative: false while the layer holds a page, exact after a flush', () => {
+  it('isEmpty(): true for a new map, false once a page holds a value, true again after a clear has been flushed', () => {
     const m = new PointExtentMap<number>();
     expect(m.isEmpty()).toBe(true);
     m.set(5, 6, 1);
     expect(m.isEmpty()).toBe(false);
-    // The cleared page stays in the layer (as a hole) until something flushes it.
     m.set(5, 6, undefined);
     expect(m.get(5)).toBeUndefined();
-    expect(m.isEmpty()).toBe(false);
     expect(m.size).toBe(0);
     expect(m.isEmpty()).toBe(true);
   });
@@ -84,9 +82,13 @@ describe('PointExtentMap', () => {
     expect(() => m.set(-1, 0, 1)).toThrow(RangeError);
     expect(() => m.set(1.5, 2.5, 1)).toThrow(RangeError);
     expect(() => m.update(2 ** 53, 2 ** 53 + 1, () => 1)).toThrow(RangeError);
+    // The last safe page has no safe end: refused, as by ExtentMap, and the map stays usable.
+    expect(() => m.set(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1, 1)).toThrow(RangeError);
+    expect(() => m.update(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1, () => 1)).toThrow(RangeError);
     // A refused range leaves the layer's pages as they were.
     m.set(3, 4, 7);
     expect(() => m.set(2, 5.5, 1)).toThrow(RangeError);
     expect(m.get(3)).toBe(7);
+    expect(m.size).toBe(1);
   });
 });
