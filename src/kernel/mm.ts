@@ -355,7 +355,8 @@ export class AddressSpace {
       v.file?.put();
     }
     this.vmas = out.sort((a, b) => a.start - b.start);
-    if (stop === 'exec') throw kerr('EACCES', 'mprotect: PROT_EXEC on a mapping of a noexec file (no VM_MAYEXEC)');
+    if (stop === 'exec')
+      throw kerr('EACCES', 'mprotect: PROT_EXEC on a mapping of a noexec file (no VM_MAYEXEC)');
     if (stop === 'hole' || tmp < end) throw kerr('ENOMEM', 'mprotect: part of the range is not mapped');
   }
 

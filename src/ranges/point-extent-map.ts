@@ -31,18 +31,28 @@ export class PointExtentMap<V> {
     this.tree = new ExtentMap<V>(equals);
   }
 
-  /** Apply the layer to the tree, in page order, and empty it. */
+  /**
+   * Apply the layer to the tree, in page order, and empty it. The layer is read once in insertion
+   * order (sequential memory) and put in page order by a radix sort of (page, slot) pairs, instead
+   * of sorting the pages and looking each one up again in the hash map.
+   */
   private flush(): void {
     const pts = this.pts;
-    if (pts.size === 0) return;
-    const keys = new Float64Array(pts.size);
+    const n = pts.size;
+    if (n === 0) return;
+    const keys = new Float64Array(n);
+    const vals = new Array<V | typeof HOLE>(n);
     let k = 0;
-    for (const x of pts.keys()) keys[k++] = x;
-    keys.sort();
+    for (const [x, v] of pts) {
+      keys[k] = x;
+      vals[k++] = v;
+    }
+    const order = pageOrder(keys);
     const tree = this.tree;
-    for (let i = 0; i < keys.length; i++) {
-      const x = keys[i]!;
-      const v = pts.get(x)!;
+    for (let i = 0; i < n; i++) {
+      const j = order[i]!;
+      const x = keys[j]!;
+      const v = vals[j]!;
       tree.set(x, x + 1, v === HOLE ? undefined : v);
     }
     pts.clear();
@@ -169,4 +179,36 @@ export class PointExtentMap<V> {
     this.flush();
     return this.tree.validate();
   }
+}
+
+/**
+ * The indices of `keys` (distinct non-negative safe integers) in ascending key order: an LSD radix
+ * sort on 16-bit digits, as many passes as the largest key needs (two for pages below 2^32).
+ */
+function pageOrder(keys: Float64Array): Uint32Array {
+  const n = keys.length;
+  let max = 0;
+  for (let i = 0; i < n; i++) if (keys[i]! > max) max = keys[i]!;
+  let order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  let next = new Uint32Array(n);
+  const count = new Uint32Array(1 << 16);
+  for (let shift = 1; shift <= max; shift *= 65536) {
+    count.fill(0);
+    for (let i = 0; i < n; i++) count[Math.floor(keys[i]! / shift) & 0xffff]!++;
+    let sum = 0;
+    for (let d = 0; d < 65536; d++) {
+      const c = count[d]!;
+      count[d] = sum;
+      sum += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const j = order[i]!;
+      next[count[Math.floor(keys[j]! / shift) & 0xffff]!++] = j;
+    }
+    const t = order;
+    order = next;
+    next = t;
+  }
+  return order;
 }

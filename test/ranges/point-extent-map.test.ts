@@ -42,6 +42,15 @@ describe('PointExtentMap', () => {
     expect(m.validate()).toBe(ref.validate());
   });
 
+  it('the flush puts pages of any size in order (each 16-bit digit of the radix sort)', () => {
+    const m = new PointExtentMap<number>();
+    const pages = [2 ** 52, 5, 70_000, 2 ** 33 + 1, 65_536, 0, 2 ** 48 - 1, 2 ** 32, 65_535];
+    for (const [i, p] of pages.entries()) m.set(p, p + 1, i);
+    const want = [...pages].sort((a, b) => a - b);
+    expect([...m.entries()].map((e) => e.start)).toEqual(want);
+    expect([...m.entries()].map((e) => e.value)).toEqual(want.map((p) => pages.indexOf(p)));
+  });
+
   it('an iterator keeps its snapshot while one-page sets go on', () => {
     const m = new PointExtentMap<number>();
     m.set(0, 10, 1);
