@@ -33,26 +33,26 @@ export class PointExtentMap<V> {
 
   /**
    * Apply the layer to the tree, in page order, and empty it. The layer is read once in insertion
-   * order (sequential memory) and put in page order by a radix sort of (page, slot) pairs, instead
-   * of sorting the pages and looking each one up again in the hash map.
+   * order (sequential memory) and radix-sorted by page with its values alongside, so the tree is
+   * then fed in one sequential pass (no second hash lookup per page, no index indirection).
    */
   private flush(): void {
     const pts = this.pts;
     const n = pts.size;
     if (n === 0) return;
-    const keys = new Float64Array(n);
-    const vals = new Array<V | typeof HOLE>(n);
+    let keys: Float64Array = new Float64Array(n);
+    let vals = new Array<V | typeof HOLE>(n);
     let k = 0;
-    for (const [x, v] of pts) {
+    // forEach, not an entries() iterator: no [key, value] array per page.
+    pts.forEach((v, x) => {
       keys[k] = x;
       vals[k++] = v;
-    }
-    const order = pageOrder(keys);
+    });
+    [keys, vals] = sortByPage(keys, vals);
     const tree = this.tree;
     for (let i = 0; i < n; i++) {
-      const j = order[i]!;
-      const x = keys[j]!;
-      const v = vals[j]!;
+      const x = keys[i]!;
+      const v = vals[i]!;
       tree.set(x, x + 1, v === HOLE ? undefined : v);
     }
     pts.clear();
@@ -181,17 +181,26 @@ export class PointExtentMap<V> {
   }
 }
 
+/** Below this many pages the flush sorts by comparison. */
+const RADIX_MIN = 4096;
+
 /**
- * The indices of `keys` (distinct non-negative safe integers) in ascending key order: an LSD radix
+ * `keys` (distinct non-negative safe integers) ascending, with `vals` moved alongside: an LSD radix
  * sort on 16-bit digits, as many passes as the largest key needs (two for pages below 2^32).
  */
-function pageOrder(keys: Float64Array): Uint32Array {
-  const n = keys.length;
+function sortByPage<T>(keysIn: Float64Array, valsIn: T[]): [Float64Array, T[]] {
+  const n = keysIn.length;
+  // A small layer (a flow's step, an invariant check) is not worth the 64 Ki counters of a pass.
+  if (n < RADIX_MIN) {
+    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => keysIn[a]! - keysIn[b]!);
+    return [Float64Array.from(order, (i) => keysIn[i]!), order.map((i) => valsIn[i]!)];
+  }
   let max = 0;
-  for (let i = 0; i < n; i++) if (keys[i]! > max) max = keys[i]!;
-  let order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  let next = new Uint32Array(n);
+  for (let i = 0; i < n; i++) if (keysIn[i]! > max) max = keysIn[i]!;
+  let keys = keysIn;
+  let vals = valsIn;
+  let nextKeys: Float64Array = new Float64Array(n);
+  let nextVals = new Array<T>(n);
   const count = new Uint32Array(1 << 16);
   for (let shift = 1; shift <= max; shift *= 65536) {
     count.fill(0);
@@ -203,12 +212,13 @@ function pageOrder(keys: Float64Array): Uint32Array {
       sum += c;
     }
     for (let i = 0; i < n; i++) {
-      const j = order[i]!;
-      next[count[Math.floor(keys[j]! / shift) & 0xffff]!++] = j;
+      const key = keys[i]!;
+      const at = count[Math.floor(key / shift) & 0xffff]!++;
+      nextKeys[at] = key;
+      nextVals[at] = vals[i]!;
     }
-    const t = order;
-    order = next;
-    next = t;
+    [keys, nextKeys] = [nextKeys, keys];
+    [vals, nextVals] = [nextVals, vals];
   }
-  return order;
+  return [keys, vals];
 }

@@ -51,6 +51,19 @@ describe('PointExtentMap', () => {
     expect([...m.entries()].map((e) => e.value)).toEqual(want.map((p) => pages.indexOf(p)));
   });
 
+  it('a large layer (the radix sort) comes out in page order with its values', () => {
+    const m = new PointExtentMap<number>();
+    const ref = new ExtentMap<number>();
+    // 6,000 distinct pages spread over 2^50 (four 16-bit digits), values that never merge.
+    for (let i = 0; i < 6000; i++) {
+      const p = ((i * 2654435761) % 2 ** 34) * 65537;
+      m.set(p, p + 1, i);
+      ref.set(p, p + 1, i);
+    }
+    expect(m.size).toBe(6000);
+    expect([...m.entries()]).toEqual([...ref.entries()]);
+  });
+
   it('an iterator keeps its snapshot while one-page sets go on', () => {
     const m = new PointExtentMap<number>();
     m.set(0, 10, 1);
