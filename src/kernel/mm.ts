@@ -434,8 +434,9 @@ export class AddressSpace {
   ): void {
     let a = start;
     let hole = false;
-    // madvise_populate() faults the range in address order and stops at the first hole (-ENOMEM),
-    // leaving what lies beyond it alone; other advice visits every VMA, then reports the hole.
+    // madvise_populate() faults the range in address order and stops at the first hole (-ENOMEM:
+    // __get_user_pages() with FOLL_MADV_POPULATE, vma_lookup() finds nothing), leaving what lies
+    // beyond it alone; other advice visits every VMA (madvise_walk_vmas), then reports the hole.
     const populate = advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE;
     for (const v of [...this.vmas]) {
       if (v.end <= a) continue;
@@ -612,9 +613,14 @@ export class AddressSpace {
     }
   }
 
-  private vmaFor(addr: number, write: boolean): Vma {
+  /** The VMA an access at addr uses; `gup`: for get_user_pages(), which check_vma_flags() limits. */
+  private vmaFor(addr: number, write: boolean, gup = false): Vma {
     const v = this.find(addr);
     if (!v) throw new HostFault('SIGSEGV', BigInt(addr), 'no mapping');
+    // check_vma_flags() refuses a mapping without direct map (the out-of-tree AS_NO_DIRECT_MAP,
+    // patch 0028 of the direct map removal series) before it looks at the protection.
+    if (gup && v.backing?.noDirectMap)
+      throw new HostFault('SIGSEGV', BigInt(addr), 'check_vma_flags(): the mapping has no direct map');
     if (write ? !(v.prot & PROT_WRITE) : !(v.prot & PROT_READ)) {
       throw new HostFault('SIGSEGV', BigInt(addr), 'protection');
     }
@@ -678,8 +684,8 @@ export class AddressSpace {
   }
 
   /** The page at `addr` for reading; null means all zeroes. */
-  readPage(addr: number): Uint8Array | null {
-    const v = this.vmaFor(addr, false);
+  readPage(addr: number, gup = false): Uint8Array | null {
+    const v = this.vmaFor(addr, false, gup);
     const page = Math.floor(addr / PAGE_SIZE);
     if (v.anon) return v.anon.get(page) ?? null;
     try {
@@ -689,8 +695,8 @@ export class AddressSpace {
     }
   }
 
-  private writePage(addr: number, off: number, bytes: Uint8Array): void {
-    const v = this.vmaFor(addr, true);
+  private writePage(addr: number, off: number, bytes: Uint8Array, gup = false): void {
+    const v = this.vmaFor(addr, true, gup);
     const page = Math.floor(addr / PAGE_SIZE);
     if (v.anon) {
       v.anon.set(page, pageWith(v.anon.get(page), off, bytes));
@@ -703,21 +709,14 @@ export class AddressSpace {
     }
   }
 
-  /** check_vma_flags(): get_user_pages() refuses a mapping without direct map (-EFAULT). */
-  private gupAllowed(addr: number): void {
-    if (this.find(addr)?.backing?.noDirectMap)
-      throw kerr('EFAULT', `get_user_pages: check_vma_flags(): no direct map at 0x${addr.toString(16)}`);
-  }
-
   /**
    * get_user_pages() of one page for the kernel (populate's source, a shared guest access):
    * -EFAULT where no VMA maps it; the page's bytes (null = zero) otherwise. A file fault that
    * would SIGBUS a user access is -EFAULT for GUP.
    */
   gupRead(addr: number): Uint8Array | null {
-    this.gupAllowed(addr);
     try {
-      return this.readPage(addr);
+      return this.readPage(addr, true);
     } catch (e) {
       if (e instanceof HostFault)
         throw kerr('EFAULT', `get_user_pages: ${e.reason} at 0x${addr.toString(16)}`);
@@ -747,9 +746,8 @@ export class AddressSpace {
   }
 
   gupWrite(addr: number, off: number, bytes: Uint8Array): void {
-    this.gupAllowed(addr);
     try {
-      this.writePage(addr, off, bytes);
+      this.writePage(addr, off, bytes, true);
     } catch (e) {
       if (e instanceof HostFault)
         throw kerr('EFAULT', `get_user_pages: ${e.reason} at 0x${addr.toString(16)}`);

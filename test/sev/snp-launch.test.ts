@@ -14,10 +14,22 @@ import { InvariantViolation } from '../../src/kernel/errors.js';
 import { createHost } from '../../src/kernel/host.js';
 import { getProfile } from '../../src/kernel/profiles/index.js';
 import { uapi } from '../../src/uapi/index.js';
-import { errnoOf, MiB, releaseAtLeast, SNP_KERNELS, snpVm } from './snp-vm.js';
+import { errnoOf, MiB, releaseAtLeast, SNP_KERNELS, type SnpVm, snpVm } from './snp-vm.js';
 
 const PAGE = 4096;
 const NORMAL = uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL;
+
+/** KVM_SEV_SNP_LAUNCH_UPDATE of one NORMAL page at `gfn`: its errno and the firmware error copied back. */
+function launchUpdate(s: SnpVm, gfn: number): { errno: string; error: unknown } {
+  const cmd = {
+    id: 'KVM_SEV_SNP_LAUNCH_UPDATE',
+    sev_fd: s.sev,
+    data: { gfn_start: gfn, uaddr: s.hva, len: PAGE, type: NORMAL },
+    error: 0,
+  };
+  const errno = errnoOf(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', cmd));
+  return { errno, error: cmd.error };
+}
 
 function launched(kernel: string) {
   const s = snpVm(kernel);
@@ -127,13 +139,8 @@ describe.each(SNP_KERNELS)('SNP launch on %s', (kernel) => {
         expect(errnoOf(() => s.enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000n }))).toBe('EINVAL');
         // The leaked context never had SNP_LAUNCH_START: LAUNCH_UPDATE reaches the firmware, which
         // refuses the guest's state.
-        const up = {
-          id: 'KVM_SEV_SNP_LAUNCH_UPDATE',
-          sev_fd: s.sev,
-          data: { gfn_start: 0, uaddr: s.hva, len: PAGE, type: NORMAL },
-          error: 0,
-        };
-        expect(errnoOf(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', up))).toBe('EIO');
+        const up = launchUpdate(s, 0);
+        expect(up.errno).toBe('EIO');
         expect(up.error).toBe(uapi.SEV_RET_INVALID_GUEST_STATE);
       } else {
         expect(cmd.error).toBe(77);
@@ -195,13 +202,8 @@ describe.each(SNP_KERNELS)('SNP launch on %s', (kernel) => {
       Buffer.from(g.launchDigest.digest),
     );
     // KVM_SET_REGS etc. after finish are the VMM's business; LAUNCH_UPDATE is refused by the firmware.
-    const c = {
-      id: 'KVM_SEV_SNP_LAUNCH_UPDATE',
-      sev_fd: s.sev,
-      data: { gfn_start: 8, uaddr: s.hva, len: PAGE, type: NORMAL },
-      error: 0,
-    };
-    expect(errnoOf(() => s.host.ioctl(s.vm, 'KVM_MEMORY_ENCRYPT_OP', c))).toBe('EIO');
+    const c = launchUpdate(s, 8);
+    expect(c.errno).toBe('EIO');
     expect(c.error).toBe(uapi.SEV_RET_INVALID_GUEST_STATE);
   });
 
