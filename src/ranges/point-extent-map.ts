@@ -33,28 +33,23 @@ export class PointExtentMap<V> {
 
   /**
    * Apply the layer to the tree, in page order, and empty it. The layer is read once in insertion
-   * order (sequential memory) and radix-sorted by page with its values alongside, so the tree is
-   * then fed in one sequential pass (no second hash lookup per page, no index indirection).
+   * order (sequential memory) and radix-sorted by page with its values alongside, then handed to the
+   * tree as one sorted run (ExtentMap.setPages: a run large against the tree rebuilds it).
    */
   private flush(): void {
     const pts = this.pts;
     const n = pts.size;
     if (n === 0) return;
     let keys: Float64Array = new Float64Array(n);
-    let vals = new Array<V | typeof HOLE>(n);
+    let vals = new Array<V | undefined>(n);
     let k = 0;
     // forEach, not an entries() iterator: no [key, value] array per page.
     pts.forEach((v, x) => {
       keys[k] = x;
-      vals[k++] = v;
+      vals[k++] = v === HOLE ? undefined : v;
     });
     [keys, vals] = sortByPage(keys, vals);
-    const tree = this.tree;
-    for (let i = 0; i < n; i++) {
-      const x = keys[i]!;
-      const v = vals[i]!;
-      tree.set(x, x + 1, v === HOLE ? undefined : v);
-    }
+    this.tree.setPages(keys, vals, n);
     pts.clear();
   }
 

@@ -99,6 +99,7 @@ function applyFn(fn: Fn, c: number, v: number | undefined, start: number): numbe
 type Op =
   | { kind: 'set'; m: number; s: number; e: number; v: number | undefined }
   | { kind: 'update'; m: number; s: number; e: number; fn: Fn; c: number }
+  | { kind: 'pages'; m: number; pages: [number, number | undefined][] }
   | { kind: 'clone'; m: number }
   | { kind: 'clear'; m: number }
   | { kind: 'check'; m: number; a: number; b: number };
@@ -147,6 +148,24 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       fn: fc.constantFrom(...fns),
       c: fc.integer({ min: 0, max: 3 }),
     }),
+  },
+  // A batch of one-page sets, in page order: ExtentMap.setPages (from 64 pages on, a merge and a
+  // rebuild), and on a PointExtentMap a layer that big, flushed the same way.
+  {
+    weight: 2,
+    arbitrary: fc
+      .record({
+        m: idx,
+        pages: fc.oneof(
+          fc.uniqueArray(fc.tuple(fc.integer({ min: 0, max: U - 1 }), val), { selector: ([p]) => p }),
+          fc.uniqueArray(fc.tuple(fc.integer({ min: 0, max: U - 1 }), val), {
+            minLength: 64,
+            maxLength: 180,
+            selector: ([p]) => p,
+          }),
+        ),
+      })
+      .map(({ m, pages }): Op => ({ kind: 'pages', m, pages: pages.sort((x, y) => x[0] - y[0]) })),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('clone' as const), m: idx }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('clear' as const), m: idx }) },
@@ -232,6 +251,21 @@ function run<T>(mode: Mode<T>, ops: Op[]): void {
           const r = applyFn(op.fn, op.c, seg.value, seg.start);
           for (let i = seg.start; i < seg.end; i++) naive[i] = r;
         }
+        break;
+      }
+      case 'pages': {
+        const vals = op.pages.map(([, v]) => (v === undefined ? undefined : mode.wrap(v)));
+        if (map instanceof ExtentMap)
+          map.setPages(
+            op.pages.map(([p]) => p),
+            vals,
+            op.pages.length,
+          );
+        else
+          op.pages.forEach(([p], i) => {
+            map.set(p, p + 1, vals[i]);
+          });
+        for (const [p, v] of op.pages) naive[p] = v;
         break;
       }
       case 'clone':
@@ -470,5 +504,86 @@ describe('ExtentMap examples', () => {
     // 100k extents: at most 64 per leaf and 64 children per branch, at least 16 (root aside).
     expect(m.validate()).toBeGreaterThanOrEqual(3);
     expect(m.validate()).toBeLessThanOrEqual(4);
+  });
+});
+
+describe('ExtentMap.setPages (a sorted run of one-page sets)', () => {
+  /** Pages 3i + (i & 1) for i < n: scattered, with gaps of 2 and 3 pages. */
+  const scattered = (n: number): number[] => Array.from({ length: n }, (_, i) => 3 * i + (i & 1));
+
+  it('a run far larger than the map builds a tree of several levels, as page-by-page sets would', () => {
+    const pages = scattered(300_000);
+    const vals = pages.map((p) => p % 5);
+    const bulk = new ExtentMap<number>();
+    bulk.set(1000, 500_000, 9); // one extent the run splits into ~165k pieces
+    bulk.setPages(pages, vals, pages.length);
+    // The expected extents, worked out by hand: each page its own extent (neighbours are 2 or 3
+    // pages apart, or touch only inside the 9-range where the pieces of 9 sit between them).
+    const want: Extent<number>[] = [];
+    let at = 1000;
+    for (const p of pages) {
+      if (p >= 1000 && p < 500_000 && p > at) want.push({ start: at, end: p, value: 9 });
+      want.push({ start: p, end: p + 1, value: p % 5 });
+      if (p >= 1000 && p < 500_000) at = p + 1;
+    }
+    if (at < 500_000) want.push({ start: at, end: 500_000, value: 9 });
+    want.sort((a, b) => a.start - b.start);
+    expect([...bulk.entries()]).toEqual(want);
+    expect(bulk.size).toBe(want.length);
+    // 465k extents: leaves of 64 under three branch levels, every node legally filled.
+    expect(bulk.validate()).toBe(4);
+  });
+
+  it('merges pages with equal neighbours and clears pages given undefined', () => {
+    const m = new ExtentMap<string>();
+    m.set(0, 100, 'a');
+    const pages = Array.from({ length: 100 }, (_, i) => 100 + i); // 100..199 appended
+    const vals = pages.map((p) => (p < 150 ? 'a' : p === 170 ? undefined : 'b'));
+    m.setPages(pages, vals, pages.length);
+    expect([...m.entries()]).toEqual([
+      { start: 0, end: 150, value: 'a' },
+      { start: 150, end: 170, value: 'b' },
+      { start: 171, end: 200, value: 'b' },
+    ]);
+    const clears = Array.from({ length: 200 }, (_, i) => i);
+    m.setPages(clears, new Array<string | undefined>(200).fill(undefined), 200);
+    expect(m.size).toBe(0);
+    expect(m.validate()).toBe(0);
+  });
+
+  it('iterators keep their snapshot and clones stay independent across a rebuild', () => {
+    const m = new ExtentMap<number>();
+    for (let i = 0; i < 1000; i += 2) m.set(i, i + 1, 1);
+    const c = m.clone();
+    const it = m.entries();
+    const first = it.next().value;
+    const pages = Array.from({ length: 1000 }, (_, i) => i);
+    m.setPages(pages, new Array<number>(1000).fill(2), 1000);
+    expect(first).toEqual({ start: 0, end: 1, value: 1 });
+    expect([...it]).toHaveLength(499); // the rest of the old extents
+    expect([...m.entries()]).toEqual([{ start: 0, end: 1000, value: 2 }]);
+    expect(c.size).toBe(500);
+    m.set(10, 20, 3); // the rebuilt nodes are the map's own: edited in place, the clone untouched
+    c.validate();
+    expect(c.get(10)).toBe(1);
+    expect(m.get(10)).toBe(3);
+  });
+
+  it('refuses unordered, repeated and bad pages with RangeError and leaves the map as it was', () => {
+    for (const n of [3, 100]) {
+      const m = new ExtentMap<number>();
+      m.set(0, 10, 1);
+      const ok = Array.from({ length: n }, (_, i) => 20 + i);
+      for (const bad of [
+        [...ok.slice(0, -1), 5], // below its predecessor
+        [...ok.slice(0, -1), ok[n - 2]!], // repeated
+        [-1, ...ok.slice(1)],
+        [...ok.slice(0, -1), 1.5 + 2 * n],
+        [...ok.slice(0, -1), Number.MAX_SAFE_INTEGER],
+      ]) {
+        expect(() => m.setPages(bad, new Array<number>(n).fill(2), n)).toThrow(RangeError);
+        expect([...m.entries()]).toEqual([{ start: 0, end: 10, value: 1 }]);
+      }
+    }
   });
 });
