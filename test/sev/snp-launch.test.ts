@@ -201,7 +201,7 @@ describe.each(SNP_KERNELS)('SNP launch on %s', (kernel) => {
     expect(Buffer.from(snpAttestationReport(s.host, s.vm)!.measurement)).toEqual(
       Buffer.from(g.launchDigest.digest),
     );
-    // KVM_SET_REGS etc. after finish are the VMM's business; LAUNCH_UPDATE is refused by the firmware.
+    // After finish LAUNCH_UPDATE is refused by the firmware (KVM_SET_REGS by KVM: kvm/protected-state.test.ts).
     const c = launchUpdate(s, 8);
     expect(c.errno).toBe('EIO');
     expect(c.error).toBe(uapi.SEV_RET_INVALID_GUEST_STATE);

@@ -31,6 +31,14 @@ export interface ArchVm {
   vcpuMemEncryptOp?(vcpu: Vcpu, arg: unknown): number;
   /** vCPU ioctls the core does not handle (e.g. KVM_SET_FPU, KVM_SET_MSRS); undefined = not handled. */
   vcpuIoctl?(vcpu: Vcpu, request: number, name: string, arg: unknown): number | undefined;
+  /**
+   * vcpu->arch.guest_state_protected: the vCPU's registers belong to the guest (SNP from LAUNCH_FINISH,
+   * TDX from creation). With has_protected_state, KVM_SET_REGS / KVM_SET_SREGS are then -EINVAL.
+   * Absent = false.
+   */
+  guestStateProtected?(vcpu: Vcpu): boolean;
+  /** fpstate_is_confidential(&vcpu->arch.guest_fpu): KVM_SET_FPU is refused or ignored. Absent = false. */
+  fpuConfidential?(vcpu: Vcpu): boolean;
   /** Checks at KVM_CREATE_VCPU before the vCPU exists (e.g. TDX requires INIT_VM). */
   vcpuPrecreate?(id: number): void;
   vcpuCreated?(vcpu: Vcpu): void;

@@ -272,10 +272,12 @@ export class Vm {
         return this.arch.vcpuMemEncryptOp(vcpu, arg);
       case K.KVM_SET_REGS:
       case K.KVM_SET_SREGS: {
-        // Registers of a VM with protected state are not accessible (kvm_arch_vcpu_ioctl_set_regs).
-        if (this.hasProtectedState && this.arch.name === 'tdx')
-          throw kerr('EINVAL', `${name}: TD registers are protected`);
+        // kvm_vcpu_ioctl() copies the struct in (memdup_user: -EFAULT), then
+        // kvm_arch_vcpu_ioctl_set_regs/sregs() refuse a vCPU whose state the guest owns, on VM
+        // types with has_protected_state (6.10+: SEV-ES, SNP, TDX), before any other check.
         const regs = copyFromUser(arg, name === 'KVM_SET_REGS' ? 'kvm_regs' : 'kvm_sregs');
+        if (this.hasProtectedState && this.arch.guestStateProtected?.(vcpu))
+          throw kerr('EINVAL', `${name}: vCPU ${vcpu.id}'s state is protected (${this.arch.name})`);
         if (name === 'KVM_SET_SREGS') checkSregs(regs);
         vcpu.archState[name === 'KVM_SET_REGS' ? 'regs' : 'sregs'] = { ...regs };
         return 0;
@@ -295,6 +297,17 @@ export class Vm {
         return 0;
       }
       default: {
+        // kvm_arch_vcpu_ioctl_set_fpu() after the copy: a confidential FPU state is -EINVAL with
+        // has_protected_state, else silently left alone (0).
+        if (request === K.KVM_SET_FPU && this.arch.fpuConfidential?.(vcpu)) {
+          copyFromUser(arg, 'kvm_fpu');
+          if (this.hasProtectedState)
+            throw kerr(
+              'EINVAL',
+              `KVM_SET_FPU: vCPU ${vcpu.id}'s FPU state is confidential (${this.arch.name})`,
+            );
+          return 0;
+        }
         // Register ioctls an arch models itself (SEV: the state sev_es_sync_vmsa() reads).
         const r = this.arch.vcpuIoctl?.(vcpu, request, name, arg);
         if (r !== undefined) return r;

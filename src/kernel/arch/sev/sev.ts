@@ -601,6 +601,14 @@ export class SevArchVm implements ArchVm {
     return s;
   }
 
+  /**
+   * snp_launch_update_vmsa() sets guest_state_protected. It does not make the FPU state confidential
+   * (only the legacy SEV-ES LAUNCH_UPDATE_VMSA does, not modelled): KVM_SET_FPU still succeeds.
+   */
+  guestStateProtected(vcpu: Vcpu): boolean {
+    return this.vcpuOf(vcpu).guestStateProtected;
+  }
+
   vcpuIoctl(vcpu: Vcpu, request: number, _name: string, arg: unknown): number | undefined {
     const sv = this.vcpuOf(vcpu);
     switch (request) {

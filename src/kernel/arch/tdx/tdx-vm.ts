@@ -400,6 +400,19 @@ export class TdxVm implements ArchVm {
     this.vcpuTdx.set(vcpu, { state: 'uninitialized' });
   }
 
+  /**
+   * tdx_vcpu_create(): guest_state_protected unless the TD has ATTR_DEBUG, which KVM never accepts
+   * (KVM_SUPPORTED_TD_ATTRS): always protected.
+   */
+  guestStateProtected(): boolean {
+    return true;
+  }
+
+  /** tdx_vcpu_create(): fpstate_set_confidential(). */
+  fpuConfidential(): boolean {
+    return true;
+  }
+
   /** tdx_vcpu_pre_run(): the vCPU must be initialized and the TD runnable. */
   vcpuPreRun(vcpu: Vcpu): void {
     if (this.vcpuTdx.get(vcpu)?.state !== 'initialized' || this.state !== 'runnable')
