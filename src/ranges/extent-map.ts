@@ -911,19 +911,24 @@ const BULK_MIN = 64;
  */
 const BULK_RATIO = 8;
 
-/** Appends the leaves of a subtree, in order, to `out`. */
-function collectLeaves<V>(node: Node<V>, h: number, out: Leaf<V>[]): void {
+/**
+ * Appends the leaves of a subtree, in order, to `out`; false if any node of it is not owned by
+ * `epoch` (shared with a clone, or frozen for an iterator).
+ */
+function collectLeaves<V>(node: Node<V>, h: number, out: Leaf<V>[], epoch: number): boolean {
+  let owned = node.epoch === epoch;
   if (h === 0) out.push(node as Leaf<V>);
   else {
     const b = node as Branch<V>;
-    for (let i = 0; i < b.n; i++) collectLeaves(b.kids[i]!, h - 1, out);
+    for (let i = 0; i < b.n; i++) owned = collectLeaves(b.kids[i]!, h - 1, out, epoch) && owned;
   }
+  return owned;
 }
 
 /**
  * New leaves (epoch `epoch`) holding the extents of `leaves` with pages keys[0, n) (ascending) set
  * to vals (undefined: cleared), maximal, written straight into leaves filled as sequential appends
- * leave them: full, the last two evened out so that neither is below MIN.
+ * leave them: full, the last two evened out so that neither is below MIN. Null if no page changes.
  */
 function mergePages<V>(
   leaves: Leaf<V>[],
@@ -932,8 +937,9 @@ function mergePages<V>(
   n: number,
   eq: (a: V, b: V) => boolean,
   epoch: number,
-): Leaf<V>[] {
+): Leaf<V>[] | null {
   const out: Leaf<V>[] = [];
+  let changed = false;
   let cur = new Leaf<V>(epoch, 0, numArray(), numArray(), new Array<V | undefined>(CAP).fill(undefined));
   let m = 0; // extents in cur
   let i = 0;
@@ -960,18 +966,27 @@ function mergePages<V>(
       const s = l.starts[c]!;
       const e = l.ends[c]!;
       const v = l.vals[c];
-      for (; i < n && keys[i]! < s; i++) emit(keys[i]!, keys[i]! + 1, vals[i]);
+      for (; i < n && keys[i]! < s; i++) {
+        if (vals[i] !== undefined) changed = true;
+        emit(keys[i]!, keys[i]! + 1, vals[i]);
+      }
       let at = s;
       for (; i < n && keys[i]! < e; i++) {
         const k = keys[i]!;
+        const x = vals[i];
+        if (x === undefined || !eq(v as V, x)) changed = true;
         if (k > at) emit(at, k, v);
-        emit(k, k + 1, vals[i]);
+        emit(k, k + 1, x);
         at = k + 1;
       }
       if (at < e) emit(at, e, v);
     }
   }
-  for (; i < n; i++) emit(keys[i]!, keys[i]! + 1, vals[i]);
+  for (; i < n; i++) {
+    if (vals[i] !== undefined) changed = true;
+    emit(keys[i]!, keys[i]! + 1, vals[i]);
+  }
+  if (!changed) return null;
   if (m === 0) return out;
   cur.n = m;
   out.push(cur);
@@ -1266,18 +1281,26 @@ export class ExtentMap<V> {
    * set(k, k + 1, v) for each page k of keys[0, n) in turn (v = vals[i]; undefined clears the page).
    * The keys must ascend strictly. A run that is large against the map is merged with its extents in
    * one pass and the tree rebuilt from the result (O(extents + n) instead of n descents and
-   * splices: how PointExtentMap applies its page layer). A bad key throws RangeError, map unchanged.
+   * splices: how PointExtentMap applies its page layer), unless the tree shares nodes with a clone.
+   * A bad key or count throws RangeError, map unchanged.
    */
   setPages(keys: ArrayLike<number>, vals: ArrayLike<V | undefined>, n: number): void {
-    if (n < BULK_MIN || n * BULK_RATIO < this.extents) {
-      for (let i = 0; i < n; i++) checkPage(keys, i);
+    if (!Number.isSafeInteger(n) || n < 0 || n > keys.length || n > vals.length)
+      throw new RangeError(`ExtentMap.setPages: bad count ${n} (${keys.length} keys, ${vals.length} values)`);
+    for (let i = 0; i < n; i++) checkPage(keys, i);
+    const leaves: Leaf<V>[] = [];
+    // A tree sharing nodes with a clone keeps sharing them: one-page sets copy only the paths they
+    // touch, a rebuild would copy everything.
+    if (
+      n < BULK_MIN ||
+      n * BULK_RATIO < this.extents ||
+      (this.root !== null && !collectLeaves(this.root, this.height, leaves, this.epoch))
+    ) {
       for (let i = 0; i < n; i++) this.set(keys[i]!, keys[i]! + 1, vals[i]);
       return;
     }
-    for (let i = 0; i < n; i++) checkPage(keys, i);
-    const leaves: Leaf<V>[] = [];
-    if (this.root !== null) collectLeaves(this.root, this.height, leaves);
     const out = mergePages(leaves, keys, vals, n, this.eq, this.epoch);
+    if (out === null) return; // nothing changes: keep the tree as it is
     // Only new nodes: iterators and clones keep the old ones, so nothing needs freezing.
     this.fLeaf = null;
     this.tracker = null;

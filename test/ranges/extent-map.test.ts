@@ -569,6 +569,74 @@ describe('ExtentMap.setPages (a sorted run of one-page sets)', () => {
     expect(m.get(10)).toBe(3);
   });
 
+  /** The leaf nodes of a map's tree (internals: node sharing is not observable through the API). */
+  const leafNodes = (m: ExtentMap<number>): Set<unknown> => {
+    const out = new Set<unknown>();
+    const walk = (node: { n: number; kids?: unknown[] }, h: number): void => {
+      if (h === 0) out.add(node);
+      else for (let i = 0; i < node.n; i++) walk(node.kids![i] as { n: number; kids?: unknown[] }, h - 1);
+    };
+    const t = m as unknown as { root: { n: number } | null; height: number };
+    if (t.root) walk(t.root, t.height);
+    return out;
+  };
+
+  it('a map sharing nodes with a clone keeps sharing them: a large run goes page by page, copying only what it touches', () => {
+    const m = new ExtentMap<number>();
+    const base = scattered(20_000);
+    m.setPages(
+      base,
+      base.map(() => 1),
+      base.length,
+    );
+    const c = m.clone();
+    const run = Array.from({ length: 3000 }, (_, i) => 3 * i + 1); // the first ~140 leaves' worth
+    m.setPages(run, new Array<number>(run.length).fill(2), run.length);
+    const mine = leafNodes(m);
+    const theirs = leafNodes(c);
+    const shared = [...theirs].filter((l) => mine.has(l)).length;
+    expect(shared).toBeGreaterThan(theirs.size * 0.5);
+    expect(c.get(1)).toBeUndefined();
+    expect(m.get(1)).toBe(2);
+    m.validate();
+    c.validate();
+  });
+
+  it('a run that changes nothing leaves the tree as it is (no rebuild)', () => {
+    const m = new ExtentMap<number>();
+    const pages = scattered(10_000);
+    m.setPages(
+      pages,
+      pages.map(() => 4),
+      pages.length,
+    );
+    const before = leafNodes(m);
+    // Values already there, and clears of gaps.
+    m.setPages(
+      pages,
+      pages.map(() => 4),
+      pages.length,
+    );
+    const gaps = pages.map((p) => p + 1);
+    m.setPages(gaps, new Array<number | undefined>(gaps.length).fill(undefined), gaps.length);
+    const after = [...leafNodes(m)];
+    expect(after.length).toBe(before.size);
+    expect(after.every((l) => before.has(l))).toBe(true); // the same node objects
+    expect(m.size).toBe(10_000);
+  });
+
+  it('refuses a bad count (not a safe integer, negative, beyond the keys or values) with RangeError', () => {
+    const m = new ExtentMap<number>();
+    m.set(0, 10, 1);
+    const keys = Array.from({ length: 100 }, (_, i) => 20 + i);
+    const vals = new Array<number>(100).fill(2);
+    for (const n of [Number.NaN, 1.5, -1, 101]) {
+      expect(() => m.setPages(keys, vals, n)).toThrow(RangeError);
+    }
+    expect(() => m.setPages(keys, vals.slice(0, 99), 100)).toThrow(RangeError);
+    expect([...m.entries()]).toEqual([{ start: 0, end: 10, value: 1 }]);
+  });
+
   it('refuses unordered, repeated and bad pages with RangeError and leaves the map as it was', () => {
     for (const n of [3, 100]) {
       const m = new ExtentMap<number>();
