@@ -30,6 +30,9 @@
  * repairs overflowing or underfull nodes on the way back up. No user code (equals, callbacks) runs
  * during that pass, which is why it may use module-level scratch state.
  *
+ * A sorted run of one-page sets (setPages(), PointExtentMap's flush) that is large against the map
+ * is instead merged with the extents in one pass into new leaves and the tree built bottom up.
+ *
  * Fast paths: the map remembers the leaf of its last descent and the separators around it (a
  * finger), so a lookup near the previous one skips the descent; and a mutation whose region lies
  * inside one leaf that the map owns, and leaves that leaf legally filled, edits it in place without

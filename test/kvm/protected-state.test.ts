@@ -9,6 +9,7 @@
  * does both (guest_state_protected unless ATTR_DEBUG, which KVM_SUPPORTED_TD_ATTRS never allows).
  */
 import { describe, expect, it } from 'vitest';
+import type { SyscallError } from '../../src/index.js';
 import { createHost } from '../../src/kernel/host.js';
 import { uapi } from '../../src/uapi/index.js';
 import { errnoOf } from '../errno-of.js';
@@ -61,6 +62,13 @@ describe.each(SNP_KERNELS)('SNP vCPU state on %s (sev.c snp_launch_update_vmsa)'
       type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
     });
     s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+    // The refusal names the step that protected the state: the VMSA's LAUNCH_UPDATE inside FINISH.
+    try {
+      s.host.ioctl(vcpu, 'KVM_SET_REGS', REGS);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as SyscallError).explanation).toMatch(/snp_launch_finish > snp_launch_update_vmsa/);
+    }
     expect(setters(s.host, vcpu)).toEqual({
       regs: 'EINVAL',
       sregs: 'EINVAL',

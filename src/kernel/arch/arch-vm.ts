@@ -33,10 +33,10 @@ export interface ArchVm {
   vcpuIoctl?(vcpu: Vcpu, request: number, name: string, arg: unknown): number | undefined;
   /**
    * vcpu->arch.guest_state_protected: the vCPU's registers belong to the guest (SNP from LAUNCH_FINISH,
-   * TDX from creation). With has_protected_state, KVM_SET_REGS / KVM_SET_SREGS are then -EINVAL.
-   * Absent = false.
+   * TDX from creation); returns since when / why, undefined while they do not. With
+   * has_protected_state, KVM_SET_REGS / KVM_SET_SREGS are then -EINVAL. Absent = never.
    */
-  guestStateProtected?(vcpu: Vcpu): boolean;
+  guestStateProtected?(vcpu: Vcpu): string | undefined;
   /** fpstate_is_confidential(&vcpu->arch.guest_fpu): KVM_SET_FPU is refused or ignored. Absent = false. */
   fpuConfidential?(vcpu: Vcpu): boolean;
   /** Checks at KVM_CREATE_VCPU before the vCPU exists (e.g. TDX requires INIT_VM). */

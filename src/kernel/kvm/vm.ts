@@ -276,8 +276,9 @@ export class Vm {
         // kvm_arch_vcpu_ioctl_set_regs/sregs() refuse a vCPU whose state the guest owns, on VM
         // types with has_protected_state (6.10+: SEV-ES, SNP, TDX), before any other check.
         const regs = copyFromUser(arg, name === 'KVM_SET_REGS' ? 'kvm_regs' : 'kvm_sregs');
-        if (this.hasProtectedState && this.arch.guestStateProtected?.(vcpu))
-          throw kerr('EINVAL', `${name}: vCPU ${vcpu.id}'s state is protected (${this.arch.name})`);
+        const prot = this.hasProtectedState ? this.arch.guestStateProtected?.(vcpu) : undefined;
+        if (prot !== undefined)
+          throw kerr('EINVAL', `${name}: vCPU ${vcpu.id}'s state is protected (guest_state_protected)`, prot);
         if (name === 'KVM_SET_SREGS') checkSregs(regs);
         vcpu.archState[name === 'KVM_SET_REGS' ? 'regs' : 'sregs'] = { ...regs };
         return 0;

@@ -23,6 +23,7 @@ import {
 } from '../../kvm/guest-memfd.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import type { Vm } from '../../kvm/vm.js';
+import { describeProvenance } from '../../provenance.js';
 import {
   copyFromUser,
   copyToUser,
@@ -514,6 +515,7 @@ function snpLaunchFinish(vm: Vm, platform: SnpPlatform, arch: SevArchVm | undefi
         throw kerr(rc, `snp_launch_update_vmsa: vCPU ${vcpu.id} VMSA LAUNCH_UPDATE failed`);
       }
       sv.guestStateProtected = true;
+      sv.protectedSince = since;
     }
   });
   let idBlock: SnpIdBlockInput | undefined;
@@ -605,8 +607,11 @@ export class SevArchVm implements ArchVm {
    * snp_launch_update_vmsa() sets guest_state_protected. It does not make the FPU state confidential
    * (only the legacy SEV-ES LAUNCH_UPDATE_VMSA does, not modelled): KVM_SET_FPU still succeeds.
    */
-  guestStateProtected(vcpu: Vcpu): boolean {
-    return this.vcpuOf(vcpu).guestStateProtected;
+  guestStateProtected(vcpu: Vcpu): string | undefined {
+    const sv = this.vcpuOf(vcpu);
+    return sv.guestStateProtected
+      ? `VMSA encrypted by ${sv.protectedSince ? describeProvenance(sv.protectedSince) : 'LAUNCH_FINISH'}`
+      : undefined;
   }
 
   vcpuIoctl(vcpu: Vcpu, request: number, _name: string, arg: unknown): number | undefined {

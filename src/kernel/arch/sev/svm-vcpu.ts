@@ -6,6 +6,8 @@
  * = the VM's vmsa_features. Not modelled: XSAVE/XCRS ioctls (XCR0 stays at reset, x87/XMM/YMM
  * register files are zero), debug registers set by the VMM (DR6/DR7 stay at reset), CET/LBR state.
  */
+
+import type { Provenance } from '../../provenance.js';
 import { copyFromUser, type UStruct, u16n, u32n, u64 } from '../../uaccess.js';
 import type { PscVcpu } from './psc.js';
 import type { SevVcpuState, VmcbSegment } from './vmsa.js';
@@ -103,6 +105,8 @@ export interface SevVcpu extends PscVcpu {
   /** The VMSA bytes, written by sev_es_sync_vmsa(). */
   vmsa: Uint8Array | undefined;
   guestStateProtected: boolean;
+  /** The VMSA's SNP_LAUNCH_UPDATE that set guest_state_protected. */
+  protectedSince?: Provenance;
 }
 
 /** svm_set_segment(): struct kvm_segment -> VMCB attrib / limit / base / selector. */

@@ -404,8 +404,8 @@ export class TdxVm implements ArchVm {
    * tdx_vcpu_create(): guest_state_protected unless the TD has ATTR_DEBUG, which KVM never accepts
    * (KVM_SUPPORTED_TD_ATTRS): always protected.
    */
-  guestStateProtected(): boolean {
-    return true;
+  guestStateProtected(): string {
+    return 'tdx_vcpu_create(): a TD vCPU without ATTR_DEBUG';
   }
 
   /** tdx_vcpu_create(): fpstate_set_confidential(). */
