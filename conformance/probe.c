@@ -549,6 +549,8 @@ int main(void)
 	VAL("vcpu.set_fpu_null", ioctl(vc9, KVM_SET_FPU_, NULL));
 	struct { uint32_t nmsrs, pad; struct { uint32_t index, reserved; uint64_t data; } e[1]; } msrs = { .nmsrs = 1, .e = { { 0x277, 0, 0x0007040600070406ull } } };
 	VAL("vcpu.set_msrs_pat", ioctl(vc9, KVM_SET_MSRS_, &msrs));
+	msrs.e[0].data = 0x0007040600070402ull; /* memory type 2 in the low byte: !kvm_pat_valid() */
+	VAL("vcpu.set_msrs_bad_pat", ioctl(vc9, KVM_SET_MSRS_, &msrs));
 	msrs.nmsrs = 0;
 	VAL("vcpu.set_msrs_none", ioctl(vc9, KVM_SET_MSRS_, &msrs));
 	msrs.nmsrs = 256;

@@ -376,6 +376,9 @@ export function modelResults(
   run('vcpu.set_fpu_null', () => host.ioctl(vc9, 'KVM_SET_FPU', null));
   const pat = { index: 0x277, reserved: 0, data: 0x0007040600070406n };
   run('vcpu.set_msrs_pat', () => host.ioctl(vc9, 'KVM_SET_MSRS', { nmsrs: 1, entries: [pat] }));
+  // Memory type 2 in the low byte: kvm_pat_valid() fails, the count stops at 0.
+  const badPat = { ...pat, data: 0x0007040600070402n };
+  run('vcpu.set_msrs_bad_pat', () => host.ioctl(vc9, 'KVM_SET_MSRS', { nmsrs: 1, entries: [badPat] }));
   run('vcpu.set_msrs_none', () => host.ioctl(vc9, 'KVM_SET_MSRS', { nmsrs: 0, entries: [pat] }));
   run('vcpu.set_msrs_256', () => host.ioctl(vc9, 'KVM_SET_MSRS', { nmsrs: 256, entries: [pat] }));
   run('vcpu.set_msrs_null', () => host.ioctl(vc9, 'KVM_SET_MSRS', null));

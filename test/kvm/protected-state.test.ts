@@ -7,6 +7,9 @@
  * snp_launch_update_vmsa() sets guest_state_protected at LAUNCH_FINISH and leaves the FPU alone (only
  * the legacy __sev_launch_update_vmsa() calls fpstate_set_confidential()); tdx.c tdx_vcpu_create()
  * does both (guest_state_protected unless ATTR_DEBUG, which KVM_SUPPORTED_TD_ATTRS never allows).
+ * KVM_SET_MSRS never fails for a refused MSR: msr_io() returns how many entries were set before it
+ * (svm.c sev_es_prevent_msr_access() refuses PAT once an SNP VMSA is encrypted; kvm_set_msr_common()
+ * refuses an invalid PAT on VMX and SVM).
  */
 import { describe, expect, it } from 'vitest';
 import type { SyscallError } from '../../src/index.js';
@@ -104,4 +107,52 @@ describe('VMs without protected state', () => {
       expect(setters(host, vcpu)).toMatchObject({ regs: undefined, sregs: undefined, fpu: undefined });
     });
   }
+});
+
+describe('KVM_SET_MSRS (x86.c msr_io: the count set, never an errno for a refused MSR)', () => {
+  const PAT = { index: 0x277, reserved: 0, data: 0x0007040600070406n };
+  const BAD_PAT = { ...PAT, data: 0x0007040600070402n }; // memory type 2: !kvm_pat_valid()
+
+  it.each(SNP_KERNELS)(
+    '%s SNP: PAT is set before LAUNCH_FINISH; afterwards sev_es_prevent_msr_access() stops the count at 0',
+    (kernel) => {
+      const s = snpVm(kernel);
+      const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+      expect(s.host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 1, entries: [PAT] })).toBe(1);
+      // svm_set_msr() -> kvm_set_msr_common(): an invalid PAT is refused.
+      expect(s.host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 2, entries: [PAT, BAD_PAT] })).toBe(1);
+      s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', {
+        gfn_start: 0,
+        uaddr: s.hva,
+        len: 4096,
+        type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
+      });
+      s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+      expect(s.host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 1, entries: [PAT] })).toBe(0);
+      // msr_io() checks come first: too many entries, entries missing.
+      expect(errnoOf(() => s.host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 256, entries: [PAT] }))).toBe('E2BIG');
+      expect(errnoOf(() => s.host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 2, entries: [PAT] }))).toBe('EFAULT');
+    },
+  );
+
+  it('every entry is copied before any is set (memdup_user): a bad entry after a refused one is -EFAULT', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    const other = { index: 0x10, reserved: 0, data: 0n }; // an MSR the model does not know
+    expect(host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 2, entries: [PAT, other] })).toBe(1);
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 2, entries: [other, null] }))).toBe(
+      'EFAULT',
+    );
+  });
+
+  it('an invalid PAT: refused by VMX and SVM (tdx and snp platforms), taken on the generic platform as the 6.18 PVM host takes it', () => {
+    const counts = (['generic', 'snp', 'tdx'] as const).map((platform) => {
+      const host = createHost({ kernel: 'v7.0', platform });
+      const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+      const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+      return host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 1, entries: [BAD_PAT] });
+    });
+    expect(counts).toEqual([1, 0, 0]);
+  });
 });

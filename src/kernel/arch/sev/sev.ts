@@ -620,7 +620,7 @@ export class SevArchVm implements ArchVm {
       case KVM_SET_FPU:
         return setFpu(sv.state, arg);
       case KVM_SET_MSRS:
-        return setMsrs(sv.state, arg);
+        return setMsrs(sv, arg);
       default:
         return undefined;
     }

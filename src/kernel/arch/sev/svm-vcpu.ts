@@ -7,6 +7,7 @@
  * register files are zero), debug registers set by the VMM (DR6/DR7 stay at reset), CET/LBR state.
  */
 
+import { kvmPatValid, MSR_IA32_CR_PAT, msrIo } from '../../kvm/msr.js';
 import type { Provenance } from '../../provenance.js';
 import { copyFromUser, type UStruct, u16n, u32n, u64 } from '../../uaccess.js';
 import type { PscVcpu } from './psc.js';
@@ -14,7 +15,7 @@ import type { SevVcpuState, VmcbSegment } from './vmsa.js';
 
 export { KVM_SET_FPU, KVM_SET_MSRS } from '../../../uapi/kvm.js';
 /** MSR_IA32_CR_PAT, which the VMCB keeps as G_PAT. */
-export const MSR_IA32_CR_PAT = 0x277;
+export { MSR_IA32_CR_PAT };
 
 const X86_CR0_CD = 1n << 30n;
 const X86_CR0_NW = 1n << 29n;
@@ -193,23 +194,16 @@ export function setFpu(st: SevVcpuState, arg: unknown): number {
   return 0;
 }
 
-/** KVM_SET_MSRS: the MSRs the VMSA records; returns the number set, stopping at the first unknown. */
-export function setMsrs(st: SevVcpuState, arg: unknown): number {
-  const m = copyFromUser(arg, 'kvm_msrs');
-  const entries = Array.isArray(m['entries']) ? (m['entries'] as unknown[]) : [];
-  const n = Math.min(u32n(m, 'nmsrs'), entries.length);
-  let done = 0;
-  for (; done < n; done++) {
-    const e = copyFromUser(entries[done], 'kvm_msr_entry');
-    const index = u32n(e, 'index');
-    const data = u64(e, 'data');
-    if (index !== MSR_IA32_CR_PAT) break; // the model knows PAT only: kvm_set_msr() fails -> partial count
-    // kvm_pat_valid(): every byte must be a valid memory type (0, 1, 4, 5, 6, 7).
-    for (let i = 0n; i < 64n; i += 8n) {
-      const t = Number((data >> i) & 0xffn);
-      if (t === 2 || t === 3 || t > 7) return done;
-    }
-    st.gPat = data;
-  }
-  return done;
+/**
+ * KVM_SET_MSRS: the MSRs the VMSA records (PAT only), through msr_io(). Once the VMSA is encrypted
+ * (guest_state_protected), svm_set_msr()'s sev_es_prevent_msr_access() refuses PAT, whose
+ * interception SEV-ES guests do not have: -EINVAL with has_protected_state (the SNP VM type), which
+ * __msr_io() turns into the end of the count.
+ */
+export function setMsrs(sv: SevVcpu, arg: unknown): number {
+  return msrIo(arg, (index, data) => {
+    if (sv.guestStateProtected || index !== MSR_IA32_CR_PAT || !kvmPatValid(data)) return false;
+    sv.state.gPat = data;
+    return true;
+  });
 }
