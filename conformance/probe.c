@@ -70,6 +70,7 @@ struct kvm_regs_ { uint64_t gpr[16], rip, rflags; };
 struct kvm_seg_ { uint64_t base; uint32_t limit; uint16_t selector; uint8_t type, present, dpl, db, s, l, g, avl, unusable, pad; };
 struct kvm_dt_ { uint64_t base; uint16_t limit, pad[3]; };
 struct kvm_sregs_ { struct kvm_seg_ cs, ds, es, fs, gs, ss, tr, ldt; struct kvm_dt_ gdt, idt; uint64_t cr0, cr2, cr3, cr4, cr8, efer, apic_base, irq_bitmap[4]; };
+#define KVM_GET_REGS _IOR(KVMIO, 0x81, struct kvm_regs_)
 #define KVM_SET_REGS _IOW(KVMIO, 0x82, struct kvm_regs_)
 #define KVM_GET_SREGS _IOR(KVMIO, 0x83, struct kvm_sregs_)
 #define KVM_SET_SREGS _IOW(KVMIO, 0x84, struct kvm_sregs_)
@@ -556,6 +557,23 @@ int main(void)
 	msrs.nmsrs = 256;
 	VAL("vcpu.set_msrs_256", ioctl(vc9, KVM_SET_MSRS_, &msrs));
 	VAL("vcpu.set_msrs_null", ioctl(vc9, KVM_SET_MSRS_, NULL));
+	/* Registers: the reset state kvm_vcpu_reset() gives a new vCPU, and what KVM_SET_REGS leaves. */
+	struct kvm_regs_ gr;
+	memset(&gr, 0x5a, sizeof(gr));
+	VAL("vcpu.get_regs", ioctl(vc9, KVM_GET_REGS, &gr));
+	printf("vcpu.get_regs_reset\trip=0x%llx rflags=0x%llx rax=0x%llx rdx=0x%llx r15=0x%llx\n",
+	       (unsigned long long)gr.rip, (unsigned long long)gr.rflags, (unsigned long long)gr.gpr[0],
+	       (unsigned long long)gr.gpr[3], (unsigned long long)gr.gpr[15]);
+	VAL("vcpu.get_regs_null", ioctl(vc9, KVM_GET_REGS, NULL));
+	struct kvm_regs_ sr = { .rip = 0x1234, .rflags = 0 };
+	sr.gpr[0] = 5;
+	sr.gpr[15] = 0xffffffffffffffffull;
+	VAL("vcpu.set_regs", ioctl(vc9, KVM_SET_REGS, &sr));
+	memset(&gr, 0x5a, sizeof(gr));
+	VAL("vcpu.get_regs_again", ioctl(vc9, KVM_GET_REGS, &gr));
+	printf("vcpu.get_regs_after_set\trip=0x%llx rflags=0x%llx rax=0x%llx rdx=0x%llx r15=0x%llx\n",
+	       (unsigned long long)gr.rip, (unsigned long long)gr.rflags, (unsigned long long)gr.gpr[0],
+	       (unsigned long long)gr.gpr[3], (unsigned long long)gr.gpr[15]);
 	struct { uint32_t nent, pad; struct { uint32_t function, index, flags, eax, ebx, ecx, edx, padding[3]; } e[1]; } cpuid = { .nent = 1, .e = { { .function = 0x80000008, .eax = 0x2030 } } };
 	VAL("vcpu.set_cpuid_vaddr_32", ioctl(vc9, KVM_SET_CPUID2_, &cpuid));
 	cpuid.e[0].eax = 0x3030;

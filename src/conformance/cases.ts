@@ -382,6 +382,21 @@ export function modelResults(
   run('vcpu.set_msrs_none', () => host.ioctl(vc9, 'KVM_SET_MSRS', { nmsrs: 0, entries: [pat] }));
   run('vcpu.set_msrs_256', () => host.ioctl(vc9, 'KVM_SET_MSRS', { nmsrs: 256, entries: [pat] }));
   run('vcpu.set_msrs_null', () => host.ioctl(vc9, 'KVM_SET_MSRS', null));
+  // Registers: the reset state kvm_vcpu_reset() gives a new vCPU, and what KVM_SET_REGS leaves.
+  const regsLine = (r: Record<string, unknown>): string =>
+    ['rip', 'rflags', 'rax', 'rdx', 'r15']
+      .map((k) => `${k}=0x${BigInt(r[k] as number | bigint).toString(16)}`)
+      .join(' ');
+  const gr: Record<string, unknown> = {};
+  run('vcpu.get_regs', () => host.ioctl(vc9, 'KVM_GET_REGS', gr));
+  out.set('vcpu.get_regs_reset', regsLine(gr));
+  run('vcpu.get_regs_null', () => host.ioctl(vc9, 'KVM_GET_REGS', null));
+  run('vcpu.set_regs', () =>
+    host.ioctl(vc9, 'KVM_SET_REGS', { rip: 0x1234, rflags: 0, rax: 5, r15: 0xffffffffffffffffn }),
+  );
+  const gr2: Record<string, unknown> = {};
+  run('vcpu.get_regs_again', () => host.ioctl(vc9, 'KVM_GET_REGS', gr2));
+  out.set('vcpu.get_regs_after_set', regsLine(gr2));
   const addrSizes = (eax: number) => () =>
     host.ioctl(vc9, 'KVM_SET_CPUID2', {
       nent: 1,

@@ -109,6 +109,58 @@ describe('VMs without protected state', () => {
   }
 });
 
+describe('KVM_GET_REGS (x86.c kvm_arch_vcpu_ioctl_get_regs)', () => {
+  it.each(SNP_KERNELS)(
+    '%s SNP: the reset state and what KVM_SET_REGS left, until LAUNCH_FINISH; then -EINVAL before anything is written',
+    (kernel) => {
+      const s = snpVm(kernel);
+      const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+      const reset: Record<string, unknown> = {};
+      expect(s.host.ioctl(vcpu, 'KVM_GET_REGS', reset)).toBe(0);
+      // kvm_vcpu_reset(): RDX 0x600 (no CPUID yet), RIP 0xfff0, RFLAGS the fixed bit.
+      expect(reset).toMatchObject({ rax: 0, rdx: 0x600, rip: 0xfff0, rflags: 2, r15: 0 });
+      s.host.ioctl(vcpu, 'KVM_SET_REGS', { rip: 0x1234, rflags: 0, rbx: 7 });
+      const after: Record<string, unknown> = {};
+      s.host.ioctl(vcpu, 'KVM_GET_REGS', after);
+      expect(after).toMatchObject({ rbx: 7, rdx: 0, rip: 0x1234, rflags: 2 });
+      s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', {
+        gfn_start: 0,
+        uaddr: s.hva,
+        len: 4096,
+        type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
+      });
+      s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+      const untouched: Record<string, unknown> = { rip: 99 };
+      expect(errnoOf(() => s.host.ioctl(vcpu, 'KVM_GET_REGS', untouched))).toBe('EINVAL');
+      expect(untouched).toEqual({ rip: 99 });
+      // The refusal comes before copy_to_user(): a bad pointer is -EINVAL too.
+      expect(errnoOf(() => s.host.ioctl(vcpu, 'KVM_GET_REGS', null))).toBe('EINVAL');
+    },
+  );
+
+  it.each([...UPSTREAM, 'tdx-dev-2024-07'])('%s TD: -EINVAL', (kernel) => {
+    const td = buildTd(kernel);
+    expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_GET_REGS', {}))).toBe('EINVAL');
+  });
+
+  it('a vCPU that has run: the model has no guest registers and says so (EOPNOTSUPP), where the kernel returns them', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    const hva = host.mmap({ length: 4096, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: 4096,
+      userspace_addr: hva,
+    });
+    host.guest(vcpu).load([{ op: 'hlt' }]);
+    host.ioctl(vcpu, 'KVM_RUN');
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_REGS', {}))).toBe('EOPNOTSUPP');
+  });
+});
+
 describe('KVM_SET_MSRS (x86.c msr_io: the count set, never an errno for a refused MSR)', () => {
   const PAT = { index: 0x277, reserved: 0, data: 0x0007040600070406n };
   const BAD_PAT = { ...PAT, data: 0x0007040600070402n }; // memory type 2: !kvm_pat_valid()

@@ -12,7 +12,7 @@ import { KFile, type Stat } from '../file.js';
 import type { Host } from '../host.js';
 import type { KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
-import { copyFromUser, scalar, type UStruct, u32, u64 } from '../uaccess.js';
+import { copyFromUser, copyToUser, scalar, type UStruct, u32, u64 } from '../uaccess.js';
 import {
   MemAttrSites,
   type MemAttrWord,
@@ -271,6 +271,30 @@ export class Vm {
           throw kerr('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vCPU commands for this VM type');
         }
         return this.arch.vcpuMemEncryptOp(vcpu, arg);
+      case K.KVM_GET_REGS: {
+        // kvm_arch_vcpu_ioctl_get_regs(): refused for protected state before anything is written,
+        // then copy_to_user() (-EFAULT).
+        const prot = this.hasProtectedState ? this.arch.guestStateProtected?.(vcpu) : undefined;
+        if (prot !== undefined)
+          throw kerr(
+            'EINVAL',
+            `KVM_GET_REGS: vCPU ${vcpu.id}'s state is protected (guest_state_protected)`,
+            prot,
+          );
+        if (vcpu.hasRun)
+          throw kerr(
+            'EOPNOTSUPP',
+            'KVM_GET_REGS: the registers of a vCPU that has run are not modelled by gmemlab',
+          );
+        if (arg === null || typeof arg !== 'object' || Array.isArray(arg))
+          throw kerr('EFAULT', 'copy_to_user: kvm_regs is not a struct');
+        const set = vcpu.archState['regs'] as UStruct | undefined;
+        for (const r of KVM_REGS_FIELDS)
+          copyToUser(arg as UStruct, r, set ? u64(set, r) : (RESET_REGS[r] ?? 0n));
+        // __set_regs() stored rflags | X86_EFLAGS_FIXED.
+        if (set) copyToUser(arg as UStruct, 'rflags', u64(set, 'rflags') | 2n);
+        return 0;
+      }
       case K.KVM_SET_REGS:
       case K.KVM_SET_SREGS: {
         // kvm_vcpu_ioctl() copies the struct in (memdup_user: -EFAULT), then
@@ -388,6 +412,38 @@ export function checkExtension(host: Host, vm: Vm | undefined, cap: number): num
       return 0;
   }
 }
+
+/** struct kvm_regs, in its order. */
+const KVM_REGS_FIELDS = [
+  'rax',
+  'rbx',
+  'rcx',
+  'rdx',
+  'rsi',
+  'rdi',
+  'rsp',
+  'rbp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+  'rflags',
+] as const;
+
+/**
+ * kvm_vcpu_reset() at vCPU creation: GPRs zero but RDX, which holds CPUID.1.EAX or, with no CPUID
+ * set yet (always, at creation), 0x600; RIP 0xfff0; RFLAGS the fixed bit. Checked on a 6.18 host.
+ */
+const RESET_REGS: Partial<Record<(typeof KVM_REGS_FIELDS)[number], bigint>> = {
+  rdx: 0x600n,
+  rip: 0xfff0n,
+  rflags: 2n,
+};
 
 /**
  * KVM_SET_MSRS on a VM type that keeps no MSR state in the model: PAT is accepted, any other index
