@@ -57,6 +57,27 @@ export const KVM_CREATE_GUEST_MEMFD = _IOWR(KVMIO, 0xd4, SIZEOF_KVM_CREATE_GUEST
 
 // vCPU ioctls
 export const KVM_RUN = _IO(KVMIO, 0x80);
+/** struct kvm_regs's fields, in their order. */
+export const KVM_REGS_FIELDS = [
+  'rax',
+  'rbx',
+  'rcx',
+  'rdx',
+  'rsi',
+  'rdi',
+  'rsp',
+  'rbp',
+  'r8',
+  'r9',
+  'r10',
+  'r11',
+  'r12',
+  'r13',
+  'r14',
+  'r15',
+  'rip',
+  'rflags',
+] as const;
 export const KVM_GET_REGS = _IOR(KVMIO, 0x81, SIZEOF_KVM_REGS);
 export const KVM_SET_REGS = _IOW(KVMIO, 0x82, SIZEOF_KVM_REGS);
 export const KVM_GET_SREGS = _IOR(KVMIO, 0x83, SIZEOF_KVM_SREGS);

@@ -16,7 +16,7 @@ import type { SyscallError } from '../../src/index.js';
 import { createHost } from '../../src/kernel/host.js';
 import { uapi } from '../../src/uapi/index.js';
 import { errnoOf } from '../errno-of.js';
-import { SNP_KERNELS, snpVm } from '../sev/snp-vm.js';
+import { SNP_KERNELS, type SnpVm, snpVm } from '../sev/snp-vm.js';
 import { buildTd, UPSTREAM } from '../tdx/td.js';
 
 const REGS = { rip: 0xfff0, rflags: 2 };
@@ -46,6 +46,17 @@ function setters(host: ReturnType<typeof createHost>, vcpu: number) {
   };
 }
 
+/** One NORMAL page measured, then KVM_SEV_SNP_LAUNCH_FINISH (which encrypts the VMSAs). */
+function launchFinish(s: SnpVm): void {
+  s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', {
+    gfn_start: 0,
+    uaddr: s.hva,
+    len: 4096,
+    type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
+  });
+  s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+}
+
 describe.each(SNP_KERNELS)('SNP vCPU state on %s (sev.c snp_launch_update_vmsa)', (kernel) => {
   it('before LAUNCH_FINISH the VMM sets registers and FPU; afterwards KVM_SET_REGS/SREGS are -EINVAL, KVM_SET_FPU still 0', () => {
     const s = snpVm(kernel);
@@ -58,13 +69,7 @@ describe.each(SNP_KERNELS)('SNP vCPU state on %s (sev.c snp_launch_update_vmsa)'
       sregsNoStruct: 'EFAULT',
       fpuNoStruct: 'EFAULT',
     });
-    s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', {
-      gfn_start: 0,
-      uaddr: s.hva,
-      len: 4096,
-      type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
-    });
-    s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+    launchFinish(s);
     // The refusal names the step that protected the state: the VMSA's LAUNCH_UPDATE inside FINISH.
     try {
       s.host.ioctl(vcpu, 'KVM_SET_REGS', REGS);
@@ -123,13 +128,7 @@ describe('KVM_GET_REGS (x86.c kvm_arch_vcpu_ioctl_get_regs)', () => {
       const after: Record<string, unknown> = {};
       s.host.ioctl(vcpu, 'KVM_GET_REGS', after);
       expect(after).toMatchObject({ rbx: 7, rdx: 0, rip: 0x1234, rflags: 2 });
-      s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', {
-        gfn_start: 0,
-        uaddr: s.hva,
-        len: 4096,
-        type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
-      });
-      s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+      launchFinish(s);
       const untouched: Record<string, unknown> = { rip: 99 };
       expect(errnoOf(() => s.host.ioctl(vcpu, 'KVM_GET_REGS', untouched))).toBe('EINVAL');
       expect(untouched).toEqual({ rip: 99 });
@@ -173,13 +172,7 @@ describe('KVM_SET_MSRS (x86.c msr_io: the count set, never an errno for a refuse
       expect(s.host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 1, entries: [PAT] })).toBe(1);
       // svm_set_msr() -> kvm_set_msr_common(): an invalid PAT is refused.
       expect(s.host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 2, entries: [PAT, BAD_PAT] })).toBe(1);
-      s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', {
-        gfn_start: 0,
-        uaddr: s.hva,
-        len: 4096,
-        type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
-      });
-      s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+      launchFinish(s);
       expect(s.host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 1, entries: [PAT] })).toBe(0);
       // msr_io() checks come first: too many entries, entries missing.
       expect(errnoOf(() => s.host.ioctl(vcpu, 'KVM_SET_MSRS', { nmsrs: 256, entries: [PAT] }))).toBe('E2BIG');

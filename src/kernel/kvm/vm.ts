@@ -247,6 +247,16 @@ export class Vm {
   }
 
   /** kvm_vcpu_ioctl() and x86 kvm_arch_vcpu_ioctl(). */
+  /**
+   * x86.c kvm_arch_vcpu_ioctl_{get,set}_{regs,sregs}(): -EINVAL when the VM type has
+   * has_protected_state and the vCPU guest_state_protected; the arch says since when.
+   */
+  private refuseProtectedState(vcpu: Vcpu, name: string): void {
+    const why = this.hasProtectedState ? this.arch.guestStateProtected?.(vcpu) : undefined;
+    if (why !== undefined)
+      throw kerr('EINVAL', `${name}: vCPU ${vcpu.id}'s state is protected (guest_state_protected)`, why);
+  }
+
   vcpuIoctl(vcpu: Vcpu, request: number, name: string, arg: unknown): number {
     this.checkAlive();
     switch (request) {
@@ -274,13 +284,7 @@ export class Vm {
       case K.KVM_GET_REGS: {
         // kvm_arch_vcpu_ioctl_get_regs(): refused for protected state before anything is written,
         // then copy_to_user() (-EFAULT).
-        const prot = this.hasProtectedState ? this.arch.guestStateProtected?.(vcpu) : undefined;
-        if (prot !== undefined)
-          throw kerr(
-            'EINVAL',
-            `KVM_GET_REGS: vCPU ${vcpu.id}'s state is protected (guest_state_protected)`,
-            prot,
-          );
+        this.refuseProtectedState(vcpu, name);
         if (vcpu.hasRun)
           throw kerr(
             'EOPNOTSUPP',
@@ -289,7 +293,7 @@ export class Vm {
         if (arg === null || typeof arg !== 'object' || Array.isArray(arg))
           throw kerr('EFAULT', 'copy_to_user: kvm_regs is not a struct');
         const set = vcpu.archState['regs'] as UStruct | undefined;
-        for (const r of KVM_REGS_FIELDS)
+        for (const r of K.KVM_REGS_FIELDS)
           copyToUser(arg as UStruct, r, set ? u64(set, r) : (RESET_REGS[r] ?? 0n));
         // __set_regs() stored rflags | X86_EFLAGS_FIXED.
         if (set) copyToUser(arg as UStruct, 'rflags', u64(set, 'rflags') | 2n);
@@ -301,9 +305,7 @@ export class Vm {
         // kvm_arch_vcpu_ioctl_set_regs/sregs() refuse a vCPU whose state the guest owns, on VM
         // types with has_protected_state (6.10+: SEV-ES, SNP, TDX), before any other check.
         const regs = copyFromUser(arg, name === 'KVM_SET_REGS' ? 'kvm_regs' : 'kvm_sregs');
-        const prot = this.hasProtectedState ? this.arch.guestStateProtected?.(vcpu) : undefined;
-        if (prot !== undefined)
-          throw kerr('EINVAL', `${name}: vCPU ${vcpu.id}'s state is protected (guest_state_protected)`, prot);
+        this.refuseProtectedState(vcpu, name);
         if (name === 'KVM_SET_SREGS') checkSregs(regs);
         vcpu.archState[name === 'KVM_SET_REGS' ? 'regs' : 'sregs'] = { ...regs };
         return 0;
@@ -330,7 +332,7 @@ export class Vm {
           if (this.hasProtectedState)
             throw kerr(
               'EINVAL',
-              `KVM_SET_FPU: vCPU ${vcpu.id}'s FPU state is confidential (${this.arch.name})`,
+              `KVM_SET_FPU: vCPU ${vcpu.id}'s FPU state is confidential (fpstate_is_confidential)`,
             );
           return 0;
         }
@@ -413,33 +415,11 @@ export function checkExtension(host: Host, vm: Vm | undefined, cap: number): num
   }
 }
 
-/** struct kvm_regs, in its order. */
-const KVM_REGS_FIELDS = [
-  'rax',
-  'rbx',
-  'rcx',
-  'rdx',
-  'rsi',
-  'rdi',
-  'rsp',
-  'rbp',
-  'r8',
-  'r9',
-  'r10',
-  'r11',
-  'r12',
-  'r13',
-  'r14',
-  'r15',
-  'rip',
-  'rflags',
-] as const;
-
 /**
  * kvm_vcpu_reset() at vCPU creation: GPRs zero but RDX, which holds CPUID.1.EAX or, with no CPUID
  * set yet (always, at creation), 0x600; RIP 0xfff0; RFLAGS the fixed bit. Checked on a 6.18 host.
  */
-const RESET_REGS: Partial<Record<(typeof KVM_REGS_FIELDS)[number], bigint>> = {
+const RESET_REGS: Partial<Record<(typeof K.KVM_REGS_FIELDS)[number], bigint>> = {
   rdx: 0x600n,
   rip: 0xfff0n,
   rflags: 2n,

@@ -7,6 +7,7 @@
  * register files are zero), debug registers set by the VMM (DR6/DR7 stay at reset), CET/LBR state.
  */
 
+import { KVM_REGS_FIELDS } from '../../../uapi/kvm.js';
 import { kvmPatValid, MSR_IA32_CR_PAT, msrIo } from '../../kvm/msr.js';
 import type { Provenance } from '../../provenance.js';
 import { copyFromUser, type UStruct, u16n, u32n, u64 } from '../../uaccess.js';
@@ -159,29 +160,8 @@ export function applySregs(st: SevVcpuState, sregs: UStruct): void {
   if ('efer' in sregs) st.efer = u64(sregs, 'efer') | EFER_SVME; // svm_set_efer()
 }
 
-const GPRS = [
-  'rax',
-  'rbx',
-  'rcx',
-  'rdx',
-  'rsi',
-  'rdi',
-  'rsp',
-  'rbp',
-  'r8',
-  'r9',
-  'r10',
-  'r11',
-  'r12',
-  'r13',
-  'r14',
-  'r15',
-  'rip',
-  'rflags',
-] as const;
-
 export function applyRegs(st: SevVcpuState, regs: UStruct): void {
-  for (const r of GPRS) if (r in regs) st[r] = u64(regs, r);
+  for (const r of KVM_REGS_FIELDS) if (r in regs) st[r] = u64(regs, r);
 }
 
 /** KVM_SET_FPU (kvm_arch_vcpu_ioctl_set_fpu): the x87 control/status and MXCSR. */
