@@ -28,9 +28,14 @@
  * which held this state before the page layer) are printed next to it. Rates are per wall-clock second;
  * CPU time (all threads, GC included) is printed next to it because benchmark machines are shared.
  *
- *   npx tsx bench/conversion-trace.ts [pages=1048576] [--skip-invariants-on]
+ * --per-syscall: one more invariants-off run with each syscall timed (hrtime around Host's ioctl,
+ * fallocate and madvise), printed as us/page and us/call per syscall; the timers cost ~0.1 us per call,
+ * so that run's rate is not the figure.
+ *
+ *   npx tsx bench/conversion-trace.ts [pages=1048576] [--skip-invariants-on] [--per-syscall]
  */
 import { createHost, uapi } from '../src/index.js';
+import { Host } from '../src/kernel/host.js';
 import type { GmemFile } from '../src/kernel/kvm/guest-memfd.js';
 import type { VmFile } from '../src/kernel/kvm/vm.js';
 import { ExtentMap } from '../src/ranges/extent-map.js';
@@ -191,6 +196,45 @@ function baselineTrace(pages: number, make: () => PageMap): { ops: number } {
   return { ops: pages * OPS_PER_PAGE };
 }
 
+/** The trace once more with Host's syscall entry points timed; prints where the time goes per syscall. */
+function perSyscall(pages: number): void {
+  const acc = new Map<string, { ns: bigint; calls: number }>();
+  const proto = Host.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const saved = new Map<string, (...a: unknown[]) => unknown>();
+  for (const name of ['ioctl', 'fallocate', 'madvise']) {
+    const orig = proto[name]!;
+    saved.set(name, orig);
+    proto[name] = function (this: Host, ...a: unknown[]) {
+      const t0 = process.hrtime.bigint();
+      try {
+        return orig.apply(this, a);
+      } finally {
+        const key = name === 'ioctl' ? String(a[1]) : name;
+        const e = acc.get(key) ?? { ns: 0n, calls: 0 };
+        e.ns += process.hrtime.bigint() - t0;
+        e.calls++;
+        acc.set(key, e);
+      }
+    };
+  }
+  try {
+    modelTrace(pages, false);
+  } finally {
+    for (const [name, fn] of saved) proto[name] = fn;
+  }
+  console.log('per syscall (a timed run, invariants off):');
+  let total = 0;
+  for (const [key, { ns, calls }] of [...acc].sort((a, b) => Number(b[1].ns - a[1].ns))) {
+    if (calls < pages) continue; // set-up calls
+    const us = Number(ns) / 1000;
+    total += us;
+    console.log(
+      `  ${key.padEnd(28)} ${(us / pages).toFixed(2).padStart(6)} us/page ${(us / calls).toFixed(2).padStart(6)} us/call  ${fmt(calls)} calls`,
+    );
+  }
+  console.log(`  ${'together'.padEnd(28)} ${(total / pages).toFixed(2).padStart(6)} us/page`);
+}
+
 function fmt(n: number): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: 0 });
 }
@@ -238,6 +282,7 @@ console.log(
 // Plus one KVM_RUN per batch: the one that ends in the program's final HLT.
 if (off.syscalls !== PAGES * SYSCALLS_PER_PAGE + Math.ceil(PAGES / BATCH))
   console.log(`unexpected syscall count: ${off.syscalls} for ${PAGES} pages`);
+if (process.argv.includes('--per-syscall')) perSyscall(PAGES);
 const peak = process.resourceUsage().maxRSS / 1024;
 console.log(`peak RSS ${fmt(peak)} MiB (start ${fmt(rss0)} MiB)`);
 console.log(
