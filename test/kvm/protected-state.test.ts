@@ -137,9 +137,21 @@ describe('KVM_GET_REGS (x86.c kvm_arch_vcpu_ioctl_get_regs)', () => {
     },
   );
 
-  it.each([...UPSTREAM, 'tdx-dev-2024-07'])('%s TD: -EINVAL', (kernel) => {
+  it.each([...UPSTREAM, 'tdx-dev-2024-07'])('%s TD: -EINVAL (KVM_GET_SREGS too)', (kernel) => {
     const td = buildTd(kernel);
     expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_GET_REGS', {}))).toBe('EINVAL');
+    expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_GET_SREGS', {}))).toBe('EINVAL');
+  });
+
+  it('KVM_GET_SREGS and KVM_GET_SUPPORTED_CPUID, real ioctls answered by the vendor module and the CPU: EOPNOTSUPP, said plainly', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const kvm = host.open('/dev/kvm');
+    const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_SREGS', {}))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => host.ioctl(kvm, 'KVM_GET_SUPPORTED_CPUID', { nent: 8, entries: [] }))).toBe(
+      'EOPNOTSUPP',
+    );
   });
 
   it('a vCPU that has run: the model has no guest registers and says so (EOPNOTSUPP), where the kernel returns them', () => {

@@ -38,6 +38,9 @@ export class KvmDevFile extends KFile {
         putUserU64(this.host, u64(a, 'addr'), val);
         return 0;
       }
+      case K.KVM_GET_SUPPORTED_CPUID:
+        // A real x86 /dev/kvm ioctl whose answer is the host CPU's: said plainly, not a made-up errno.
+        throw kerr('EOPNOTSUPP', 'KVM_GET_SUPPORTED_CPUID: the host CPU is not modelled by gmemlab');
       default:
         // kvm_dev_ioctl() hands anything else to kvm_arch_dev_ioctl(), whose x86 default is -EINVAL.
         throw kerr('EINVAL', `kvm_arch_dev_ioctl: ${name} is not a /dev/kvm ioctl`);

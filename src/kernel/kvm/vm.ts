@@ -299,6 +299,14 @@ export class Vm {
         if (set) copyToUser(arg as UStruct, 'rflags', u64(set, 'rflags') | 2n);
         return 0;
       }
+      case K.KVM_GET_SREGS:
+        // kvm_arch_vcpu_ioctl_get_sregs(): the same refusal for protected state; the segment state
+        // it would return is the vendor module's (VMX, SVM and PVM differ) and not modelled.
+        this.refuseProtectedState(vcpu, name);
+        throw kerr(
+          'EOPNOTSUPP',
+          'KVM_GET_SREGS: segment and control register state is not modelled by gmemlab',
+        );
       case K.KVM_SET_REGS:
       case K.KVM_SET_SREGS: {
         // kvm_vcpu_ioctl() copies the struct in (memdup_user: -EFAULT), then
