@@ -29,3 +29,16 @@ describe('uapi: include/uapi/linux/kvm.h values', () => {
     expect((uapi as Record<string, unknown>)[name]).toBe(value);
   });
 });
+
+describe('uapi: x86 vCPU register ioctl numbers (_IOR/_IOW(KVMIO 0xAE, nr, struct size), worked out by hand)', () => {
+  it.each([
+    ['KVM_GET_REGS', 0x8090ae81], // struct kvm_regs: 144 bytes
+    ['KVM_SET_REGS', 0x4090ae82],
+    ['KVM_GET_SREGS', 0x8138ae83], // struct kvm_sregs: 312 bytes
+    ['KVM_SET_SREGS', 0x4138ae84],
+    ['KVM_GET_FPU', 0x81a0ae8c], // struct kvm_fpu: 416 bytes
+    ['KVM_SET_FPU', 0x41a0ae8d],
+  ])('%s = %d', (name, value) => {
+    expect((uapi as Record<string, unknown>)[name]).toBe(value);
+  });
+});

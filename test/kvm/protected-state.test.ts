@@ -141,14 +141,16 @@ describe('KVM_GET_REGS (x86.c kvm_arch_vcpu_ioctl_get_regs)', () => {
     const td = buildTd(kernel);
     expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_GET_REGS', {}))).toBe('EINVAL');
     expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_GET_SREGS', {}))).toBe('EINVAL');
+    expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_GET_FPU', {}))).toBe('EINVAL');
   });
 
-  it('KVM_GET_SREGS and KVM_GET_SUPPORTED_CPUID, real ioctls answered by the vendor module and the CPU: EOPNOTSUPP, said plainly', () => {
+  it('KVM_GET_SREGS, KVM_GET_FPU and KVM_GET_SUPPORTED_CPUID, real ioctls answered by the vendor module and the CPU: EOPNOTSUPP, said plainly', () => {
     const host = createHost({ kernel: 'v7.0' });
     const kvm = host.open('/dev/kvm');
     const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
     const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
     expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_SREGS', {}))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_FPU', {}))).toBe('EOPNOTSUPP');
     expect(errnoOf(() => host.ioctl(kvm, 'KVM_GET_SUPPORTED_CPUID', { nent: 8, entries: [] }))).toBe(
       'EOPNOTSUPP',
     );

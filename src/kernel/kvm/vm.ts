@@ -307,6 +307,18 @@ export class Vm {
           'EOPNOTSUPP',
           'KVM_GET_SREGS: segment and control register state is not modelled by gmemlab',
         );
+      case K.KVM_GET_FPU:
+        // kvm_arch_vcpu_ioctl_get_fpu(): a confidential FPU state is -EINVAL with has_protected_state
+        // (else the zeroed struct is copied out); the x87/SSE state itself is not modelled.
+        if (this.arch.fpuConfidential?.(vcpu)) {
+          if (this.hasProtectedState)
+            throw kerr(
+              'EINVAL',
+              `KVM_GET_FPU: vCPU ${vcpu.id}'s FPU state is confidential (fpstate_is_confidential)`,
+            );
+          return 0;
+        }
+        throw kerr('EOPNOTSUPP', 'KVM_GET_FPU: the x87/SSE register state is not modelled by gmemlab');
       case K.KVM_SET_REGS:
       case K.KVM_SET_SREGS: {
         // kvm_vcpu_ioctl() copies the struct in (memdup_user: -EFAULT), then
