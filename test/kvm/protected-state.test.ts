@@ -14,6 +14,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SyscallError } from '../../src/index.js';
 import { createHost } from '../../src/kernel/host.js';
+import type { VmFile } from '../../src/kernel/kvm/vm.js';
 import { uapi } from '../../src/uapi/index.js';
 import { errnoOf } from '../errno-of.js';
 import { SNP_KERNELS, type SnpVm, snpVm } from '../sev/snp-vm.js';
@@ -171,6 +172,21 @@ describe('KVM_GET_REGS (x86.c kvm_arch_vcpu_ioctl_get_regs)', () => {
     host.guest(vcpu).load([{ op: 'hlt' }]);
     host.ioctl(vcpu, 'KVM_RUN');
     expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_REGS', {}))).toBe('EOPNOTSUPP');
+  });
+});
+
+describe('KVM_GET_FPU / KVM_SET_FPU on a confidential FPU without has_protected_state', () => {
+  it('legacy SEV-ES (not modelled; its hook forced on a default VM here): 0, the set ignored, the get a zeroed struct', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const vmFd = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const vcpu = host.ioctl(vmFd, 'KVM_CREATE_VCPU', 0);
+    const vm = (host.fds.lookup(vmFd) as VmFile).vm;
+    (vm.arch as { fpuConfidential?: () => boolean }).fpuConfidential = () => true;
+    expect(host.ioctl(vcpu, 'KVM_SET_FPU', { fcw: 0x37f, mxcsr: 0x1f80 })).toBe(0);
+    const got: Record<string, unknown> = { fcw: 0x1234, mxcsr: 0x1f80 };
+    expect(host.ioctl(vcpu, 'KVM_GET_FPU', got)).toBe(0);
+    expect(got).toMatchObject({ fcw: 0, fsw: 0, ftwx: 0, mxcsr: 0 });
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_FPU', null))).toBe('EFAULT');
   });
 });
 

@@ -308,14 +308,18 @@ export class Vm {
           'KVM_GET_SREGS: segment and control register state is not modelled by gmemlab',
         );
       case K.KVM_GET_FPU:
-        // kvm_arch_vcpu_ioctl_get_fpu(): a confidential FPU state is -EINVAL with has_protected_state
-        // (else the zeroed struct is copied out); the x87/SSE state itself is not modelled.
+        // kvm_arch_vcpu_ioctl_get_fpu(): a confidential FPU state is -EINVAL with has_protected_state,
+        // else KVM copies out the zeroed struct it allocated; the x87/SSE state itself is not modelled.
         if (this.arch.fpuConfidential?.(vcpu)) {
           if (this.hasProtectedState)
             throw kerr(
               'EINVAL',
               `KVM_GET_FPU: vCPU ${vcpu.id}'s FPU state is confidential (fpstate_is_confidential)`,
             );
+          if (arg === null || typeof arg !== 'object' || Array.isArray(arg))
+            throw kerr('EFAULT', 'copy_to_user: kvm_fpu is not a struct');
+          for (const f of ['fcw', 'fsw', 'ftwx', 'last_opcode', 'last_ip', 'last_dp', 'mxcsr'])
+            copyToUser(arg as UStruct, f, 0n);
           return 0;
         }
         throw kerr('EOPNOTSUPP', 'KVM_GET_FPU: the x87/SSE register state is not modelled by gmemlab');
