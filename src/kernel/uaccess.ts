@@ -69,6 +69,14 @@ export function scalar(v: unknown, what: string): bigint {
 }
 
 /** Write back a field, keeping the caller's representation (number when it fits exactly). */
+/** The user struct a copy_to_user() writes `what` into: -EFAULT if `arg` is none. */
+export function userStructOut(arg: unknown, what: string): UStruct {
+  if (arg === null || typeof arg !== 'object' || Array.isArray(arg)) {
+    throw kerr('EFAULT', `copy_to_user: ${what} is not a struct`);
+  }
+  return arg as UStruct;
+}
+
 export function copyToUser(s: UStruct, name: string, value: bigint): void {
   const v = value & U64_MASK;
   const prev = s[name];

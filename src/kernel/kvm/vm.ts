@@ -12,7 +12,7 @@ import { KFile, type Stat } from '../file.js';
 import type { Host } from '../host.js';
 import type { KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
-import { copyFromUser, copyToUser, scalar, type UStruct, u32, u64 } from '../uaccess.js';
+import { copyFromUser, copyToUser, scalar, type UStruct, u32, u64, userStructOut } from '../uaccess.js';
 import {
   MemAttrSites,
   type MemAttrWord,
@@ -290,13 +290,11 @@ export class Vm {
             'EOPNOTSUPP',
             'KVM_GET_REGS: the registers of a vCPU that has run are not modelled by gmemlab',
           );
-        if (arg === null || typeof arg !== 'object' || Array.isArray(arg))
-          throw kerr('EFAULT', 'copy_to_user: kvm_regs is not a struct');
+        const out = userStructOut(arg, 'kvm_regs');
         const set = vcpu.archState['regs'] as UStruct | undefined;
-        for (const r of K.KVM_REGS_FIELDS)
-          copyToUser(arg as UStruct, r, set ? u64(set, r) : (RESET_REGS[r] ?? 0n));
+        for (const r of K.KVM_REGS_FIELDS) copyToUser(out, r, set ? u64(set, r) : (RESET_REGS[r] ?? 0n));
         // __set_regs() stored rflags | X86_EFLAGS_FIXED.
-        if (set) copyToUser(arg as UStruct, 'rflags', u64(set, 'rflags') | 2n);
+        if (set) copyToUser(out, 'rflags', u64(set, 'rflags') | 2n);
         return 0;
       }
       case K.KVM_GET_SREGS:
@@ -316,10 +314,9 @@ export class Vm {
               'EINVAL',
               `KVM_GET_FPU: vCPU ${vcpu.id}'s FPU state is confidential (fpstate_is_confidential)`,
             );
-          if (arg === null || typeof arg !== 'object' || Array.isArray(arg))
-            throw kerr('EFAULT', 'copy_to_user: kvm_fpu is not a struct');
+          const out = userStructOut(arg, 'kvm_fpu');
           for (const f of ['fcw', 'fsw', 'ftwx', 'last_opcode', 'last_ip', 'last_dp', 'mxcsr'])
-            copyToUser(arg as UStruct, f, 0n);
+            copyToUser(out, f, 0n);
           return 0;
         }
         throw kerr('EOPNOTSUPP', 'KVM_GET_FPU: the x87/SSE register state is not modelled by gmemlab');
