@@ -68,7 +68,6 @@ export function scalar(v: unknown, what: string): bigint {
   throw kerr('EINVAL', `${what} is not an integer`);
 }
 
-/** Write back a field, keeping the caller's representation (number when it fits exactly). */
 /** The user struct a copy_to_user() writes `what` into: -EFAULT if `arg` is none. */
 export function userStructOut(arg: unknown, what: string): UStruct {
   if (arg === null || typeof arg !== 'object' || Array.isArray(arg)) {
@@ -77,6 +76,7 @@ export function userStructOut(arg: unknown, what: string): UStruct {
   return arg as UStruct;
 }
 
+/** Write back a field, keeping the caller's representation (number when it fits exactly). */
 export function copyToUser(s: UStruct, name: string, value: bigint): void {
   const v = value & U64_MASK;
   const prev = s[name];

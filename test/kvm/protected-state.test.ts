@@ -5,7 +5,7 @@
  * vcpu->arch.guest_state_protected; kvm_arch_vcpu_ioctl_set_fpu() when the FPU state is confidential
  * (-EINVAL with has_protected_state, else 0 and nothing changes). Who sets what: sev.c
  * snp_launch_update_vmsa() sets guest_state_protected at LAUNCH_FINISH and leaves the FPU alone (only
- * the legacy __sev_launch_update_vmsa() calls fpstate_set_confidential()); tdx.c tdx_vcpu_create()
+ * __sev_launch_update_vmsa(), SEV-ES's LAUNCH_UPDATE_VMSA, calls fpstate_set_confidential()); tdx.c tdx_vcpu_create()
  * does both (guest_state_protected unless ATTR_DEBUG, which KVM_SUPPORTED_TD_ATTRS never allows).
  * KVM_SET_MSRS never fails for a refused MSR: msr_io() returns how many entries were set before it
  * (svm.c sev_es_prevent_msr_access() refuses PAT once an SNP VMSA is encrypted; kvm_set_msr_common()
@@ -13,6 +13,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { SyscallError } from '../../src/index.js';
+import type { SevArchVm } from '../../src/kernel/arch/sev/sev.js';
 import { createHost } from '../../src/kernel/host.js';
 import type { VmFile } from '../../src/kernel/kvm/vm.js';
 import { uapi } from '../../src/uapi/index.js';
@@ -90,7 +91,7 @@ describe.each(SNP_KERNELS)('SNP vCPU state on %s (sev.c snp_launch_update_vmsa)'
   });
 });
 
-describe.each([...UPSTREAM, 'tdx-dev-2024-07'])('TD vCPU state on %s (tdx.c tdx_vcpu_create)', (kernel) => {
+describe.each(UPSTREAM)('TD vCPU state on %s (tdx.c tdx_vcpu_create)', (kernel) => {
   it('KVM_SET_REGS/SREGS/FPU are -EINVAL from the vCPU on, after the copy (-EFAULT first)', () => {
     const td = buildTd(kernel);
     expect(setters(td.host, td.vcpu)).toEqual({
@@ -101,6 +102,47 @@ describe.each([...UPSTREAM, 'tdx-dev-2024-07'])('TD vCPU state on %s (tdx.c tdx_
       sregsNoStruct: 'EFAULT',
       fpuNoStruct: 'EFAULT',
     });
+  });
+});
+
+describe('SNP: what KVM_SET_REGS left is what LAUNCH_FINISH encrypts (sev_es_sync_vmsa)', () => {
+  it.each(SNP_KERNELS)(
+    '%s: __set_regs() writes every register (left out = 0) and RFLAGS with its fixed bit',
+    (kernel) => {
+      const s = snpVm(kernel);
+      const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+      s.host.ioctl(vcpu, 'KVM_SET_REGS', { rip: 0x1234, rflags: 0, rbx: 7 });
+      launchFinish(s);
+      const vm = (s.host.fds.lookup(s.vm) as VmFile).vm;
+      const st = (vm.arch as SevArchVm).vcpuOf(vm.vcpus.get(0)!).state;
+      expect({ rip: st.rip, rflags: st.rflags, rbx: st.rbx, rdx: st.rdx }).toEqual({
+        rip: 0x1234n,
+        rflags: 2n,
+        rbx: 7n,
+        rdx: 0n, // the reset value 0x600 is overwritten by the struct's 0
+      });
+    },
+  );
+});
+
+describe('TD vCPU state on tdx-dev-2024-07: no has_protected_state yet (set for TDs in January 2025)', () => {
+  it('KVM_SET_REGS/SREGS succeed, KVM_SET_FPU returns 0 on the confidential FPU; KVM_GET_FPU a zeroed struct', () => {
+    const td = buildTd('tdx-dev-2024-07');
+    expect(setters(td.host, td.vcpu)).toEqual({
+      regs: undefined,
+      sregs: undefined,
+      fpu: undefined,
+      regsNoStruct: 'EFAULT',
+      sregsNoStruct: 'EFAULT',
+      fpuNoStruct: 'EFAULT',
+    });
+    const fpu: Record<string, unknown> = { fcw: 0x37f };
+    expect(td.host.ioctl(td.vcpu, 'KVM_GET_FPU', fpu)).toBe(0);
+    expect(fpu).toMatchObject({ fcw: 0, mxcsr: 0 });
+    const regs: Record<string, unknown> = {};
+    expect(td.host.ioctl(td.vcpu, 'KVM_GET_REGS', regs)).toBe(0);
+    // What KVM_SET_REGS left: REGS has no RDX, so 0 (the reset value was 0x600).
+    expect(regs).toMatchObject({ rip: 0xfff0, rdx: 0 });
   });
 });
 
@@ -138,7 +180,7 @@ describe('KVM_GET_REGS (x86.c kvm_arch_vcpu_ioctl_get_regs)', () => {
     },
   );
 
-  it.each([...UPSTREAM, 'tdx-dev-2024-07'])('%s TD: -EINVAL (KVM_GET_SREGS too)', (kernel) => {
+  it.each(UPSTREAM)('%s TD: -EINVAL (KVM_GET_SREGS and KVM_GET_FPU too)', (kernel) => {
     const td = buildTd(kernel);
     expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_GET_REGS', {}))).toBe('EINVAL');
     expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_GET_SREGS', {}))).toBe('EINVAL');
@@ -176,7 +218,7 @@ describe('KVM_GET_REGS (x86.c kvm_arch_vcpu_ioctl_get_regs)', () => {
 });
 
 describe('KVM_GET_FPU / KVM_SET_FPU on a confidential FPU without has_protected_state', () => {
-  it('legacy SEV-ES (not modelled; its hook forced on a default VM here): 0, the set ignored, the get a zeroed struct', () => {
+  it('SEV-ES through KVM_SEV_ES_INIT on a default VM (not modelled; the hook forced here): 0, the set ignored, the get a zeroed struct', () => {
     const host = createHost({ kernel: 'v7.0' });
     const vmFd = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
     const vcpu = host.ioctl(vmFd, 'KVM_CREATE_VCPU', 0);

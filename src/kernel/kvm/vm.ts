@@ -88,11 +88,13 @@ export class Vm {
     host.mmuNotifiers.add(this); // kvm_create_vm() -> kvm_init_mmu_notifier()
   }
 
-  /** kvm->arch.has_protected_state (SEV-ES, SNP, TDX): no read-only memslots, registers hidden. */
+  /**
+   * kvm->arch.has_protected_state (6.10+, SEV-ES and SNP VM types; TDX from 2025, profile
+   * tdx.hasProtectedState): no read-only memslots, register ioctls refused.
+   */
   get hasProtectedState(): boolean {
-    return (
-      this.type === K.KVM_X86_SEV_ES_VM || this.type === K.KVM_X86_SNP_VM || this.type === K.KVM_X86_TDX_VM
-    );
+    if (this.type === K.KVM_X86_TDX_VM) return this.profile.tdx.hasProtectedState;
+    return this.type === K.KVM_X86_SEV_ES_VM || this.type === K.KVM_X86_SNP_VM;
   }
 
   get(): void {
@@ -246,7 +248,6 @@ export class Vm {
     }
   }
 
-  /** kvm_vcpu_ioctl() and x86 kvm_arch_vcpu_ioctl(). */
   /**
    * x86.c kvm_arch_vcpu_ioctl_{get,set}_{regs,sregs}(): -EINVAL when the VM type has
    * has_protected_state and the vCPU guest_state_protected; the arch says since when.
@@ -257,6 +258,7 @@ export class Vm {
       throw kerr('EINVAL', `${name}: vCPU ${vcpu.id}'s state is protected (guest_state_protected)`, why);
   }
 
+  /** kvm_vcpu_ioctl() and x86 kvm_arch_vcpu_ioctl(). */
   vcpuIoctl(vcpu: Vcpu, request: number, name: string, arg: unknown): number {
     this.checkAlive();
     switch (request) {
@@ -324,7 +326,7 @@ export class Vm {
       case K.KVM_SET_SREGS: {
         // kvm_vcpu_ioctl() copies the struct in (memdup_user: -EFAULT), then
         // kvm_arch_vcpu_ioctl_set_regs/sregs() refuse a vCPU whose state the guest owns, on VM
-        // types with has_protected_state (6.10+: SEV-ES, SNP, TDX), before any other check.
+        // types with has_protected_state (6.10+: SEV-ES, SNP; TDX from 2025), before any other check.
         const regs = copyFromUser(arg, name === 'KVM_SET_REGS' ? 'kvm_regs' : 'kvm_sregs');
         this.refuseProtectedState(vcpu, name);
         if (name === 'KVM_SET_SREGS') checkSregs(regs);

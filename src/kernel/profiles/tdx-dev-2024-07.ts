@@ -78,6 +78,8 @@ export const tdxDev2024: KernelProfile = {
     // KVM_CREATE_IRQCHIP gives the vCPU its local APIC too; no has_protected_eoi (2025).
     vcpuCreateNeedsSplitIrqchip: false,
     protectedEoi: false,
+    // The TD's has_protected_state came in January 2025.
+    hasProtectedState: false,
   },
   // Without 09/12 sev_gmem_post_populate() still returns -EINVAL for an assigned RMP entry.
   sev: { ...v6_11.sev, postPopulateAssignedEexist: false },

@@ -255,6 +255,13 @@ export interface KernelProfile {
      * are protected, i.e. for TDX VMs"); before, a TD gets a full IRQCHIP and fails at KVM_CREATE_VCPU.
      */
     readonly protectedEoi: boolean;
+    /**
+     * tdx_vm_init() sets kvm->arch.has_protected_state ("KVM: TDX: Set arch.has_protected_state to
+     * true", Jan 2025, <20250129095902.16391-4-adrian.hunter@intel.com>): a TD's KVM_GET/SET_REGS,
+     * SREGS and FPU are then -EINVAL and its memslots cannot be read-only. Before, the register
+     * ioctls succeed (the confidential FPU returns 0 and a zeroed struct).
+     */
+    readonly hasProtectedState: boolean;
   };
 
   /**

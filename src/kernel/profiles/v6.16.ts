@@ -49,6 +49,7 @@ export const v6_16: KernelProfile = {
   sev: { ...v6_11.sev, pscClearsHypercallRet: true, launchStartContextFirst: false },
   tdx: {
     ...v6_11.tdx,
+    hasProtectedState: true,
     initMemRegion: 'map-page',
     rejectsTsxWaitpkg: true,
     mapGpaUnsupportedStatus: 'subfunc-unsupported',

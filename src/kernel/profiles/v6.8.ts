@@ -65,5 +65,6 @@ export const v6_8: KernelProfile = {
     // No TDX in 6.8: the two IRQCHIP switches are those of the first TDX code (the 2024 dev tree).
     vcpuCreateNeedsSplitIrqchip: false,
     protectedEoi: false,
+    hasProtectedState: false,
   },
 };

@@ -605,7 +605,8 @@ export class SevArchVm implements ArchVm {
 
   /**
    * snp_launch_update_vmsa() sets guest_state_protected. It does not make the FPU state confidential
-   * (only the legacy SEV-ES LAUNCH_UPDATE_VMSA does, not modelled): KVM_SET_FPU still succeeds.
+   * (only __sev_launch_update_vmsa(), SEV-ES's KVM_SEV_LAUNCH_UPDATE_VMSA, does; not modelled): KVM_SET_FPU
+   * still succeeds.
    */
   guestStateProtected(vcpu: Vcpu): string | undefined {
     const sv = this.vcpuOf(vcpu);

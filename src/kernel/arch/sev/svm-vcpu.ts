@@ -161,7 +161,10 @@ export function applySregs(st: SevVcpuState, sregs: UStruct): void {
 }
 
 export function applyRegs(st: SevVcpuState, regs: UStruct): void {
-  for (const r of KVM_REGS_FIELDS) if (r in regs) st[r] = u64(regs, r);
+  // __set_regs() writes every register of struct kvm_regs (a field the caller left out is 0), and
+  // RFLAGS with its fixed bit.
+  for (const r of KVM_REGS_FIELDS) st[r] = u64(regs, r);
+  st.rflags |= 2n;
 }
 
 /** KVM_SET_FPU (kvm_arch_vcpu_ioctl_set_fpu): the x87 control/status and MXCSR. */
