@@ -125,6 +125,24 @@ describe('SNP: what KVM_SET_REGS left is what LAUNCH_FINISH encrypts (sev_es_syn
   );
 });
 
+describe('has_protected_state also decides read-only memslots (kvm_arch_has_readonly_mem)', () => {
+  it.each([
+    ['tdx-dev-2024-07', undefined],
+    ['v6.16', 'EINVAL'],
+  ])('%s TD: a read-only plain memslot -> %s', (kernel, errno) => {
+    const td = buildTd(kernel);
+    const hva = td.host.mmap({ length: 4096, prot: 1, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+    const slot = {
+      slot: 5,
+      flags: uapi.KVM_MEM_READONLY,
+      guest_phys_addr: 0x8000_0000,
+      memory_size: 4096,
+      userspace_addr: hva,
+    };
+    expect(errnoOf(() => td.host.ioctl(td.vm, 'KVM_SET_USER_MEMORY_REGION', slot))).toBe(errno);
+  });
+});
+
 describe('TD vCPU state on tdx-dev-2024-07: no has_protected_state yet (set for TDs in January 2025)', () => {
   it('KVM_SET_REGS/SREGS succeed, KVM_SET_FPU returns 0 on the confidential FPU; KVM_GET_FPU a zeroed struct', () => {
     const td = buildTd('tdx-dev-2024-07');
@@ -197,6 +215,11 @@ describe('KVM_GET_REGS (x86.c kvm_arch_vcpu_ioctl_get_regs)', () => {
     expect(errnoOf(() => host.ioctl(kvm, 'KVM_GET_SUPPORTED_CPUID', { nent: 8, entries: [] }))).toBe(
       'EOPNOTSUPP',
     );
+    // What the kernel answers whatever the state: copy_to_user() of no struct, the header, nent < 1.
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_SREGS', null))).toBe('EFAULT');
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_FPU', null))).toBe('EFAULT');
+    expect(errnoOf(() => host.ioctl(kvm, 'KVM_GET_SUPPORTED_CPUID', null))).toBe('EFAULT');
+    expect(errnoOf(() => host.ioctl(kvm, 'KVM_GET_SUPPORTED_CPUID', { nent: 0, entries: [] }))).toBe('E2BIG');
   });
 
   it('a vCPU that has run: the model has no guest registers and says so (EOPNOTSUPP), where the kernel returns them', () => {
@@ -214,6 +237,7 @@ describe('KVM_GET_REGS (x86.c kvm_arch_vcpu_ioctl_get_regs)', () => {
     host.guest(vcpu).load([{ op: 'hlt' }]);
     host.ioctl(vcpu, 'KVM_RUN');
     expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_REGS', {}))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_GET_REGS', null))).toBe('EFAULT');
   });
 });
 

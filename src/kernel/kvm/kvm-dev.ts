@@ -38,9 +38,13 @@ export class KvmDevFile extends KFile {
         putUserU64(this.host, u64(a, 'addr'), val);
         return 0;
       }
-      case K.KVM_GET_SUPPORTED_CPUID:
-        // A real x86 /dev/kvm ioctl whose answer is the host CPU's: said plainly, not a made-up errno.
+      case K.KVM_GET_SUPPORTED_CPUID: {
+        // kvm_arch_dev_ioctl(): the header (-EFAULT), then kvm_dev_ioctl_get_cpuid()'s nent < 1
+        // (-E2BIG); the entries are the host CPU's, which the model does not have: said plainly.
+        const c = copyFromUser(arg, 'kvm_cpuid2');
+        if (u32(c, 'nent') < 1n) throw kerr('E2BIG', 'kvm_dev_ioctl_get_cpuid: nent < 1');
         throw kerr('EOPNOTSUPP', 'KVM_GET_SUPPORTED_CPUID: the host CPU is not modelled by gmemlab');
+      }
       default:
         // kvm_dev_ioctl() hands anything else to kvm_arch_dev_ioctl(), whose x86 default is -EINVAL.
         throw kerr('EINVAL', `kvm_arch_dev_ioctl: ${name} is not a /dev/kvm ioctl`);

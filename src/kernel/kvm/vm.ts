@@ -287,12 +287,12 @@ export class Vm {
         // kvm_arch_vcpu_ioctl_get_regs(): refused for protected state before anything is written,
         // then copy_to_user() (-EFAULT).
         this.refuseProtectedState(vcpu, name);
+        const out = userStructOut(arg, 'kvm_regs');
         if (vcpu.hasRun)
           throw kerr(
             'EOPNOTSUPP',
             'KVM_GET_REGS: the registers of a vCPU that has run are not modelled by gmemlab',
           );
-        const out = userStructOut(arg, 'kvm_regs');
         const set = vcpu.archState['regs'] as UStruct | undefined;
         for (const r of K.KVM_REGS_FIELDS) copyToUser(out, r, set ? u64(set, r) : (RESET_REGS[r] ?? 0n));
         // __set_regs() stored rflags | X86_EFLAGS_FIXED.
@@ -303,6 +303,7 @@ export class Vm {
         // kvm_arch_vcpu_ioctl_get_sregs(): the same refusal for protected state; the segment state
         // it would return is the vendor module's (VMX, SVM and PVM differ) and not modelled.
         this.refuseProtectedState(vcpu, name);
+        userStructOut(arg, 'kvm_sregs'); // copy_to_user() fails whatever it would have copied
         throw kerr(
           'EOPNOTSUPP',
           'KVM_GET_SREGS: segment and control register state is not modelled by gmemlab',
@@ -321,6 +322,7 @@ export class Vm {
             copyToUser(out, f, 0n);
           return 0;
         }
+        userStructOut(arg, 'kvm_fpu'); // copy_to_user() fails whatever it would have copied
         throw kerr('EOPNOTSUPP', 'KVM_GET_FPU: the x87/SSE register state is not modelled by gmemlab');
       case K.KVM_SET_REGS:
       case K.KVM_SET_SREGS: {
