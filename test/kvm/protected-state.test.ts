@@ -59,18 +59,21 @@ function launchFinish(s: SnpVm): void {
   s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
 }
 
+/** setters() where the state is the VMM's: every struct taken, none given -EFAULT (the copy). */
+const ACCEPTED = {
+  regs: undefined,
+  sregs: undefined,
+  fpu: undefined,
+  regsNoStruct: 'EFAULT',
+  sregsNoStruct: 'EFAULT',
+  fpuNoStruct: 'EFAULT',
+};
+
 describe.each(SNP_KERNELS)('SNP vCPU state on %s (sev.c snp_launch_update_vmsa)', (kernel) => {
   it('before LAUNCH_FINISH the VMM sets registers and FPU; afterwards KVM_SET_REGS/SREGS are -EINVAL, KVM_SET_FPU still 0', () => {
     const s = snpVm(kernel);
     const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
-    expect(setters(s.host, vcpu)).toEqual({
-      regs: undefined,
-      sregs: undefined,
-      fpu: undefined,
-      regsNoStruct: 'EFAULT',
-      sregsNoStruct: 'EFAULT',
-      fpuNoStruct: 'EFAULT',
-    });
+    expect(setters(s.host, vcpu)).toEqual(ACCEPTED);
     launchFinish(s);
     // The refusal names the step that protected the state: the VMSA's LAUNCH_UPDATE inside FINISH.
     try {
@@ -146,14 +149,7 @@ describe('has_protected_state also decides read-only memslots (kvm_arch_has_read
 describe('TD vCPU state on tdx-dev-2024-07: no has_protected_state yet (set for TDs in January 2025)', () => {
   it('KVM_SET_REGS/SREGS succeed, KVM_SET_FPU returns 0 on the confidential FPU; KVM_GET_FPU a zeroed struct', () => {
     const td = buildTd('tdx-dev-2024-07');
-    expect(setters(td.host, td.vcpu)).toEqual({
-      regs: undefined,
-      sregs: undefined,
-      fpu: undefined,
-      regsNoStruct: 'EFAULT',
-      sregsNoStruct: 'EFAULT',
-      fpuNoStruct: 'EFAULT',
-    });
+    expect(setters(td.host, td.vcpu)).toEqual(ACCEPTED);
     const fpu: Record<string, unknown> = { fcw: 0x37f };
     expect(td.host.ioctl(td.vcpu, 'KVM_GET_FPU', fpu)).toBe(0);
     expect(fpu).toMatchObject({ fcw: 0, mxcsr: 0 });
