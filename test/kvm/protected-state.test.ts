@@ -126,6 +126,24 @@ describe('SNP: what KVM_SET_REGS left is what LAUNCH_FINISH encrypts (sev_es_syn
       });
     },
   );
+
+  it.each(SNP_KERNELS)(
+    '%s: __set_sregs() takes every field of kvm_sregs (a segment left out is a zero segment)',
+    (kernel) => {
+      const s = snpVm(kernel);
+      const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+      const cs = { selector: 0xf000, base: 0xffff0000, limit: 0xffff, type: 0xb, s: 1, present: 1 };
+      s.host.ioctl(vcpu, 'KVM_SET_SREGS', { cs, cr0: 0x10 });
+      launchFinish(s);
+      const vm = (s.host.fds.lookup(s.vm) as VmFile).vm;
+      const st = (vm.arch as SevArchVm).vcpuOf(vm.vcpus.get(0)!).state;
+      // attrib: type 0xb | S (bit 4) | P (bit 7), svm_set_segment()'s packing.
+      expect(st.cs).toEqual({ selector: 0xf000, attrib: 0x9b, limit: 0xffff, base: 0xffff0000n });
+      expect(st.ds).toEqual({ selector: 0, attrib: 0, limit: 0, base: 0n }); // left out
+      expect(st.gdtr.limit).toBe(0); // the reset state's was 0xffff
+      expect(st.cr0).toBe(0x10n);
+    },
+  );
 });
 
 describe('has_protected_state also decides read-only memslots (kvm_arch_has_readonly_mem)', () => {

@@ -130,7 +130,10 @@ function toVmcbSeg(s: unknown, what: string): VmcbSegment {
   return { selector: u16n(k, 'selector'), attrib, limit: u32n(k, 'limit'), base: u64(k, 'base') };
 }
 
-/** The state KVM_SET_SREGS / KVM_SET_REGS stored (vm.ts keeps the structs in vcpu.archState). */
+/**
+ * The state KVM_SET_SREGS stored (vm.ts keeps the structs in vcpu.archState). __set_sregs() takes
+ * every field of struct kvm_sregs: one the caller left out is 0, as in C.
+ */
 export function applySregs(st: SevVcpuState, sregs: UStruct): void {
   for (const [name, field] of [
     ['cs', 'cs'],
@@ -142,22 +145,21 @@ export function applySregs(st: SevVcpuState, sregs: UStruct): void {
     ['tr', 'tr'],
     ['ldt', 'ldtr'],
   ] as const) {
-    if (sregs[name] !== undefined) st[field] = toVmcbSeg(sregs[name], `kvm_sregs.${name}`);
+    st[field] = toVmcbSeg(sregs[name] ?? {}, `kvm_sregs.${name}`);
   }
   // svm_set_segment(SS): CPL follows SS.DPL.
-  if (sregs['ss'] !== undefined) st.cpl = (st.ss.attrib >> 5) & 3;
+  st.cpl = (st.ss.attrib >> 5) & 3;
   for (const [name, field] of [
     ['gdt', 'gdtr'],
     ['idt', 'idtr'],
   ] as const) {
-    if (sregs[name] === undefined) continue;
-    const d = copyFromUser(sregs[name], `kvm_sregs.${name}`);
+    const d = copyFromUser(sregs[name] ?? {}, `kvm_sregs.${name}`);
     st[field] = { selector: 0, attrib: 0, limit: u16n(d, 'limit'), base: u64(d, 'base') };
   }
-  if ('cr0' in sregs) st.cr0 = u64(sregs, 'cr0') & ~(X86_CR0_CD | X86_CR0_NW);
-  if ('cr3' in sregs) st.cr3 = u64(sregs, 'cr3');
-  if ('cr4' in sregs) st.cr4 = u64(sregs, 'cr4') | X86_CR4_MCE;
-  if ('efer' in sregs) st.efer = u64(sregs, 'efer') | EFER_SVME; // svm_set_efer()
+  st.cr0 = u64(sregs, 'cr0') & ~(X86_CR0_CD | X86_CR0_NW);
+  st.cr3 = u64(sregs, 'cr3');
+  st.cr4 = u64(sregs, 'cr4') | X86_CR4_MCE;
+  st.efer = u64(sregs, 'efer') | EFER_SVME; // svm_set_efer()
 }
 
 export function applyRegs(st: SevVcpuState, regs: UStruct): void {
