@@ -30,7 +30,7 @@ import type { KvmRun, Vcpu } from './kvm/vcpu.js';
 import { VcpuFile } from './kvm/vcpu.js';
 import { type Vm, VmFile } from './kvm/vm.js';
 import { MemFile } from './memfd.js';
-import { AddressSpace, type MmapArgs } from './mm.js';
+import { AddressSpace, type MmapArgs, type MmuNotifier } from './mm.js';
 import { createPlatform, type Platform, type PlatformName } from './platform.js';
 import { getProfile, kernels } from './profiles/index.js';
 import type { KernelProfile } from './profiles/types.js';
@@ -55,7 +55,7 @@ export interface HostOptions {
 const ioctlNames = new Map<string, number>(Object.entries(KVM_IOCTLS));
 const ioctlByCode = new Map<number, string>([...ioctlNames].map(([n, c]) => [c, n]));
 
-export class Host {
+export class Host implements MmuNotifier {
   readonly profile: KernelProfile;
   readonly platform: Platform;
   readonly fds = new FdTable();
@@ -88,9 +88,14 @@ export class Host {
     if (!this.tdp && platform !== 'generic')
       throw new TypeError(`platform '${platform}' needs two-dimensional paging (tdp: true)`);
     this.platform = createPlatform(platform, this);
-    this.mm.notifier = (start, end) => {
-      for (const vm of this.mmuNotifiers) vm.mmuNotifierInvalidate(start, end);
-    };
+    // The host itself, not a closure over it: V8 (Node 20) keeps an object whose closure is stored
+    // in another object alive through young-generation GCs, so every host would be promoted.
+    this.mm.notifier = this;
+  }
+
+  /** mmu_notifier_invalidate_range_start() for every VM whose notifier watches this mm. */
+  invalidateRange(start: number, end: number): void {
+    for (const vm of this.mmuNotifiers) vm.mmuNotifierInvalidate(start, end);
   }
 
   // Deterministic allocators.

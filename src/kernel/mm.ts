@@ -147,9 +147,16 @@ const U64_MAX = (1n << 64n) - 1n;
  * a TiB range costs what was stored, not its size.
  */
 export function dropPages(pages: Map<number, Uint8Array>, first: number, end: number): void {
+  // An empty map (memory never written, e.g. a discarded shared side) costs nothing, not a key walk.
+  if (pages.size === 0) return;
   if (pages.size < end - first) {
     for (const p of [...pages.keys()]) if (p >= first && p < end) pages.delete(p);
   } else for (let p = first; p < end; p++) pages.delete(p);
+}
+
+/** Who is told when page tables of the address space are torn down (the host's MMU notifier list). */
+export interface MmuNotifier {
+  invalidateRange(start: number, end: number): void;
 }
 
 export class AddressSpace {
@@ -158,7 +165,7 @@ export class AddressSpace {
    * mmu_notifier_invalidate_range_start() for [start, end): called whenever the page tables of a
    * range are torn down (munmap, MADV_DONTNEED, MADV_REMOVE), so that KVM can zap its SPTEs.
    */
-  notifier: ((start: number, end: number) => void) | undefined;
+  notifier: MmuNotifier | undefined;
   /** Who unmapped each range that is now a hole (munmap), for explanations of later faults. */
   private readonly unmapped = new ExtentMap<Provenance>();
 
@@ -266,7 +273,7 @@ export class AddressSpace {
     const len = Math.ceil(Number(lenB) / PAGE_SIZE) * PAGE_SIZE;
     const end = start + len;
     if (this.vmas.some((v) => v.start < end && v.end > start)) {
-      this.notifier?.(start, end);
+      this.notifier?.invalidateRange(start, end);
       if (since) this.unmapped.set(start / PAGE_SIZE, end / PAGE_SIZE, since);
     }
     const keep: Vma[] = [];
@@ -348,7 +355,7 @@ export class AddressSpace {
         out.push(v);
         continue;
       }
-      this.notifier?.(s, e);
+      this.notifier?.invalidateRange(s, e);
       if (v.start < s) out.push(this.slice(v, v.start, s));
       out.push({ ...this.slice(v, s, e), prot: newProt });
       if (e < v.end) out.push(this.slice(v, e, v.end));
@@ -470,7 +477,7 @@ export class AddressSpace {
     switch (advice) {
       case MADV_DONTNEED:
       case MADV_DONTNEED_LOCKED:
-        this.notifier?.(s, e);
+        this.notifier?.invalidateRange(s, e);
         if (v.anon && !shared) dropPages(v.anon, first, last);
         else if (v.backing && !shared)
           v.backing.dropPrivate?.(v.pgoff + (s - v.start) / PAGE_SIZE, v.pgoff + (e - v.start) / PAGE_SIZE);
@@ -480,7 +487,7 @@ export class AddressSpace {
         // vma_is_shared_maywrite(): every shared mapping of the model's files may be made writable.
         if (!shared) throw kerr('EACCES', 'madvise_remove: not a shared mapping');
         if (v.anon) {
-          this.notifier?.(s, e);
+          this.notifier?.invalidateRange(s, e);
           dropPages(v.anon, first, last);
           return;
         }
@@ -491,7 +498,7 @@ export class AddressSpace {
       case MADV_FREE:
         // vma_is_anonymous(): shared anonymous memory is a shmem file, not anonymous memory.
         if (!v.anon || shared) throw kerr('EINVAL', 'madvise_free_single_vma: not anonymous memory');
-        this.notifier?.(s, e);
+        this.notifier?.invalidateRange(s, e);
         return;
       case MADV_WIPEONFORK:
         if (!v.anon || shared)
@@ -555,7 +562,7 @@ export class AddressSpace {
       const s = Math.max(start, fileStart);
       const e = Math.min(end, fileStart + (v.end - v.start));
       if (s >= e) continue;
-      this.notifier?.(v.start + (s - fileStart), v.start + (e - fileStart));
+      this.notifier?.invalidateRange(v.start + (s - fileStart), v.start + (e - fileStart));
       if (evenCows && (v.flags & MAP_TYPE) === MAP_PRIVATE)
         v.backing?.dropPrivate?.(s / PAGE_SIZE, e / PAGE_SIZE);
     }
