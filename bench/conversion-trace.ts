@@ -131,6 +131,7 @@ function modelTrace(
   const guest = host.guest(vcpu);
   const run = host.kvmRun(vcpu);
   const punch = uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE;
+  const encrypted = BigInt(uapi.KVM_MAP_GPA_RANGE_ENCRYPTED);
   const attr = { address: 0, size: 4096, attributes: 0, flags: 0 };
   const payload = Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8);
   let checksum = 0;
@@ -155,7 +156,7 @@ function modelTrace(
       // QEMU kvm_convert_memory(): attributes first, then discard the side no longer used.
       const hc = run.hypercall!;
       const gpa = Number(hc.args[0]);
-      const toPrivate = (hc.args[2] & BigInt(uapi.KVM_MAP_GPA_RANGE_ENCRYPTED)) !== 0n;
+      const toPrivate = (hc.args[2] & encrypted) !== 0n;
       attr.address = gpa;
       attr.attributes = toPrivate ? uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
       host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', attr);

@@ -422,14 +422,20 @@ function punchHole(inode: GmemInode, start: number, end: number): void {
 /** truncate_inode_pages_range() + ->free_folio (kvm_arch_gmem_invalidate, SNP: RMP back to hypervisor). */
 function freeFolios(inode: GmemInode, start: number, end: number): void {
   const host = inode.host;
-  const freed: Array<[number, number]> = [];
   if (end - start === 1) {
-    // One page: a lookup instead of an iterator.
-    if (inode.folios.get(start) !== undefined) freed.push([start, end]);
-  } else for (const e of inode.folios.entries(start, end)) freed.push([e.start, e.end]);
+    // One page (QEMU discards a converted page at a time): a lookup, no iterator or list.
+    if (inode.folios.get(start) === undefined) return;
+    inode.folios.set(start, end, undefined);
+    // Page bytes are kept only for written pages.
+    inode.data.delete(start);
+    host.platform.gmemInvalidate?.(inode.pfn(start), inode.pfn(end));
+    host.invariants.foliosFreed(inode, start, end);
+    return;
+  }
+  const freed: Array<[number, number]> = [];
+  for (const e of inode.folios.entries(start, end)) freed.push([e.start, e.end]);
   if (freed.length === 0) return;
   inode.folios.set(start, end, undefined);
-  // Page bytes are kept only for written pages.
   dropPages(inode.data, start, end);
   for (const [s, e] of freed) host.platform.gmemInvalidate?.(inode.pfn(s), inode.pfn(e));
   host.invariants.foliosFreed(inode, start, end);
