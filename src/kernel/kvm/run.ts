@@ -72,15 +72,14 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
       'make_mmu_pages_available: no MMU page budget (no memslot yet, no KVM_SET_NR_MMU_PAGES)',
     );
   vcpu.hasRun = true;
-  // The previous exit's union member goes. Only delete what is there: deleting the member the last
-  // exit added is cheap, deleting absent ones would push kvm_run into slow (dictionary) mode.
-  if (run.memory_fault !== undefined) delete run.memory_fault;
+  // The previous exit's union member goes (kvm_run has one shape: see Vcpu.run).
+  if (run.memory_fault !== undefined) run.memory_fault = undefined;
   if (run.hypercall !== undefined) {
     vcpu.staleHypercall = run.hypercall;
-    delete run.hypercall;
+    run.hypercall = undefined;
   }
-  if (run.mmio !== undefined) delete run.mmio;
-  if (run.internal !== undefined) delete run.internal;
+  if (run.mmio !== undefined) run.mmio = undefined;
+  if (run.internal !== undefined) run.internal = undefined;
   // With no memslot at all the first instruction fetch cannot be emulated (set_memory_region_test
   // test_zero_memory_regions): an emulation failure exit. prepare_emulation_failure_exit() puts
   // the flags (0: no instruction bytes were fetched) and the vendor's five exit-info words in

@@ -21,7 +21,21 @@ export interface KvmRun {
 }
 
 export class Vcpu {
-  readonly run: KvmRun = { exit_reason: 0, immediate_exit: 0 };
+  /**
+   * Every union member is there from the start, undefined until its exit fills it: kvm_run keeps
+   * one shape, so clearing the previous exit's member is a store, not a delete (V8 turns an object
+   * that loses properties in another order than it gained them into a slow dictionary).
+   */
+  readonly run: KvmRun = {
+    exit_reason: 0,
+    immediate_exit: 0,
+    memory_fault: undefined,
+    hypercall: undefined,
+    mmio: undefined,
+    internal: undefined,
+    system_event: undefined,
+    fail_entry: undefined,
+  };
   program: GuestProgram | undefined;
   /** Arch state (SEV: VMSA state; TDX: TD vCPU state). */
   archState: Record<string, unknown> = {};
