@@ -59,6 +59,21 @@ const folioEquals = (a: Folio, b: Folio): boolean =>
   a.since === b.since &&
   a.uptodateSince === b.uptodateSince;
 
+/**
+ * A copy of folio `f` with the given fields changed, built field by field: object spread is several
+ * times slower on Node 20's V8, and folios change on every fault and populate.
+ */
+function folioWith(
+  f: Folio,
+  content: FolioContent,
+  uptodate: boolean,
+  since: Provenance,
+  uptodateSince: Provenance | undefined,
+  hwpoison = f.hwpoison,
+): Folio {
+  return { gen: f.gen, content, uptodate, hwpoison, since, uptodateSince };
+}
+
 /** The bytes a never-cleared page shows: recognisably not zero, so a leak is visible in tests. */
 export const HOST_GARBAGE_BYTE = 0xcc;
 
@@ -556,13 +571,7 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
         // drops the clear, so the host's old bytes reach the guest).
         const clear = !vm.profile.bugs?.noClearOnPrepare;
         const since = t.here('folio_mark_uptodate');
-        folio = setFolio(inode, index, {
-          ...folio,
-          content: clear ? 'zero' : folio.content,
-          uptodate: true,
-          since,
-          uptodateSince: since,
-        });
+        folio = setFolio(inode, index, folioWith(folio, clear ? 'zero' : folio.content, true, since, since));
         if (clear) inode.data.delete(index);
       }
       // 7.0 kvm_gmem_prepare_folio(): the arch hook runs on every fault; a failure leaves the
@@ -613,10 +622,14 @@ function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn:
     // Nothing can observe the state between the clear and the mark: one update.
     const since = t.hereIn(MARK_PREPARED, 'folio_mark_uptodate');
     inode.data.delete(index);
-    return setFolio(inode, index, { ...old, content: 'zero', uptodate: true, since, uptodateSince: since });
+    return setFolio(inode, index, folioWith(old, 'zero', true, since, since));
   }
   if (!vm.profile.bugs?.noClearOnPrepare) {
-    folio = setFolio(inode, index, { ...old, content: 'zero', since: t.here('clear_highpage') });
+    folio = setFolio(
+      inode,
+      index,
+      folioWith(old, 'zero', old.uptodate, t.here('clear_highpage'), old.uptodateSince),
+    );
     inode.data.delete(index);
   }
   if (hook) t.within('kvm_arch_gmem_prepare', () => hook.call(vm.arch, gfn, pfn));
@@ -625,7 +638,7 @@ function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn:
     return folio;
   }
   const since = t.hereIn(MARK_PREPARED, 'folio_mark_uptodate');
-  return setFolio(inode, index, { ...folio, uptodate: true, since, uptodateSince: since });
+  return setFolio(inode, index, folioWith(folio, folio.content, true, since, since));
 }
 
 /** The vendor callback of kvm_gmem_populate(): writes the page (SNP LAUNCH_UPDATE, TDX PAGE.ADD). */
@@ -880,7 +893,7 @@ function populateOne(vm: Vm, slot: Memslot, gfn: number, src: number | null, pos
       g.preparation === 'prepared'
         ? t.hereIn(MARK_PREPARED, 'folio_mark_uptodate')
         : t.here('folio_mark_uptodate');
-    inode.folios.set(index, index + 1, { ...cur, uptodate: true, since, uptodateSince: since });
+    inode.folios.set(index, index + 1, folioWith(cur, cur.content, true, since, since));
   }
   vm.host.invariants.touchGmem(inode, index, index + 1);
 }
@@ -898,11 +911,11 @@ export function gmemWritePage(
   const since = host.tracer.here(leaf);
   if (bytes === null || isZero(bytes)) {
     inode.data.delete(index);
-    inode.folios.set(index, index + 1, { ...cur, content: 'zero', since });
+    inode.folios.set(index, index + 1, folioWith(cur, 'zero', cur.uptodate, since, cur.uptodateSince));
   } else {
     // The caller's array itself: stored pages are never changed (mm.ts pageWith()).
     inode.data.set(index, bytes.length === PAGE_SIZE ? bytes : padPage(bytes));
-    inode.folios.set(index, index + 1, { ...cur, content: 'data', since });
+    inode.folios.set(index, index + 1, folioWith(cur, 'data', cur.uptodate, since, cur.uptodateSince));
   }
 }
 
@@ -1015,7 +1028,12 @@ class GmemUserMapping implements MmapBacking {
     // The page's current bytes: an up-to-date folio is not cleared by the fault, so a store into a
     // never-cleared page (bugs.noClearOnPrepare) keeps the host's old bytes around it.
     const cur = inode.folioBytes(pgoff, folio);
-    if (folio.content !== 'data') inode.folios.set(pgoff, pgoff + 1, { ...folio, content: 'data' });
+    if (folio.content !== 'data')
+      inode.folios.set(
+        pgoff,
+        pgoff + 1,
+        folioWith(folio, 'data', folio.uptodate, folio.since, folio.uptodateSince),
+      );
     inode.data.set(pgoff, pageWith(cur, offsetInPage, bytes));
   }
 }
@@ -1034,9 +1052,16 @@ export function gmemMemoryFailure(file: GmemFile, index: number): void {
     const gfn = slot.baseGfn + (index - slot.gmem!.pgoff);
     f.vm.mmu.zapGfnRange(gfn, gfn + 1, gmemInvalidateFilter(f.vm, inode), 'kvm_gmem_error_folio');
   }
-  inode.folios.set(index, index + 1, {
-    ...folio,
-    hwpoison: true,
-    since: file.host.tracer.here('memory_failure'),
-  });
+  inode.folios.set(
+    index,
+    index + 1,
+    folioWith(
+      folio,
+      folio.content,
+      folio.uptodate,
+      file.host.tracer.here('memory_failure'),
+      folio.uptodateSince,
+      true,
+    ),
+  );
 }

@@ -116,21 +116,51 @@ class PlanBuilder {
     this.regions.push(region);
   }
 
-  /**
-   * The plan, whose per-page `updates` (an object and a view per page) are built on first use: the
-   * launch itself only needs the regions; tests read the pages.
-   */
   plan(fields: Omit<SnpLaunchPlan, 'regions' | 'updates'>): SnpLaunchPlan {
-    const regions = this.regions;
-    let updates: SnpPageUpdate[] | undefined;
-    return {
-      ...fields,
-      regions,
-      get updates(): SnpPageUpdate[] {
-        updates ??= pageUpdates(regions);
-        return updates;
-      },
-    };
+    return new Plan(fields, this.regions);
+  }
+}
+
+/**
+ * A plan whose per-page `updates` (an object and a view per page) are built on first use: the
+ * launch itself only needs the regions; tests read the pages. A class, not an object literal with
+ * a getter: V8 (Node 20) kept such literals alive through young-generation GCs.
+ */
+class Plan implements SnpLaunchPlan {
+  readonly mode: SnpMeasureMode;
+  readonly ovmf: OvmfImage;
+  readonly initialDigest?: Uint8Array;
+  readonly vcpus: SevVcpuState[];
+  private pages: SnpPageUpdate[] | undefined;
+
+  constructor(
+    fields: Omit<SnpLaunchPlan, 'regions' | 'updates'>,
+    readonly regions: SnpLaunchRegion[],
+  ) {
+    this.mode = fields.mode;
+    this.ovmf = fields.ovmf;
+    if (fields.initialDigest !== undefined) this.initialDigest = fields.initialDigest;
+    this.vcpus = fields.vcpus;
+  }
+
+  get updates(): SnpPageUpdate[] {
+    this.pages ??= pageUpdates(this.regions);
+    return this.pages;
+  }
+}
+
+/** A VMSA region: its page is encoded on first read (the launch itself does not read it). */
+class VmsaRegion implements SnpLaunchRegion {
+  readonly source = 'vmsa';
+  readonly pageType = SNP_PAGE_TYPE_VMSA;
+  readonly gpa = SNP_VMSA_GPA;
+  readonly size = SNP_PAGE_SIZE;
+  constructor(
+    private readonly page: () => Uint8Array,
+    readonly vcpu: number,
+  ) {}
+  get contents(): Uint8Array {
+    return this.page();
   }
 }
 
@@ -194,7 +224,11 @@ function addSection(
 ): void {
   const file = opts.file;
   const gpa = BigInt(s.gpa);
-  const base = { source: 'metadata', gpa, section: s } as const;
+  // The section's region, field by field (no object spread: a plan is made per launch).
+  const region = (pageType: SnpPageType, size: number, contents?: Uint8Array): SnpLaunchRegion =>
+    contents === undefined
+      ? { source: 'metadata', pageType, gpa, size, section: s }
+      : { source: 'metadata', pageType, gpa, size, contents, section: s };
   if ((s.gpa & PAGE_MASK) !== 0) {
     throw new FirmwareFormatError(`${sectionLabel(index, s)} is not page aligned`, file);
   }
@@ -202,7 +236,7 @@ function addSection(
     if (s.size % SNP_PAGE_SIZE !== 0) {
       throw new FirmwareFormatError(`${sectionLabel(index, s)} size is not a multiple of 4096`, file);
     }
-    if (s.size > 0) b.add({ ...base, pageType, size: s.size });
+    if (s.size > 0) b.add(region(pageType, s.size));
   };
   switch (s.type) {
     case SEV_SECTION_SNP_SEC_MEM:
@@ -211,11 +245,11 @@ function addSection(
       return;
     case SEV_SECTION_SNP_SECRETS:
       // Always exactly one page, whatever the section's size.
-      b.add({ ...base, pageType: SNP_PAGE_TYPE_SECRETS, size: SNP_PAGE_SIZE });
+      b.add(region(SNP_PAGE_TYPE_SECRETS, SNP_PAGE_SIZE));
       return;
     case SEV_SECTION_CPUID:
       // ec2 adds the CPUID page after all other sections (see planSnpLaunch).
-      if (vmmType !== 'ec2') b.add({ ...base, pageType: SNP_PAGE_TYPE_CPUID, size: SNP_PAGE_SIZE });
+      if (vmmType !== 'ec2') b.add(region(SNP_PAGE_TYPE_CPUID, SNP_PAGE_SIZE));
       return;
     case SEV_SECTION_SVSM_CAA:
       ranged(SNP_PAGE_TYPE_ZERO);
@@ -246,7 +280,7 @@ function addSection(
           file,
         );
       }
-      b.add({ ...base, pageType: SNP_PAGE_TYPE_NORMAL, size: SNP_PAGE_SIZE, contents });
+      b.add(region(SNP_PAGE_TYPE_NORMAL, SNP_PAGE_SIZE, contents));
       return;
     }
     default:
@@ -337,12 +371,14 @@ export function planSnpLaunchForOvmf(ovmf: OvmfImage, opts: SnpMeasureOptions = 
   if (apEip === 0 && opts.vcpus! > 1) {
     throw new FirmwareFormatError('SEV-ES reset block gives AP reset EIP 0: APs cannot be started', file);
   }
-  const base = {
-    apEip,
-    vcpuSig: opts.vcpuSig ?? 0,
-    vmmType,
-    guestFeatures: opts.guestFeatures ?? 0x1n,
-  };
+  const reset = (bsp: boolean): SevVcpuState =>
+    vcpuResetState({
+      bsp,
+      apEip,
+      vcpuSig: opts.vcpuSig ?? 0,
+      vmmType,
+      guestFeatures: opts.guestFeatures ?? 0x1n,
+    });
   // Every AP has the same reset state: one state object and one encoded page serve them all (read-only),
   // so a plan for thousands of vCPUs stays small. The pages are encoded on first read: the launch
   // itself does not read them (KVM encodes each VMSA from the registers the VMM puts).
@@ -352,26 +388,17 @@ export function planSnpLaunchForOvmf(ovmf: OvmfImage, opts: SnpMeasureOptions = 
     let state: SevVcpuState;
     let page: () => Uint8Array;
     if (i === 0) {
-      state = vcpuResetState({ ...base, bsp: true });
+      state = reset(true);
       page = encodedOnce(state);
     } else {
       if (!ap) {
-        const s = vcpuResetState({ ...base, bsp: false });
+        const s = reset(false);
         ap = { state: s, page: encodedOnce(s) };
       }
       ({ state, page } = ap);
     }
     vcpus.push(state);
-    b.add({
-      source: 'vmsa',
-      pageType: SNP_PAGE_TYPE_VMSA,
-      gpa: SNP_VMSA_GPA,
-      size: SNP_PAGE_SIZE,
-      get contents(): Uint8Array {
-        return page();
-      },
-      vcpu: i,
-    });
+    b.add(new VmsaRegion(page, i));
   }
   return b.plan(
     opts.ovmfHash === undefined ? { mode, ovmf, vcpus } : { mode, ovmf, vcpus, initialDigest: opts.ovmfHash },

@@ -11,7 +11,7 @@
  */
 
 import { svmResetState } from '../../kernel/arch/sev/svm-vcpu.js';
-import type { SevVcpuState } from '../../kernel/arch/sev/vmsa.js';
+import type { SevVcpuState, VmcbSegment } from '../../kernel/arch/sev/vmsa.js';
 
 export { encodeVmsa, type SevVcpuState, VMSA_SIZE, type VmcbSegment } from '../../kernel/arch/sev/vmsa.js';
 
@@ -39,6 +39,11 @@ export const BSP_RESET_EIP = 0xfffffff0;
  * The vCPU's state at reset as the named VMM gives it (sev-snp-measure VMSA.build_save_area):
  * real mode, CS.base = EIP & 0xFFFF0000, RIP = EIP & 0xFFFF.
  */
+/** A copy of `s` with another attrib and base (built field by field: no object spread per vCPU). */
+function withSeg(s: VmcbSegment, attrib: number, base: bigint): VmcbSegment {
+  return { selector: s.selector, attrib, limit: s.limit, base };
+}
+
 export function vcpuResetState(opts: VcpuResetOptions): SevVcpuState {
   let eip: number;
   if (opts.bsp) {
@@ -51,7 +56,7 @@ export function vcpuResetState(opts: VcpuResetOptions): SevVcpuState {
   // DR6/DR7, RFLAGS, XCR0, G_PAT, FCW/MXCSR) is the kernel model's, one source of truth; the VMM
   // then sets what differs through KVM_SET_SREGS / KVM_SET_REGS / KVM_SET_FPU / KVM_SET_MSRS.
   const st = svmResetState();
-  st.cs = { ...st.cs, base: BigInt((eip & 0xffff0000) >>> 0) };
+  st.cs = withSeg(st.cs, st.cs.attrib, BigInt((eip & 0xffff0000) >>> 0));
   st.rip = BigInt(eip & 0xffff);
   // QEMU: RDX = CPUID signature; KVM's FCW 0x37F and MXCSR 0x1F80 as they are.
   st.rdx = BigInt.asUintN(64, BigInt(opts.vcpuSig));
@@ -60,9 +65,9 @@ export function vcpuResetState(opts: VcpuResetOptions): SevVcpuState {
       break;
     case 'ec2':
       // EC2's VMM: CS not accessed for the BSP only, SS/TR types differ, RDX 0x600, no FPU init.
-      if (eip === BSP_RESET_EIP) st.cs = { ...st.cs, attrib: 0x9a };
-      st.ss = { ...st.ss, attrib: 0x92 };
-      st.tr = { ...st.tr, attrib: 0x83 };
+      if (eip === BSP_RESET_EIP) st.cs = withSeg(st.cs, 0x9a, st.cs.base);
+      st.ss = withSeg(st.ss, 0x92, st.ss.base);
+      st.tr = withSeg(st.tr, 0x83, st.tr.base);
       st.rdx = 0x600n;
       st.mxcsr = 0;
       st.x87Fcw = 0;

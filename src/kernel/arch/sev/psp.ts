@@ -342,9 +342,11 @@ export class Psp {
       }
     }
     this.rmp.entries.set(pfn, pfn + n, {
-      ...e,
       state: 'guest-valid',
+      asid: e.asid,
+      gfnDelta: e.gfnDelta,
       immutable: false,
+      vmsa: e.vmsa,
       launched: true,
       since,
     });

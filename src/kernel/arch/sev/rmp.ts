@@ -89,7 +89,16 @@ export class Rmp {
   update(pfn: number, patch: Partial<Omit<RmpEntry, 'since'>>, since: Provenance): void {
     const cur = this.entries.get(pfn);
     if (!cur) return;
-    this.entries.set(pfn, pfn + 1, { ...cur, ...patch, since });
+    // Field by field: object spread is several times slower on Node 20's V8.
+    this.entries.set(pfn, pfn + 1, {
+      state: patch.state ?? cur.state,
+      asid: patch.asid ?? cur.asid,
+      gfnDelta: patch.gfnDelta ?? cur.gfnDelta,
+      immutable: patch.immutable ?? cur.immutable,
+      vmsa: patch.vmsa ?? cur.vmsa,
+      launched: patch.launched ?? cur.launched,
+      since,
+    });
   }
 
   /** RMPUPDATE to hypervisor-owned for [start, end): rmp_make_shared(). */
