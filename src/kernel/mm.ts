@@ -49,6 +49,7 @@ import {
   PROT_SEM,
   PROT_WRITE,
 } from '../uapi/mman.js';
+import { AnonPages } from './anon-pages.js';
 import { HostFault, kerr } from './errors.js';
 import type { KFile, MmapBacking } from './file.js';
 import type { Provenance } from './provenance.js';
@@ -83,7 +84,7 @@ export interface Vma {
   readonly backing?: MmapBacking;
   readonly pgoff: number;
   /** Anonymous: written pages by page number (addr >> 12). */
-  readonly anon?: Map<number, Uint8Array>;
+  readonly anon?: AnonPages;
 }
 
 export interface MmapArgs {
@@ -231,7 +232,7 @@ export class AddressSpace {
     }
     if (fixed) this.munmap(start, len);
     if (file === undefined) {
-      this.insert({ start, end: start + len, prot, flags, pgoff: 0, anon: new Map() });
+      this.insert({ start, end: start + len, prot, flags, pgoff: 0, anon: new AnonPages() });
       return start;
     }
     const pgoff = Number(off / BigInt(PAGE_SIZE));
@@ -478,7 +479,7 @@ export class AddressSpace {
       case MADV_DONTNEED:
       case MADV_DONTNEED_LOCKED:
         this.notifier?.invalidateRange(s, e);
-        if (v.anon && !shared) dropPages(v.anon, first, last);
+        if (v.anon && !shared) v.anon.drop(first, last);
         else if (v.backing && !shared)
           v.backing.dropPrivate?.(v.pgoff + (s - v.start) / PAGE_SIZE, v.pgoff + (e - v.start) / PAGE_SIZE);
         return;
@@ -488,7 +489,7 @@ export class AddressSpace {
         if (!shared) throw kerr('EACCES', 'madvise_remove: not a shared mapping');
         if (v.anon) {
           this.notifier?.invalidateRange(s, e);
-          dropPages(v.anon, first, last);
+          v.anon.drop(first, last);
           return;
         }
         // The file's punch unmaps every mapping of the range (unmapMappingRange), this one included.
@@ -679,14 +680,18 @@ export class AddressSpace {
     }
     // Plain views even of a Buffer: Buffer's subarray() is library code, slow before V8 warms up.
     const plain = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    let v: Vma | undefined;
-    for (let done = 0; done < plain.length; done += PAGE_SIZE) {
+    let done = 0;
+    while (done < plain.length) {
       const a = addr + done;
-      // One VMA lookup per mapping crossed, not per page.
-      if (v === undefined || a >= v.end) v = this.vmaFor(a, true);
-      const bytes = plain.subarray(done, done + PAGE_SIZE);
-      if (v.anon) v.anon.set(a / PAGE_SIZE, bytes);
-      else this.writePage(a, 0, bytes);
+      const v = this.vmaFor(a, true);
+      const n = Math.min(plain.length - done, v.end - a);
+      if (v.anon) {
+        // Anonymous memory takes the whole part inside this mapping as one run.
+        v.anon.share(a / PAGE_SIZE, plain.subarray(done, done + n));
+      } else
+        for (let o = 0; o < n; o += PAGE_SIZE)
+          this.writePage(a + o, 0, plain.subarray(done + o, done + o + PAGE_SIZE));
+      done += n;
     }
   }
 
