@@ -102,6 +102,9 @@ class ContentsDigests {
   digest(c: Uint8Array): string {
     // Bytes spread over the page: erased and zeroed pages agree on all of them and meet; others
     // rarely do, and a wrong candidate fails the compare on its first differing byte.
+    // Pages that repeat are erased or zeroed flash and the APs' VMSAs, mostly one byte value; a
+    // page whose first, middle and last bytes differ is code or data, hashed without the memo.
+    if (c[0] !== c[4095] || c[0] !== c[2048] || c[0] !== c[1024]) return hash('sha384', c, 'binary');
     const fp =
       (c[0]! | (c[1]! << 8) | (c[2048]! << 16) | (c[4095]! << 24)) ^
       Math.imul(c[512]! | (c[1024]! << 8) | (c[1536]! << 16) | (c[3072]! << 24), 0x9e3779b1);
