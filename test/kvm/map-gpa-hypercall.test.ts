@@ -55,6 +55,21 @@ describe.each(['v6.8', 'v6.16', 'v7.0'])(
       }
     });
 
+    it('kvm_run is one page: the next exit rewrites the hypercall member a VMM kept', () => {
+      const { host, vcpu, start } = swProtected(kernel, true);
+      const { run } = start([
+        { op: 'map_gpa', gpa: 0x3000, npages: 2, private: true },
+        { op: 'map_gpa', gpa: 0x5000, npages: 1, private: false },
+      ]);
+      const kept = run.hypercall!;
+      kept.ret = 0n;
+      host.ioctl(vcpu, 'KVM_RUN');
+      expect(run.exit_reason).toBe(uapi.KVM_EXIT_HYPERCALL);
+      expect(kept.args.slice(0, 3)).toEqual([0x5000n, 1n, 0n]);
+      expect(kept.flags).toBe(1n);
+      expect(run.hypercall!.args[0]).toBe(0x5000n);
+    });
+
     it.each([
       ['exit not enabled', false, 0x3000, 1, -1000n],
       ['a misaligned gpa', true, 0x3001, 1, -22n],

@@ -209,17 +209,32 @@ function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { 
     prog.results[prog.pc] = { ret: -KVM_EINVAL };
     return false;
   }
-  vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
-  // args[3..5] are not written by KVM; the model reports them as 0.
-  vcpu.run.hypercall = {
-    nr: HC_MAP_GPA_RANGE,
-    // a0 as the guest passed it: only TDX's MapGPA path (__tdx_map_gpa) strips the shared bit.
-    args: [gpa, npages, attrs, 0n, 0n, 0n],
-    ret: 0n,
-    flags: KVM_EXIT_HYPERCALL_LONG_MODE,
-  };
-  vcpu.pendingCompletion = 'hypercall';
+  // a0 as the guest passed it: only TDX's MapGPA path (__tdx_map_gpa) strips the shared bit.
+  hypercallExit(vcpu, gpa, npages, attrs);
   return true;
+}
+
+/**
+ * The KVM_EXIT_HYPERCALL of KVM_HC_MAP_GPA_RANGE, every field written as
+ * ____kvm_emulate_hypercall() writes them. kvm_run is one shared page: the vCPU's hypercall member
+ * is one object, filled in place (a caller that kept it sees the next exit, as a VMM that kept a
+ * pointer into kvm_run would). args[3..5] are not written by KVM; the model reports them as 0.
+ */
+function hypercallExit(vcpu: Vcpu, a0: bigint, a1: bigint, a2: bigint): void {
+  const hc = (vcpu.hypercallMember ??= { nr: 0n, args: [0n, 0n, 0n, 0n, 0n, 0n], ret: 0n, flags: 0n });
+  hc.nr = HC_MAP_GPA_RANGE;
+  const args = hc.args;
+  args[0] = a0;
+  args[1] = a1;
+  args[2] = a2;
+  args[3] = 0n;
+  args[4] = 0n;
+  args[5] = 0n;
+  hc.ret = 0n;
+  hc.flags = KVM_EXIT_HYPERCALL_LONG_MODE;
+  vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
+  vcpu.run.hypercall = hc;
+  vcpu.pendingCompletion = 'hypercall';
 }
 
 /**
@@ -242,14 +257,7 @@ function mapGpaHypercallNum(
     prog.results[prog.pc] = { ret: -KVM_EINVAL };
     return false;
   }
-  vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
-  vcpu.run.hypercall = {
-    nr: HC_MAP_GPA_RANGE,
-    args: [BigInt(gpa), BigInt(npages), priv ? MAP_GPA_RANGE_ENCRYPTED : 0n, 0n, 0n, 0n],
-    ret: 0n,
-    flags: KVM_EXIT_HYPERCALL_LONG_MODE,
-  };
-  vcpu.pendingCompletion = 'hypercall';
+  hypercallExit(vcpu, BigInt(gpa), BigInt(npages), priv ? MAP_GPA_RANGE_ENCRYPTED : 0n);
   return true;
 }
 

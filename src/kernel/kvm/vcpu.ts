@@ -53,6 +53,8 @@ export class Vcpu {
    * SNP page-state-change exits do not rewrite every field (hypercall.flags; ret before 6.13).
    */
   staleHypercall: KvmRun['hypercall'];
+  /** The hypercall member KVM_HC_MAP_GPA_RANGE exits fill in place (run.ts hypercallExit()). */
+  hypercallMember: NonNullable<KvmRun['hypercall']> | undefined;
 
   constructor(
     readonly vm: Vm,
