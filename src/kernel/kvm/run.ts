@@ -221,7 +221,7 @@ function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { 
  * pointer into kvm_run would). args[3..5] are not written by KVM; the model reports them as 0.
  */
 function hypercallExit(vcpu: Vcpu, a0: bigint, a1: bigint, a2: bigint): void {
-  const hc = (vcpu.hypercallMember ??= { nr: 0n, args: [0n, 0n, 0n, 0n, 0n, 0n], ret: 0n, flags: 0n });
+  const hc = vcpu.hypercallMember;
   hc.nr = HC_MAP_GPA_RANGE;
   const args = hc.args;
   args[0] = a0;

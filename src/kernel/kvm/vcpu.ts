@@ -54,7 +54,12 @@ export class Vcpu {
    */
   staleHypercall: KvmRun['hypercall'];
   /** The hypercall member KVM_HC_MAP_GPA_RANGE exits fill in place (run.ts hypercallExit()). */
-  hypercallMember: NonNullable<KvmRun['hypercall']> | undefined;
+  readonly hypercallMember: NonNullable<KvmRun['hypercall']> = {
+    nr: 0n,
+    args: [0n, 0n, 0n, 0n, 0n, 0n],
+    ret: 0n,
+    flags: 0n,
+  };
 
   constructor(
     readonly vm: Vm,
