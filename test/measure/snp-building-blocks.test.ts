@@ -32,6 +32,24 @@ const AMDSEV = fixture('ovmf_AmdSev_suffix.bin');
 const BW = fixture('ovmf-bookworm-2022.11-6+deb12u2.fd');
 const EPYC_V4 = 0x800f12;
 
+/**
+ * Expected chain of NORMAL pages at GPAs 0, 4096, ..., computed with createHash, page by page, from
+ * the pages as they are when called (callers pass copies where the page changes later).
+ */
+function chain(pages: Uint8Array[]): string {
+  let cur = Buffer.alloc(48);
+  pages.forEach((p, i) => {
+    const info = Buffer.alloc(0x70);
+    cur.copy(info, 0);
+    createHash('sha384').update(p).digest().copy(info, 0x30);
+    info.writeUInt16LE(0x70, 0x60);
+    info[0x62] = SNP_PAGE_TYPE_NORMAL;
+    info.writeBigUInt64LE(BigInt(i * 4096), 0x68);
+    cur = createHash('sha384').update(info).digest();
+  });
+  return cur.toString('hex');
+}
+
 describe('SnpLaunchDigest (SNP ABI §8.17.2 Table 67; measurement.md §2.1, §3.2)', () => {
   const PAGE1_CONTENTS =
     '161ace084859674ded7322ad102eb33f49457e0f7845a8f9ad0e03a59eac3e3e360f8b78345363feaeac956ebba2d894';
@@ -94,20 +112,6 @@ describe('SnpLaunchDigest (SNP ABI §8.17.2 Table 67; measurement.md §2.1, §3.
   });
 
   it('repeated pages, pages changed after update() and pages alike at sampled bytes chain as fresh ones', () => {
-    // Expected chain computed here with createHash, page by page, from copies of each page.
-    const chain = (pages: Uint8Array[]): string => {
-      let cur = Buffer.alloc(48);
-      pages.forEach((p, i) => {
-        const info = Buffer.alloc(0x70);
-        cur.copy(info, 0);
-        createHash('sha384').update(p).digest().copy(info, 0x30);
-        info.writeUInt16LE(0x70, 0x60);
-        info[0x62] = SNP_PAGE_TYPE_NORMAL;
-        info.writeBigUInt64LE(BigInt(i * 4096), 0x68);
-        cur = createHash('sha384').update(info).digest();
-      });
-      return cur.toString('hex');
-    };
     const erased = new Uint8Array(4096).fill(0xff);
     // Same bytes at every position a fingerprint could sample but the middle of a cache line.
     const nearlyErased = new Uint8Array(4096).fill(0xff);
@@ -149,23 +153,14 @@ describe('SnpLaunchDigest (SNP ABI §8.17.2 Table 67; measurement.md §2.1, §3.
   });
 
   it('code-like pages (first, middle and last bytes differ), repeated or changed, chain as fresh ones', () => {
-    // Such pages skip the repeat memo; the chain must still be the page-by-page one, computed here
-    // with createHash from copies of each page.
+    // Such pages skip the repeat memo; the chain must still be the page-by-page one.
     const code = new Uint8Array(4096).map((_, i) => (i * 7 + 3) & 0xff);
     const pages = [code, code, code.map((b) => b ^ 1)];
-    let cur = Buffer.alloc(48);
     const ld = new SnpLaunchDigest();
     pages.forEach((p, i) => {
-      const info = Buffer.alloc(0x70);
-      cur.copy(info, 0);
-      createHash('sha384').update(p).digest().copy(info, 0x30);
-      info.writeUInt16LE(0x70, 0x60);
-      info[0x62] = SNP_PAGE_TYPE_NORMAL;
-      info.writeBigUInt64LE(BigInt(i * 4096), 0x68);
-      cur = createHash('sha384').update(info).digest();
       ld.update({ pageType: SNP_PAGE_TYPE_NORMAL, gpa: i * 4096, contents: p });
     });
-    expect(hex(ld.digest)).toBe(cur.toString('hex'));
+    expect(hex(ld.digest)).toBe(chain(pages));
   });
 
   it('digest is a copy; bad seeds and missing contents are rejected', () => {
