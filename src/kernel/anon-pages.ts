@@ -2,12 +2,11 @@
  * The pages of a private anonymous mapping: the pages written one by one, by page number, and runs
  * of pages handed over whole (AddressSpace.writeShared(): a VMM copying a firmware image into its
  * flash mapping), which cost one record per run instead of one map entry per page. A page read
- * from a run is a view of the caller's buffer; stored page arrays are never changed (mm.ts
+ * from a run is a view of the caller's buffer; stored page arrays are never changed (page-bytes.ts
  * pageWith()), so a later write makes the page its own array, which takes precedence over the run.
  */
-import { dropPages } from './mm.js';
-
-const PAGE_SIZE = 4096;
+import { PAGE_SIZE } from '../uapi/mman.js';
+import { dropPages } from './page-bytes.js';
 
 interface SharedRun {
   first: number;

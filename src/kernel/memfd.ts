@@ -1,7 +1,7 @@
 /**
  * memfd_create() files: shmem (mm/shmem.c) as a VMM uses it for guest RAM it shares with other
  * processes. Contents are kept per page, with the same never-changed-in-place page arrays as
- * anonymous memory (mm.ts pageWith()); read/write move the file position, pread/pwrite do not;
+ * anonymous memory (page-bytes.ts pageWith()); read/write move the file position, pread/pwrite do not;
  * a MAP_SHARED mapping sees the file's pages, a MAP_PRIVATE one copies a page on its first write.
  * shmem_fault() beyond i_size is SIGBUS.
  */
@@ -9,7 +9,7 @@ import { MAP_PRIVATE, MAP_TYPE } from '../uapi/mman.js';
 import { HostFault, kerr } from './errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from './file.js';
 import type { Host } from './host.js';
-import { dropPages, pageWith } from './mm.js';
+import { dropPages, pageWith } from './page-bytes.js';
 
 const PAGE_SIZE = 4096;
 /** A private copy of a hole: zeroes, shared by all such copies (stored pages are replaced, never changed). */

@@ -26,7 +26,7 @@ import {
 import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
 import type { Host } from '../host.js';
-import { dropPages, pageWith } from '../mm.js';
+import { dropPages, pageWith } from '../page-bytes.js';
 import type { GmemPreparation, KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
@@ -753,7 +753,7 @@ function populateRun(
         inode.data.delete(index + i);
         kinds[i] = 'zero';
       } else {
-        // The source page's array itself: stored pages are never changed (mm.ts pageWith()).
+        // The source page's array itself: stored pages are never changed (page-bytes.ts pageWith()).
         inode.data.set(index + i, bytes.length === PAGE_SIZE ? bytes : padPage(bytes));
         kinds[i] = 'data';
       }
@@ -913,7 +913,7 @@ export function gmemWritePage(
     inode.data.delete(index);
     inode.folios.set(index, index + 1, folioWith(cur, 'zero', cur.uptodate, since, cur.uptodateSince));
   } else {
-    // The caller's array itself: stored pages are never changed (mm.ts pageWith()).
+    // The caller's array itself: stored pages are never changed (page-bytes.ts pageWith()).
     inode.data.set(index, bytes.length === PAGE_SIZE ? bytes : padPage(bytes));
     inode.folios.set(index, index + 1, folioWith(cur, 'data', cur.uptodate, since, cur.uptodateSince));
   }

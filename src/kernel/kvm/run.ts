@@ -503,8 +503,8 @@ function writeGmem(
       uptodateSince: folio.uptodateSince,
     });
   }
-  // Stored pages are never changed in place (mm.ts pageWith()): the store makes a new array. A
-  // zeroed folio keeps only the bytes up to the store while that is small (GmemInode.data).
+  // Stored pages are never changed in place (page-bytes.ts pageWith()): the store makes a new
+  // array. A zeroed folio keeps only the bytes up to the store while that is small (GmemInode.data).
   const base = cur ?? inode.folioBytes(index, folio);
   const end = off + bytes.length;
   let page: Uint8Array;
