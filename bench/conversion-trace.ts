@@ -27,6 +27,7 @@
  * baseline" is model rate / baseline rate. The same changes on plain ExtentMaps (the B+-tree alone,
  * which held this state before the page layer) are printed next to it. Rates are per wall-clock second;
  * CPU time (all threads, GC included) is printed next to it because benchmark machines are shared.
+ * Under each run: the main thread's GC pauses in it (node:perf_hooks 'gc' entries), all and mark-compact.
  *
  * --per-syscall: one more invariants-off run with each syscall timed (hrtime around Host's ioctl,
  * fallocate and madvise), printed as us/page and us/call per syscall; the timers cost ~0.1 us per call,
@@ -40,6 +41,7 @@ import type { GmemFile } from '../src/kernel/kvm/guest-memfd.js';
 import type { VmFile } from '../src/kernel/kvm/vm.js';
 import { ExtentMap } from '../src/ranges/extent-map.js';
 import { PointExtentMap } from '../src/ranges/point-extent-map.js';
+import { type GcPauses, openGcWindow } from './lib/gc-pauses.js';
 
 const PAGES = Number(
   process.argv.find((a, i) => /^\d+$/.test(a) && process.argv[i - 1] !== '--batch') ?? 1 << 20,
@@ -68,19 +70,23 @@ interface Timed {
   seconds: number;
   cpuSeconds: number;
   ops: number;
+  /** The main thread's GC pauses during the run. */
+  gc: GcPauses;
 }
 
 /** Wall and CPU time of fn, from a collected heap when gc is exposed (npm run bench passes --expose-gc). */
-function timed<T extends object>(fn: () => T): T & { seconds: number; cpuSeconds: number } {
+async function timed<T extends object>(fn: () => T): Promise<T & Omit<Timed, 'ops'>> {
   // The runs before this one leave up to a GiB of dead state: without a full GC first, this run's
   // collections would pay for it.
   (globalThis as { gc?: () => void }).gc?.();
+  const gcWindow = openGcWindow();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const r = fn();
   const seconds = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
-  return { ...r, seconds, cpuSeconds: (c.user + c.system) / 1e6 };
+  const gc = await gcWindow.close();
+  return { ...r, seconds, cpuSeconds: (c.user + c.system) / 1e6, gc };
 }
 
 /** The i-th scattered page: an odd multiplier is a bijection modulo 2^28. */
@@ -93,7 +99,7 @@ function rssMiB(): number {
 function runModel(
   pages: number,
   invariants: boolean,
-): Timed & { checksum: number; syscalls: number; extents: number; orderSeconds: number } {
+): Promise<Timed & { checksum: number; syscalls: number; extents: number; orderSeconds: number }> {
   return timed(() => modelTrace(pages, invariants));
 }
 
@@ -187,7 +193,7 @@ interface PageMap {
 }
 
 /** The same page-state changes on bare maps: the data-structure floor. */
-function runBaseline(pages: number, make: () => PageMap): Timed {
+function runBaseline(pages: number, make: () => PageMap): Promise<Timed> {
   return timed(() => baselineTrace(pages, make));
 }
 
@@ -267,6 +273,13 @@ function line(label: string, r: Timed, pages: number, base?: Timed, extra = ''):
   return `${label.padEnd(32)} ${fmt(rate).padStart(11)} page ops/s  ${perPage.toFixed(2).padStart(7)} us/page  (${r.seconds.toFixed(2)} s wall, ${r.cpuSeconds.toFixed(2)} s CPU${ratio}${extra})`;
 }
 
+/** Where a run's GC time went: pauses of the main thread, all and mark-compact. */
+function gcLine(r: Timed): string {
+  const g = r.gc;
+  const pct = (s: number): string => `${((s / r.seconds) * 100).toFixed(0)}%`;
+  return `${''.padEnd(32)}   GC pauses ${g.seconds.toFixed(2)} s (${pct(g.seconds)} of wall) in ${fmt(g.count)} collections; mark-compact ${g.majorSeconds.toFixed(2)} s (${pct(g.majorSeconds)}) in ${g.majorCount}`;
+}
+
 const rss0 = rssMiB();
 console.log(
   `conversion-trace: ${fmt(PAGES)} scattered pages of a 1 TiB SW_PROTECTED guest, ${fmt(BATCH)} pages per guest program (node ${process.version})`,
@@ -277,21 +290,24 @@ console.log(
 console.log(
   `  (3 guest accesses + 2 KVM_SET_MEMORY_ATTRIBUTES + 1 PUNCH_HOLE + 1 MADV_DONTNEED), via ${SYSCALLS_PER_PAGE} syscalls per page`,
 );
-const base = runBaseline(PAGES, () => new PointExtentMap<number>());
+const base = await runBaseline(PAGES, () => new PointExtentMap<number>());
 console.log(line('baseline (bare PointExtentMaps)', base, PAGES));
-const tree = runBaseline(PAGES, () => new ExtentMap<number>());
+console.log(gcLine(base));
+const tree = await runBaseline(PAGES, () => new ExtentMap<number>());
 console.log(line('same on plain ExtentMaps', tree, PAGES, base));
-const off = runModel(PAGES, false);
+const off = await runModel(PAGES, false);
 const syscallRate = (r: Timed & { syscalls: number }): string =>
   `, ${fmt(r.syscalls / r.seconds)} syscalls/s`;
 console.log(line('model, invariants off', off, PAGES, base, syscallRate(off)));
+console.log(gcLine(off));
 const offRate = off.ops / off.seconds;
 if (!process.argv.includes('--skip-invariants-on')) {
-  const on = runModel(PAGES, true);
+  const on = await runModel(PAGES, true);
   const onRate = on.ops / on.seconds;
   console.log(
     line('model, invariants on', on, PAGES, base, `, ${(onRate / offRate).toFixed(2)}x invariants off`),
   );
+  console.log(gcLine(on));
 }
 if (off.checksum !== 0) console.log(`unexpected guest data: checksum ${off.checksum}`);
 // Every page ends private with a fresh folio and a private SPTE, each its own extent, and an
