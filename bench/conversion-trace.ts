@@ -33,9 +33,9 @@
  * fallocate and madvise), printed as us/page and us/call per syscall; the timers cost ~0.1 us per call,
  * so that run's rate is not the figure.
  *
- *   npx tsx bench/conversion-trace.ts [pages=1048576] [--batch 256] [--skip-invariants-on] [--per-syscall]
+ *   npx tsx bench/conversion-trace.ts [pages=1048576] [--batch 256] [--skip-invariants-on] [--per-syscall] [--hot N]
  */
-import { createHost, uapi } from '../src/index.js';
+import { createHost, type GuestOp, uapi } from '../src/index.js';
 import { Host } from '../src/kernel/host.js';
 import type { GmemFile } from '../src/kernel/kvm/guest-memfd.js';
 import type { VmFile } from '../src/kernel/kvm/vm.js';
@@ -44,7 +44,8 @@ import { PointExtentMap } from '../src/ranges/point-extent-map.js';
 import { type GcPauses, openGcWindow } from './lib/gc-pauses.js';
 
 const PAGES = Number(
-  process.argv.find((a, i) => /^\d+$/.test(a) && process.argv[i - 1] !== '--batch') ?? 1 << 20,
+  process.argv.find((a, i) => /^\d+$/.test(a) && !['--batch', '--hot'].includes(process.argv[i - 1]!)) ??
+    1 << 20,
 );
 const GUEST_PAGES = 2 ** 28; // 1 TiB
 const BASE_GPA = 2 ** 32;
@@ -59,6 +60,22 @@ const BATCH = (() => {
   const n = i < 0 ? 256 : Number(process.argv[i + 1]);
   if (!Number.isSafeInteger(n) || n < 1) {
     console.error(`conversion-trace: --batch wants a positive integer, got ${process.argv[i + 1]}`);
+    process.exit(2);
+  }
+  return n;
+})();
+/**
+ * --hot N: one more invariants-off run of the same trace over N distinct pages, each revisited
+ * pages / N times. Its maps stay small and cache-hot and the final state stays small, so it
+ * measures the model's per-page logic without the cost of scale. A revisited page is private and
+ * mapped when its write comes again, so that write takes no fault: a floor, not the trace.
+ */
+const HOT = (() => {
+  const i = process.argv.indexOf('--hot');
+  if (i < 0) return undefined;
+  const n = Number(process.argv[i + 1]);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    console.error(`conversion-trace: --hot wants a positive integer, got ${process.argv[i + 1]}`);
     process.exit(2);
   }
   return n;
@@ -99,13 +116,16 @@ function rssMiB(): number {
 function runModel(
   pages: number,
   invariants: boolean,
+  distinct = pages,
 ): Promise<Timed & { checksum: number; syscalls: number; extents: number; orderSeconds: number }> {
-  return timed(() => modelTrace(pages, invariants));
+  return timed(() => modelTrace(pages, invariants, distinct));
 }
 
+/** `distinct` < pages: the i-th page is pageOf(i % distinct), so pages are revisited (--hot). */
 function modelTrace(
   pages: number,
   invariants: boolean,
+  distinct = pages,
 ): { ops: number; checksum: number; syscalls: number; extents: number; orderSeconds: number } {
   const host = createHost({ kernel: 'v6.16', invariants });
   const kvm = host.open('/dev/kvm');
@@ -145,19 +165,26 @@ function modelTrace(
   const payload = Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8);
   let checksum = 0;
   const seq0 = host.seq;
+  // The guest's code: one set of operation objects, whose gpas are rewritten for every batch (a
+  // guest reuses its instructions), so the harness allocates nothing per page. The model reads a
+  // program's operations only while it runs, and each batch's program runs to its end.
+  type AccessOp = Extract<GuestOp, { op: 'read' | 'write' | 'map_gpa' }>;
+  const code: AccessOp[] = [];
+  for (let i = 0; i < Math.min(BATCH, pages); i++)
+    code.push(
+      { op: 'write', gpa: 0, data: payload },
+      { op: 'map_gpa', gpa: 0, npages: 1, private: false },
+      { op: 'read', gpa: 0, length: 8 },
+      { op: 'map_gpa', gpa: 0, npages: 1, private: true },
+      { op: 'read', gpa: 0, length: 8 },
+    );
   for (let b = 0; b < pages; b += BATCH) {
     const n = Math.min(BATCH, pages - b);
-    const ops: import('../src/index.js').GuestOp[] = [];
     for (let i = 0; i < n; i++) {
-      const gpa = BASE_GPA + pageOf(b + i) * 4096;
-      ops.push(
-        { op: 'write', gpa, data: payload },
-        { op: 'map_gpa', gpa, npages: 1, private: false },
-        { op: 'read', gpa, length: 8 },
-        { op: 'map_gpa', gpa, npages: 1, private: true },
-        { op: 'read', gpa, length: 8 },
-      );
+      const gpa = BASE_GPA + pageOf((b + i) % distinct) * 4096;
+      for (let k = i * 5; k < i * 5 + 5; k++) code[k]!.gpa = gpa;
     }
+    const ops = n * 5 === code.length ? code : code.slice(0, n * 5);
     guest.load(ops);
     for (;;) {
       host.ioctl(vcpu, 'KVM_RUN');
@@ -308,6 +335,11 @@ if (!process.argv.includes('--skip-invariants-on')) {
     line('model, invariants on', on, PAGES, base, `, ${(onRate / offRate).toFixed(2)}x invariants off`),
   );
   console.log(gcLine(on));
+}
+if (HOT !== undefined) {
+  const hot = await runModel(PAGES, false, Math.min(HOT, PAGES));
+  console.log(line(`model, off, ${fmt(Math.min(HOT, PAGES))} pages revisited`, hot, PAGES, base));
+  console.log(gcLine(hot));
 }
 if (off.checksum !== 0) console.log(`unexpected guest data: checksum ${off.checksum}`);
 // Every page ends private with a fresh folio and a private SPTE, each its own extent, and an

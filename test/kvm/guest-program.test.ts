@@ -25,6 +25,8 @@ describe('guest.load() validation', () => {
     [[null], /operation 0: not an object/],
     [[{ op: 'read', gpa: 2 ** 52 - 4, length: 8 }], /beyond 2\^52/],
     [[{ op: 'write', gpa: 2 ** 53 - 1, data: [1] }], /beyond 2\^52/],
+    [[{ op: 'read', gpa: 2 ** 52 - 7, length: 8 }], /beyond 2\^52/],
+    [[{ op: 'read', gpa: 2 ** 53 - 1, length: 2 ** 53 - 1 }], /beyond 2\^52/],
   ])('%j -> EINVAL %s', (ops, re) => {
     const { host, vcpu } = vcpuHost();
     let err: unknown;
@@ -36,6 +38,15 @@ describe('guest.load() validation', () => {
     expect(err).toBeInstanceOf(SyscallError);
     expect((err as SyscallError).code).toBe('EINVAL');
     expect((err as SyscallError).message).toMatch(re);
+  });
+
+  it('an access ending exactly at 2^52 loads, as a number or a bigint gpa', () => {
+    const { host, vcpu } = vcpuHost();
+    const guest = host.guest(vcpu);
+    guest.load([{ op: 'read', gpa: 2 ** 52 - 8, length: 8 }]);
+    guest.load([{ op: 'write', gpa: 2n ** 52n - 1n, data: [1] }]);
+    expect(guest.pc).toBe(0);
+    expect(() => guest.load([{ op: 'read', gpa: 2n ** 52n - 7n, length: 8 }])).toThrow(/beyond 2\^52/);
   });
 
   it('a valid program loads and runs (2^64 - 4096 as a bigint gpa is accepted by load)', () => {

@@ -142,10 +142,15 @@ function isU64(v: unknown): boolean {
 
 /** Guest-physical addresses stop at 2^52 (x86 MAXPHYADDR at most 52): no guest can reach beyond. */
 const PHYS_ADDR_LIMIT = 2n ** 52n;
+const PHYS_ADDR_LIMIT_NUM = 2 ** 52;
 
 /** Why an access of `length` bytes at `gpa` is out of any guest's reach, or undefined. */
 function beyondPhysAddr(gpa: number | bigint, length: number): string | undefined {
-  if (length === 0 || BigInt(gpa) + BigInt(length) <= PHYS_ADDR_LIMIT) return undefined;
+  if (length === 0) return undefined;
+  // Safe integers: a sum up to 2^53 is exact, and one beyond cannot round down to 2^52. No BigInt
+  // per operation (load() checks every operation of a long program).
+  if (typeof gpa === 'number' ? gpa + length <= PHYS_ADDR_LIMIT_NUM : gpa + BigInt(length) <= PHYS_ADDR_LIMIT)
+    return undefined;
   return 'the access goes beyond 2^52, the largest guest-physical address space (MAXPHYADDR 52)';
 }
 
