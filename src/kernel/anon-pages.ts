@@ -6,7 +6,7 @@
  * pageWith()), so a later write makes the page its own array, which takes precedence over the run.
  */
 import { PAGE_SIZE } from '../uapi/mman.js';
-import { dropPages } from './page-bytes.js';
+import { PageBytes } from './page-bytes.js';
 
 interface SharedRun {
   first: number;
@@ -15,7 +15,7 @@ interface SharedRun {
 }
 
 export class AnonPages {
-  private readonly pages = new Map<number, Uint8Array>();
+  private readonly pages = new PageBytes();
   /** Disjoint runs; few (one per writeShared() call). */
   private runs: SharedRun[] = [];
 
@@ -44,7 +44,7 @@ export class AnonPages {
 
   /** Forget pages [first, end): they read as zeroes again. */
   drop(first: number, end: number): void {
-    dropPages(this.pages, first, end);
+    this.pages.drop(first, end);
     if (this.runs.length === 0) return;
     const kept: SharedRun[] = [];
     for (const r of this.runs) {

@@ -9,7 +9,7 @@ import { MAP_PRIVATE, MAP_TYPE } from '../uapi/mman.js';
 import { HostFault, kerr } from './errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from './file.js';
 import type { Host } from './host.js';
-import { dropPages, pageWith } from './page-bytes.js';
+import { PageBytes, pageWith } from './page-bytes.js';
 
 const PAGE_SIZE = 4096;
 /** A private copy of a hole: zeroes, shared by all such copies (stored pages are replaced, never changed). */
@@ -26,7 +26,7 @@ export class MemFile extends KFile {
   /** i_size, set by ftruncate(), write() and fallocate(). */
   size = 0n;
   /** Page index -> bytes; absent pages read as zero. */
-  private readonly pages = new Map<number, Uint8Array>();
+  private readonly pages = new PageBytes();
   /** f_pos for read() and write(). */
   private pos = 0;
 
@@ -179,7 +179,7 @@ export class MemFile extends KFile {
       const stop = Math.min(PAGE_SIZE, end - head * PAGE_SIZE);
       this.writePage(head, start % PAGE_SIZE, new Uint8Array(stop - (start % PAGE_SIZE)));
     }
-    if (firstWhole < lastWhole) dropPages(this.pages, firstWhole, lastWhole);
+    if (firstWhole < lastWhole) this.pages.drop(firstWhole, lastWhole);
     // A partial last page of its own.
     if (end % PAGE_SIZE !== 0 && lastWhole >= firstWhole && this.pages.has(lastWhole))
       this.writePage(lastWhole, 0, new Uint8Array(end - lastWhole * PAGE_SIZE));

@@ -26,7 +26,7 @@ import {
 import { HostFault, KernelError, kerr } from '../errors.js';
 import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
 import type { Host } from '../host.js';
-import { dropPages, pageWith } from '../page-bytes.js';
+import { PageBytes, pageWith } from '../page-bytes.js';
 import type { GmemPreparation, KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
@@ -85,7 +85,7 @@ export class GmemInode {
    * bytes and the rest of the page is zero: a small guest store into a fresh folio allocates a few
    * bytes, not 4 KiB. folioBytes() widens such an entry to a full page when the page is read.
    */
-  readonly data = new Map<number, Uint8Array>();
+  readonly data = new PageBytes();
   readonly files = new Set<GmemFile>();
   readonly npages: number;
 
@@ -451,7 +451,7 @@ function freeFolios(inode: GmemInode, start: number, end: number): void {
   for (const e of inode.folios.entries(start, end)) freed.push([e.start, e.end]);
   if (freed.length === 0) return;
   inode.folios.set(start, end, undefined);
-  dropPages(inode.data, start, end);
+  inode.data.drop(start, end);
   for (const [s, e] of freed) host.platform.gmemInvalidate?.(inode.pfn(s), inode.pfn(e));
   host.invariants.foliosFreed(inode, start, end);
 }
@@ -1008,7 +1008,7 @@ class GmemUserMapping implements MmapBacking {
             since,
             uptodateSince: since,
           });
-          dropPages(inode.data, a, b);
+          inode.data.drop(a, b);
         }
         a = b;
       }
