@@ -1,6 +1,7 @@
 /**
  * PageBytes (src/kernel/page-bytes.ts): the page -> bytes store of anonymous memory, shmem and
- * guest_memfd. Its resident entry (which keeps V8 from shrinking the table) must never show.
+ * guest_memfd, with the page stored last in a slot in front of its Map. Slot and Map must read as
+ * one map of pages.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -27,9 +28,22 @@ describe('PageBytes', () => {
     }
   });
 
+  it('a page moves from the slot to the Map when another is stored, and is found in either', () => {
+    const p = new PageBytes();
+    p.set(1, page(1));
+    p.set(2, page(2));
+    p.set(1, page(11)); // back into the slot: the Map copy must go
+    expect([p.size, p.get(1), p.get(2)]).toEqual([2, page(11), page(2)]);
+    p.delete(1);
+    expect([p.size, p.get(1), p.has(1), p.get(2)]).toEqual([1, undefined, false, page(2)]);
+    p.delete(2);
+    expect(p.size).toBe(0);
+  });
+
   it('delete(-1) and drop() over everything leave the store usable, and clear() empties it', () => {
     const p = new PageBytes();
     p.delete(-1);
+    p.set(2, page(2));
     p.set(3, page(3));
     p.drop(0, 2 ** 40);
     expect(p.size).toBe(0);

@@ -23,57 +23,70 @@ export function pageWith(cur: Uint8Array | null | undefined, off: number, bytes:
   return p;
 }
 
-/** The key of PageBytes' resident entry: no page has it (pages are numbered from 0). */
-const RESIDENT = -1;
-const NO_BYTES = new Uint8Array(0);
-
 /**
  * Page number -> stored bytes (anonymous memory, shmem, guest_memfd pages); absent pages read as
  * zeroes.
  *
- * A Map with one entry that never leaves. V8 shrinks a Map's hash table when a delete leaves fewer
- * entries than half its buckets, with a runtime call that allocates a new table. A page store
- * often swings between 0 and 1 entries: a guest writes a page, then the VMM discards it at
- * conversion (punch-hole, MADV_DONTNEED). Each such delete cost about 0.5 us, 7% of the conversion
- * trace. With the resident entry the table never drops below its minimum, so it is never shrunk.
+ * The page stored last is kept in a slot of its own, in front of a Map that holds the others. A
+ * page store often swings between 0 and 1 entries: a guest writes a page, then the VMM discards it
+ * at conversion (punch-hole, MADV_DONTNEED). On a Map that is costly in V8: a delete that leaves
+ * fewer entries than half the buckets shrinks the table, and deleted entries fill it until a set
+ * rehashes it, each a runtime call that allocates a new table (together ~0.5 us per page, 7% of
+ * the conversion trace). With the slot such a page never reaches the Map.
  */
 export class PageBytes {
-  private readonly m = new Map<number, Uint8Array>([[RESIDENT, NO_BYTES]]);
+  private readonly m = new Map<number, Uint8Array>();
+  /** The slot: page number (-1: empty) and bytes. Never also in the Map. */
+  private slotPage = -1;
+  private slotBytes: Uint8Array | undefined = undefined;
 
   /** Pages stored. */
   get size(): number {
-    return this.m.size - 1;
+    return this.m.size + (this.slotPage < 0 ? 0 : 1);
   }
 
-  /** `page` must be a page number (>= 0). */
   get(page: number): Uint8Array | undefined {
-    return this.m.get(page);
+    return page === this.slotPage ? this.slotBytes : this.m.get(page);
   }
 
   has(page: number): boolean {
-    return page !== RESIDENT && this.m.has(page);
+    return (page === this.slotPage && page >= 0) || this.m.has(page);
   }
 
+  /** `page` must be a page number (>= 0). */
   set(page: number, bytes: Uint8Array): void {
-    this.m.set(page, bytes);
+    if (page !== this.slotPage) {
+      // The page stored before moves into the Map; the new one takes the slot.
+      if (this.slotPage >= 0) this.m.set(this.slotPage, this.slotBytes!);
+      if (this.m.size !== 0) this.m.delete(page);
+      this.slotPage = page;
+    }
+    this.slotBytes = bytes;
   }
 
   delete(page: number): void {
-    if (page !== RESIDENT) this.m.delete(page);
+    if (page === this.slotPage) this.emptySlot();
+    else if (this.m.size !== 0) this.m.delete(page);
   }
 
   clear(): void {
     this.m.clear();
-    this.m.set(RESIDENT, NO_BYTES);
+    this.emptySlot();
   }
 
   /** Forget pages [first, end): a TiB range costs what was stored, not its size. */
   drop(first: number, end: number): void {
+    if (this.slotPage >= first && this.slotPage < end) this.emptySlot();
+    const m = this.m;
     // Memory never written (e.g. a discarded shared side) costs nothing, not a key walk.
-    const n = this.m.size - 1;
-    if (n === 0) return;
-    if (n < end - first) {
-      for (const p of [...this.m.keys()]) if (p >= first && p < end && p !== RESIDENT) this.m.delete(p);
-    } else for (let p = Math.max(first, 0); p < end; p++) this.m.delete(p);
+    if (m.size === 0) return;
+    if (m.size < end - first) {
+      for (const p of [...m.keys()]) if (p >= first && p < end) m.delete(p);
+    } else for (let p = first; p < end; p++) m.delete(p);
+  }
+
+  private emptySlot(): void {
+    this.slotPage = -1;
+    this.slotBytes = undefined;
   }
 }
