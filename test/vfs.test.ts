@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHost, uapi } from '../src/index.js';
+import type { GmemFile } from '../src/kernel/kvm/guest-memfd.js';
 import { errnoOf } from './errno-of.js';
 
 const PAGE = 4096;
@@ -65,6 +66,35 @@ describe('fallocate (vfs_fallocate)', () => {
       expect(errnoOf(() => f.host.fallocate(fd, 0x8000, 0, PAGE))).toBe('EOPNOTSUPP');
     }
     expect(f.host.fallocate(f.gmem, uapi.FALLOC_FL_KEEP_SIZE, 0, PAGE)).toBe(0);
+  });
+
+  it('loff_t arguments: numbers and bigints alike, at any size up to s_maxbytes (2^63 - 1)', () => {
+    const f = files();
+    const inode = (f.host.fds.lookup(f.gmem) as GmemFile).inode;
+    const KEEP = uapi.FALLOC_FL_KEEP_SIZE;
+    const PUNCH = KEEP | uapi.FALLOC_FL_PUNCH_HOLE;
+    const held = () => [0, 1, 2, 3].map((i) => inode.folios.get(i) !== undefined);
+    expect(f.host.fallocate(f.gmem, KEEP, 0n, BigInt(4 * PAGE))).toBe(0);
+    expect(held()).toEqual([true, true, true, true]);
+    f.host.fallocate(f.gmem, PUNCH, PAGE, PAGE); // numbers
+    f.host.fallocate(f.gmem, PUNCH, 3n * 4096n, 4096n); // bigints
+    expect(held()).toEqual([true, false, true, false]);
+    // Beyond i_size, up to and across 2^53 and near s_maxbytes: nothing to punch, success.
+    for (const [o, l] of [
+      [2 ** 53 - PAGE, 2 * PAGE],
+      [2 ** 53, PAGE],
+      [2n ** 60n, 4096n],
+      [2n ** 63n - 8192n, 4096n],
+    ] as const)
+      expect(f.host.fallocate(f.gmem, PUNCH, o, l)).toBe(0);
+    expect(held()).toEqual([true, false, true, false]);
+    expect(errnoOf(() => f.host.fallocate(f.gmem, PUNCH, 2n ** 63n - 4096n, 8192n))).toBe('EFBIG');
+    expect(errnoOf(() => f.host.fallocate(f.gmem, PUNCH, -PAGE, PAGE))).toBe('EINVAL');
+    expect(errnoOf(() => f.host.fallocate(f.gmem, PUNCH, 2n ** 60n + 1n, 4096n))).toBe('EINVAL');
+    expect(errnoOf(() => f.host.fallocate(f.gmem, PUNCH, PAGE + 1, PAGE))).toBe('EINVAL');
+    expect(errnoOf(() => f.host.fallocate(f.gmem, PUNCH, 0, PAGE / 2))).toBe('EINVAL');
+    f.host.fallocate(f.gmem, PUNCH, 0, 4 * PAGE);
+    expect(held()).toEqual([false, false, false, false]);
   });
 });
 

@@ -177,8 +177,8 @@ export class Host implements MmuNotifier {
     try {
       const file = this.fds.lookup(fd);
       // loff_t arguments: a non-integer from a JS caller is -EINVAL, as no C caller can pass one.
-      const o = BigInt.asIntN(64, scalar(offset, 'fallocate offset'));
-      const l = BigInt.asIntN(64, scalar(len, 'fallocate len'));
+      const o = loffT(offset, 'fallocate offset');
+      const l = loffT(len, 'fallocate len');
       this.vfsFallocate(file, mode, o, l);
     } catch (e) {
       throw this.syscallFailed(e, 'fallocate', undefined);
@@ -193,7 +193,7 @@ export class Host implements MmuNotifier {
     vfsFallocateMode(this.profile, mode);
     // Character devices and anonymous-inode files (VM, vCPU) are neither regular nor block devices.
     if (!file.regular) throw kerr('ENODEV', `vfs_fallocate: ${file.kind} is not a regular file`);
-    if (o + l > (1n << 63n) - 1n) throw kerr('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
+    if (o + l > S_MAXBYTES) throw kerr('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
     file.fallocate(mode, o, l);
   }
 
@@ -412,6 +412,18 @@ export function errno(name: keyof typeof ERRNO): number {
 export { HostFault, InvariantViolation, SyscallError };
 
 /** vfs_fallocate()'s mode checks, in its order, per release (profile.vfs). */
+/** MAX_LFS_FILESIZE, the s_maxbytes of the files that have fallocate here. */
+const S_MAXBYTES = (1n << 63n) - 1n;
+
+/**
+ * A loff_t argument: `v` as a signed 64-bit value. A non-negative safe integer (the common case)
+ * converts directly, without the scalar() and asIntN round trip.
+ */
+function loffT(v: number | bigint, what: string): bigint {
+  if (typeof v === 'number' && v >= 0 && Number.isSafeInteger(v)) return BigInt(v);
+  return BigInt.asIntN(64, scalar(v, what));
+}
+
 function vfsFallocateMode(profile: KernelProfile, mode: number): void {
   const v = profile.vfs;
   if (!v.fallocateModeSwitch) {

@@ -85,6 +85,7 @@ export function copyToUser(s: UStruct, name: string, value: bigint): void {
 
 export const PAGE_SHIFT_N = 12n;
 export const PAGE_SIZE_N = 4096n;
-export const pageAligned = (v: bigint): boolean => (v & (PAGE_SIZE_N - 1n)) === 0n;
+const PAGE_MASK_N = PAGE_SIZE_N - 1n;
+export const pageAligned = (v: bigint): boolean => (v & PAGE_MASK_N) === 0n;
 /** x + y overflows u64. */
 export const addOverflows = (x: bigint, y: bigint): boolean => x + y > U64_MASK;

@@ -19,7 +19,7 @@
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { kerr } from '../errors.js';
 import type { Provenance, Site } from '../provenance.js';
-import { addOverflows, copyFromUser, pageAligned, type UStruct, u64 } from '../uaccess.js';
+import { addOverflows, copyFromUser, pageAligned, u64 } from '../uaccess.js';
 import type { Vm } from './vm.js';
 
 /** The value an attribute extent stores: seq * 2 + (PRIVATE set ? 1 : 0). */
@@ -75,9 +75,11 @@ export function supportedMemAttributes(vm: Vm | undefined): number {
   return !vm || vm.arch.hasPrivateMem ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
 }
 
-/** A field that is absent or a plain non-negative safe integer: its value; anything else: -1. */
-function plainField(s: UStruct, name: string): number {
-  const v = s[name];
+/**
+ * A field's value that is absent or a plain non-negative safe integer: its value; anything else: -1.
+ * Takes the value, not the name: a load with a constant name at the call site stays a named load.
+ */
+function plainField(v: unknown): number {
   if (v === undefined || v === null) return 0;
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : -1;
 }
@@ -88,10 +90,10 @@ export function setMemoryAttributes(vm: Vm, arg: unknown): number {
   // Fast path, the common case (VMMs pass plain numbers): the same checks, in the same order, in
   // exact Number arithmetic. It applies only when every field is a safe integer and address + size
   // is too, so no u64 truncation or wrap can occur; anything else takes the u64 path below.
-  const a = plainField(s, 'address');
-  const z = plainField(s, 'size');
-  const at = plainField(s, 'attributes');
-  const f = plainField(s, 'flags');
+  const a = plainField(s.address);
+  const z = plainField(s.size);
+  const at = plainField(s.attributes);
+  const f = plainField(s.flags);
   if (a >= 0 && z >= 0 && at >= 0 && f >= 0 && a + z <= Number.MAX_SAFE_INTEGER) {
     if (f !== 0) throw kerr('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: flags must be 0');
     // attributes & ~supported: supported is PRIVATE or 0, so only 0 and supported itself pass.

@@ -51,6 +51,9 @@ export interface Folio {
   readonly uptodateSince?: Provenance;
 }
 
+/** Offsets up to this are exact as Numbers. */
+const MAX_SAFE_N = BigInt(Number.MAX_SAFE_INTEGER);
+
 const folioEquals = (a: Folio, b: Folio): boolean =>
   a.gen === b.gen &&
   a.content === b.content &&
@@ -194,8 +197,12 @@ export class GmemFile extends KFile {
       }
       if (!pageAligned(offset) || !pageAligned(len))
         throw kerr('EINVAL', 'kvm_gmem_fallocate: offset or len unaligned');
-      const start = Number(offset >> 12n);
-      const end = Number((offset + len) >> 12n);
+      // Aligned, and vfs_fallocate() checked offset >= 0, len > 0, offset + len <= s_maxbytes.
+      // Below 2^53 (the common case) the page numbers come from Numbers, no BigInt per call: two
+      // page multiples below 2^53 add up exactly.
+      const small = offset <= MAX_SAFE_N && len <= MAX_SAFE_N;
+      const start = small ? Number(offset) / PAGE_SIZE : Number(offset >> 12n);
+      const end = small ? (Number(offset) + Number(len)) / PAGE_SIZE : Number((offset + len) >> 12n);
       const punch = (mode & FALLOC_FL_PUNCH_HOLE) !== 0;
       t.enter(punch ? 'kvm_gmem_punch_hole' : 'kvm_gmem_allocate');
       try {
