@@ -31,7 +31,6 @@ const READ: FaultKind = { write: false, prefetch: false };
 const WRITE: FaultKind = { write: true, prefetch: false };
 const ZERO_PAGE = new Uint8Array(4096);
 const HC_MAP_GPA_RANGE = BigInt(K.KVM_HC_MAP_GPA_RANGE);
-const HC_MAP_GPA_RANGE_BIT = 1n << HC_MAP_GPA_RANGE;
 const MAP_GPA_RANGE_ENCRYPTED = BigInt(K.KVM_MAP_GPA_RANGE_ENCRYPTED);
 /** The provenance frame a guest operation runs in (constant names: no string built per operation). */
 function opFrame(op: GuestOp): string {
@@ -199,7 +198,7 @@ function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { 
   const attrs =
     op.attrs !== undefined ? BigInt.asUintN(64, BigInt(op.attrs)) : op.private ? MAP_GPA_RANGE_ENCRYPTED : 0n;
   // user_exit_on_hypercall(): not enabled with KVM_CAP_EXIT_HYPERCALL -> -KVM_ENOSYS to the guest.
-  if (!(vm.hypercallExitEnabled & HC_MAP_GPA_RANGE_BIT)) {
+  if (!vm.userExitOnHypercall(HC_MAP_GPA_RANGE)) {
     prog.results[prog.pc] = { ret: -KVM_ENOSYS };
     return false;
   }
@@ -249,7 +248,7 @@ function mapGpaHypercallNum(
   npages: number,
   priv: boolean,
 ): boolean {
-  if (!(vcpu.vm.hypercallExitEnabled & HC_MAP_GPA_RANGE_BIT)) {
+  if (!vcpu.vm.userExitOnHypercall(HC_MAP_GPA_RANGE)) {
     prog.results[prog.pc] = { ret: -KVM_ENOSYS };
     return false;
   }

@@ -37,8 +37,9 @@ import { kvmArchVcpuIoctlRun } from './run.js';
 import { checkVcpuId, Vcpu, VcpuFile } from './vcpu.js';
 import { createArchVm, supportedVmTypes } from './x86.js';
 
+const HC_MAP_GPA_RANGE = BigInt(K.KVM_HC_MAP_GPA_RANGE);
 /** KVM_EXIT_HYPERCALL_VALID_MASK (arch/x86/kvm/x86.h). */
-export const KVM_EXIT_HYPERCALL_VALID_MASK = 1n << BigInt(K.KVM_HC_MAP_GPA_RANGE);
+export const KVM_EXIT_HYPERCALL_VALID_MASK = 1n << HC_MAP_GPA_RANGE;
 
 export class Vm {
   readonly memslots = new Memslots();
@@ -55,12 +56,23 @@ export class Vm {
   readonly vcpus = new Map<number, Vcpu>();
   readonly gmemFiles = new Set<GmemFile>();
   readonly arch: ArchVm;
+  private exitMask = 0n;
+  /** Its KVM_HC_MAP_GPA_RANGE bit, asked on every conversion request (no BigInt per ask). */
+  private mapGpaRangeExit = false;
+
   /** kvm->arch.hypercall_exit_enabled. */
-  hypercallExitEnabled = 0n;
+  get hypercallExitEnabled(): bigint {
+    return this.exitMask;
+  }
+  set hypercallExitEnabled(mask: bigint) {
+    this.exitMask = mask;
+    this.mapGpaRangeExit = (mask & (1n << HC_MAP_GPA_RANGE)) !== 0n;
+  }
 
   /** user_exit_on_hypercall(): KVM_CAP_EXIT_HYPERCALL enabled the user exit for hypercall `nr`. */
   userExitOnHypercall(nr: bigint): boolean {
-    return (this.hypercallExitEnabled & (1n << nr)) !== 0n;
+    if (nr === HC_MAP_GPA_RANGE) return this.mapGpaRangeExit;
+    return (this.exitMask & (1n << nr)) !== 0n;
   }
   /** kvm->arch.irqchip_mode (irqchip.ts): 'kernel' after KVM_CREATE_IRQCHIP, 'split' after KVM_CAP_SPLIT_IRQCHIP. */
   irqchipMode: IrqchipMode = 'none';
