@@ -411,7 +411,6 @@ export function errno(name: keyof typeof ERRNO): number {
 
 export { HostFault, InvariantViolation, SyscallError };
 
-/** vfs_fallocate()'s mode checks, in its order, per release (profile.vfs). */
 /** MAX_LFS_FILESIZE, the s_maxbytes of the files that have fallocate here. */
 const S_MAXBYTES = (1n << 63n) - 1n;
 
@@ -424,6 +423,7 @@ function loffT(v: number | bigint, what: string): bigint {
   return BigInt.asIntN(64, scalar(v, what));
 }
 
+/** vfs_fallocate()'s mode checks, in its order, per release (profile.vfs). */
 function vfsFallocateMode(profile: KernelProfile, mode: number): void {
   const v = profile.vfs;
   if (!v.fallocateModeSwitch) {

@@ -31,7 +31,7 @@ export function pageWith(cur: Uint8Array | null | undefined, off: number, bytes:
  * page store often swings between 0 and 1 entries: a guest writes a page, then the VMM discards it
  * at conversion (punch-hole, MADV_DONTNEED). On a Map that is costly in V8: a delete that leaves
  * fewer entries than half the buckets shrinks the table, and deleted entries fill it until a set
- * rehashes it, each a runtime call that allocates a new table (together ~0.5 us per page, 7% of
+ * rehashes it, each a runtime call that allocates a new table (together ~0.5 us per page, 4-9% of
  * the conversion trace). With the slot such a page never reaches the Map.
  */
 export class PageBytes {
