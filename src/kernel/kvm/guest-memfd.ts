@@ -66,7 +66,7 @@ const folioEquals = (a: Folio, b: Folio): boolean =>
  * A copy of folio `f` with the given fields changed, built field by field: object spread is several
  * times slower on Node 20's V8, and folios change on every fault and populate.
  */
-function folioWith(
+export function folioWith(
   f: Folio,
   content: FolioContent,
   uptodate: boolean,
