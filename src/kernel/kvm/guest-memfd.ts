@@ -463,12 +463,9 @@ function freeFolios(inode: GmemInode, start: number, end: number): void {
   host.invariants.foliosFreed(inode, start, end);
 }
 
-/** What get_pfn hands the MMU. */
-export interface GmemPfn {
-  readonly pfn: number;
-  readonly inode: GmemInode;
-  readonly index: number;
-  readonly folio: Folio;
+/** kvm_gmem_get_index(): the page of the slot's guest_memfd that backs gfn. */
+export function kvmGmemGetIndex(slot: Memslot, gfn: number): number {
+  return slot.gmem!.pgoff + (gfn - slot.baseGfn);
 }
 
 /** kvm_gmem_get_folio() clears a new folio and marks it up to date (6.8, 6.11-rc1). */
@@ -498,10 +495,10 @@ function gmemGetFolio(
    * of it (freshFolio()), recorded where that kernel sets PG_uptodate.
    */
   fresh?: FreshFolio,
-): { inode: GmemInode; index: number; folio: Folio } {
+): Folio {
   const file = slot.gmem?.file;
   if (!file) throw kerr('EFAULT', 'kvm_gmem_get_pfn: guest_memfd closed or slot not bound', slotCause(slot));
-  const index = slot.gmem!.pgoff + (gfn - slot.baseGfn);
+  const index = kvmGmemGetIndex(slot, gfn);
   if (file.bindings.get(index) !== slot)
     throw kerr('EIO', 'kvm_gmem_get_pfn: binding does not match the slot (WARN)');
   const inode = file.inode;
@@ -525,7 +522,7 @@ function gmemGetFolio(
     folio = newFolio(vm, cleared ? 'zero' : 'garbage', zeroes, since);
     inode.folios.set(index, index + 1, folio);
   }
-  return { inode, index, folio };
+  return folio;
 }
 
 function slotCause(slot: Memslot): string {
@@ -538,18 +535,18 @@ function setFolio(inode: GmemInode, index: number, folio: Folio): Folio {
 }
 
 /**
- * kvm_gmem_get_pfn(): the page a private fault maps, prepared as the profile's kernel prepares it.
+ * kvm_gmem_get_pfn(): the folio a private fault maps, prepared as the profile's kernel prepares it
+ * (the caller has its inode, the slot's guest_memfd, and its index, kvmGmemGetIndex()).
  * Errors: -EFAULT (no file), -EIO (binding), -EHWPOISON, or the arch prepare hook's errno.
  */
-export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
+export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): Folio {
   const t = vm.host.tracer;
   t.enter('kvm_gmem_get_pfn');
   try {
     const prep = vm.profile.gmem.preparation;
-    const got = gmemGetFolio(vm, slot, gfn, freshFolio(vm, prep));
-    const inode = got.inode;
-    const index = got.index;
-    let folio = got.folio;
+    let folio = gmemGetFolio(vm, slot, gfn, freshFolio(vm, prep));
+    const inode = slot.gmem!.file!.inode;
+    const index = kvmGmemGetIndex(slot, gfn);
     const pfn = inode.pfn(index);
     if (prep === 'coco-hooks') {
       // __kvm_gmem_get_pfn() > kvm_gmem_get_folio(prepare=true): the hook runs on every call, for
@@ -598,7 +595,7 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): GmemPfn {
     vm.host.invariants.touchGmem(inode, index, index + 1);
     // An arch hook may have written the page (e.g. through gmemWritePage): read the folio back.
     const hooked = prep === 'coco-hooks' || vm.arch.gmemPrepare !== undefined;
-    return { pfn, inode, index, folio: hooked ? inode.folios.get(index)! : folio };
+    return hooked ? inode.folios.get(index)! : folio;
   } finally {
     t.leave();
   }
@@ -708,7 +705,7 @@ function populateRunLength(vm: Vm, slot: Memslot, gfn: number, src: number | nul
   if (g.populateChecksSignals && vm.host.signalPending) return 0;
   const file = slot.gmem?.file;
   if (!file) return 0;
-  const index = slot.gmem!.pgoff + (gfn - slot.baseGfn);
+  const index = kvmGmemGetIndex(slot, gfn);
   const bound = file.bindings.extentAt(index);
   if (bound?.value !== slot) return 0;
   let n = Math.min(max, bound.end - index);
@@ -742,7 +739,7 @@ function populateRun(
 ): number {
   const t = vm.host.tracer;
   const inode = slot.gmem!.file!.inode;
-  const index = slot.gmem!.pgoff + (gfn - slot.baseGfn);
+  const index = kvmGmemGetIndex(slot, gfn);
   // What each page holds once the vendor is done: untouched pages keep the host's old bytes.
   const kinds: FolioContent[] = new Array<FolioContent>(n).fill('garbage');
   const gen = vm.host.nextFolioGen();
@@ -879,7 +876,9 @@ function populateOne(vm: Vm, slot: Memslot, gfn: number, src: number | null, pos
   if (g.populateGupInCommonCode && src !== null) {
     srcPage = t.within('get_user_pages_fast', () => vm.host.mm.gupRead(src));
   }
-  const { inode, index, folio } = gmemGetFolio(vm, slot, gfn);
+  const folio = gmemGetFolio(vm, slot, gfn);
+  const inode = slot.gmem!.file!.inode;
+  const index = kvmGmemGetIndex(slot, gfn);
   if (folio.hwpoison) throw kerr('EHWPOISON', 'kvm_gmem_populate: folio is hwpoisoned');
   if (g.populateRejectsUptodate && folio.uptodate) {
     throw kerr(

@@ -19,7 +19,7 @@ import {
 } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import { describeProvenance, type Provenance, type Tracer } from '../provenance.js';
-import { type Folio, type GmemInode, kvmGmemGetPfn } from './guest-memfd.js';
+import { type Folio, type GmemInode, kvmGmemGetIndex, kvmGmemGetPfn } from './guest-memfd.js';
 import type { Memslot } from './memslots.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
@@ -328,33 +328,36 @@ export class Mmu {
   ): FaultResult {
     const vm = this.vm;
     const t = vm.host.tracer;
-    let got: ReturnType<typeof kvmGmemGetPfn>;
+    let folio: Folio;
     try {
-      got = kvmGmemGetPfn(vm, slot, gfn);
+      folio = kvmGmemGetPfn(vm, slot, gfn);
     } catch (e) {
       if (e instanceof KernelError) this.memoryFaultExit(vcpu, gfn, isPrivate);
       throw e;
     }
-    vm.host.invariants.gmemMapped(vm, gfn, got.index, got.folio);
-    const gen = got.folio.gen;
-    const pfnDelta = got.pfn - gfn;
+    const inode = slot.gmem!.file!.inode;
+    const index = kvmGmemGetIndex(slot, gfn);
+    const pfn = inode.pfn(index);
+    vm.host.invariants.gmemMapped(vm, gfn, index, folio);
+    const gen = folio.gen;
+    const pfnDelta = pfn - gfn;
     const cur = vm.arch.gmemPrepare === undefined ? seen : this.sptes.get(gfn);
     if (
       !cur ||
       cur.slot !== slot ||
       cur.private !== isPrivate ||
       cur.gen !== gen ||
-      cur.inode !== got.inode ||
+      cur.inode !== inode ||
       cur.pfnDelta !== pfnDelta
     ) {
       if (isPrivate && vm.arch.setPrivateSpte) {
         const set = vm.arch.setPrivateSpte.bind(vm.arch);
-        withinTdpMmuMap(t, () => set(gfn, got.pfn, slot));
+        withinTdpMmuMap(t, () => set(gfn, pfn, slot));
       }
       this.sptes.set(gfn, gfn + 1, {
         private: isPrivate,
         slot,
-        inode: got.inode,
+        inode,
         gen,
         pfnDelta,
         since: t.hereIn(TDP_MMU_MAP, SET_LEAF_SPTE),
@@ -365,18 +368,18 @@ export class Mmu {
       ? {
           kind: 'fixed',
           private: true,
-          inode: got.inode,
-          index: got.index,
+          inode,
+          index,
           slot,
           // Not when an arch hook ran after get_pfn (TDX set_external_spte): it may have written the page.
-          folio: vm.arch.setPrivateSpte ? undefined : got.folio,
+          folio: vm.arch.setPrivateSpte ? undefined : folio,
         }
       : {
           kind: 'fixed',
           private: false,
           slot,
           hva: slot.userspaceAddr + (gfn - slot.baseGfn) * 4096,
-          gmem: { inode: got.inode, index: got.index },
+          gmem: { inode, index },
         };
   }
 
