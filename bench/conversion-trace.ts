@@ -308,8 +308,10 @@ function gcLine(r: Timed): string {
 }
 
 const rss0 = rssMiB();
+// The node flags matter: bench/run.mjs enlarges the young generation (see there).
+const nodeFlags = process.execArgv.filter((a) => a !== '--import' && a !== 'tsx').join(' ') || 'none';
 console.log(
-  `conversion-trace: ${fmt(PAGES)} scattered pages of a 1 TiB SW_PROTECTED guest, ${fmt(BATCH)} pages per guest program (node ${process.version})`,
+  `conversion-trace: ${fmt(PAGES)} scattered pages of a 1 TiB SW_PROTECTED guest, ${fmt(BATCH)} pages per guest program (node ${process.version}, flags: ${nodeFlags})`,
 );
 console.log(
   `  page operation = one page touched by a guest access, a conversion or a discard: ${OPS_PER_PAGE} per page`,
