@@ -205,9 +205,14 @@ export class Tracer {
    * model that folds several kernel steps into one state update and records the last of them.
    */
   hereIn(callees: readonly string[], leaf: string): Provenance {
+    return this.record(this.siteIn(callees, leaf));
+  }
+
+  /** The site of a change made by `leaf` in `callees`, called in turn from here (hereIn() without the record). */
+  siteIn(callees: readonly string[], leaf: string): Site {
     let f = this.top;
     for (const name of callees) f = f.child(name);
-    return this.record(f.site(leaf));
+    return f.site(leaf);
   }
 
   private record(s: Site): Provenance {

@@ -18,7 +18,7 @@ import {
   KVM_X86_TDX_VM,
 } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
-import { describeProvenance, type Provenance, type Tracer } from '../provenance.js';
+import { describeProvenance, type Provenance, type Site, type Tracer } from '../provenance.js';
 import { type Folio, type GmemInode, kvmGmemGetIndex, kvmGmemGetPfn } from './guest-memfd.js';
 import type { Memslot } from './memslots.js';
 import type { Vcpu } from './vcpu.js';
@@ -27,15 +27,46 @@ import type { Vm } from './vm.js';
 /** KVM_MIN_ALLOC_MMU_PAGES (arch/x86/include/asm/kvm_host.h). */
 const KVM_MIN_ALLOC_MMU_PAGES = 64;
 
-export interface Spte {
-  readonly private: boolean;
+/**
+ * A leaf SPTE. Its provenance is kept as the syscall's seq and the site, not as a record object:
+ * a million-page trace keeps an SPTE per page, and its record was one more object per page for
+ * the garbage collector to copy and promote. `since` builds the record when an explanation asks.
+ */
+export class Spte {
+  // Declared, not defined: fields defined by the class would be set twice per SPTE (ES2022 class
+  // fields), once to undefined; the constructor's stores give the object literal's shape.
+  declare readonly private: boolean;
   /** The memslot the mapping was made through (kvm_mmu_page's gfn -> slot, for the fast path). */
-  readonly slot?: Memslot;
+  declare readonly slot: Memslot | undefined;
   /** For guest_memfd-backed SPTEs: the folio mapped (inode, gen, pfn - gfn) so stale mappings can be detected. */
-  readonly inode?: GmemInode;
-  readonly gen?: number;
-  readonly pfnDelta?: number;
-  readonly since: Provenance;
+  declare readonly inode: GmemInode | undefined;
+  declare readonly gen: number | undefined;
+  declare readonly pfnDelta: number | undefined;
+  declare readonly seq: number;
+  declare readonly site: Site;
+
+  constructor(
+    isPrivate: boolean,
+    slot: Memslot | undefined,
+    inode: GmemInode | undefined,
+    gen: number | undefined,
+    pfnDelta: number | undefined,
+    seq: number,
+    site: Site,
+  ) {
+    this.private = isPrivate;
+    this.slot = slot;
+    this.inode = inode;
+    this.gen = gen;
+    this.pfnDelta = pfnDelta;
+    this.seq = seq;
+    this.site = site;
+  }
+
+  /** The change that made this SPTE. */
+  get since(): Provenance {
+    return this.site.at(this.seq);
+  }
 }
 
 const spteEquals = (a: Spte, b: Spte): boolean =>
@@ -44,7 +75,8 @@ const spteEquals = (a: Spte, b: Spte): boolean =>
   a.inode === b.inode &&
   a.gen === b.gen &&
   a.pfnDelta === b.pfnDelta &&
-  a.since === b.since;
+  a.seq === b.seq &&
+  a.site === b.site;
 
 /** What a fault resolved to (RET_PF_FIXED with its backing, or RET_PF_EMULATE for MMIO). */
 export type FaultResult =
@@ -305,11 +337,9 @@ export class Mmu {
       );
     }
     if (!cur || cur.private || cur.inode || cur.slot !== slot) {
-      this.sptes.set(gfn, gfn + 1, {
-        private: false,
-        slot,
-        since: vm.host.tracer.hereIn(TDP_MMU_MAP, SET_LEAF_SPTE),
-      });
+      const t = vm.host.tracer;
+      const site = t.siteIn(TDP_MMU_MAP, SET_LEAF_SPTE);
+      this.sptes.set(gfn, gfn + 1, new Spte(false, slot, undefined, undefined, undefined, t.seq, site));
     }
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
     return { kind: 'fixed', private: false, slot, hva };
@@ -354,14 +384,8 @@ export class Mmu {
         const set = vm.arch.setPrivateSpte.bind(vm.arch);
         withinTdpMmuMap(t, () => set(gfn, pfn, slot));
       }
-      this.sptes.set(gfn, gfn + 1, {
-        private: isPrivate,
-        slot,
-        inode,
-        gen,
-        pfnDelta,
-        since: t.hereIn(TDP_MMU_MAP, SET_LEAF_SPTE),
-      });
+      const site = t.siteIn(TDP_MMU_MAP, SET_LEAF_SPTE);
+      this.sptes.set(gfn, gfn + 1, new Spte(isPrivate, slot, inode, gen, pfnDelta, t.seq, site));
     }
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
     return isPrivate
@@ -402,14 +426,8 @@ export class Mmu {
       const set = vm.arch.setPrivateSpte.bind(vm.arch);
       withinTdpMmuMap(t, () => set(gfn, page.pfn, slot));
     }
-    this.sptes.set(gfn, gfn + 1, {
-      private: true,
-      slot,
-      inode: page.inode,
-      gen: page.gen,
-      pfnDelta: page.pfn - gfn,
-      since: t.hereIn(TDP_MMU_MAP, SET_LEAF_SPTE),
-    });
+    const site = t.siteIn(TDP_MMU_MAP, SET_LEAF_SPTE);
+    this.sptes.set(gfn, gfn + 1, new Spte(true, slot, page.inode, page.gen, page.pfn - gfn, t.seq, site));
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
   }
 
@@ -435,14 +453,9 @@ export class Mmu {
     page: { inode: GmemInode; gen: number; pfnDelta: number },
   ): void {
     const vm = this.vm;
-    this.sptes.set(gfn, gfn + n, {
-      private: true,
-      slot,
-      inode: page.inode,
-      gen: page.gen,
-      pfnDelta: page.pfnDelta,
-      since: vm.host.tracer.hereIn(TDP_MMU_MAP, SET_LEAF_SPTE),
-    });
+    const t = vm.host.tracer;
+    const site = t.siteIn(TDP_MMU_MAP, SET_LEAF_SPTE);
+    this.sptes.set(gfn, gfn + n, new Spte(true, slot, page.inode, page.gen, page.pfnDelta, t.seq, site));
     vm.host.invariants.touchGfns(vm, gfn, gfn + n);
   }
 
