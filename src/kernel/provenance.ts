@@ -136,7 +136,7 @@ export class Site {
 class SiteProvenance implements Provenance {
   constructor(
     readonly seq: number,
-    private readonly site: Site,
+    readonly site: Site,
   ) {}
   get call(): string {
     return this.site.call;
@@ -224,6 +224,15 @@ export class Tracer {
     }
     return p;
   }
+}
+
+/**
+ * The site of a record the Tracer made (every Provenance is one), for state that keeps a change as
+ * (seq, site) instead of the record object.
+ */
+export function siteOf(p: Provenance): Site {
+  if (!(p instanceof SiteProvenance)) throw new Error('siteOf: not a Tracer record (model defect)');
+  return p.site;
 }
 
 export function describeProvenance(p: Provenance): string {

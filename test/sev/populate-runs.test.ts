@@ -79,7 +79,13 @@ function replay(kernel: string, runs: boolean) {
     pages.push({
       i,
       rmp: r && { ...r, since: prov(r.since) },
-      folio: f && { ...f, gen: undefined, since: prov(f.since), uptodateSince: prov(f.uptodateSince) },
+      folio: f && {
+        content: f.content,
+        uptodate: f.uptodate,
+        hwpoison: f.hwpoison,
+        since: prov(f.since),
+        uptodateSince: prov(f.uptodateSince),
+      },
       bytes: bytes ? Buffer.from(bytes).toString('base64') : null,
     });
   }

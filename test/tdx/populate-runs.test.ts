@@ -68,7 +68,13 @@ function replay(kernel: string, runs: boolean) {
     const bytes = inode.readPage(i);
     pages.push({
       i,
-      folio: f && { ...f, gen: undefined, since: prov(f.since), uptodateSince: prov(f.uptodateSince) },
+      folio: f && {
+        content: f.content,
+        uptodate: f.uptodate,
+        hwpoison: f.hwpoison,
+        since: prov(f.since),
+        uptodateSince: prov(f.uptodateSince),
+      },
       bytes: bytes ? Buffer.from(bytes).toString('base64') : null,
       spte: s && {
         private: s.private,

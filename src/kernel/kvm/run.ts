@@ -15,7 +15,7 @@ import * as K from '../../uapi/kvm.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { GuestOp, GuestProgram } from '../guest/program.js';
-import { type Folio, folioWith, type GmemInode } from './guest-memfd.js';
+import { type Folio, folioChanged, type GmemInode } from './guest-memfd.js';
 import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
@@ -494,7 +494,7 @@ function writeGmem(
   const cur = folio.content === 'data' ? inode.data.get(index) : undefined;
   if (cur === undefined) {
     const since = vm.host.tracer.here('guest write');
-    inode.folios.set(index, index + 1, folioWith(folio, 'data', folio.uptodate, since, folio.uptodateSince));
+    inode.folios.set(index, index + 1, folioChanged(folio, 'data', since));
   }
   // Stored pages are never changed in place (page-bytes.ts pageWith()): the store makes a new
   // array. A zeroed folio keeps only the bytes up to the store while that is small (GmemInode.data).
