@@ -48,15 +48,15 @@ import {
   InvariantViolation,
   type KernelProfile,
   type ProfileBugs,
-  type Provenance,
   SyscallError,
   uapi,
 } from '../../src/index.js';
 import type { SnpPlatform } from '../../src/kernel/arch/sev/platform.js';
 import { snpGuestContext } from '../../src/kernel/arch/sev/report.js';
 import { tdxVmOf } from '../../src/kernel/arch/tdx/index.js';
-import { type GmemFile, type GmemInode, setPopulateRuns } from '../../src/kernel/kvm/guest-memfd.js';
+import { type GmemFile, setPopulateRuns } from '../../src/kernel/kvm/guest-memfd.js';
 import type { VmFile } from '../../src/kernel/kvm/vm.js';
+import { folioView, prov } from '../state-views.js';
 
 const PAGE = 4096;
 const BASE_SEED = Number(process.env.PROP_SEED ?? 20240713);
@@ -78,7 +78,6 @@ const hasRunPath = (p: KernelProfile) =>
 
 // ------------------------------------------------------------------------------------------ helpers
 
-const prov = (p: Provenance | undefined) => (p ? `#${p.seq} ${p.path}` : undefined);
 const hash = (b: Uint8Array | null) =>
   b === null ? null : createHash('sha1').update(b).digest('hex').slice(0, 16);
 const json = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `${x}n` : x));
@@ -94,20 +93,6 @@ function outcome(fn: () => unknown): unknown {
     if (e instanceof InvariantViolation) return { invariant: e.message };
     throw e; // a plain JS exception escaping the model is a defect
   }
-}
-
-/** A page's folio as a caller sees it: everything but its allocation serial. */
-function folioView(inode: GmemInode, i: number): unknown {
-  const f = inode.folios.get(i);
-  return (
-    f && {
-      content: f.content,
-      uptodate: f.uptodate,
-      hwpoison: f.hwpoison,
-      since: prov(f.since),
-      uptodateSince: prov(f.uptodateSince),
-    }
-  );
 }
 
 /** The SPTE of a gfn; `current` says whether it maps the generation of the folio now in the file. */
@@ -528,7 +513,11 @@ function replaySnp(kernel: string | KernelProfile, ops: SnpOp[], runs: boolean):
   for (const inode of inodes) {
     for (let i = 0; i < inode.npages; i++) {
       const r = platform.rmp.lookup(inode.pfn(i));
-      pages.push([r && { ...r, since: prov(r.since) }, folioView(inode, i), hash(inode.readPage(i))]);
+      pages.push([
+        r && { ...r, since: prov(r.since) },
+        folioView(inode.folios.get(i)),
+        hash(inode.readPage(i)),
+      ]);
     }
   }
   const sptes: unknown[] = [];
@@ -707,7 +696,8 @@ function replayTdx(kernel: string | KernelProfile, ops: TdxOp[], runs: boolean):
   const td = tdx.td!;
   const pages: unknown[] = [];
   for (const inode of inodes) {
-    for (let i = 0; i < inode.npages; i++) pages.push([folioView(inode, i), hash(inode.readPage(i))]);
+    for (let i = 0; i < inode.npages; i++)
+      pages.push([folioView(inode.folios.get(i)), hash(inode.readPage(i))]);
   }
   const gfns: unknown[] = [];
   for (let gfn = 0; gfn < TDX_GFNS + 4; gfn++) {

@@ -12,16 +12,14 @@ import type { SnpPlatform } from '../../src/kernel/arch/sev/platform.js';
 import { snpGuestContext } from '../../src/kernel/arch/sev/report.js';
 import { type GmemFile, setPopulateRuns } from '../../src/kernel/kvm/guest-memfd.js';
 import { getProfile } from '../../src/kernel/profiles/index.js';
-import type { Provenance } from '../../src/kernel/provenance.js';
 import { uapi } from '../../src/uapi/index.js';
+import { folioView, prov } from '../state-views.js';
 import { MiB, SNP_KERNELS, snpVm } from './snp-vm.js';
 
 const PAGE = 4096;
 const NPAGES = (2 * MiB) / PAGE;
 
 afterEach(() => setPopulateRuns(true));
-
-const prov = (p: Provenance | undefined) => (p ? `#${p.seq} ${p.path}` : undefined);
 
 /** One sequence of launch updates; returns everything observable, per call and per page. */
 function replay(kernel: string, runs: boolean) {
@@ -79,13 +77,7 @@ function replay(kernel: string, runs: boolean) {
     pages.push({
       i,
       rmp: r && { ...r, since: prov(r.since) },
-      folio: f && {
-        content: f.content,
-        uptodate: f.uptodate,
-        hwpoison: f.hwpoison,
-        since: prov(f.since),
-        uptodateSince: prov(f.uptodateSince),
-      },
+      folio: folioView(f),
       bytes: bytes ? Buffer.from(bytes).toString('base64') : null,
     });
   }

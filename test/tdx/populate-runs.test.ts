@@ -11,8 +11,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { tdxVmOf } from '../../src/kernel/arch/tdx/index.js';
 import { type GmemFile, setPopulateRuns } from '../../src/kernel/kvm/guest-memfd.js';
 import type { VmFile } from '../../src/kernel/kvm/vm.js';
-import type { Provenance } from '../../src/kernel/provenance.js';
 import { uapi } from '../../src/uapi/index.js';
+import { folioView, prov } from '../state-views.js';
 import { buildTd, errnoOf, finalize, MiB, TDX_PROFILES, tdCmd } from './td.js';
 
 const PAGE = 4096;
@@ -20,8 +20,6 @@ const NPAGES = (4 * MiB) / PAGE;
 const MEASURE = 1; // KVM_TDX_MEASURE_MEMORY_REGION
 
 afterEach(() => setPopulateRuns(true));
-
-const prov = (p: Provenance | undefined) => (p ? `#${p.seq} ${p.path}` : undefined);
 
 function replay(kernel: string, runs: boolean) {
   setPopulateRuns(runs);
@@ -68,13 +66,7 @@ function replay(kernel: string, runs: boolean) {
     const bytes = inode.readPage(i);
     pages.push({
       i,
-      folio: f && {
-        content: f.content,
-        uptodate: f.uptodate,
-        hwpoison: f.hwpoison,
-        since: prov(f.since),
-        uptodateSince: prov(f.uptodateSince),
-      },
+      folio: folioView(f),
       bytes: bytes ? Buffer.from(bytes).toString('base64') : null,
       spte: s && {
         private: s.private,
