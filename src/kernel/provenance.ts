@@ -13,9 +13,10 @@
  * - A record is then just (seq, site): two fields. The record of one site is interned for the
  *   duration of its syscall, so the thousands of pages one call touches share one object (and
  *   adjacent extents carrying it merge).
- * - State that is always changed at one site (memory attributes) need not keep a record at all:
- *   it keeps the seq (a number) and rebuilds the record with `Site.at(seq)` when an explanation
- *   needs it.
+ * - State need not keep the record object: SPTEs and folios (one per page of a scattered trace)
+ *   keep (seq, site) as two fields of their own, taken with `Tracer.site()`/`siteIn()` or
+ *   `siteOf(record)`, and state that is always changed at one site (memory attributes) keeps only
+ *   the seq. `Site.at(seq)` rebuilds the record when an explanation needs it.
  */
 
 export interface Provenance {

@@ -111,20 +111,10 @@ function folioOf(gen: number, content: FolioContent, uptodate: boolean, since: P
     : new Folio(gen, content, false, false, since.seq, site, 0, undefined);
 }
 
-/** A copy of folio `f` with the given fields changed. */
-export function folioWith(
-  f: Folio,
-  content: FolioContent,
-  uptodate: boolean,
-  since: Provenance,
-  uptodateSince: Provenance | undefined,
-  hwpoison = f.hwpoison,
-): Folio {
+/** Folio `f` holding `content`, marked up to date (folio_mark_uptodate) by `since`, which made this state. */
+function folioUptodate(f: Folio, content: FolioContent, since: Provenance): Folio {
   const site = siteOf(since);
-  if (uptodateSince === undefined)
-    return new Folio(f.gen, content, uptodate, hwpoison, since.seq, site, 0, undefined);
-  const u = uptodateSince === since ? site : siteOf(uptodateSince);
-  return new Folio(f.gen, content, uptodate, hwpoison, since.seq, site, uptodateSince.seq, u);
+  return new Folio(f.gen, content, true, f.hwpoison, since.seq, site, since.seq, site);
 }
 
 /**
@@ -640,7 +630,7 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): Folio {
         // drops the clear, so the host's old bytes reach the guest).
         const clear = !vm.profile.bugs?.noClearOnPrepare;
         const since = t.here('folio_mark_uptodate');
-        folio = setFolio(inode, index, folioWith(folio, clear ? 'zero' : folio.content, true, since, since));
+        folio = setFolio(inode, index, folioUptodate(folio, clear ? 'zero' : folio.content, since));
         if (clear) inode.data.delete(index);
       }
       // 7.0 kvm_gmem_prepare_folio(): the arch hook runs on every fault; a failure leaves the
@@ -691,7 +681,7 @@ function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn:
     // Nothing can observe the state between the clear and the mark: one update.
     const since = t.hereIn(MARK_PREPARED, 'folio_mark_uptodate');
     inode.data.delete(index);
-    return setFolio(inode, index, folioWith(old, 'zero', true, since, since));
+    return setFolio(inode, index, folioUptodate(old, 'zero', since));
   }
   if (!vm.profile.bugs?.noClearOnPrepare) {
     folio = setFolio(inode, index, folioChanged(old, 'zero', t.here('clear_highpage')));
@@ -703,7 +693,7 @@ function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn:
     return folio;
   }
   const since = t.hereIn(MARK_PREPARED, 'folio_mark_uptodate');
-  return setFolio(inode, index, folioWith(folio, folio.content, true, since, since));
+  return setFolio(inode, index, folioUptodate(folio, folio.content, since));
 }
 
 /** The vendor callback of kvm_gmem_populate(): writes the page (SNP LAUNCH_UPDATE, TDX PAGE.ADD). */
@@ -960,7 +950,7 @@ function populateOne(vm: Vm, slot: Memslot, gfn: number, src: number | null, pos
       g.preparation === 'prepared'
         ? t.hereIn(MARK_PREPARED, 'folio_mark_uptodate')
         : t.here('folio_mark_uptodate');
-    inode.folios.set(index, index + 1, folioWith(cur, cur.content, true, since, since));
+    inode.folios.set(index, index + 1, folioUptodate(cur, cur.content, since));
   }
   vm.host.invariants.touchGmem(inode, index, index + 1);
 }
