@@ -67,6 +67,17 @@ export class Spte {
   get since(): Provenance {
     return this.site.at(this.seq);
   }
+
+  /** The guest_memfd page this SPTE maps at gfn (a guest_memfd-backed SPTE). */
+  index(gfn: number): number {
+    return gfn + this.pfnDelta! - this.inode!.pfnBase;
+  }
+
+  /** The userspace address whose page backs gfn in this SPTE's memslot. */
+  hva(gfn: number): number {
+    const slot = this.slot!;
+    return slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
+  }
 }
 
 const spteEquals = (a: Spte, b: Spte): boolean =>
@@ -78,19 +89,11 @@ const spteEquals = (a: Spte, b: Spte): boolean =>
   a.seq === b.seq &&
   a.site === b.site;
 
-/** What a fault resolved to (RET_PF_FIXED with its backing, or RET_PF_EMULATE for MMIO). */
-export type FaultResult =
-  | {
-      kind: 'fixed';
-      private: true;
-      inode: GmemInode;
-      index: number;
-      slot: Memslot;
-      /** The folio as this fault left it, when the fault looked it up (not for a present SPTE). */
-      folio?: Folio;
-    }
-  | { kind: 'fixed'; private: false; slot: Memslot; hva: number; gmem?: { inode: GmemInode; index: number } }
-  | { kind: 'emulate' };
+/**
+ * What a fault resolved to: RET_PF_FIXED, as the leaf SPTE that now maps the gfn (its backing is
+ * the guest_memfd page, `inode`, or the slot's userspace page); or RET_PF_EMULATE (MMIO).
+ */
+export type FaultResult = Spte | 'emulate';
 
 /** KVM_FILTER_PRIVATE / KVM_FILTER_SHARED (6.14+), or both. */
 export type ZapFilter = 'all' | 'private' | 'shared';
@@ -100,8 +103,6 @@ export interface FaultKind {
   readonly write: boolean;
   readonly prefetch: boolean;
 }
-
-const EMULATE: FaultResult = { kind: 'emulate' };
 
 /**
  * Provenance of a leaf SPTE: arch/x86/kvm/mmu/tdp_mmu.c kvm_tdp_mmu_map() installs it in
@@ -123,18 +124,6 @@ function withinTdpMmuMap(t: Tracer, fn: () => void): void {
     t.leave();
     t.leave();
   }
-}
-
-/** What an existing SPTE maps: the guest_memfd page, or the slot's userspace page. */
-function mapped(s: Spte, gfn: number): FaultResult {
-  const slot = s.slot!;
-  if (s.inode !== undefined) {
-    const index = gfn + s.pfnDelta! - s.inode.pfnBase;
-    if (s.private) return { kind: 'fixed', private: true, inode: s.inode, index, slot };
-    const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
-    return { kind: 'fixed', private: false, slot, hva, gmem: { inode: s.inode, index } };
-  }
-  return { kind: 'fixed', private: false, slot, hva: slot.userspaceAddr + (gfn - slot.baseGfn) * 4096 };
 }
 
 export class Mmu {
@@ -241,7 +230,7 @@ export class Mmu {
    * The TDP page fault for one gfn, kvm_mmu_faultin_pfn() then the map. `isPrivate` is the fault's
    * private bit (SW_PROTECTED: the attribute, set by kvm_mmu_page_fault; SNP/TDX: the guest's view;
    * pre-fault: the attribute). On a memory-fault exit the vCPU's kvm_run is filled and the errno is
-   * thrown, as KVM_RUN returns it. RET_PF_EMULATE is returned as { kind: 'emulate' }.
+   * thrown, as KVM_RUN returns it. RET_PF_EMULATE is returned as 'emulate'.
    */
   fault(vcpu: Vcpu | undefined, gfn: number, isPrivate: boolean, kind: FaultKind): FaultResult {
     const vm = this.vm;
@@ -261,7 +250,7 @@ export class Mmu {
       cur.slot !== undefined &&
       (cur.private === isPrivate || vm.arch.privacySource !== 'guest')
     ) {
-      if (!(kind.write && cur.slot.flags & KVM_MEM_READONLY)) return mapped(cur, gfn);
+      if (!(kind.write && cur.slot.flags & KVM_MEM_READONLY)) return cur;
     }
     const slot = vm.memslots.lookup(gfn);
     // kvm_mmu_faultin_pfn(): a private/shared mismatch with the attribute is a memory-fault exit.
@@ -285,7 +274,7 @@ export class Mmu {
           `kvm_handle_noslot_fault: private access to gfn 0x${gfn.toString(16)} with no memslot`,
         );
       }
-      return EMULATE;
+      return 'emulate';
     }
     // A memslot being deleted or moved: RET_PF_RETRY for a vCPU (it re-enters the guest, dropping
     // SRCU, so the update completes). For a pre-fault, which holds SRCU across its whole loop:
@@ -313,7 +302,7 @@ export class Mmu {
     }
     if (slot.gmemOnly) return this.faultGmem(vcpu, slot, gfn, false, cur);
     // A write to a read-only slot is emulated (KVM_PFN_ERR_RO_FAULT -> RET_PF_EMULATE): MMIO exit.
-    if (kind.write && slot.flags & KVM_MEM_READONLY) return EMULATE;
+    if (kind.write && slot.flags & KVM_MEM_READONLY) return 'emulate';
     const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
     // __kvm_faultin_pfn(): GUP of the shared mapping; no VMA is KVM_PFN_ERR_FAULT, and
     // kvm_handle_error_pfn() turns that into a memory-fault exit with -EFAULT.
@@ -336,13 +325,15 @@ export class Mmu {
         `hva_to_pfn: get_user_pages() refuses hva 0x${hva.toString(16)} of memslot ${slot.id}: no direct map`,
       );
     }
-    if (!cur || cur.private || cur.inode || cur.slot !== slot) {
+    let spte = cur;
+    if (!spte || spte.private || spte.inode || spte.slot !== slot) {
       const t = vm.host.tracer;
       const site = t.siteIn(TDP_MMU_MAP, SET_LEAF_SPTE);
-      this.sptes.set(gfn, gfn + 1, new Spte(false, slot, undefined, undefined, undefined, t.seq, site));
+      spte = new Spte(false, slot, undefined, undefined, undefined, t.seq, site);
+      this.sptes.set(gfn, gfn + 1, spte);
     }
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
-    return { kind: 'fixed', private: false, slot, hva };
+    return spte;
   }
 
   /**
@@ -371,40 +362,25 @@ export class Mmu {
     vm.host.invariants.gmemMapped(vm, gfn, index, folio);
     const gen = folio.gen;
     const pfnDelta = pfn - gfn;
-    const cur = vm.arch.gmemPrepare === undefined ? seen : this.sptes.get(gfn);
+    let spte = vm.arch.gmemPrepare === undefined ? seen : this.sptes.get(gfn);
     if (
-      !cur ||
-      cur.slot !== slot ||
-      cur.private !== isPrivate ||
-      cur.gen !== gen ||
-      cur.inode !== inode ||
-      cur.pfnDelta !== pfnDelta
+      !spte ||
+      spte.slot !== slot ||
+      spte.private !== isPrivate ||
+      spte.gen !== gen ||
+      spte.inode !== inode ||
+      spte.pfnDelta !== pfnDelta
     ) {
       if (isPrivate && vm.arch.setPrivateSpte) {
         const set = vm.arch.setPrivateSpte.bind(vm.arch);
         withinTdpMmuMap(t, () => set(gfn, pfn, slot));
       }
       const site = t.siteIn(TDP_MMU_MAP, SET_LEAF_SPTE);
-      this.sptes.set(gfn, gfn + 1, new Spte(isPrivate, slot, inode, gen, pfnDelta, t.seq, site));
+      spte = new Spte(isPrivate, slot, inode, gen, pfnDelta, t.seq, site);
+      this.sptes.set(gfn, gfn + 1, spte);
     }
     vm.host.invariants.touchGfns(vm, gfn, gfn + 1);
-    return isPrivate
-      ? {
-          kind: 'fixed',
-          private: true,
-          inode,
-          index,
-          slot,
-          // Not when an arch hook ran after get_pfn (TDX set_external_spte): it may have written the page.
-          folio: vm.arch.setPrivateSpte ? undefined : folio,
-        }
-      : {
-          kind: 'fixed',
-          private: false,
-          slot,
-          hva: slot.userspaceAddr + (gfn - slot.baseGfn) * 4096,
-          gmem: { inode, index },
-        };
+    return spte;
   }
 
   /**

@@ -114,7 +114,7 @@ function archPreFaultMemory(vcpu: Vcpu, range: { gpa: bigint; size: bigint }): b
     return vm.mmu.fault(undefined, gfn, isPrivate, PREFETCH);
   });
   // RET_PF_EMULATE (no memslot: emulated MMIO) -> -ENOENT.
-  if (r.kind === 'emulate')
+  if (r === 'emulate')
     throw kerr('ENOENT', `kvm_tdp_map_page: no memslot for gpa 0x${range.gpa.toString(16)} (RET_PF_EMULATE)`);
   // min(range->size, end of the 4 KiB mapping - gpa).
   return range.size < PAGE_SIZE_N ? range.size : PAGE_SIZE_N;

@@ -401,25 +401,25 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
     const n = Math.min(4096 - off, length - done);
     const r = vm.mmu.fault(vcpu, gfn, viewPrivate, kind);
     // Emulated MMIO (kvm_handle_noslot_fault -> RET_PF_EMULATE).
-    if (r.kind === 'emulate') return mmioExit(vcpu, prog, viewGpa, data, done, n);
-    // The folio the fault just looked up, if nothing can have changed it since.
-    let folio: Folio | undefined;
+    if (r === 'emulate') return mmioExit(vcpu, prog, viewGpa, data, done, n);
     // TDX: an access to a PENDING (not accepted) private page (tdx_handle_ept_violation).
     if (r.private && vm.arch.guestPrivateAccess) {
       prog.partial = done;
       vm.arch.guestPrivateAccess(vcpu, gfn);
-    } else if (r.private) folio = r.folio;
-    if (r.private || r.gmem) {
-      const inode = r.private ? r.inode : r.gmem!.inode;
-      const index = r.private ? r.index : r.gmem!.index;
-      folio ??= inode.folios.get(index);
+    }
+    // A private page, or a shared one of a GMEM_ONLY slot: the bytes are guest_memfd's.
+    const inode = r.inode;
+    if (inode !== undefined) {
+      const index = r.index(gfn);
+      const folio = inode.folios.get(index);
       if (isWrite) writeGmem(vm, inode, index, folio, off, chunk(data!, done, n));
       else copyBytes(out!, done, inode.folioBytes(index, folio) ?? ZERO_PAGE, off, n);
     } else {
       try {
-        if (isWrite) vm.host.mm.gupWrite(r.hva + off, off, chunk(data!, done, n));
+        const hva = r.hva(gfn);
+        if (isWrite) vm.host.mm.gupWrite(hva + off, off, chunk(data!, done, n));
         else {
-          const page = vm.host.mm.gupRead(r.hva + off);
+          const page = vm.host.mm.gupRead(hva + off);
           if (page) copyBytes(out!, done, page, off, n);
         }
       } catch (e) {

@@ -681,8 +681,8 @@ export class SevArchVm implements ArchVm {
     const last = Math.ceil((gpa + Math.max(size, 1)) / 4096);
     for (let gfn = first; gfn < last; gfn++) {
       const r = this.vm.mmu.fault(vcpu, gfn, true, { write: false, prefetch: false });
-      if (r.kind !== 'fixed' || !r.private) continue;
-      const pfn = r.inode.pfn(r.index);
+      if (r === 'emulate' || !r.private) continue;
+      const pfn = gfn + r.pfnDelta!;
       const e = rmp.lookup(pfn);
       if (!e || e.asid !== this.sev.asid || pfn + e.gfnDelta !== gfn) continue; // #VC / FAIL_INPUT to the guest
       if (e.state === 'guest-invalid')

@@ -669,7 +669,7 @@ export class TdxVm implements ArchVm {
     const r = this.tracer.within('kvm_tdp_map_page', () =>
       this.vm.mmu.fault(undefined, ctx.gfn, true, PREFETCH),
     );
-    if (r.kind === 'emulate') throw kerr('ENOENT', 'kvm_tdp_map_page: no memslot (RET_PF_EMULATE)');
+    if (r === 'emulate') throw kerr('ENOENT', 'kvm_tdp_map_page: no memslot (RET_PF_EMULATE)');
     this.pageAdd(ctx, srcPage, false);
     this.unpremap(ctx.gfn);
   }
