@@ -14,9 +14,9 @@
  *   duration of its syscall, so the thousands of pages one call touches share one object (and
  *   adjacent extents carrying it merge).
  * - State need not keep the record object: SPTEs and folios (one per page of a scattered trace)
- *   keep (seq, site) as two fields of their own, taken with `Tracer.site()`/`siteIn()` or
- *   `siteOf(record)`, and state that is always changed at one site (memory attributes) keeps only
- *   the seq. `Site.at(seq)` rebuilds the record when an explanation needs it.
+ *   keep (seq, site) as two fields of their own, taken from `Tracer.seq` and `Tracer.site()` /
+ *   `siteIn()` without making a record, and state that is always changed at one site (memory
+ *   attributes) keeps only the seq. `Site.at(seq)` rebuilds the record when an explanation needs it.
  */
 
 export interface Provenance {
@@ -137,7 +137,7 @@ export class Site {
 class SiteProvenance implements Provenance {
   constructor(
     readonly seq: number,
-    readonly site: Site,
+    private readonly site: Site,
   ) {}
   get call(): string {
     return this.site.call;
@@ -225,15 +225,6 @@ export class Tracer {
     }
     return p;
   }
-}
-
-/**
- * The site of a record the Tracer made (every Provenance is one), for state that keeps a change as
- * (seq, site) instead of the record object.
- */
-export function siteOf(p: Provenance): Site {
-  if (!(p instanceof SiteProvenance)) throw new Error('siteOf: not a Tracer record (model defect)');
-  return p.site;
 }
 
 export function describeProvenance(p: Provenance): string {

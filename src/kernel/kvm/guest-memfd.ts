@@ -28,7 +28,7 @@ import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js
 import type { Host } from '../host.js';
 import { PageBytes, pageWith } from '../page-bytes.js';
 import type { GmemPreparation, KernelProfile } from '../profiles/types.js';
-import { describeProvenance, type Provenance, type Site, siteOf } from '../provenance.js';
+import { describeProvenance, type Provenance, type Site, type Tracer } from '../provenance.js';
 import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
 import { wordAttributes } from './attributes.js';
 import type { Memslot } from './memslots.js';
@@ -103,40 +103,34 @@ const folioEquals = (a: Folio, b: Folio): boolean =>
   a.uptodateSeq === b.uptodateSeq &&
   a.uptodateSite === b.uptodateSite;
 
-/** A folio of allocation `gen`, not poisoned, made by `since`, which also set PG_uptodate if `uptodate`. */
-function folioOf(gen: number, content: FolioContent, uptodate: boolean, since: Provenance): Folio {
-  const site = siteOf(since);
+/**
+ * A folio of allocation `gen`, not poisoned, made by syscall `seq` at `site`, which also set
+ * PG_uptodate if `uptodate`. (The folio helpers take a change as (seq, site): the hot paths make
+ * no record object.)
+ */
+function folioOf(gen: number, content: FolioContent, uptodate: boolean, seq: number, site: Site): Folio {
   return uptodate
-    ? new Folio(gen, content, true, false, since.seq, site, since.seq, site)
-    : new Folio(gen, content, false, false, since.seq, site, 0, undefined);
+    ? new Folio(gen, content, true, false, seq, site, seq, site)
+    : new Folio(gen, content, false, false, seq, site, 0, undefined);
 }
 
-/** Folio `f` holding `content`, marked up to date (folio_mark_uptodate) by `since`, which made this state. */
-function folioUptodate(f: Folio, content: FolioContent, since: Provenance): Folio {
-  const site = siteOf(since);
-  return new Folio(f.gen, content, true, f.hwpoison, since.seq, site, since.seq, site);
+/** Folio `f` holding `content`, marked up to date (folio_mark_uptodate) by the change (seq, site), which made this state. */
+function folioUptodate(f: Folio, content: FolioContent, seq: number, site: Site): Folio {
+  return new Folio(f.gen, content, true, f.hwpoison, seq, site, seq, site);
 }
 
 /**
- * Folio `f` changed by `since` to hold `content` (and be poisoned, with `hwpoison`): its
- * PG_uptodate and the change that set it stay as they were.
+ * Folio `f` changed by the change (seq, site) to hold `content` (and be poisoned, with `hwpoison`):
+ * its PG_uptodate and the change that set it stay as they were.
  */
 export function folioChanged(
   f: Folio,
   content: FolioContent,
-  since: Provenance,
+  seq: number,
+  site: Site,
   hwpoison = f.hwpoison,
 ): Folio {
-  return new Folio(
-    f.gen,
-    content,
-    f.uptodate,
-    hwpoison,
-    since.seq,
-    siteOf(since),
-    f.uptodateSeq,
-    f.uptodateSite,
-  );
+  return new Folio(f.gen, content, f.uptodate, hwpoison, seq, site, f.uptodateSeq, f.uptodateSite);
 }
 
 /** The bytes a never-cleared page shows: recognisably not zero, so a leak is visible in tests. */
@@ -394,8 +388,9 @@ export function kvmGmemUnbind(slot: Memslot): void {
   slot.gmem!.file = null;
 }
 
-function newFolio(vm: Vm, content: FolioContent, uptodate: boolean, since: Provenance): Folio {
-  return folioOf(vm.host.nextFolioGen(), content, uptodate, since);
+/** A newly allocated folio, made by the current syscall at `site`. */
+function newFolio(vm: Vm, content: FolioContent, uptodate: boolean, site: Site): Folio {
+  return folioOf(vm.host.nextFolioGen(), content, uptodate, vm.host.tracer.seq, site);
 }
 
 /** kvm_gmem_allocate(): offset + len beyond i_size -> -EINVAL; then one folio per page. */
@@ -410,14 +405,14 @@ function allocate(file: GmemFile, offset: bigint, len: bigint, start: number, en
   const t = vm.host.tracer;
   // 6.8 and 6.11-rc1: kvm_gmem_get_folio() clears and marks up to date; 6.11+: allocate only.
   const zeroes = getFolioZeroes(prep);
-  const since = zeroes ? t.hereIn(GET_FOLIO, 'folio_mark_uptodate') : t.here('kvm_gmem_get_folio');
+  const site = zeroes ? t.siteIn(GET_FOLIO, 'folio_mark_uptodate') : t.site('kvm_gmem_get_folio');
   let folio: Folio | undefined;
   const added: Array<[number, number]> = [];
   const rollback = prep === 'coco-hooks';
   inode.folios.update(start, end, (f, a, b) => {
     if (f) return f;
     if (rollback) added.push([a, b]);
-    folio ??= newFolio(vm, zeroes ? 'zero' : 'garbage', zeroes, since);
+    folio ??= newFolio(vm, zeroes ? 'zero' : 'garbage', zeroes, site);
     return folio;
   });
   // 6.11-rc1: kvm_gmem_allocate() calls kvm_gmem_get_folio(prepare=true), which prepares every
@@ -562,19 +557,19 @@ function gmemGetFolio(
   if (!folio && fresh !== undefined) {
     // 6.11..6.19 kvm_gmem_get_pfn() > kvm_gmem_prepare_folio() > kvm_gmem_mark_prepared();
     // 7.0 kvm_gmem_get_pfn() itself.
-    const since =
-      fresh === 'prepared' ? t.hereIn(PREPARE_MARK, 'folio_mark_uptodate') : t.here('folio_mark_uptodate');
-    folio = newFolio(vm, 'zero', true, since);
+    const site =
+      fresh === 'prepared' ? t.siteIn(PREPARE_MARK, 'folio_mark_uptodate') : t.site('folio_mark_uptodate');
+    folio = newFolio(vm, 'zero', true, site);
     inode.folios.set(index, index + 1, folio);
   } else if (!folio) {
     const prep = vm.profile.gmem.preparation;
     const zeroes = getFolioZeroes(prep);
     // 6.8 kvm_gmem_get_pfn() calls kvm_gmem_get_folio() itself; later kernels through __kvm_gmem_get_pfn().
     const callees = prep === 'zero-on-get-folio' ? GET_FOLIO : GET_PFN_GET_FOLIO;
-    const since = t.hereIn(callees, zeroes ? 'folio_mark_uptodate' : '');
+    const site = t.siteIn(callees, zeroes ? 'folio_mark_uptodate' : '');
     // bugs.noClearOnPrepare: 6.8 / 6.11-rc1 mark the folio up to date without clear_highpage().
     const cleared = zeroes && !vm.profile.bugs?.noClearOnPrepare;
-    folio = newFolio(vm, cleared ? 'zero' : 'garbage', zeroes, since);
+    folio = newFolio(vm, cleared ? 'zero' : 'garbage', zeroes, site);
     inode.folios.set(index, index + 1, folio);
   }
   return folio;
@@ -629,8 +624,8 @@ export function kvmGmemGetPfn(vm: Vm, slot: Memslot, gfn: number): Folio {
         // 7.0 kvm_gmem_get_pfn(): clear_highpage() + folio_mark_uptodate() (bugs.noClearOnPrepare
         // drops the clear, so the host's old bytes reach the guest).
         const clear = !vm.profile.bugs?.noClearOnPrepare;
-        const since = t.here('folio_mark_uptodate');
-        folio = setFolio(inode, index, folioUptodate(folio, clear ? 'zero' : folio.content, since));
+        const site = t.site('folio_mark_uptodate');
+        folio = setFolio(inode, index, folioUptodate(folio, clear ? 'zero' : folio.content, t.seq, site));
         if (clear) inode.data.delete(index);
       }
       // 7.0 kvm_gmem_prepare_folio(): the arch hook runs on every fault; a failure leaves the
@@ -679,12 +674,12 @@ function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn:
   const hook = vm.arch.gmemPrepare;
   if (!hook && !vm.profile.bugs?.noClearOnPrepare && !vm.profile.gmem.skipUptodateForUnfinalizedTd) {
     // Nothing can observe the state between the clear and the mark: one update.
-    const since = t.hereIn(MARK_PREPARED, 'folio_mark_uptodate');
+    const site = t.siteIn(MARK_PREPARED, 'folio_mark_uptodate');
     inode.data.delete(index);
-    return setFolio(inode, index, folioUptodate(old, 'zero', since));
+    return setFolio(inode, index, folioUptodate(old, 'zero', t.seq, site));
   }
   if (!vm.profile.bugs?.noClearOnPrepare) {
-    folio = setFolio(inode, index, folioChanged(old, 'zero', t.here('clear_highpage')));
+    folio = setFolio(inode, index, folioChanged(old, 'zero', t.seq, t.site('clear_highpage')));
     inode.data.delete(index);
   }
   if (hook) t.within('kvm_arch_gmem_prepare', () => hook.call(vm.arch, gfn, pfn));
@@ -692,8 +687,8 @@ function prepareFolio(vm: Vm, inode: GmemInode, index: number, gfn: number, pfn:
   if (vm.profile.gmem.skipUptodateForUnfinalizedTd && vm.arch.name === 'tdx' && !vm.arch.finalized?.()) {
     return folio;
   }
-  const since = t.hereIn(MARK_PREPARED, 'folio_mark_uptodate');
-  return setFolio(inode, index, folioUptodate(folio, folio.content, since));
+  const site = t.siteIn(MARK_PREPARED, 'folio_mark_uptodate');
+  return setFolio(inode, index, folioUptodate(folio, folio.content, t.seq, site));
 }
 
 /** The vendor callback of kvm_gmem_populate(): writes the page (SNP LAUNCH_UPDATE, TDX PAGE.ADD). */
@@ -815,10 +810,10 @@ function populateRun(
     },
   });
   if (done <= 0) return 0;
-  const since =
+  const site =
     vm.profile.gmem.preparation === 'prepared'
-      ? t.hereIn(MARK_PREPARED, 'folio_mark_uptodate')
-      : t.here('folio_mark_uptodate');
+      ? t.siteIn(MARK_PREPARED, 'folio_mark_uptodate')
+      : t.site('folio_mark_uptodate');
   const byKind = new Map<FolioContent, Folio>();
   for (let a = 0; a < done; ) {
     const kind = kinds[a]!;
@@ -826,7 +821,7 @@ function populateRun(
     while (b < done && kinds[b] === kind) b++;
     let folio = byKind.get(kind);
     if (folio === undefined) {
-      folio = folioOf(gen, kind, true, since);
+      folio = folioOf(gen, kind, true, t.seq, site);
       byKind.set(kind, folio);
     }
     inode.folios.set(index + a, index + b, folio);
@@ -946,18 +941,18 @@ function populateOne(vm: Vm, slot: Memslot, gfn: number, src: number | null, pos
   if (!getFolioZeroes(g.preparation)) {
     // Once the callback succeeded: 6.11..6.19 kvm_gmem_mark_prepared(), 7.0 folio_mark_uptodate().
     const cur = inode.folios.get(index)!;
-    const since =
+    const site =
       g.preparation === 'prepared'
-        ? t.hereIn(MARK_PREPARED, 'folio_mark_uptodate')
-        : t.here('folio_mark_uptodate');
-    inode.folios.set(index, index + 1, folioUptodate(cur, cur.content, since));
+        ? t.siteIn(MARK_PREPARED, 'folio_mark_uptodate')
+        : t.site('folio_mark_uptodate');
+    inode.folios.set(index, index + 1, folioUptodate(cur, cur.content, t.seq, site));
   }
   vm.host.invariants.touchGmem(inode, index, index + 1);
 }
 
 /** Write a page of guest_memfd (what a populate callback or the TDX module does to the private page). */
 export function gmemWritePage(
-  host: { tracer: { here(l?: string): Provenance } },
+  host: { tracer: Tracer },
   inode: GmemInode,
   index: number,
   bytes: Uint8Array | null,
@@ -965,14 +960,15 @@ export function gmemWritePage(
 ): void {
   const cur = inode.folios.get(index);
   if (!cur) throw new KernelError('EIO', 'gmemWritePage: no folio (model defect)');
-  const since = host.tracer.here(leaf);
+  const seq = host.tracer.seq;
+  const site = host.tracer.site(leaf);
   if (bytes === null || isZero(bytes)) {
     inode.data.delete(index);
-    inode.folios.set(index, index + 1, folioChanged(cur, 'zero', since));
+    inode.folios.set(index, index + 1, folioChanged(cur, 'zero', seq, site));
   } else {
     // The caller's array itself: stored pages are never changed (page-bytes.ts pageWith()).
     inode.data.set(index, bytes.length === PAGE_SIZE ? bytes : padPage(bytes));
-    inode.folios.set(index, index + 1, folioChanged(cur, 'data', since));
+    inode.folios.set(index, index + 1, folioChanged(cur, 'data', seq, site));
   }
 }
 
@@ -1017,11 +1013,11 @@ class GmemUserMapping implements MmapBacking {
     if (!folio?.uptodate) {
       // clear_highpage(), then 6.18/6.19 kvm_gmem_mark_prepared(), 7.0 folio_mark_uptodate().
       const prepared = this.file.vm.profile.gmem.preparation === 'prepared';
-      const since = host.tracer.hereIn(
+      const site = host.tracer.siteIn(
         prepared ? USER_FAULT_MARK_PREPARED : USER_FAULT,
         'folio_mark_uptodate',
       );
-      folio = folioOf(folio?.gen ?? host.nextFolioGen(), 'zero', true, since);
+      folio = folioOf(folio?.gen ?? host.nextFolioGen(), 'zero', true, host.tracer.seq, site);
       inode.folios.set(pgoff, pgoff + 1, folio);
       inode.data.delete(pgoff);
     }
@@ -1045,12 +1041,10 @@ class GmemUserMapping implements MmapBacking {
         if (cur?.value.hwpoison) this.fault(a); // SIGBUS
         if (!cur?.value.uptodate) {
           const prepared = this.file.vm.profile.gmem.preparation === 'prepared';
-          const since = this.file.host.tracer.hereIn(
-            prepared ? USER_FAULT_MARK_PREPARED : USER_FAULT,
-            'folio_mark_uptodate',
-          );
+          const t = this.file.host.tracer;
+          const site = t.siteIn(prepared ? USER_FAULT_MARK_PREPARED : USER_FAULT, 'folio_mark_uptodate');
           const gen = cur?.value.gen ?? this.file.host.nextFolioGen();
-          inode.folios.set(a, b, folioOf(gen, 'zero', true, since));
+          inode.folios.set(a, b, folioOf(gen, 'zero', true, t.seq, site));
           inode.data.drop(a, b);
         }
         a = b;
@@ -1072,7 +1066,7 @@ class GmemUserMapping implements MmapBacking {
     // never-cleared page (bugs.noClearOnPrepare) keeps the host's old bytes around it.
     const cur = inode.folioBytes(pgoff, folio);
     if (folio.content !== 'data')
-      inode.folios.set(pgoff, pgoff + 1, folioChanged(folio, 'data', folio.since));
+      inode.folios.set(pgoff, pgoff + 1, folioChanged(folio, 'data', folio.seq, folio.site));
     inode.data.set(pgoff, pageWith(cur, offsetInPage, bytes));
   }
 }
@@ -1094,6 +1088,6 @@ export function gmemMemoryFailure(file: GmemFile, index: number): void {
   inode.folios.set(
     index,
     index + 1,
-    folioChanged(folio, folio.content, file.host.tracer.here('memory_failure'), true),
+    folioChanged(folio, folio.content, file.host.tracer.seq, file.host.tracer.site('memory_failure'), true),
   );
 }

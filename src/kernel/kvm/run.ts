@@ -493,8 +493,8 @@ function writeGmem(
   if (!folio) return;
   const cur = folio.content === 'data' ? inode.data.get(index) : undefined;
   if (cur === undefined) {
-    const since = vm.host.tracer.here('guest write');
-    inode.folios.set(index, index + 1, folioChanged(folio, 'data', since));
+    const t = vm.host.tracer;
+    inode.folios.set(index, index + 1, folioChanged(folio, 'data', t.seq, t.site('guest write')));
   }
   // Stored pages are never changed in place (page-bytes.ts pageWith()): the store makes a new
   // array. A zeroed folio keeps only the bytes up to the store while that is small (GmemInode.data).
