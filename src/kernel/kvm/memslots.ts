@@ -47,6 +47,11 @@ export interface Memslot {
 
 export const V1_FLAGS = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY;
 
+/** __gfn_to_hva_memslot(): the userspace address of gfn's page in `slot`. */
+export function gfnToHvaMemslot(slot: Memslot, gfn: number): number {
+  return slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
+}
+
 /** One address space's slots, by id and by gfn. */
 class SlotSet {
   readonly byId = new Map<number, Memslot>();

@@ -20,7 +20,7 @@ import {
 import { KernelError, kerr } from '../errors.js';
 import { describeProvenance, type Provenance, type Site, type Tracer } from '../provenance.js';
 import { type Folio, type GmemInode, kvmGmemGetIndex, kvmGmemGetPfn } from './guest-memfd.js';
-import type { Memslot } from './memslots.js';
+import { gfnToHvaMemslot, type Memslot } from './memslots.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
 
@@ -75,8 +75,7 @@ export class Spte {
 
   /** The userspace address whose page backs gfn in this SPTE's memslot. */
   hva(gfn: number): number {
-    const slot = this.slot!;
-    return slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
+    return gfnToHvaMemslot(this.slot!, gfn);
   }
 }
 
@@ -303,7 +302,7 @@ export class Mmu {
     if (slot.gmemOnly) return this.faultGmem(vcpu, slot, gfn, false, cur);
     // A write to a read-only slot is emulated (KVM_PFN_ERR_RO_FAULT -> RET_PF_EMULATE): MMIO exit.
     if (kind.write && slot.flags & KVM_MEM_READONLY) return 'emulate';
-    const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * 4096;
+    const hva = gfnToHvaMemslot(slot, gfn);
     // __kvm_faultin_pfn(): GUP of the shared mapping; no VMA is KVM_PFN_ERR_FAULT, and
     // kvm_handle_error_pfn() turns that into a memory-fault exit with -EFAULT.
     const vma = vm.host.mm.find(hva);

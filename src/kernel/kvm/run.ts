@@ -16,6 +16,7 @@ import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { GuestOp, GuestProgram } from '../guest/program.js';
 import { type Folio, folioChanged, type GmemInode } from './guest-memfd.js';
+import { gfnToHvaMemslot } from './memslots.js';
 import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
@@ -304,7 +305,7 @@ function emulatedAccess(
     const slot = vm.memslots.lookup(gfn);
     let copied = false;
     if (slot && !(isWrite && slot.flags & K.KVM_MEM_READONLY)) {
-      const hva = slot.userspaceAddr + (gfn - slot.baseGfn) * 4096 + off;
+      const hva = gfnToHvaMemslot(slot, gfn) + off;
       try {
         if (isWrite) vm.host.mm.copyToUser(hva, chunk(data!, done, n));
         else out!.set(vm.host.mm.copyFromUser(hva, n), done);
