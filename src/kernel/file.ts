@@ -20,6 +20,13 @@ export interface MmapRequest {
   readonly pgoff: number;
 }
 
+/**
+ * A loff_t that vfs_fallocate() has checked (offset >= 0, len > 0, offset + len <= s_maxbytes):
+ * a Number when offset and len and their sum are safe integers (what a VMM passes: no BigInt per
+ * call), else a bigint.
+ */
+export type Loff = number | bigint;
+
 export abstract class KFile {
   private refs = 1;
   abstract readonly kind: string;
@@ -77,7 +84,7 @@ export abstract class KFile {
   }
 
   /** vfs_fallocate(): no ->fallocate gives -EOPNOTSUPP. */
-  fallocate(_mode: number, _offset: bigint, _len: bigint): void {
+  fallocate(_mode: number, _offset: Loff, _len: Loff): void {
     throw kerr('EOPNOTSUPP', `${this.kind}: no fallocate method (vfs_fallocate)`);
   }
 

@@ -20,7 +20,7 @@ import {
   FALLOC_FL_ZERO_RANGE as ZERO_RANGE,
 } from '../uapi/mman.js';
 import { HostFault, InvariantViolation, KernelError, kerr, SyscallError } from './errors.js';
-import { FdTable, type KFile, type Stat } from './file.js';
+import { FdTable, type KFile, type Loff, type Stat } from './file.js';
 import { Guest } from './guest/program.js';
 import { Invariants } from './invariants/index.js';
 import { GmemFile, gmemMemoryFailure } from './kvm/guest-memfd.js';
@@ -176,10 +176,24 @@ export class Host implements MmuNotifier {
     this.tracer.begin('fallocate');
     try {
       const file = this.fds.lookup(fd);
-      // loff_t arguments: a non-integer from a JS caller is -EINVAL, as no C caller can pass one.
-      const o = loffT(offset, 'fallocate offset');
-      const l = loffT(len, 'fallocate len');
-      this.vfsFallocate(file, mode, o, l);
+      if (
+        typeof offset === 'number' &&
+        typeof len === 'number' &&
+        Number.isSafeInteger(offset) &&
+        Number.isSafeInteger(len) &&
+        Number.isSafeInteger(offset + len)
+      ) {
+        // Plain numbers (what a VMM passes): the same checks without BigInt; offset + len is far
+        // below s_maxbytes.
+        if (offset < 0 || len <= 0) throw kerr('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
+        this.vfsFallocate(file, mode, offset, len);
+      } else {
+        // loff_t arguments: a non-integer from a JS caller is -EINVAL, as no C caller can pass one.
+        const o = loffT(offset, 'fallocate offset');
+        const l = loffT(len, 'fallocate len');
+        if (o < 0n || l <= 0n) throw kerr('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
+        this.vfsFallocate(file, mode, o, l, o + l > S_MAXBYTES);
+      }
     } catch (e) {
       throw this.syscallFailed(e, 'fallocate', undefined);
     }
@@ -187,13 +201,12 @@ export class Host implements MmuNotifier {
     return 0;
   }
 
-  /** vfs_fallocate(): the generic checks in its order, then the file's fallocate. */
-  private vfsFallocate(file: KFile, mode: number, o: bigint, l: bigint): void {
-    if (o < 0n || l <= 0n) throw kerr('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
+  /** vfs_fallocate() after the offset and len checks: mode, file type and size checks in its order, then the file's fallocate. */
+  private vfsFallocate(file: KFile, mode: number, o: Loff, l: Loff, beyondMaxBytes = false): void {
     vfsFallocateMode(this.profile, mode);
     // Character devices and anonymous-inode files (VM, vCPU) are neither regular nor block devices.
     if (!file.regular) throw kerr('ENODEV', `vfs_fallocate: ${file.kind} is not a regular file`);
-    if (o + l > S_MAXBYTES) throw kerr('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
+    if (beyondMaxBytes) throw kerr('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
     file.fallocate(mode, o, l);
   }
 
@@ -219,7 +232,7 @@ export class Host implements MmuNotifier {
 
   /** MADV_REMOVE of a shared file mapping: the file's punch through vfs_fallocate(). */
   private readonly madvisePunch = (file: KFile, offset: number, len: number): void =>
-    this.vfsFallocate(file, PUNCH_HOLE | KEEP_SIZE, BigInt(offset), BigInt(len));
+    this.vfsFallocate(file, PUNCH_HOLE | KEEP_SIZE, offset, len);
 
   /** mprotect(2): mm.ts AddressSpace.mprotect(); changed page tables reach KVM through the MMU notifier. */
   mprotect(addr: number | bigint, length: number | bigint, prot: number): number {

@@ -7,7 +7,7 @@
  */
 import { MAP_PRIVATE, MAP_TYPE } from '../uapi/mman.js';
 import { HostFault, kerr } from './errors.js';
-import { KFile, type MmapBacking, type MmapRequest, type Stat } from './file.js';
+import { KFile, type Loff, type MmapBacking, type MmapRequest, type Stat } from './file.js';
 import type { Host } from './host.js';
 import { PageBytes, pageWith } from './page-bytes.js';
 
@@ -78,7 +78,9 @@ export class MemFile extends KFile {
   }
 
   /** shmem_fallocate(): KEEP_SIZE and PUNCH_HOLE only; a punched range reads as zero again. */
-  override fallocate(mode: number, offset: bigint, len: bigint): void {
+  override fallocate(mode: number, off: Loff, length: Loff): void {
+    const offset = BigInt(off);
+    const len = BigInt(length);
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
       throw kerr('EOPNOTSUPP', 'shmem_fallocate: unsupported mode');
     if (mode & FALLOC_FL_PUNCH_HOLE) {

@@ -64,6 +64,20 @@ describe('PointExtentMap', () => {
     expect([...m.entries()]).toEqual([...ref.entries()]);
   });
 
+  it('a large layer of pages below 2^32 (the 32-bit radix sort) comes out in page order with its values', () => {
+    const m = new PointExtentMap<number>();
+    const ref = new ExtentMap<number>();
+    // Digit edges (0, 65535, 65536, 2^32 - 1) among 5,000 pages scattered below 2^32.
+    const pages = [0, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32 - 65_536];
+    for (let i = 1; pages.length < 5000; i++) pages.push(Math.imul(i, 0x9e3779b1) >>> 0);
+    for (const [i, p] of pages.entries()) {
+      m.set(p, p + 1, i);
+      ref.set(p, p + 1, i);
+    }
+    expect(m.size).toBe(ref.size);
+    expect([...m.entries()]).toEqual([...ref.entries()]);
+  });
+
   it('an iterator keeps its snapshot while one-page sets go on', () => {
     const m = new PointExtentMap<number>();
     m.set(0, 10, 1);

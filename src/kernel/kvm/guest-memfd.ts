@@ -24,7 +24,7 @@ import {
   PAGE_SIZE,
 } from '../../uapi/mman.js';
 import { HostFault, KernelError, kerr } from '../errors.js';
-import { KFile, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
+import { KFile, type Loff, type MmapBacking, type MmapRequest, type Stat } from '../file.js';
 import type { Host } from '../host.js';
 import { PageBytes, pageWith } from '../page-bytes.js';
 import type { GmemPreparation, KernelProfile } from '../profiles/types.js';
@@ -89,9 +89,6 @@ export class Folio {
     return this.uptodateSite?.at(this.uptodateSeq);
   }
 }
-
-/** Offsets up to this are exact as Numbers. */
-const MAX_SAFE_N = BigInt(Number.MAX_SAFE_INTEGER);
 
 const folioEquals = (a: Folio, b: Folio): boolean =>
   a.gen === b.gen &&
@@ -243,7 +240,7 @@ export class GmemFile extends KFile {
   }
 
   /** kvm_gmem_fallocate(); vfs_fallocate()'s generic checks ran before. */
-  override fallocate(mode: number, offset: bigint, len: bigint): void {
+  override fallocate(mode: number, offset: Loff, len: Loff): void {
     const t = this.host.tracer;
     t.enter('kvm_gmem_fallocate');
     try {
@@ -251,14 +248,23 @@ export class GmemFile extends KFile {
       if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) {
         throw kerr('EOPNOTSUPP', 'kvm_gmem_fallocate: only KEEP_SIZE and PUNCH_HOLE');
       }
-      if (!pageAligned(offset) || !pageAligned(len))
-        throw kerr('EINVAL', 'kvm_gmem_fallocate: offset or len unaligned');
       // Aligned, and vfs_fallocate() checked offset >= 0, len > 0, offset + len <= s_maxbytes.
-      // Below 2^53 (the common case) the page numbers come from Numbers, no BigInt per call: two
-      // page multiples below 2^53 add up exactly.
-      const small = offset <= MAX_SAFE_N && len <= MAX_SAFE_N;
-      const start = small ? Number(offset) / PAGE_SIZE : Number(offset >> 12n);
-      const end = small ? (Number(offset) + Number(len)) / PAGE_SIZE : Number((offset + len) >> 12n);
+      // Number offsets (the common case) need no BigInt: two page multiples below 2^53 add up exactly.
+      let start: number;
+      let end: number;
+      if (typeof offset === 'number' && typeof len === 'number') {
+        if (offset % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0)
+          throw kerr('EINVAL', 'kvm_gmem_fallocate: offset or len unaligned');
+        start = offset / PAGE_SIZE;
+        end = (offset + len) / PAGE_SIZE;
+      } else {
+        const o = BigInt(offset);
+        const l = BigInt(len);
+        if (!pageAligned(o) || !pageAligned(l))
+          throw kerr('EINVAL', 'kvm_gmem_fallocate: offset or len unaligned');
+        start = Number(o >> 12n);
+        end = Number((o + l) >> 12n);
+      }
       const punch = (mode & FALLOC_FL_PUNCH_HOLE) !== 0;
       t.enter(punch ? 'kvm_gmem_punch_hole' : 'kvm_gmem_allocate');
       try {
@@ -266,7 +272,7 @@ export class GmemFile extends KFile {
         // page tables map, which the model does not track for guest_memfd mappings (6.18+); KVM's
         // own invalidation (kvm_gmem_invalidate_begin) is what zaps the guest's SPTEs.
         if (punch) punchHole(this.inode, start, end);
-        else allocate(this, offset, len, start, end);
+        else allocate(this, BigInt(offset) + BigInt(len), start, end);
       } finally {
         t.leave();
       }
@@ -394,9 +400,9 @@ function newFolio(vm: Vm, content: FolioContent, uptodate: boolean, site: Site):
 }
 
 /** kvm_gmem_allocate(): offset + len beyond i_size -> -EINVAL; then one folio per page. */
-function allocate(file: GmemFile, offset: bigint, len: bigint, start: number, end: number): void {
+function allocate(file: GmemFile, rangeEnd: bigint, start: number, end: number): void {
   const inode = file.inode;
-  if (offset + len > inode.size) throw kerr('EINVAL', 'kvm_gmem_allocate: range beyond i_size');
+  if (rangeEnd > inode.size) throw kerr('EINVAL', 'kvm_gmem_allocate: range beyond i_size');
   const vm = file.vm;
   // The loop checks signal_pending() before each page; a signal pending at the call stops it
   // before the first.
