@@ -24,6 +24,14 @@ export class PointExtentMap<V> {
   private tree: ExtentMap<V>;
   /** Page -> its value, overriding the tree (HOLE: a gap). May repeat what the tree holds. */
   private readonly pts = new Map<number, V | typeof HOLE>();
+  /**
+   * The page set last (-1: none) and its value, overriding `pts` and the tree. A page's state is
+   * changed several times in a row (a fault maps it, a conversion zaps it, the next fault maps it
+   * again), and each of those is then a field store, not a hash-map update; `pts` takes the page
+   * when another page is set.
+   */
+  private slotPage = -1;
+  private slotValue: V | typeof HOLE = HOLE;
   private readonly eq: (a: V, b: V) => boolean;
 
   constructor(equals?: (a: V, b: V) => boolean) {
@@ -37,6 +45,7 @@ export class PointExtentMap<V> {
    * tree as one sorted run (ExtentMap.setPages: a run large against the tree rebuilds it).
    */
   private flush(): void {
+    this.unslot();
     const pts = this.pts;
     const n = pts.size;
     if (n === 0) return;
@@ -53,8 +62,20 @@ export class PointExtentMap<V> {
     pts.clear();
   }
 
+  /** The slot's page goes into `pts`. */
+  private unslot(): void {
+    if (this.slotPage < 0) return;
+    this.pts.set(this.slotPage, this.slotValue);
+    this.slotPage = -1;
+    this.slotValue = HOLE;
+  }
+
   /** Drop the layer's pages in [start, end) (the caller is about to overwrite the range in the tree). */
   private dropLayer(start: number, end: number): void {
+    if (this.slotPage >= start && this.slotPage < end) {
+      this.slotPage = -1;
+      this.slotValue = HOLE;
+    }
     const pts = this.pts;
     if (pts.size === 0) return;
     if (end - start <= SCAN_MAX) {
@@ -72,11 +93,15 @@ export class PointExtentMap<V> {
 
   /** True when no page holds a value; may answer false for a map whose values are all cleared in the layer. */
   isEmpty(): boolean {
-    return this.tree.size === 0 && this.pts.size === 0;
+    return this.tree.size === 0 && this.pts.size === 0 && this.slotPage < 0;
   }
 
   /** Value at page `index`; undefined in a gap. */
   get(index: number): V | undefined {
+    if (index === this.slotPage) {
+      const v = this.slotValue;
+      return v === HOLE ? undefined : v;
+    }
     const p = this.pts.get(index);
     if (p !== undefined) return p === HOLE ? undefined : p;
     return this.tree.get(index);
@@ -88,7 +113,11 @@ export class PointExtentMap<V> {
       // Overwrite, never delete: a page that churns (map, zap, map) keeps one entry, and updating
       // an entry is far cheaper than removing and re-inserting it. The flush drops what the tree
       // already holds.
-      this.pts.set(start, value === undefined ? HOLE : value);
+      if (start !== this.slotPage) {
+        this.unslot();
+        this.slotPage = start;
+      }
+      this.slotValue = value === undefined ? HOLE : value;
       return;
     }
     // A bad range is refused by the tree (RangeError) before the layer loses anything.
@@ -165,6 +194,8 @@ export class PointExtentMap<V> {
   }
 
   clear(): void {
+    this.slotPage = -1;
+    this.slotValue = HOLE;
     this.pts.clear();
     this.tree.clear();
   }

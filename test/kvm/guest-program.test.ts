@@ -22,6 +22,7 @@ describe('guest.load() validation', () => {
     [[{ op: 'accept', gpa: 0 }], /accept needs 'gpa' and 'size'/],
     [[{ op: 'map_gpa', gpa: 0, npages: 1, via: 'vmcall' }], /'via' must be one of/],
     [[{ op: 'map_gpa', gpa: 0, npages: 1, attrs: 'x' }], /'attrs' must be/],
+    [[{ op: 'map_gpa', gpa: 0, npages: 1, via: 'tdvmcall', size: -4096 }], /'size' must be/],
     [[null], /operation 0: not an object/],
     [[{ op: 'read', gpa: 2 ** 52 - 4, length: 8 }], /beyond 2\^52/],
     [[{ op: 'write', gpa: 2 ** 53 - 1, data: [1] }], /beyond 2\^52/],

@@ -78,6 +78,27 @@ describe('PointExtentMap', () => {
     expect([...m.entries()]).toEqual([...ref.entries()]);
   });
 
+  it('a page set again after other pages reads its last value, before and after the flush and a range set', () => {
+    const m = new PointExtentMap<number>();
+    m.set(5, 6, 1);
+    m.set(9, 10, 2);
+    m.set(5, 6, 3); // page 5's first value is in the layer, its last one in the slot
+    m.set(5, 6, undefined);
+    m.set(5, 6, 4);
+    expect([m.get(5), m.get(9)]).toEqual([4, 2]);
+    expect(m.isEmpty()).toBe(false);
+    m.set(4, 7, undefined); // drops the slot's page
+    expect(m.get(5)).toBeUndefined();
+    m.set(9, 10, undefined);
+    expect([...m.entries()]).toEqual([]);
+    m.set(6, 7, 8);
+    const c = m.clone(); // the slot goes into the clone too
+    m.set(6, 7, 9);
+    expect([c.get(6), m.get(6)]).toEqual([8, 9]);
+    m.clear();
+    expect([m.isEmpty(), m.get(6)]).toEqual([true, undefined]);
+  });
+
   it('an iterator keeps its snapshot while one-page sets go on', () => {
     const m = new PointExtentMap<number>();
     m.set(0, 10, 1);
