@@ -43,14 +43,21 @@ class Frame {
     this.root = parent === null ? this : parent.root;
   }
 
-  /** The callee asked for last, and its name: a frame mostly calls the same function again. */
+  /**
+   * The two callees asked for last, and their names: a frame mostly calls the same function again,
+   * or alternates between two (KVM_RUN's guest accesses and conversion requests).
+   */
   private lastName = '';
   private lastChild: Frame | null = null;
+  private prevName = '';
+  private prevChild: Frame | null = null;
 
   /** The frame for `name` called from here. */
   child(name: string): Frame {
     if (name === this.lastName && this.lastChild !== null) return this.lastChild;
-    const f = this.lookupChild(name);
+    const f = name === this.prevName && this.prevChild !== null ? this.prevChild : this.lookupChild(name);
+    this.prevName = this.lastName;
+    this.prevChild = this.lastChild;
     this.lastName = name;
     this.lastChild = f;
     return f;
