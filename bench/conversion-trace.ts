@@ -33,7 +33,10 @@
  * fallocate and madvise), printed as us/page and us/call per syscall; the timers cost ~0.1 us per call,
  * so that run's rate is not the figure.
  *
- *   npx tsx bench/conversion-trace.ts [pages=1048576] [--batch 256] [--skip-invariants-on] [--per-syscall] [--hot N] [--repeat N]
+ * --model-only: the invariants-off model run alone, printed as one `model-only: <us/page>` line (for
+ * bench/ab.mjs, which runs two builds of the model at the same time).
+ *
+ *   npx tsx bench/conversion-trace.ts [pages=1048576] [--batch 256] [--skip-invariants-on] [--per-syscall] [--hot N] [--repeat N] [--model-only]
  */
 import { createHost, type GuestOp, uapi } from '../src/index.js';
 import { Host } from '../src/kernel/host.js';
@@ -315,6 +318,11 @@ function gcLine(r: Timed): string {
   return `${''.padEnd(32)}   GC pauses ${g.seconds.toFixed(2)} s (${pct(g.seconds)} of wall) in ${fmt(g.count)} collections; mark-compact ${g.majorSeconds.toFixed(2)} s (${pct(g.majorSeconds)}) in ${g.majorCount}`;
 }
 
+if (process.argv.includes('--model-only')) {
+  const r = await runModel(PAGES, false);
+  console.log(`model-only: ${((r.seconds / PAGES) * 1e6).toFixed(3)} us/page`);
+  process.exit(0);
+}
 const rss0 = rssMiB();
 // The node flags matter: bench/run.mjs enlarges the young generation (see there).
 const nodeFlags = process.execArgv.filter((a) => a !== '--import' && a !== 'tsx').join(' ') || 'none';

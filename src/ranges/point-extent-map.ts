@@ -5,9 +5,10 @@
  * memory attributes) ends up as up to millions of one-page extents. In the B+-tree every one-page
  * set is a descent plus an in-leaf splice, and a page typically goes through several (map, zap,
  * map again) within one conversion. Here a one-page set or get is a hash-map operation on a layer
- * of page overrides; the tree only sees what is left when something needs order (iteration, range
- * edits, extentAt/nextExtent, size, clone), and then the layer is flushed into it in page order.
- * A page mapped, zapped and mapped again thus costs the tree one insert, not five.
+ * of page overrides (a field access for the page set last, which waits in a slot in front of the
+ * layer); the tree only sees what is left when something needs order (iteration, range edits,
+ * extentAt/nextExtent, size, clone), and then the layer is flushed into it in page order. A page
+ * mapped, zapped and mapped again thus costs the tree one insert, not five.
  *
  * Same contract as ExtentMap (maximal extents, snapshot iterators, O(1) clone after the flush);
  * `size` is exact but flushes, so hot paths ask `isEmpty()` instead.
