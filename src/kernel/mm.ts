@@ -54,7 +54,7 @@ import { HostFault, kerr } from './errors.js';
 import type { KFile, MmapBacking } from './file.js';
 import { pageWith } from './page-bytes.js';
 import type { Provenance } from './provenance.js';
-import { scalar } from './uaccess.js';
+import { pageAlignedNum, scalar } from './uaccess.js';
 
 export interface Vma {
   readonly start: number;
@@ -374,8 +374,8 @@ export class AddressSpace {
     if (
       typeof addr === 'number' &&
       typeof length === 'number' &&
-      addr % PAGE_SIZE === 0 &&
-      length % PAGE_SIZE === 0 &&
+      pageAlignedNum(addr) &&
+      pageAlignedNum(length) &&
       addr >= 0 &&
       length > 0 &&
       addr + length <= TASK_SIZE &&

@@ -87,5 +87,11 @@ export const PAGE_SHIFT_N = 12n;
 export const PAGE_SIZE_N = 4096n;
 const PAGE_MASK_N = PAGE_SIZE_N - 1n;
 export const pageAligned = (v: bigint): boolean => (v & PAGE_MASK_N) === 0n;
+/**
+ * A non-negative safe integer is a multiple of 4096. Not `x % 4096`: above 2^31 (any gpa past
+ * 2 GiB, any host address) x is a double, and V8 computes a double's remainder by a call into C
+ * (~15 ns against ~1 ns for this division, exact for a power of two).
+ */
+export const pageAlignedNum = (x: number): boolean => Number.isInteger(x / 4096);
 /** x + y overflows u64. */
 export const addOverflows = (x: bigint, y: bigint): boolean => x + y > U64_MASK;

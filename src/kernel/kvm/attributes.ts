@@ -19,7 +19,7 @@
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { kerr } from '../errors.js';
 import type { Provenance, Site } from '../provenance.js';
-import { addOverflows, copyFromUser, pageAligned, u64 } from '../uaccess.js';
+import { addOverflows, copyFromUser, pageAligned, pageAlignedNum, u64 } from '../uaccess.js';
 import type { Vm } from './vm.js';
 
 /** The value an attribute extent stores: seq * 2 + (PRIVATE set ? 1 : 0). */
@@ -101,7 +101,8 @@ export function setMemoryAttributes(vm: Vm, arg: unknown): number {
     if (at !== 0 && at !== supported)
       throw kerr('EINVAL', `kvm_vm_ioctl_set_mem_attributes: attributes 0x${at.toString(16)} not supported`);
     if (z === 0) throw kerr('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: size 0 or range wraps');
-    if (a % 4096 !== 0 || z % 4096 !== 0) throw kerr('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: unaligned');
+    if (!pageAlignedNum(a) || !pageAlignedNum(z))
+      throw kerr('EINVAL', 'kvm_vm_ioctl_set_mem_attributes: unaligned');
     return kvmVmSetMemAttributes(vm, a / 4096, (a + z) / 4096, at);
   }
   const address = u64(s, 'address');

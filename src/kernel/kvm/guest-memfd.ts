@@ -29,7 +29,7 @@ import type { Host } from '../host.js';
 import { PageBytes, pageWith } from '../page-bytes.js';
 import type { GmemPreparation, KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance, type Site, type Tracer } from '../provenance.js';
-import { copyFromUser, pageAligned, s64, u64 } from '../uaccess.js';
+import { copyFromUser, pageAligned, pageAlignedNum, s64, u64 } from '../uaccess.js';
 import { wordAttributes } from './attributes.js';
 import type { Memslot } from './memslots.js';
 import type { ZapFilter } from './mmu.js';
@@ -253,7 +253,7 @@ export class GmemFile extends KFile {
       let start: number;
       let end: number;
       if (typeof offset === 'number' && typeof len === 'number') {
-        if (offset % PAGE_SIZE !== 0 || len % PAGE_SIZE !== 0)
+        if (!pageAlignedNum(offset) || !pageAlignedNum(len))
           throw kerr('EINVAL', 'kvm_gmem_fallocate: offset or len unaligned');
         start = offset / PAGE_SIZE;
         end = (offset + len) / PAGE_SIZE;

@@ -15,6 +15,7 @@ import * as K from '../../uapi/kvm.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import type { GuestOp, GuestProgram } from '../guest/program.js';
+import { pageAlignedNum } from '../uaccess.js';
 import { type Folio, folioChanged, type GmemInode } from './guest-memfd.js';
 import { gfnToHvaMemslot } from './memslots.js';
 import type { FaultKind } from './mmu.js';
@@ -253,11 +254,12 @@ function mapGpaHypercallNum(
     prog.results[prog.pc] = { ret: -KVM_ENOSYS };
     return false;
   }
-  if (gpa % 4096 !== 0 || npages === 0) {
+  if (!pageAlignedNum(gpa) || npages === 0) {
     prog.results[prog.pc] = { ret: -KVM_EINVAL };
     return false;
   }
-  hypercallExit(vcpu, BigInt(gpa), BigInt(npages), priv ? MAP_GPA_RANGE_ENCRYPTED : 0n);
+  // A literal for the usual single page: BigInt() allocates.
+  hypercallExit(vcpu, BigInt(gpa), npages === 1 ? 1n : BigInt(npages), priv ? MAP_GPA_RANGE_ENCRYPTED : 0n);
   return true;
 }
 
