@@ -33,8 +33,9 @@
  * fallocate and madvise), printed as us/page and us/call per syscall; the timers cost ~0.1 us per call,
  * so that run's rate is not the figure.
  *
- * --model-only: the invariants-off model run alone, printed as one `model-only: <us/page>` line (for
- * bench/ab.mjs, which runs two builds of the model at the same time).
+ * --model-only: the invariants-off model run alone (with --hot N: the revisited-pages run instead),
+ * printed as one `model-only: <us/page>` line (for bench/ab.mjs, which runs two builds of the model
+ * at the same time).
  *
  *   npx tsx bench/conversion-trace.ts [pages=1048576] [--batch 256] [--skip-invariants-on] [--per-syscall] [--hot N] [--repeat N] [--model-only]
  */
@@ -319,7 +320,7 @@ function gcLine(r: Timed): string {
 }
 
 if (process.argv.includes('--model-only')) {
-  const r = await runModel(PAGES, false);
+  const r = await runModel(PAGES, false, Math.min(HOT ?? PAGES, PAGES));
   console.log(`model-only: ${((r.seconds / PAGES) * 1e6).toFixed(3)} us/page`);
   process.exit(0);
 }
