@@ -29,7 +29,8 @@ export class PointExtentMap<V> {
    * The page set last (-1: none) and its value, overriding `pts` and the tree. A page's state is
    * changed several times in a row (a fault maps it, a conversion zaps it, the next fault maps it
    * again), and each of those is then a field store, not a hash-map update; `pts` takes the page
-   * when another page is set.
+   * when another page is set. Unlike PageBytes' slot, `pts` may still hold an older value of the
+   * slot's page: the slot overrides it, and unslot() overwrites it (no delete on every move).
    */
   private slotPage = -1;
   private slotValue: V | typeof HOLE = HOLE;
@@ -111,9 +112,8 @@ export class PointExtentMap<V> {
   /** Assign `value` to [start, end); undefined clears it. start >= end is a no-op. */
   set(start: number, end: number, value: V | undefined): void {
     if (end === start + 1 && start >= 0 && Number.isSafeInteger(end)) {
-      // Overwrite, never delete: a page that churns (map, zap, map) keeps one entry, and updating
-      // an entry is far cheaper than removing and re-inserting it. The flush drops what the tree
-      // already holds.
+      // Overwrite, never delete (a clear is a HOLE): a page that churns (map, zap, map) ends as one
+      // entry of `pts`, written when the slot moves on. The flush drops what the tree already holds.
       if (start !== this.slotPage) {
         this.unslot();
         this.slotPage = start;
