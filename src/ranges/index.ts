@@ -1,2 +1,2 @@
 export { type Extent, ExtentMap } from './extent-map.js';
-export { PointExtentMap } from './point-extent-map.js';
+export { PageCells, PointExtentMap } from './point-extent-map.js';

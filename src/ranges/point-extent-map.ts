@@ -10,6 +10,11 @@
  * extentAt/nextExtent, size, clone), and then the layer is flushed into it in page order. A page
  * mapped, zapped and mapped again thus costs the tree one insert, not five.
  *
+ * Two maps over the same pages may share their layer (PageCells: a VM's memory attributes and its
+ * SPTEs, which a conversion changes page by page together): each page is then one hash entry
+ * holding both maps' overrides, so a page both maps touch costs one hash lookup and one insert,
+ * not two of each (on a million scattered pages most of a lookup is the cache miss).
+ *
  * Same contract as ExtentMap (maximal extents, snapshot iterators, O(1) clone after the flush);
  * `size` is exact but flushes, so hot paths ask `isEmpty()` instead.
  */
@@ -20,6 +25,31 @@ const HOLE: unique symbol = Symbol('hole');
 
 /** A layer no bigger than this is scanned for a range edit; a bigger one is flushed. */
 const SCAN_MAX = 32;
+
+/** Stands for "no override" in a column of a shared cell. */
+const NONE: unique symbol = Symbol('none');
+
+/** One page of a shared layer: each member map's override (a value, HOLE, or NONE). */
+class PageCell {
+  constructor(
+    public c0: unknown,
+    public c1: unknown,
+  ) {}
+}
+
+/**
+ * A page layer shared by two PointExtentMaps over the same pages (`new PointExtentMap(eq, cells)`
+ * twice): page -> a cell with one column per map. Each map flushes, drops and clears only its own
+ * column; a cell goes when both columns are empty.
+ */
+export class PageCells {
+  /** @internal */
+  readonly cells = new Map<number, PageCell>();
+  /** @internal Overrides held in each column (HOLE included). */
+  readonly counts = [0, 0];
+  /** @internal Columns handed out. */
+  members = 0;
+}
 
 export class PointExtentMap<V> {
   private tree: ExtentMap<V>;
@@ -35,10 +65,50 @@ export class PointExtentMap<V> {
   private slotPage = -1;
   private slotValue: V | typeof HOLE = HOLE;
   private readonly eq: (a: V, b: V) => boolean;
+  /** The shared layer this map is a column of (null: its own layer, `pts`), and which column. */
+  private readonly shared: PageCells | null;
+  private readonly col: number;
+  /**
+   * Shared layer: the pages this map has put in its column since its last flush (a page may come
+   * twice, or after its override has gone), so that a flush or range edit of a column much smaller
+   * than the layer visits its own pages, not every cell of the other map.
+   */
+  private pages: number[] = [];
 
-  constructor(equals?: (a: V, b: V) => boolean) {
+  constructor(equals?: (a: V, b: V) => boolean, shared?: PageCells) {
     this.eq = equals ?? Object.is;
     this.tree = new ExtentMap<V>(equals);
+    if (shared !== undefined && shared.members >= 2) throw new Error('PageCells: a layer serves two maps');
+    this.shared = shared ?? null;
+    this.col = shared === undefined ? 0 : shared.members++;
+  }
+
+  /** Overrides in this map's layer (its column of a shared one). */
+  private layerSize(): number {
+    return this.shared === null ? this.pts.size : this.shared.counts[this.col]!;
+  }
+
+  /** This map's override of page `index` in its shared column (NONE: none). */
+  private cellGet(index: number): V | typeof HOLE | typeof NONE {
+    const c = this.shared!.cells.get(index);
+    if (c === undefined) return NONE;
+    return (this.col === 0 ? c.c0 : c.c1) as V | typeof HOLE | typeof NONE;
+  }
+
+  /** Drops this map's override of page `index` from its shared column. */
+  private cellDrop(index: number): void {
+    const sh = this.shared!;
+    const c = sh.cells.get(index);
+    if (c === undefined) return;
+    if (this.col === 0) {
+      if (c.c0 === NONE) return;
+      c.c0 = NONE;
+    } else {
+      if (c.c1 === NONE) return;
+      c.c1 = NONE;
+    }
+    sh.counts[this.col]!--;
+    if (c.c0 === NONE && c.c1 === NONE) sh.cells.delete(index);
   }
 
   /**
@@ -48,28 +118,81 @@ export class PointExtentMap<V> {
    */
   private flush(): void {
     this.unslot();
-    const pts = this.pts;
-    const n = pts.size;
+    const n = this.layerSize();
     if (n === 0) return;
     let keys: Float64Array = new Float64Array(n);
     let vals = new Array<V | undefined>(n);
-    let k = 0;
-    // forEach, not an entries() iterator: no [key, value] array per page.
-    pts.forEach((v, x) => {
-      keys[k] = x;
-      vals[k++] = v === HOLE ? undefined : v;
-    });
+    if (this.shared === null) {
+      let k = 0;
+      // forEach, not an entries() iterator: no [key, value] array per page.
+      this.pts.forEach((v, x) => {
+        keys[k] = x;
+        vals[k++] = v === HOLE ? undefined : v;
+      });
+      this.pts.clear();
+    } else this.takeColumn(keys, vals);
     [keys, vals] = sortByPage(keys, vals);
     this.tree.setPages(keys, vals, n);
-    pts.clear();
+  }
+
+  /** Moves this map's shared column into keys/vals (layer order), leaving the column empty. */
+  private takeColumn(keys: Float64Array, vals: (V | undefined)[]): void {
+    const sh = this.shared!;
+    const col = this.col;
+    const other = sh.counts[1 - col]!;
+    let k = 0;
+    const take = (c: PageCell, x: number): void => {
+      const v = (col === 0 ? c.c0 : c.c1) as V | typeof HOLE | typeof NONE;
+      if (v === NONE) return;
+      keys[k] = x;
+      vals[k++] = v === HOLE ? undefined : v;
+      if (col === 0) c.c0 = NONE;
+      else c.c1 = NONE;
+      // Deleting the entry being visited is allowed in a forEach.
+      if (other !== 0 && c.c0 === NONE && c.c1 === NONE) sh.cells.delete(x);
+    };
+    // Walking the layer reads it in order; looking up this map's own pages is a hash lookup each,
+    // worth it when they are few against the layer.
+    if (this.pages.length * 4 < sh.cells.size) {
+      for (const x of this.pages) {
+        const c = sh.cells.get(x);
+        if (c !== undefined) take(c, x);
+      }
+    } else sh.cells.forEach(take);
+    // The other column empty too: no cell is left worth keeping.
+    if (other === 0) sh.cells.clear();
+    sh.counts[col] = 0;
+    this.pages = [];
   }
 
   /** The slot's page goes into `pts`. */
   private unslot(): void {
-    if (this.slotPage < 0) return;
-    this.pts.set(this.slotPage, this.slotValue);
+    const p = this.slotPage;
+    if (p < 0) return;
+    if (this.shared === null) this.pts.set(p, this.slotValue);
+    else this.cellPut(p, this.slotValue);
     this.slotPage = -1;
     this.slotValue = HOLE;
+  }
+
+  /** Writes this map's override of page `p` into its shared column. */
+  private cellPut(p: number, v: V | typeof HOLE): void {
+    const sh = this.shared!;
+    let c = sh.cells.get(p);
+    let was: unknown = NONE;
+    if (c === undefined) {
+      c = this.col === 0 ? new PageCell(v, NONE) : new PageCell(NONE, v);
+      sh.cells.set(p, c);
+    } else if (this.col === 0) {
+      was = c.c0;
+      c.c0 = v;
+    } else {
+      was = c.c1;
+      c.c1 = v;
+    }
+    if (was !== NONE) return;
+    sh.counts[this.col]!++;
+    this.pages.push(p);
   }
 
   /** Drop the layer's pages in [start, end) (the caller is about to overwrite the range in the tree). */
@@ -77,6 +200,14 @@ export class PointExtentMap<V> {
     if (this.slotPage >= start && this.slotPage < end) {
       this.slotPage = -1;
       this.slotValue = HOLE;
+    }
+    if (this.shared !== null) {
+      if (this.shared.counts[this.col] === 0) return;
+      if (end - start <= SCAN_MAX) for (let x = start; x < end; x++) this.cellDrop(x);
+      else if (this.pages.length <= SCAN_MAX) {
+        for (const x of this.pages) if (x >= start && x < end) this.cellDrop(x);
+      } else this.flush();
+      return;
     }
     const pts = this.pts;
     if (pts.size === 0) return;
@@ -95,7 +226,7 @@ export class PointExtentMap<V> {
 
   /** True when no page holds a value; may answer false for a map whose values are all cleared in the layer. */
   isEmpty(): boolean {
-    return this.tree.size === 0 && this.pts.size === 0 && this.slotPage < 0;
+    return this.tree.size === 0 && this.layerSize() === 0 && this.slotPage < 0;
   }
 
   /** Value at page `index`; undefined in a gap. */
@@ -103,6 +234,11 @@ export class PointExtentMap<V> {
     if (index === this.slotPage) {
       const v = this.slotValue;
       return v === HOLE ? undefined : v;
+    }
+    if (this.shared !== null) {
+      const c = this.cellGet(index);
+      if (c !== NONE) return c === HOLE ? undefined : c;
+      return this.tree.get(index);
     }
     const p = this.pts.get(index);
     if (p !== undefined) return p === HOLE ? undefined : p;
@@ -186,7 +322,10 @@ export class PointExtentMap<V> {
     return this.tree.count(start, end, pred);
   }
 
-  /** O(1) copy (after the flush) sharing all nodes; neither side's later mutations affect the other. */
+  /**
+   * O(1) copy (after the flush) sharing all nodes; neither side's later mutations affect the other.
+   * The copy has a layer of its own, even if this map shares one.
+   */
   clone(): PointExtentMap<V> {
     this.flush();
     const c = new PointExtentMap<V>(this.eq);
@@ -197,7 +336,12 @@ export class PointExtentMap<V> {
   clear(): void {
     this.slotPage = -1;
     this.slotValue = HOLE;
-    this.pts.clear();
+    if (this.shared === null) this.pts.clear();
+    else {
+      // Taking the column empties it; the pages taken go with the tree.
+      const n = this.layerSize();
+      if (n > 0) this.takeColumn(new Float64Array(n), new Array<V | undefined>(n));
+    }
     this.tree.clear();
   }
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Extent, ExtentMap, PointExtentMap } from '../../src/ranges/index.js';
+import { type Extent, ExtentMap, PageCells, PointExtentMap } from '../../src/ranges/index.js';
 
 /** Universe of the naive model: pages 0..U-1; queries also probe a little beyond it. */
 const U = 200;
@@ -16,6 +16,8 @@ interface Mode<T> {
   readonly make: () => AnyMap<T>;
   readonly wrap: (k: number) => T;
   readonly key: (v: T) => number;
+  /** After each operation (a shared layer's partner map takes its turn). */
+  readonly after?: () => void;
 }
 
 const plain: Mode<number> = {
@@ -46,6 +48,63 @@ const pointBoxed: Mode<Boxed> = {
   name: 'PointExtentMap, objects, custom equality',
   make: () => new PointExtentMap<Boxed>((a, b) => a.k === b.k),
 };
+
+/**
+ * A PointExtentMap in one column of a shared page layer (PageCells) whose other column, a partner
+ * map, changes the same pages between the operations under test: one-page sets and clears, range
+ * sets (short and long), flushes and clears. The partner is checked against its own naive array
+ * as it goes, so neither column may disturb the other.
+ */
+function sharing<T>(
+  base: Mode<T>,
+  eq: ((a: T, b: T) => boolean) | undefined,
+  partnerFirst: boolean,
+): Mode<T> {
+  let partner = new PointExtentMap<number>();
+  let naive: Naive = [];
+  let tick = 0;
+  const after = (): void => {
+    tick++;
+    const p = (tick * 37) % U;
+    const v = tick % 4 === 3 ? undefined : tick % 3;
+    const kind = tick % 13;
+    if (kind === 12) {
+      const e = Math.min(U, p + 40); // past SCAN_MAX pages
+      partner.set(p, e, v);
+      naive.fill(v, p, e);
+    } else if (kind === 11) {
+      partner.set(p, Math.min(U, p + 3), v);
+      naive.fill(v, p, Math.min(U, p + 3));
+    } else if (kind === 10) expect(partner.size).toBe(naiveExtents(naive).length);
+    else if (kind === 9 && tick % 3 === 0) {
+      partner.clear();
+      naive.fill(undefined);
+    } else {
+      // Two pages a turn, so that the partner holds overrides on many of the pages under test.
+      const q = (tick * 91 + 5) % U;
+      partner.set(p, p + 1, v);
+      partner.set(q, q + 1, tick % 5 === 4 ? undefined : tick % 3);
+      naive[p] = v;
+      naive[q] = tick % 5 === 4 ? undefined : tick % 3;
+    }
+    if (tick % 4 === 0) for (let i = 0; i < U; i++) expect(partner.get(i)).toBe(naive[i]);
+  };
+  return {
+    ...base,
+    name: `PointExtentMap in the ${partnerFirst ? 'second' : 'first'} column of a shared layer, ${base.name}`,
+    make: () => {
+      const cells = new PageCells();
+      naive = new Array<number | undefined>(U).fill(undefined);
+      if (partnerFirst) partner = new PointExtentMap<number>(undefined, cells);
+      const m = new PointExtentMap<T>(eq, cells);
+      if (!partnerFirst) partner = new PointExtentMap<number>(undefined, cells);
+      return m;
+    },
+    after,
+  };
+}
+const sharedPlain = sharing(plain, undefined, false);
+const sharedBoxed = sharing(boxed, (a, b) => a.k === b.k, true);
 
 /** Maximal runs of equal defined values in a naive array, as extents of keys. */
 function naiveExtents(a: Naive, lo = 0, hi = a.length): Extent<number>[] {
@@ -280,6 +339,7 @@ function run<T>(mode: Mode<T>, ops: Op[]): void {
         compare(mode, map, naive, op.a, op.b);
         break;
     }
+    mode.after?.();
   }
   // Every clone still matches its own history: mutations never leaked across clones.
   maps.forEach((map, i) => {
@@ -288,7 +348,7 @@ function run<T>(mode: Mode<T>, ops: Op[]): void {
 }
 
 describe('ExtentMap against a per-page model', () => {
-  for (const mode of [plain, boxed, pointPlain, pointBoxed] as const) {
+  for (const mode of [plain, boxed, pointPlain, pointBoxed, sharedPlain, sharedBoxed] as const) {
     it(`random set/update/clone/clear sequences (${mode.name})`, () => {
       fc.assert(
         fc.property(fc.array(opArb, { maxLength: 120 }), (ops) => {

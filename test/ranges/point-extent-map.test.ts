@@ -3,7 +3,7 @@
  * the contract's random sequences against it): the page layer and the flush at ordered queries.
  */
 import { describe, expect, it } from 'vitest';
-import { ExtentMap, PointExtentMap } from '../../src/ranges/index.js';
+import { ExtentMap, PageCells, PointExtentMap } from '../../src/ranges/index.js';
 
 describe('PointExtentMap', () => {
   it('isEmpty(): true for a new map, false once a page holds a value, true again after a clear has been flushed', () => {
@@ -147,5 +147,82 @@ describe('PointExtentMap', () => {
     expect(() => m.set(2, 5.5, 1)).toThrow(RangeError);
     expect(m.get(3)).toBe(7);
     expect(m.size).toBe(1);
+  });
+});
+
+describe('PointExtentMap sharing its page layer (PageCells)', () => {
+  /** Two maps in one layer, each page 0..n-1 overridden in both (a: p, b: 100 + p), slots moved on. */
+  function pair(n: number): [PointExtentMap<number>, PointExtentMap<number>] {
+    const cells = new PageCells();
+    const a = new PointExtentMap<number>(undefined, cells);
+    const b = new PointExtentMap<number>(undefined, cells);
+    for (let p = 0; p < n; p++) {
+      a.set(p, p + 1, p);
+      b.set(p, p + 1, 100 + p);
+    }
+    a.set(5000, 5001, 1);
+    b.set(5000, 5001, 1);
+    return [a, b];
+  }
+  const range = (lo: number, hi: number): number[] => Array.from({ length: hi - lo }, (_, i) => lo + i);
+
+  it('a range edit of one map leaves the other map its pages: short ranges, a small layer, a flushed one', () => {
+    for (const n of [10, 100]) {
+      const [a, b] = pair(n);
+      a.set(2, 5, undefined); // short: page by page
+      a.set(0, 1000, 7); // long: the pages a put in its layer, or a flush past SCAN_MAX of them
+      expect(range(0, n).map((p) => a.get(p))).toEqual(range(0, n).map(() => 7));
+      expect(range(0, n).map((p) => b.get(p))).toEqual(range(100, 100 + n));
+      b.set(1, 3, undefined);
+      expect([b.get(0), b.get(1), b.get(2), b.get(3), a.get(1)]).toEqual([100, undefined, undefined, 103, 7]);
+      expect(b.size).toBe(n - 1);
+    }
+  });
+
+  it('a map with few pages in a big layer flushes and range-edits its own pages (some dropped and put again)', () => {
+    const cells = new PageCells();
+    const a = new PointExtentMap<number>(undefined, cells);
+    const b = new PointExtentMap<number>(undefined, cells);
+    for (let p = 0; p < 2000; p++) b.set(p, p + 1, p % 7);
+    for (let p = 0; p < 400; p += 10) a.set(p, p + 1, p);
+    a.set(0, 25, undefined); // pages 0, 10, 20 leave a's column...
+    a.set(10, 11, 1); // ...and 10 comes back
+    a.set(100, 400, 5); // 40 pages put: past SCAN_MAX, a flush of a's own pages
+    const want = new Map<number, number>([[10, 1]]);
+    for (let p = 30; p < 100; p += 10) want.set(p, p);
+    for (let p = 100; p < 400; p++) want.set(p, 5);
+    expect(range(0, 400).map((p) => a.get(p))).toEqual(range(0, 400).map((p) => want.get(p)));
+    expect([...a.entries()].flatMap((e) => range(e.start, e.end).map((p) => [p, e.value]))).toEqual([
+      ...want,
+    ]);
+    expect(range(0, 2000).every((p) => b.get(p) === p % 7)).toBe(true);
+    expect(b.size).toBe(2000);
+  });
+
+  it('flushing or clearing one map keeps the other map its pages; then the layer empties', () => {
+    const [a, b] = pair(40);
+    expect(a.size).toBe(41); // pages 0..39 (distinct values) and 5000
+    expect(range(0, 40).map((p) => b.get(p))).toEqual(range(100, 140));
+    b.clear();
+    expect([b.isEmpty(), b.get(3), a.get(3)]).toEqual([true, undefined, 3]);
+    b.set(3, 4, 9);
+    a.clear();
+    expect([a.isEmpty(), a.get(3), b.get(3), b.size]).toEqual([true, undefined, 9, 1]);
+  });
+
+  it('a clone of a sharing map has a layer of its own', () => {
+    const [a, b] = pair(3);
+    const c = b.clone();
+    c.set(1, 2, 55);
+    b.set(2, 3, 66);
+    a.set(1, 2, 77);
+    expect([c.get(1), c.get(2), b.get(1), b.get(2), a.get(1)]).toEqual([55, 102, 101, 66, 77]);
+  });
+
+  it('a layer serves two maps', () => {
+    const cells = new PageCells();
+    new PointExtentMap<number>(undefined, cells);
+    new PointExtentMap<number>(undefined, cells);
+    expect(() => new PointExtentMap<number>(undefined, cells)).toThrow(/two maps/);
   });
 });

@@ -126,7 +126,8 @@ function withinTdpMmuMap(t: Tracer, fn: () => void): void {
 }
 
 export class Mmu {
-  readonly sptes = new PointExtentMap<Spte>(spteEquals);
+  /** gfn -> SPTE; its page layer is shared with the VM's attributes (Vm.gfnCells). */
+  readonly sptes: PointExtentMap<Spte>;
   /** Bumped on every memslot change. */
   memslotGeneration = 0;
   /**
@@ -147,7 +148,9 @@ export class Mmu {
   nMaxMmuPages = 0;
   nRequestedMmuPages = 0n;
 
-  constructor(private readonly vm: Vm) {}
+  constructor(private readonly vm: Vm) {
+    this.sptes = new PointExtentMap<Spte>(spteEquals, vm.gfnCells);
+  }
 
   /** kvm_arch_commit_memory_region() for KVM_MR_CREATE and KVM_MR_DELETE: the default budget. */
   memslotCreatedOrDeleted(nrMemslotPages: bigint): void {

@@ -3,7 +3,7 @@
  * (kvm_create_vm, kvm_vm_ioctl, kvm_vm_ioctl_check_extension_generic, kvm_put_kvm) and the x86 parts
  * of arch/x86/kvm/x86.c (kvm_arch_init_vm, kvm_vm_ioctl_check_extension, kvm_vm_ioctl_enable_cap).
  */
-import { PointExtentMap } from '../../ranges/point-extent-map.js';
+import { PageCells, PointExtentMap } from '../../ranges/point-extent-map.js';
 import * as K from '../../uapi/kvm.js';
 import { PAGE_SIZE } from '../../uapi/mman.js';
 import type { ArchVm } from '../arch/arch-vm.js';
@@ -44,10 +44,16 @@ export const KVM_EXIT_HYPERCALL_VALID_MASK = 1n << HC_MAP_GPA_RANGE;
 export class Vm {
   readonly memslots = new Memslots();
   /**
+   * The page layer the attributes share with the SPTEs (mmu.sptes): a conversion changes a gfn's
+   * attribute and zaps its SPTE, and the faults around it read both, so one hash entry per gfn
+   * serves the two maps.
+   */
+  readonly gfnCells = new PageCells();
+  /**
    * gfn -> attribute word (attributes.ts: seq * 2 + private). Written only through
    * setAttributes(), which keeps memoryAttributes()'s one-entry cache valid.
    */
-  readonly attributes = new PointExtentMap<MemAttrWord>();
+  readonly attributes = new PointExtentMap<MemAttrWord>(undefined, this.gfnCells);
   readonly attrSites = new MemAttrSites();
   /** memoryAttributes() of the gfn asked last (a fault asks twice per access: -1 = none). */
   private attrMemoGfn = -1;
