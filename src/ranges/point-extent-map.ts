@@ -19,6 +19,7 @@
  * `size` is exact but flushes, so hot paths ask `isEmpty()` instead.
  */
 import { type Extent, ExtentMap } from './extent-map.js';
+import { PageHash } from './page-hash.js';
 
 /** Stands for "no extent here" in the layer, which otherwise holds values. */
 const HOLE: unique symbol = Symbol('hole');
@@ -44,7 +45,7 @@ class PageCell {
  */
 export class PageCells {
   /** @internal */
-  readonly cells = new Map<number, PageCell>();
+  readonly cells = new PageHash<PageCell>();
   /** @internal Overrides held in each column (HOLE included). */
   readonly counts = [0, 0];
   /** @internal Columns handed out. */
@@ -54,7 +55,7 @@ export class PageCells {
 export class PointExtentMap<V> {
   private tree: ExtentMap<V>;
   /** Page -> its value, overriding the tree (HOLE: a gap). May repeat what the tree holds. */
-  private readonly pts = new Map<number, V | typeof HOLE>();
+  private readonly pts = new PageHash<V | typeof HOLE>();
   /**
    * The page set last (-1: none) and its value, overriding `pts` and the tree. A page's state is
    * changed several times in a row (a fault maps it, a conversion zaps it, the next fault maps it
@@ -124,7 +125,6 @@ export class PointExtentMap<V> {
     let vals = new Array<V | undefined>(n);
     if (this.shared === null) {
       let k = 0;
-      // forEach, not an entries() iterator: no [key, value] array per page.
       this.pts.forEach((v, x) => {
         keys[k] = x;
         vals[k++] = v === HOLE ? undefined : v;
@@ -148,7 +148,7 @@ export class PointExtentMap<V> {
       vals[k++] = v === HOLE ? undefined : v;
       if (col === 0) c.c0 = NONE;
       else c.c1 = NONE;
-      // Deleting the entry being visited is allowed in a forEach.
+      // PageHash.forEach allows deleting the entry being visited.
       if (other !== 0 && c.c0 === NONE && c.c1 === NONE) sh.cells.delete(x);
     };
     // Walking the layer reads it in order; looking up this map's own pages is a hash lookup each,
@@ -214,7 +214,9 @@ export class PointExtentMap<V> {
     if (end - start <= SCAN_MAX) {
       for (let x = start; x < end; x++) pts.delete(x);
     } else if (pts.size <= SCAN_MAX) {
-      for (const x of pts.keys()) if (x >= start && x < end) pts.delete(x);
+      pts.forEach((_, x) => {
+        if (x >= start && x < end) pts.delete(x);
+      });
     } else this.flush();
   }
 
