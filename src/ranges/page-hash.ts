@@ -146,35 +146,40 @@ export class PageHash<V> {
 
   /**
    * A table sized for the live entries (load at most 1/4 after, 1/2 before the next rehash), the
-   * entries compacted in insertion order and the deleted slots gone.
+   * deleted slots gone; deleted entries are compacted away (entry numbers change).
    */
   private rehash(): void {
     let bits = MIN_BITS;
     while (1 << bits < this.live * 4) bits++;
-    let pages = this.pages;
-    let vals = this.vals;
-    if (this.live < pages.length) {
-      pages = [];
-      vals = [];
-      for (let i = 0; i < this.pages.length; i++) {
-        const p = this.pages[i]!;
-        if (p < 0) continue;
-        pages.push(p);
-        vals.push(this.vals[i]);
-      }
-    }
-    this.bits = bits;
+    const old = this.slots;
     const s = new Int32Array(2 << bits).fill(EMPTY);
-    this.slots = s;
     const mask = (1 << bits) - 1;
-    for (let e = 0; e < pages.length; e++) {
-      let i = this.home(pages[e]!);
+    this.bits = bits;
+    this.slots = s;
+    this.used = this.live;
+    const put = (page: number, e: number): void => {
+      let i = this.home(page);
       while (s[2 * i] !== EMPTY) i = (i + 1) & mask;
-      s[2 * i] = pages[e]!;
+      s[2 * i] = page;
       s[2 * i + 1] = e;
+    };
+    if (this.live === this.pages.length) {
+      // Growth, nothing deleted: the old slots in order. The slot is the hash's top bits, so old
+      // slot i's pages go near slot 2i (or i / 2): the new table is written front to back, not
+      // at random.
+      for (let j = 0; j < old.length; j += 2) if (old[j]! >= 0) put(old[j]!, old[j + 1]!);
+      return;
+    }
+    const pages: number[] = [];
+    const vals: (V | undefined)[] = [];
+    for (let e = 0; e < this.pages.length; e++) {
+      const p = this.pages[e]!;
+      if (p < 0) continue;
+      put(p, pages.length);
+      pages.push(p);
+      vals.push(this.vals[e]);
     }
     this.pages = pages;
     this.vals = vals;
-    this.used = pages.length;
   }
 }
