@@ -224,7 +224,7 @@ function modelTrace(
 
 /** What the baseline needs of a map. */
 interface PageMap {
-  set(start: number, end: number, value: number | undefined): void;
+  set(start: number, end: number, value: unknown): void;
   readonly size: number;
 }
 
@@ -236,26 +236,34 @@ function runBaseline(pages: number, make: MakeMap): Promise<Timed> {
   return timed(() => baselineTrace(pages, make));
 }
 
+/** Stand-ins for the model's Spte and Folio objects. */
+const PRIVATE_SPTE = { private: true };
+const SHARED_SPTE = { private: false };
+const FOLIO = { content: 'zero' };
+
 function baselineTrace(pages: number, make: MakeMap): { ops: number } {
   const cells = new pointMaps.PageCells(); // the attributes and SPTEs share one, as Vm.gfnCells
   const attrs = make(cells);
   const sptes = make(cells);
   const cache = make();
   const ram = new Map<number, Uint8Array>(); // host RAM pages, as mm.ts keeps them
-  attrs.set(0, GUEST_PAGES, 8);
+  // Values of the kinds the model stores: an attribute word per call (seq * 2 + private, so each
+  // converted page ends as its own extent, as in the model), objects for SPTEs and folios. (With
+  // numbers everywhere the shared code would also carry other type feedback into the model's run.)
+  attrs.set(0, GUEST_PAGES, 1);
   for (let i = 0; i < pages; i++) {
     const g = pageOf(i);
-    cache.set(g, g + 1, 1); // private write: folio allocated
-    sptes.set(g, g + 1, 1); // private SPTE
-    attrs.set(g, g + 1, 0); // to shared
+    cache.set(g, g + 1, FOLIO); // private write: folio allocated
+    sptes.set(g, g + 1, PRIVATE_SPTE); // private SPTE
+    attrs.set(g, g + 1, 4 * i + 4); // to shared
     sptes.set(g, g + 1, undefined); // zap
     cache.set(g, g + 1, undefined); // punch-hole
-    sptes.set(g, g + 1, 2); // shared SPTE
-    attrs.set(g, g + 1, 8); // to private
+    sptes.set(g, g + 1, SHARED_SPTE); // shared SPTE
+    attrs.set(g, g + 1, 4 * i + 7); // to private
     sptes.set(g, g + 1, undefined); // zap
     ram.delete(g); // MADV_DONTNEED of the shared side
-    cache.set(g, g + 1, 1); // fresh folio
-    sptes.set(g, g + 1, 1); // private SPTE
+    cache.set(g, g + 1, FOLIO); // fresh folio
+    sptes.set(g, g + 1, PRIVATE_SPTE); // private SPTE
   }
   // As in the model's trace: deferred page-layer work is paid here.
   if (attrs.size + sptes.size + cache.size === 0) throw new Error('baseline: no extents');
@@ -343,10 +351,10 @@ console.log(
 console.log(
   `  (3 guest accesses + 2 KVM_SET_MEMORY_ATTRIBUTES + 1 PUNCH_HOLE + 1 MADV_DONTNEED), via ${SYSCALLS_PER_PAGE} syscalls per page`,
 );
-const base = await runBaseline(PAGES, (cells) => new pointMaps.PointExtentMap<number>(undefined, cells));
+const base = await runBaseline(PAGES, (cells) => new pointMaps.PointExtentMap<unknown>(undefined, cells));
 console.log(line('baseline (bare PointExtentMaps)', base, PAGES));
 console.log(gcLine(base));
-const tree = await runBaseline(PAGES, () => new ExtentMap<number>());
+const tree = await runBaseline(PAGES, () => new ExtentMap<unknown>());
 console.log(line('same on plain ExtentMaps', tree, PAGES, base));
 const off = await runModel(PAGES, false);
 const syscallRate = (r: Timed & { syscalls: number }): string =>
@@ -371,7 +379,7 @@ if (REPEAT > 1) {
   const rates = [offRate];
   const ratios = [offRate / (base.ops / base.seconds)];
   for (let r = 2; r <= REPEAT; r++) {
-    const b = await runBaseline(PAGES, (cells) => new pointMaps.PointExtentMap<number>(undefined, cells));
+    const b = await runBaseline(PAGES, (cells) => new pointMaps.PointExtentMap<unknown>(undefined, cells));
     const m = await runModel(PAGES, false);
     console.log(line(`  pair ${r}: baseline`, b, PAGES));
     console.log(line(`  pair ${r}: model, invariants off`, m, PAGES, b));
