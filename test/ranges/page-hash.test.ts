@@ -47,7 +47,9 @@ function same(h: PageHash<number>, m: Map<number, number>, probes: number[]): vo
     expect(h.has(p)).toBe(m.has(p));
   }
   const walked: [number, number][] = [];
-  h.forEach((v, p) => walked.push([p, v]));
+  h.forEach((v, p) => {
+    walked.push([p, v]);
+  });
   expect(walked.sort((a, b) => a[0] - b[0])).toEqual([...m].sort((a, b) => a[0] - b[0]));
 }
 
