@@ -53,6 +53,8 @@ export class PageHash<V> {
 
   /** The probe slot holding `page` (below 2^31), or -1. */
   private find(page: number): number {
+    // A negative page would match the EMPTY and GONE marks.
+    if (page < 0) return -1;
     const s = this.slots;
     const mask = (1 << this.bits) - 1;
     for (let i = this.home(page); ; i = (i + 1) & mask) {
@@ -73,7 +75,9 @@ export class PageHash<V> {
     return this.find(page) >= 0;
   }
 
+  /** `page` must be a non-negative safe integer (RangeError otherwise, nothing changed). */
   set(page: number, value: V): void {
+    if (!Number.isSafeInteger(page) || page < 0) throw new RangeError(`PageHash: bad page ${page}`);
     if (page > 0x7fffffff) {
       this.wide ??= new Map();
       this.wide.set(page, value);

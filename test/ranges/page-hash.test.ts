@@ -132,6 +132,17 @@ describe('PageHash', () => {
     expect([visited.length, h.size]).toEqual([150, 0]);
   });
 
+  it('no entry for a negative or fractional page, even where the table has empty and deleted slots; set refuses them', () => {
+    const h = new PageHash<number>();
+    for (let p = 0; p < 20; p++) h.set(p, p);
+    for (let p = 0; p < 20; p += 2) h.delete(p);
+    // -0 is page 0, deleted above.
+    for (const p of [-1, -2, 0.5, -0])
+      expect([h.get(p), h.has(p), h.delete(p)]).toEqual([undefined, false, false]);
+    for (const p of [-1, 1.5, 2 ** 53, Number.NaN]) expect(() => h.set(p, 1)).toThrow(RangeError);
+    expect([h.size, h.get(1), h.get(19)]).toEqual([10, 1, 19]);
+  });
+
   it('grows past a million pages, then compacts after mass deletes and keeps the survivors', () => {
     const h = new PageHash<number>();
     const n = 1 << 20;
