@@ -248,8 +248,7 @@ function baselineTrace(pages: number, make: MakeMap): { ops: number } {
   const cache = make();
   const ram = new Map<number, Uint8Array>(); // host RAM pages, as mm.ts keeps them
   // Values of the kinds the model stores: an attribute word per call (seq * 2 + private, so each
-  // converted page ends as its own extent, as in the model), objects for SPTEs and folios. (With
-  // numbers everywhere the shared code would also carry other type feedback into the model's run.)
+  // converted page ends as its own extent, as in the model), objects for SPTEs and folios.
   attrs.set(0, GUEST_PAGES, 1);
   for (let i = 0; i < pages; i++) {
     const g = pageOf(i);
