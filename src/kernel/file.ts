@@ -124,7 +124,9 @@ export interface MmapBacking {
 
 /** The process's fd table: lowest free fd first, as the kernel allocates. */
 export class FdTable {
-  private readonly files = new Map<number, KFile>();
+  /** fd -> file; an array, not a Map: fds are small and every syscall looks one up. */
+  private readonly files: (KFile | undefined)[] = [];
+  private open = 0;
   /** The default soft RLIMIT_NOFILE of a login session. */
   static readonly RLIMIT_NOFILE = 1024;
   /** The default hard RLIMIT_NOFILE (systemd >= 240 sets 512Ki; fs.nr_open defaults to 1Mi). */
@@ -146,8 +148,9 @@ export class FdTable {
 
   install(file: KFile): number {
     for (let fd = this.nextFd; fd < this.limit; fd++) {
-      if (!this.files.has(fd)) {
-        this.files.set(fd, file);
+      if (this.files[fd] === undefined) {
+        this.files[fd] = file;
+        this.open++;
         this.nextFd = fd + 1;
         return fd;
       }
@@ -158,25 +161,27 @@ export class FdTable {
 
   lookup(fd: unknown): KFile {
     if (typeof fd !== 'number' && typeof fd !== 'bigint') throw kerr('EBADF', 'fd is not a number');
-    const f = this.files.get(Number(fd));
+    // Reading an index that is negative, fractional or huge finds nothing, as for a Map.
+    const f = this.files[Number(fd)];
     if (!f) throw kerr('EBADF', `fd ${fd} is not open`);
     return f;
   }
 
   /** Is `fd` an open fd? */
   has(fd: unknown): boolean {
-    return (typeof fd === 'number' || typeof fd === 'bigint') && this.files.has(Number(fd));
+    return (typeof fd === 'number' || typeof fd === 'bigint') && this.files[Number(fd)] !== undefined;
   }
 
   /** fget() for kernel users (e.g. kvm_gmem_bind): a new reference, or undefined. */
   fget(fd: number): KFile | undefined {
-    const f = this.files.get(fd);
+    const f = this.files[fd];
     return f?.get();
   }
 
   close(fd: unknown): void {
     const f = this.lookup(fd);
-    this.files.delete(Number(fd));
+    this.files[Number(fd)] = undefined;
+    this.open--;
     if (Number(fd) < this.nextFd) this.nextFd = Number(fd);
     f.put();
   }
@@ -186,6 +191,6 @@ export class FdTable {
   }
 
   get size(): number {
-    return this.files.size;
+    return this.open;
   }
 }

@@ -35,6 +35,7 @@ import { createPlatform, type Platform, type PlatformName } from './platform.js'
 import { getProfile, kernels } from './profiles/index.js';
 import type { KernelProfile } from './profiles/types.js';
 import { Tracer } from './provenance.js';
+import { RecentCache } from './recent-cache.js';
 import { s64, scalar } from './uaccess.js';
 
 export interface HostOptions {
@@ -54,6 +55,8 @@ export interface HostOptions {
 /** ioctl request names <-> numbers (uAPI); SEV / TDX commands are KVM_MEMORY_ENCRYPT_OP sub-commands. */
 const ioctlNames = new Map<string, number>(Object.entries(KVM_IOCTLS));
 const ioctlByCode = new Map<number, string>([...ioctlNames].map(([n, c]) => [c, n]));
+/** ioctlNames for the few requests a VMM's loop repeats. */
+const recentIoctlCodes = new RecentCache((name: string) => ioctlNames.get(name));
 
 export class Host implements MmuNotifier {
   readonly profile: KernelProfile;
@@ -71,6 +74,8 @@ export class Host implements MmuNotifier {
   private pfnNext = 0x100000; // above the first 4 GiB of host memory
   private folioGen = 0;
   private readonly guests = new Map<Vcpu, Guest>();
+  private lastGuestOf: Vcpu | undefined;
+  private lastGuest: Guest | undefined;
   /** The VMs whose MMU notifier watches this mm (kvm_init_mmu_notifier() .. kvm_destroy_vm()). */
   readonly mmuNotifiers = new Set<Vm>();
 
@@ -152,7 +157,7 @@ export class Host implements MmuNotifier {
   }
 
   ioctl(fd: number, request: string | number, arg?: unknown): number {
-    const code = typeof request === 'number' ? request >>> 0 : ioctlNames.get(request);
+    const code = typeof request === 'number' ? request >>> 0 : recentIoctlCodes.get(request);
     const name =
       typeof request === 'string'
         ? request
@@ -383,12 +388,16 @@ export class Host implements MmuNotifier {
   /** host.guest(vcpuFd): the guest program of a vCPU. */
   guest(vcpu: number | Vcpu): Guest {
     const v = typeof vcpu === 'number' ? this.vcpuOf(vcpu) : vcpu;
+    // Every KVM_RUN asks; mostly for the vCPU asked last.
+    if (v === this.lastGuestOf) return this.lastGuest!;
     let g = this.guests.get(v);
     if (!g) {
       const vm = v.vm;
       g = new Guest(() => emulationRefusal(vm));
       this.guests.set(v, g);
     }
+    this.lastGuestOf = v;
+    this.lastGuest = g;
     return g;
   }
 

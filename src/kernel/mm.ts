@@ -416,7 +416,8 @@ export class AddressSpace {
     // __get_user_pages() with FOLL_MADV_POPULATE, vma_lookup() finds nothing), leaving what lies
     // beyond it alone; other advice visits every VMA (madvise_walk_vmas), then reports the hole.
     const populate = advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE;
-    for (const v of [...this.vmas]) {
+    // No copy of the list: advice never maps or unmaps (munmap and mprotect replace the array).
+    for (const v of this.vmas) {
       if (v.end <= a) continue;
       if (v.start >= end) break;
       if (v.start > a) {

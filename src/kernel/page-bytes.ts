@@ -46,11 +46,14 @@ export class PageBytes {
   }
 
   get(page: number): Uint8Array | undefined {
-    return page === this.slotPage ? this.slotBytes : this.m.get(page);
+    if (page === this.slotPage) return this.slotBytes;
+    // Most stores hold no page outside the slot (a guest reading memory nobody wrote): no lookup,
+    // which for a page number above 2^31 (host addresses) would hash a heap number.
+    return this.m.size === 0 ? undefined : this.m.get(page);
   }
 
   has(page: number): boolean {
-    return (page === this.slotPage && page >= 0) || this.m.has(page);
+    return (page === this.slotPage && page >= 0) || (this.m.size !== 0 && this.m.has(page));
   }
 
   /** `page` must be a page number (>= 0). */

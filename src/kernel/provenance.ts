@@ -18,6 +18,7 @@
  *   `siteIn()` without making a record, and state that is always changed at one site (memory
  *   attributes) keeps only the seq. `Site.at(seq)` rebuilds the record when an explanation needs it.
  */
+import { RecentCache } from './recent-cache.js';
 
 export interface Provenance {
   /** Sequence number of the syscall (1-based, per host). Flow runners map it to their step. */
@@ -164,17 +165,21 @@ export class Tracer {
   private top: Frame = new Frame('', null);
   /** Bottom frames interned per call name, so frames and sites are shared by every syscall of that name. */
   private readonly roots = new Map<string, Frame>();
-
-  /** A new syscall starts. */
-  begin(call: string): void {
-    this.seq++;
-    this.call = call;
+  /** `roots` for the few calls a VMM's loop repeats. */
+  private readonly recentRoots = new RecentCache((call: string) => {
     let root = this.roots.get(call);
     if (root === undefined) {
       root = new Frame(call, null);
       this.roots.set(call, root);
     }
-    this.top = root;
+    return root;
+  });
+
+  /** A new syscall starts. */
+  begin(call: string): void {
+    this.seq++;
+    this.call = call;
+    this.top = this.recentRoots.get(call);
   }
 
   /** Run `fn` inside kernel function `name` (for provenance paths). */

@@ -32,10 +32,13 @@ const NONE: unique symbol = Symbol('none');
 
 /** One page of a shared layer: each member map's override (a value, HOLE, or NONE). */
 class PageCell {
-  constructor(
-    public c0: unknown,
-    public c1: unknown,
-  ) {}
+  // Declared and assigned, not ES2022 class fields (which define each field first): one per page.
+  declare c0: unknown;
+  declare c1: unknown;
+  constructor(c0: unknown, c1: unknown) {
+    this.c0 = c0;
+    this.c1 = c1;
+  }
 }
 
 /**

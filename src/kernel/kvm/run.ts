@@ -292,11 +292,10 @@ function emulatedAccess(
   op: Extract<GuestOp, { op: 'read' | 'write' }>,
 ): boolean {
   const vm = vcpu.vm;
-  decodeAccess(op);
+  const gpa = decodeAccess(op);
   const data = aData;
   const isWrite = data !== undefined;
   const length = aLength;
-  const gpa = aGpa;
   const out = isWrite ? undefined : readBuffer(prog, length);
   let done = prog.partial;
   while (done < length) {
@@ -324,13 +323,14 @@ function emulatedAccess(
   return false;
 }
 
-// decodeAccess() results: a write's bytes (undefined for a read), the access's length and gpa.
+// decodeAccess() results besides the gpa: a write's bytes (undefined for a read), the access's length.
+// (A gpa is returned, not kept here: a number above 2^31 stored in a module variable is a new heap
+// number each time.)
 let aData: Uint8Array | undefined;
 let aLength = 0;
-let aGpa = 0;
 
-/** A read or write operation's bytes, length and gpa, into aData, aLength and aGpa (no allocation). */
-function decodeAccess(op: Extract<GuestOp, { op: 'read' | 'write' }>): void {
+/** A read or write operation's gpa; its bytes and length into aData and aLength (no allocation). */
+function decodeAccess(op: Extract<GuestOp, { op: 'read' | 'write' }>): number {
   if (op.op === 'write') {
     aData = op.data instanceof Uint8Array ? op.data : Uint8Array.from(op.data);
     aLength = aData.length;
@@ -338,7 +338,7 @@ function decodeAccess(op: Extract<GuestOp, { op: 'read' | 'write' }>): void {
     aData = undefined;
     aLength = op.length;
   }
-  aGpa = typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
+  return typeof op.gpa === 'number' ? op.gpa : Number(op.gpa);
 }
 
 /** The buffer of the read at pc: the bytes gathered so far (a read resumed after an exit). */
@@ -386,18 +386,16 @@ function mmioExit(
 /** A guest read or write, page by page through the TDP fault path. */
 function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read' | 'write' }>): boolean {
   const vm = vcpu.vm;
-  decodeAccess(op);
+  const raw = decodeAccess(op);
   const data = aData;
   const isWrite = data !== undefined;
   const length = aLength;
-  const raw = aGpa;
   const out = isWrite ? undefined : readBuffer(prog, length);
   const kind = isWrite ? WRITE : READ;
   let done = prog.partial;
   while (done < length) {
     const addr = raw + done;
-    guestView(vm, addr, op.shared);
-    const viewGpa = vGpa;
+    const viewGpa = guestView(vm, addr, op.shared);
     const viewPrivate = vPrivate;
     const gfn = Math.floor(viewGpa / 4096);
     const off = viewGpa - gfn * 4096;
@@ -455,26 +453,23 @@ function copyBytes(out: Uint8Array, at: number, src: Uint8Array, off: number, n:
 }
 
 /**
- * The gpa a guest access reaches and its private bit, into vGpa and vPrivate. SNP/TDX: the
- * guest's own view (`shared`, or the C-bit / shared bit the arch decodes). SW_PROTECTED:
- * kvm_mmu_page_fault() sets PFERR_PRIVATE_ACCESS from the attribute, the hint is ignored. Default
- * VMs: always shared.
+ * The gpa a guest access reaches; its private bit into vPrivate. SNP/TDX: the guest's own view
+ * (`shared`, or the C-bit / shared bit the arch decodes). SW_PROTECTED: kvm_mmu_page_fault() sets
+ * PFERR_PRIVATE_ACCESS from the attribute, the hint is ignored. Default VMs: always shared.
  */
-function guestView(vm: Vm, gpa: number, shared: boolean | undefined): void {
+function guestView(vm: Vm, gpa: number, shared: boolean | undefined): number {
   const arch = vm.arch;
   if (arch.decodeGpa) {
     const d = arch.decodeGpa(BigInt(gpa));
-    vGpa = Number(d.gpa);
     vPrivate = shared === undefined ? d.private : !shared;
-    return;
+    return Number(d.gpa);
   }
-  vGpa = gpa;
   if (arch.privacySource === 'guest') vPrivate = !shared;
   else if (!arch.hasPrivateMem) vPrivate = false;
   else vPrivate = (vm.memoryAttributes(Math.floor(gpa / 4096)) & KVM_MEMORY_ATTRIBUTE_PRIVATE) !== 0;
+  return gpa;
 }
-/** guestView()'s results (no object per access). */
-let vGpa = 0;
+/** guestView()'s private bit (no object per access). */
 let vPrivate = false;
 
 /**

@@ -1,0 +1,88 @@
+/**
+ * FdTable (src/kernel/file.ts): the process's fds, lowest free first (get_unused_fd_flags), and
+ * what a lookup of anything that is not an open fd answers (-EBADF), whatever the JS value.
+ */
+import { describe, expect, it } from 'vitest';
+import { createHost } from '../src/index.js';
+import { KernelError } from '../src/kernel/errors.js';
+import { FdTable, KFile, type Stat } from '../src/kernel/file.js';
+
+class TestFile extends KFile {
+  readonly kind = 'test';
+  stat(): Stat {
+    return { st_ino: 1, st_size: 0, st_blksize: 4096, st_mode: 0o100600 };
+  }
+  protected release(): void {}
+}
+
+/** The errno a KernelError-throwing call fails with, undefined if it succeeds. */
+function kernelErrno(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (e) {
+    if (e instanceof KernelError) return e.code;
+    throw e;
+  }
+}
+
+describe('FdTable', () => {
+  const host = createHost({ kernel: 'v6.16' });
+
+  it('hands out the lowest free fd from 3, reuses a closed one first, and counts what is open', () => {
+    const t = new FdTable();
+    const files = [0, 1, 2].map(() => new TestFile(host));
+    expect(files.map((f) => t.install(f))).toEqual([3, 4, 5]);
+    expect(t.size).toBe(3);
+    t.close(4);
+    expect(t.size).toBe(2);
+    expect(files[1]!.released).toBe(true);
+    expect(t.install(new TestFile(host))).toBe(4);
+    expect(t.install(new TestFile(host))).toBe(6);
+    expect(t.size).toBe(4);
+  });
+
+  it('finds an open fd given as a number or a bigint; anything else is EBADF', () => {
+    const t = new FdTable();
+    const f = new TestFile(host);
+    const fd = t.install(f);
+    expect(t.lookup(fd)).toBe(f);
+    expect(t.lookup(BigInt(fd))).toBe(f);
+    expect(t.has(fd)).toBe(true);
+    for (const bad of [
+      0,
+      1,
+      2,
+      fd + 1,
+      -1,
+      -fd,
+      fd + 0.5,
+      2 ** 40,
+      Number.NaN,
+      Infinity,
+      99n,
+      -3n,
+      '3',
+      undefined,
+      null,
+    ]) {
+      expect(kernelErrno(() => t.lookup(bad))).toBe('EBADF');
+      expect(t.has(bad)).toBe(false);
+    }
+    t.close(fd);
+    expect(kernelErrno(() => t.lookup(fd))).toBe('EBADF');
+    expect(t.has(fd)).toBe(false);
+    expect(kernelErrno(() => t.close(fd))).toBe('EBADF');
+  });
+
+  it('stops at the soft RLIMIT_NOFILE with EMFILE, dropping the file it could not install', () => {
+    const t = new FdTable();
+    t.setSoftLimit(5);
+    t.install(new TestFile(host));
+    t.install(new TestFile(host));
+    const f = new TestFile(host);
+    expect(kernelErrno(() => t.install(f))).toBe('EMFILE');
+    expect(f.released).toBe(true);
+    expect(t.size).toBe(2);
+  });
+});
