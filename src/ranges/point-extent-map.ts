@@ -51,8 +51,8 @@ export class PageCells {
   readonly cells = new PageHash<PageCell>();
   /** @internal Overrides held in each column (HOLE included). */
   readonly counts = [0, 0];
-  /** @internal Columns handed out. */
-  members = 0;
+  /** @internal The maps of the columns handed out, in column order. */
+  readonly maps: PointExtentMap<unknown>[] = [];
 }
 
 export class PointExtentMap<V> {
@@ -82,9 +82,10 @@ export class PointExtentMap<V> {
   constructor(equals?: (a: V, b: V) => boolean, shared?: PageCells) {
     this.eq = equals ?? Object.is;
     this.tree = new ExtentMap<V>(equals);
-    if (shared !== undefined && shared.members >= 2) throw new Error('PageCells: a layer serves two maps');
+    if (shared !== undefined && shared.maps.length >= 2)
+      throw new Error('PageCells: a layer serves two maps');
     this.shared = shared ?? null;
-    this.col = shared === undefined ? 0 : shared.members++;
+    this.col = shared === undefined ? 0 : shared.maps.push(this as PointExtentMap<unknown>) - 1;
   }
 
   /** Overrides in this map's layer (its column of a shared one). */
@@ -124,6 +125,15 @@ export class PointExtentMap<V> {
     this.unslot();
     const n = this.layerSize();
     if (n === 0) return;
+    if (
+      this.shared !== null &&
+      this.shared.maps.length === 2 &&
+      this.walksLayer(this.col) &&
+      this.walksLayer(1 - this.col)
+    ) {
+      flushBoth(this.shared);
+      return;
+    }
     let keys: Float64Array = new Float64Array(n);
     let vals = new Array<V | undefined>(n);
     if (this.shared === null) {
@@ -135,6 +145,26 @@ export class PointExtentMap<V> {
       this.pts.clear();
     } else this.takeColumn(keys, vals);
     [keys, vals] = sortByPage(keys, vals);
+    this.tree.setPages(keys, vals, n);
+  }
+
+  /**
+   * Whether taking shared column `col` walks the whole layer (its map put pages in it at least a
+   * quarter as often as the layer has cells) rather than looking up its own pages.
+   */
+  private walksLayer(col: number): boolean {
+    const sh = this.shared!;
+    return sh.maps[col]!.pages.length * 4 >= sh.cells.size;
+  }
+
+  /** @internal flushBoth(): this map's slot into its column; the column's pages forgotten. */
+  settleForJointFlush(): void {
+    this.unslot();
+    this.pages = [];
+  }
+
+  /** @internal flushBoth(): the sorted pages keys[0, n) with their values into the tree. */
+  takeSorted(keys: Float64Array, vals: (V | undefined)[], n: number): void {
     this.tree.setPages(keys, vals, n);
   }
 
@@ -156,7 +186,7 @@ export class PointExtentMap<V> {
     };
     // Walking the layer reads it in order; looking up this map's own pages is a hash lookup each,
     // worth it when they are few against the layer.
-    if (this.pages.length * 4 < sh.cells.size) {
+    if (!this.walksLayer(col)) {
       for (const x of this.pages) {
         const c = sh.cells.get(x);
         if (c !== undefined) take(c, x);
@@ -357,30 +387,100 @@ export class PointExtentMap<V> {
   }
 }
 
+/**
+ * Flushes both columns of a shared layer at once, when each would walk the whole layer anyway
+ * (a conversion trace leaves a million pages in both): one walk and one sort for the two maps,
+ * then the layer is emptied whole.
+ */
+function flushBoth(sh: PageCells): void {
+  const [m0, m1] = sh.maps as [PointExtentMap<unknown>, PointExtentMap<unknown>];
+  m0.settleForJointFlush();
+  m1.settleForJointFlush();
+  const n = sh.cells.size;
+  let keys: Float64Array = new Float64Array(n);
+  let v0 = new Array<unknown>(n);
+  let v1 = new Array<unknown>(n);
+  let k = 0;
+  sh.cells.forEach((c, x) => {
+    keys[k] = x;
+    v0[k] = c.c0;
+    v1[k++] = c.c1;
+  });
+  sh.cells.clear();
+  sh.counts[0] = 0;
+  sh.counts[1] = 0;
+  [keys, v0, v1] = sortByPage(keys, v0, v1);
+  // Each column's overrides (NONE: none in that column) go to its map, in page order.
+  takeOverrides(m0, keys, v0, n);
+  takeOverrides(m1, keys, v1, n);
+}
+
+/** A column's overrides among sorted keys[0, n) (NONE: none for this map) into its map's tree. */
+function takeOverrides(m: PointExtentMap<unknown>, keys: Float64Array, vals: unknown[], n: number): void {
+  const ks = new Float64Array(n);
+  let j = 0;
+  // In chunks: a function run once for a million pages would run its loop unoptimized for long.
+  for (let i = 0; i < n; i += CHUNK) j = compactChunk(keys, vals, ks, i, Math.min(n, i + CHUNK), j);
+  if (j > 0) m.takeSorted(ks, vals, j);
+}
+
+/** Entries per compactChunk() call. */
+const CHUNK = 4096;
+
+function compactChunk(
+  keys: Float64Array,
+  vals: unknown[],
+  ks: Float64Array,
+  from: number,
+  to: number,
+  j: number,
+): number {
+  for (let i = from; i < to; i++) {
+    const v = vals[i];
+    if (v === NONE) continue;
+    ks[j] = keys[i]!;
+    vals[j++] = v === HOLE ? undefined : v;
+  }
+  return j;
+}
+
 /** Below this many pages the flush sorts by comparison. */
 const RADIX_MIN = 4096;
 
 /**
- * `keys` (distinct non-negative safe integers) ascending, with `vals` moved alongside: an LSD radix
- * sort on 16-bit digits. The arrays passed in are reused (the result may be either pair).
+ * `keys` (distinct non-negative safe integers) ascending, with `vals` (and `vals2`, if given)
+ * moved alongside: an LSD radix sort on 16-bit digits. The arrays passed in are reused (the result
+ * may be either set).
  */
-function sortByPage<T>(keysIn: Float64Array, valsIn: T[]): [Float64Array, T[]] {
+function sortByPage<T, U = never>(
+  keysIn: Float64Array,
+  valsIn: T[],
+  vals2In?: U[],
+): [Float64Array, T[], U[]] {
   const n = keysIn.length;
   // A small layer (a flow's step, an invariant check) is not worth the 64 Ki counters of a pass.
   if (n < RADIX_MIN) {
     const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => keysIn[a]! - keysIn[b]!);
-    return [Float64Array.from(order, (i) => keysIn[i]!), order.map((i) => valsIn[i]!)];
+    return [
+      Float64Array.from(order, (i) => keysIn[i]!),
+      order.map((i) => valsIn[i]!),
+      vals2In === undefined ? [] : order.map((i) => vals2In[i]!),
+    ];
   }
   let max = 0;
   for (let i = 0; i < n; i++) if (keysIn[i]! > max) max = keysIn[i]!;
-  return max < 2 ** 32 ? sortU32(keysIn, valsIn) : sortWide(keysIn, valsIn, max);
+  return max < 2 ** 32 ? sortU32(keysIn, valsIn, vals2In) : sortWide(keysIn, valsIn, vals2In, max);
 }
 
 /**
  * Pages below 2^32 (every page of a guest below 16 TiB): two passes on integer digits, both
  * histograms counted in one read, the keys carried as 32-bit words (half the bytes to move).
  */
-function sortU32<T>(keysIn: Float64Array, valsIn: T[]): [Float64Array, T[]] {
+function sortU32<T, U>(
+  keysIn: Float64Array,
+  valsIn: T[],
+  vals2In: U[] | undefined,
+): [Float64Array, T[], U[]] {
   const n = keysIn.length;
   const lo = new Uint32Array(1 << 16);
   const hi = new Uint32Array(1 << 16);
@@ -403,29 +503,54 @@ function sortU32<T>(keysIn: Float64Array, valsIn: T[]): [Float64Array, T[]] {
   }
   const midKeys = new Uint32Array(n);
   const midVals = new Array<T>(n);
+  // The second pass writes back into the arrays passed in.
+  if (vals2In === undefined) {
+    for (let i = 0; i < n; i++) {
+      const k = k32[i]!;
+      const at = lo[k & 0xffff]!++;
+      midKeys[at] = k;
+      midVals[at] = valsIn[i]!;
+    }
+    for (let i = 0; i < n; i++) {
+      const k = midKeys[i]!;
+      const at = hi[k >>> 16]!++;
+      keysIn[at] = k;
+      valsIn[at] = midVals[i]!;
+    }
+    return [keysIn, valsIn, []];
+  }
+  const midVals2 = new Array<U>(n);
   for (let i = 0; i < n; i++) {
     const k = k32[i]!;
     const at = lo[k & 0xffff]!++;
     midKeys[at] = k;
     midVals[at] = valsIn[i]!;
+    midVals2[at] = vals2In[i]!;
   }
-  // The second pass writes back into the arrays passed in.
   for (let i = 0; i < n; i++) {
     const k = midKeys[i]!;
     const at = hi[k >>> 16]!++;
     keysIn[at] = k;
     valsIn[at] = midVals[i]!;
+    vals2In[at] = midVals2[i]!;
   }
-  return [keysIn, valsIn];
+  return [keysIn, valsIn, vals2In];
 }
 
 /** Larger pages: as many passes as the largest key needs, digits taken in floating point. */
-function sortWide<T>(keysIn: Float64Array, valsIn: T[], max: number): [Float64Array, T[]] {
+function sortWide<T, U>(
+  keysIn: Float64Array,
+  valsIn: T[],
+  vals2In: U[] | undefined,
+  max: number,
+): [Float64Array, T[], U[]] {
   const n = keysIn.length;
   let keys = keysIn;
   let vals = valsIn;
+  let vals2 = vals2In ?? [];
   let nextKeys: Float64Array = new Float64Array(n);
   let nextVals = new Array<T>(n);
+  let nextVals2 = new Array<U>(vals2In === undefined ? 0 : n);
   const count = new Uint32Array(1 << 16);
   for (let shift = 1; shift <= max; shift *= 65536) {
     count.fill(0);
@@ -441,9 +566,11 @@ function sortWide<T>(keysIn: Float64Array, valsIn: T[], max: number): [Float64Ar
       const at = count[Math.floor(key / shift) & 0xffff]!++;
       nextKeys[at] = key;
       nextVals[at] = vals[i]!;
+      if (vals2In !== undefined) nextVals2[at] = vals2[i]!;
     }
     [keys, nextKeys] = [nextKeys, keys];
     [vals, nextVals] = [nextVals, vals];
+    [vals2, nextVals2] = [nextVals2, vals2];
   }
-  return [keys, vals];
+  return [keys, vals, vals2];
 }

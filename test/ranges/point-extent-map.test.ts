@@ -210,6 +210,46 @@ describe('PointExtentMap sharing its page layer (PageCells)', () => {
     expect([a.isEmpty(), a.get(3), b.get(3), b.size]).toEqual([true, undefined, 9, 1]);
   });
 
+  it('an ordered query of one map with both columns big flushes both at once: each map keeps its values and gaps', () => {
+    // Page sets of both maps (some pages in one column only, some cleared) against plain ExtentMaps;
+    // 6000 pages take the radix sort, pages from 2^32 on the wide one, 300 the comparison sort.
+    for (const [n, base] of [
+      [6000, 0],
+      [6000, 2 ** 33],
+      [300, 7],
+    ]) {
+      const cells = new PageCells();
+      const a = new PointExtentMap<number>(undefined, cells);
+      const b = new PointExtentMap<number>(undefined, cells);
+      const refA = new ExtentMap<number>();
+      const refB = new ExtentMap<number>();
+      refA.set(0, 2 ** 40, 1);
+      a.set(0, 2 ** 40, 1); // a range set: a tree under a's column
+      const both = (
+        m: PointExtentMap<number>,
+        r: ExtentMap<number>,
+        p: number,
+        v: number | undefined,
+      ): void => {
+        m.set(p, p + 1, v);
+        r.set(p, p + 1, v);
+      };
+      for (let i = 0; i < n; i++) {
+        const p = base + ((i * 7919) % (4 * n)); // scattered, some pages hit twice
+        if (i % 5 !== 0) both(a, refA, p, i % 3 === 0 ? undefined : 10 + i);
+        if (i % 7 !== 0) both(b, refB, p, i % 4 === 0 ? undefined : 20 + i);
+      }
+      expect(a.size).toBe(refA.size); // b's column goes to b's tree too
+      expect([...b.entries()]).toEqual([...refB.entries()]);
+      expect([...a.entries()]).toEqual([...refA.entries()]);
+      // Both go on from their trees.
+      both(a, refA, base + 3, 99);
+      both(b, refB, base + 3, 98);
+      expect([a.get(base + 3), b.get(base + 3), b.size]).toEqual([99, 98, refB.size]);
+      expect([...a.entries()]).toEqual([...refA.entries()]);
+    }
+  });
+
   it('a clone of a sharing map has a layer of its own', () => {
     const [a, b] = pair(3);
     const c = b.clone();

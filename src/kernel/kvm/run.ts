@@ -259,8 +259,29 @@ function mapGpaHypercallNum(
     return false;
   }
   // A literal for the usual single page: BigInt() allocates.
-  hypercallExit(vcpu, BigInt(gpa), npages === 1 ? 1n : BigInt(npages), priv ? MAP_GPA_RANGE_ENCRYPTED : 0n);
+  hypercallExit(
+    vcpu,
+    gpaBigInt(gpa),
+    npages === 1 ? 1n : BigInt(npages),
+    priv ? MAP_GPA_RANGE_ENCRYPTED : 0n,
+  );
   return true;
+}
+
+/**
+ * The last gpa a hypercall exit reported, as a number and as the bigint kvm_run carries. A guest
+ * that converts a page asks twice for the same gpa (to shared, then back to private), and BigInt()
+ * of a number above 2^32 allocates and normalizes (~70 ns). `num` starts as a non-integer so that
+ * its field holds doubles in place (no heap number per store).
+ */
+const lastGpa = { num: -0.5, big: 0n };
+
+function gpaBigInt(gpa: number): bigint {
+  if (gpa !== lastGpa.num) {
+    lastGpa.big = BigInt(gpa);
+    lastGpa.num = gpa;
+  }
+  return lastGpa.big;
 }
 
 /**
