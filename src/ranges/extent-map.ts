@@ -132,9 +132,21 @@ let sIdx = -1;
 let sLb = -Infinity;
 let sUb = Infinity;
 
+/**
+ * A node's page numbers (leaf starts and ends, branch separators) live in arrays of unboxed doubles
+ * from the start: pages come from Float64Arrays (the page layers' flush) and reach 2^53, so V8 would
+ * otherwise turn each new small-integer array into a double one at its first store (a copy per
+ * array), and the tree would mix both kinds. The collector also copies a double array without
+ * visiting its elements.
+ */
+function doubleArray(n: number): number[] {
+  // A non-integer first makes the array's elements doubles; elements kinds never go back.
+  return new Array<number>(n).fill(0.5).fill(0);
+}
+
 // Fresh node arrays are copies of these (never written): Array.prototype.fill() on a new array
-// goes through the runtime and costs 2-4x a copy, which is a memcpy. Same elements kinds as fill().
-const ZEROS: readonly number[] = new Array<number>(CAP).fill(0);
+// goes through the runtime and costs 2-4x a copy, which is a memcpy.
+const ZEROS: readonly number[] = doubleArray(CAP);
 const UNDEFS: readonly undefined[] = new Array<undefined>(CAP).fill(undefined);
 const NILS: readonly Leaf<never>[] = new Array<Leaf<never>>(CAP).fill(NIL);
 
@@ -152,8 +164,8 @@ function valArray<V>(): (V | undefined)[] {
  * its entries to these spill arrays, and hands its own arrays to the next newLeaf(). Its parent
  * re-deals it right away, in the same pass, so per split only one Leaf object is allocated.
  */
-const XS: number[] = new Array<number>(2 * CAP).fill(0);
-const XE: number[] = new Array<number>(2 * CAP).fill(0);
+const XS: number[] = doubleArray(2 * CAP);
+const XE: number[] = doubleArray(2 * CAP);
 const XV: unknown[] = new Array<unknown>(2 * CAP).fill(undefined);
 let spilled = false;
 let freeS: number[] | null = null;
