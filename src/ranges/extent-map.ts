@@ -127,10 +127,11 @@ const SE: number[] = [0, 0, 0];
 const SV: unknown[] = [undefined, undefined, undefined];
 
 // Results of seek(): index in the leaf of the last extent starting at or before x (-1: none), and
-// the separators around the leaf on the path (its extents lie in [sLb, sUb)).
+// the separators around the leaf on the path (its extents lie in [sBounds[0], sBounds[1])).
 let sIdx = -1;
-let sLb = -Infinity;
-let sUb = Infinity;
+// The bounds live in a typed array: a module variable holding -Infinity, Infinity or a page from
+// 2^31 on is a new heap number at every store, and finger lookups store them on every get().
+const sBounds = new Float64Array([-Infinity, Infinity]);
 
 /**
  * A node's page numbers (leaf starts and ends, branch separators) live in arrays of unboxed doubles
@@ -305,7 +306,7 @@ function firstEndingAfter<V>(l: Leaf<V>, x: number): number {
   return p >= 0 && l.ends[p]! > x ? p : p + 1;
 }
 
-/** Descend to the leaf for page x; sets sIdx and sUb. */
+/** Descend to the leaf for page x; sets sIdx and sBounds. */
 function seek<V>(root: Node<V>, height: number, x: number): Leaf<V> {
   let node = root;
   let lb = -Infinity;
@@ -320,8 +321,8 @@ function seek<V>(root: Node<V>, height: number, x: number): Leaf<V> {
   }
   const l = node as Leaf<V>;
   sIdx = lastLE(l.starts, 0, l.n, x);
-  sLb = lb;
-  sUb = ub;
+  sBounds[0] = lb;
+  sBounds[1] = ub;
   return l;
 }
 
@@ -1106,8 +1107,8 @@ export class ExtentMap<V> {
    * mutation may replace nodes; an in-place leaf edit keeps it valid (separators do not move).
    */
   private fLeaf: Leaf<V> | null = null;
-  private fLb = 0;
-  private fUb = 0;
+  private fLb = -Infinity;
+  private fUb = Infinity;
   private readonly eq: (a: V, b: V) => boolean;
 
   /** `equals` decides which neighbours merge; default `Object.is`. */
@@ -1129,19 +1130,19 @@ export class ExtentMap<V> {
     return p >= 0 && l.ends[p]! > index ? l.vals[p] : undefined;
   }
 
-  /** seek() through the finger: the leaf for page x, with sIdx, sLb and sUb set. */
+  /** seek() through the finger: the leaf for page x, with sIdx and sBounds set. */
   private leafFor(root: Node<V>, x: number): Leaf<V> {
     const f = this.fLeaf;
     if (f !== null && x >= this.fLb && x < this.fUb) {
       sIdx = lastLE(f.starts, 0, f.n, x);
-      sLb = this.fLb;
-      sUb = this.fUb;
+      sBounds[0] = this.fLb;
+      sBounds[1] = this.fUb;
       return f;
     }
     const l = seek(root, this.height, x);
     this.fLeaf = l;
-    this.fLb = sLb;
-    this.fUb = sUb;
+    this.fLb = sBounds[0]!;
+    this.fUb = sBounds[1]!;
     return l;
   }
 
@@ -1201,8 +1202,8 @@ export class ExtentMap<V> {
     const eq = this.eq;
     const l = this.leafFor(root, start);
     const p = sIdx;
-    const lb = sLb;
-    const ub = sUb;
+    const lb = sBounds[0]!;
+    const ub = sBounds[1]!;
     const st = l.starts;
     const en = l.ends;
 
@@ -1401,8 +1402,8 @@ export class ExtentMap<V> {
   private clearRange(root: Node<V>, start: number, end: number): void {
     const l = this.leafFor(root, start);
     const p = sIdx;
-    const lb = sLb;
-    const ub = sUb;
+    const lb = sBounds[0]!;
+    const ub = sBounds[1]!;
     let a = start;
     let b = end;
     let m = 0;
@@ -1454,8 +1455,8 @@ export class ExtentMap<V> {
     let ub = 0;
     if (root !== null) {
       l = this.leafFor(root, start);
-      lb = sLb;
-      ub = sUb;
+      lb = sBounds[0]!;
+      ub = sBounds[1]!;
       if (end <= ub) walk.walk(l, 0);
       else walk.walk(root, this.height);
     }
