@@ -99,3 +99,38 @@ describe('guest.results', () => {
     expect([...g.results[0]!.data!]).toEqual([7, 7, 7, 7]);
   });
 });
+
+describe('guest.results: read bytes', () => {
+  it("each read's bytes are its own: small reads share a buffer, not bytes; a big read has its own buffer", () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    const hva = host.mmap({ length: 4096, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+    host.memory.write(
+      hva,
+      Array.from({ length: 200 }, (_, i) => i),
+    );
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: 4096,
+      userspace_addr: hva,
+    });
+    const g = host.guest(vcpu);
+    // 2000 small reads cross several shared buffers; the last read is too big to share one.
+    const small = Array.from({ length: 2000 }, (_, i) => ({ op: 'read' as const, gpa: i % 100, length: 8 }));
+    g.load([...small, { op: 'read', gpa: 0, length: 200 }, { op: 'hlt' }]);
+    host.ioctl(vcpu, 'KVM_RUN');
+    expect(host.kvmRun(vcpu).exit_reason).toBe(uapi.KVM_EXIT_HLT);
+    for (let i = 0; i < 2000; i++) {
+      const want = Array.from({ length: 8 }, (_, k) => (i % 100) + k);
+      expect([...g.results[i]!.data!]).toEqual(want);
+    }
+    // Writing one result's bytes leaves every other result as it was.
+    g.results[0]!.data!.fill(0xff);
+    expect([...g.results[1]!.data!]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    const big = g.results[2000]!.data!;
+    expect([big.length, big.byteOffset, big.buffer.byteLength, big[199]]).toEqual([200, 0, 200, 199]);
+  });
+});

@@ -52,7 +52,10 @@ export type GuestOp =
 export type MapGpaVia = 'hypercall' | 'tdvmcall' | 'psc_msr' | 'psc_ghcb';
 
 export interface GuestOpResultRecord {
-  /** Bytes read, for 'read'. */
+  /**
+   * Bytes read, for 'read'. A small read's bytes are a view of a buffer shared with other reads
+   * (as a Node Buffer from its pool): use the view, not `data.buffer`.
+   */
   data?: Uint8Array;
   /**
    * For 'map_gpa', what the guest read back, by `via`: 'hypercall' RAX (R10 on TDX), negative =
@@ -67,14 +70,17 @@ export interface GuestOpResultRecord {
 
 export class GuestProgram {
   pc = 0;
-  readonly results: GuestOpResultRecord[] = [];
+  /** By operation index; sized for the whole program up front (no growth as operations complete). */
+  readonly results: GuestOpResultRecord[];
   /** Progress inside a multi-page operation (bytes already done), so a re-run resumes there. */
   partial = 0;
   /** An emulated MMIO access of `len` bytes waiting for its completion on the next KVM_RUN. */
   pendingMmio: { len: number; read: boolean } | undefined;
   /** The bytes of the read at `pc` gathered so far; results[pc] gets them once the read completes. */
   readBuffer: Uint8Array | undefined;
-  constructor(readonly ops: readonly GuestOp[]) {}
+  constructor(readonly ops: readonly GuestOp[]) {
+    this.results = new Array<GuestOpResultRecord>(ops.length);
+  }
 
   get done(): boolean {
     return this.pc >= this.ops.length;

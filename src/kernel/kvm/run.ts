@@ -366,10 +366,30 @@ function decodeAccess(op: Extract<GuestOp, { op: 'read' | 'write' }>): number {
 function readBuffer(prog: GuestProgram, length: number): Uint8Array {
   let out = prog.readBuffer;
   if (!out) {
-    out = new Uint8Array(length);
+    out = length <= SMALL_READ ? smallReadBytes(length) : new Uint8Array(length);
     prog.readBuffer = out;
   }
   return out;
+}
+
+/**
+ * Small reads (a guest's loads are a few bytes) get views of a shared slab, as Node's Buffer pool
+ * does: a view costs one object, a Uint8Array of its own three (view, ArrayBuffer, bytes). A slab
+ * is never reused, so each view starts zeroed and stays the read's own.
+ */
+const SMALL_READ = 64;
+const SLAB = 8192;
+let slab = new ArrayBuffer(SLAB);
+let slabUsed = 0;
+
+function smallReadBytes(length: number): Uint8Array {
+  if (slabUsed + length > SLAB) {
+    slab = new ArrayBuffer(SLAB);
+    slabUsed = 0;
+  }
+  const bytes = new Uint8Array(slab, slabUsed, length);
+  slabUsed += length;
+  return bytes;
 }
 
 /** The read at pc is complete: its bytes become its result. */
