@@ -401,18 +401,26 @@ function flushBoth(sh: PageCells): void {
   let v0 = new Array<unknown>(n);
   let v1 = new Array<unknown>(n);
   let k = 0;
+  // Per column: whether every cell holds a value (no NONE, no HOLE), so the sorted arrays go to the
+  // map as they are.
+  let plain0 = true;
+  let plain1 = true;
   sh.cells.forEach((c, x) => {
     keys[k] = x;
     v0[k] = c.c0;
     v1[k++] = c.c1;
+    if (c.c0 === NONE || c.c0 === HOLE) plain0 = false;
+    if (c.c1 === NONE || c.c1 === HOLE) plain1 = false;
   });
   sh.cells.clear();
   sh.counts[0] = 0;
   sh.counts[1] = 0;
   [keys, v0, v1] = sortByPage(keys, v0, v1);
   // Each column's overrides (NONE: none in that column) go to its map, in page order.
-  takeOverrides(m0, keys, v0, n);
-  takeOverrides(m1, keys, v1, n);
+  if (plain0) m0.takeSorted(keys, v0, n);
+  else takeOverrides(m0, keys, v0, n);
+  if (plain1) m1.takeSorted(keys, v1, n);
+  else takeOverrides(m1, keys, v1, n);
 }
 
 /** A column's overrides among sorted keys[0, n) (NONE: none for this map) into its map's tree. */

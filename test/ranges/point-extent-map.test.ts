@@ -239,6 +239,12 @@ describe('PointExtentMap sharing its page layer (PageCells)', () => {
         if (i % 5 !== 0) both(a, refA, p, i % 3 === 0 ? undefined : 10 + i);
         if (i % 7 !== 0) both(b, refB, p, i % 4 === 0 ? undefined : 20 + i);
       }
+      // Pages with a value in both columns (the only kind in a layer of plain columns).
+      for (let i = 0; i < n; i++) {
+        const p = base + 5 * n + 3 * i;
+        both(a, refA, p, i);
+        both(b, refB, p, -i);
+      }
       expect(a.size).toBe(refA.size); // b's column goes to b's tree too
       expect([...b.entries()]).toEqual([...refB.entries()]);
       expect([...a.entries()]).toEqual([...refA.entries()]);
@@ -248,6 +254,21 @@ describe('PointExtentMap sharing its page layer (PageCells)', () => {
       expect([a.get(base + 3), b.get(base + 3), b.size]).toEqual([99, 98, refB.size]);
       expect([...a.entries()]).toEqual([...refA.entries()]);
     }
+  });
+
+  it('a joint flush of columns that hold a value in every cell hands the sorted pages over as they are', () => {
+    const cells = new PageCells();
+    const a = new PointExtentMap<number>(undefined, cells);
+    const b = new PointExtentMap<number>(undefined, cells);
+    const pages = Array.from({ length: 5000 }, (_, i) => (i * 7919) % 65_536);
+    for (const p of pages) {
+      a.set(p, p + 1, p * 2);
+      b.set(p, p + 1, p * 3);
+    }
+    expect(b.size).toBe(5000); // flushes both columns: a's too
+    const sorted = [...pages].sort((x, y) => x - y);
+    expect([...a.entries()]).toEqual(sorted.map((p) => ({ start: p, end: p + 1, value: p * 2 })));
+    expect([...b.entries()]).toEqual(sorted.map((p) => ({ start: p, end: p + 1, value: p * 3 })));
   });
 
   it('a clone of a sharing map has a layer of its own', () => {
