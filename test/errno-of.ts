@@ -1,4 +1,5 @@
 import { HostFault, InvariantViolation, SyscallError } from '../src/index.js';
+import { KernelError } from '../src/kernel/errors.js';
 
 /** The errno name a call fails with (SyscallError.code), undefined if it succeeds; anything else is rethrown. */
 export function errnoOf(fn: () => unknown): string | undefined {
@@ -29,6 +30,20 @@ export function signalOf(fn: () => unknown): string | undefined {
     return undefined;
   } catch (e) {
     if (e instanceof HostFault) return e.signal;
+    throw e;
+  }
+}
+
+/**
+ * The errno name a kernel-internal call fails with (KernelError.code, before a syscall wraps it),
+ * undefined if it succeeds; anything else is rethrown.
+ */
+export function kernelErrnoOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (e) {
+    if (e instanceof KernelError) return e.code;
     throw e;
   }
 }

@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHost } from '../src/index.js';
-import { KernelError } from '../src/kernel/errors.js';
 import { FdTable, KFile, type Stat } from '../src/kernel/file.js';
+import { kernelErrnoOf } from './errno-of.js';
 
 class TestFile extends KFile {
   readonly kind = 'test';
@@ -13,17 +13,6 @@ class TestFile extends KFile {
     return { st_ino: 1, st_size: 0, st_blksize: 4096, st_mode: 0o100600 };
   }
   protected release(): void {}
-}
-
-/** The errno a KernelError-throwing call fails with, undefined if it succeeds. */
-function kernelErrno(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (e) {
-    if (e instanceof KernelError) return e.code;
-    throw e;
-  }
 }
 
 describe('FdTable', () => {
@@ -66,13 +55,13 @@ describe('FdTable', () => {
       undefined,
       null,
     ]) {
-      expect(kernelErrno(() => t.lookup(bad))).toBe('EBADF');
+      expect(kernelErrnoOf(() => t.lookup(bad))).toBe('EBADF');
       expect(t.has(bad)).toBe(false);
     }
     t.close(fd);
-    expect(kernelErrno(() => t.lookup(fd))).toBe('EBADF');
+    expect(kernelErrnoOf(() => t.lookup(fd))).toBe('EBADF');
     expect(t.has(fd)).toBe(false);
-    expect(kernelErrno(() => t.close(fd))).toBe('EBADF');
+    expect(kernelErrnoOf(() => t.close(fd))).toBe('EBADF');
   });
 
   it('stops at the soft RLIMIT_NOFILE with EMFILE, dropping the file it could not install', () => {
@@ -81,7 +70,7 @@ describe('FdTable', () => {
     t.install(new TestFile(host));
     t.install(new TestFile(host));
     const f = new TestFile(host);
-    expect(kernelErrno(() => t.install(f))).toBe('EMFILE');
+    expect(kernelErrnoOf(() => t.install(f))).toBe('EMFILE');
     expect(f.released).toBe(true);
     expect(t.size).toBe(2);
   });

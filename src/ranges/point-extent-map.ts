@@ -511,7 +511,8 @@ function sortU32<T, U>(
   }
   const midKeys = new Uint32Array(n);
   const midVals = new Array<T>(n);
-  // The second pass writes back into the arrays passed in.
+  // The second pass writes back into the arrays passed in. The passes are written out twice so
+  // that a flush of one map (the usual one) moves no second array and tests no flag per entry.
   if (vals2In === undefined) {
     for (let i = 0; i < n; i++) {
       const k = k32[i]!;
