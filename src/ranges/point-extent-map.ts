@@ -131,7 +131,7 @@ export class PointExtentMap<V> {
       this.walksLayer(this.col) &&
       this.walksLayer(1 - this.col)
     ) {
-      flushBoth(this.shared);
+      PointExtentMap.flushBoth(this.shared);
       return;
     }
     let keys: Float64Array = new Float64Array(n);
@@ -157,15 +157,48 @@ export class PointExtentMap<V> {
     return sh.maps[col]!.pages.length * 4 >= sh.cells.size;
   }
 
-  /** @internal flushBoth(): this map's slot into its column; the column's pages forgotten. */
-  settleForJointFlush(): void {
-    this.unslot();
-    this.pages = [];
-  }
-
-  /** @internal flushBoth(): the sorted pages keys[0, n) with their values into the tree. */
-  takeSorted(keys: Float64Array, vals: (V | undefined)[], n: number): void {
-    this.tree.setPages(keys, vals, n);
+  /**
+   * Flushes both columns of a shared layer at once, when each would walk the whole layer anyway
+   * (a conversion trace leaves a million pages in both): one walk and one sort for the two maps,
+   * then the layer is emptied whole.
+   */
+  private static flushBoth(sh: PageCells): void {
+    const maps = sh.maps as [PointExtentMap<unknown>, PointExtentMap<unknown>];
+    for (const m of maps) {
+      m.unslot();
+      m.pages = [];
+    }
+    const n = sh.cells.size;
+    let keys: Float64Array = new Float64Array(n);
+    let v0 = new Array<unknown>(n);
+    let v1 = new Array<unknown>(n);
+    let k = 0;
+    // Per column: whether every cell holds a value (no NONE, no HOLE), so the sorted arrays go to
+    // the map as they are.
+    let plain0 = true;
+    let plain1 = true;
+    sh.cells.forEach((c, x) => {
+      keys[k] = x;
+      v0[k] = c.c0;
+      v1[k++] = c.c1;
+      if (c.c0 === NONE || c.c0 === HOLE) plain0 = false;
+      if (c.c1 === NONE || c.c1 === HOLE) plain1 = false;
+    });
+    sh.cells.clear();
+    sh.counts[0] = 0;
+    sh.counts[1] = 0;
+    [keys, v0, v1] = sortByPage(keys, v0, v1);
+    // Each column's overrides (NONE: none in that column) go to its map, in page order.
+    for (const [m, vals, plain] of [
+      [maps[0], v0, plain0],
+      [maps[1], v1, plain1],
+    ] as const) {
+      if (plain) m.tree.setPages(keys, vals, n);
+      else {
+        const [ks, j] = compactOverrides(keys, vals, n);
+        if (j > 0) m.tree.setPages(ks, vals, j);
+      }
+    }
   }
 
   /** Moves this map's shared column into keys/vals (layer order), leaving the column empty. */
@@ -388,48 +421,15 @@ export class PointExtentMap<V> {
 }
 
 /**
- * Flushes both columns of a shared layer at once, when each would walk the whole layer anyway
- * (a conversion trace leaves a million pages in both): one walk and one sort for the two maps,
- * then the layer is emptied whole.
+ * A column's overrides among sorted keys[0, n) (NONE: none in this column; HOLE: a gap), moved to
+ * the front of vals (as undefined for a gap) with their pages in a new array; and how many.
  */
-function flushBoth(sh: PageCells): void {
-  const [m0, m1] = sh.maps as [PointExtentMap<unknown>, PointExtentMap<unknown>];
-  m0.settleForJointFlush();
-  m1.settleForJointFlush();
-  const n = sh.cells.size;
-  let keys: Float64Array = new Float64Array(n);
-  let v0 = new Array<unknown>(n);
-  let v1 = new Array<unknown>(n);
-  let k = 0;
-  // Per column: whether every cell holds a value (no NONE, no HOLE), so the sorted arrays go to the
-  // map as they are.
-  let plain0 = true;
-  let plain1 = true;
-  sh.cells.forEach((c, x) => {
-    keys[k] = x;
-    v0[k] = c.c0;
-    v1[k++] = c.c1;
-    if (c.c0 === NONE || c.c0 === HOLE) plain0 = false;
-    if (c.c1 === NONE || c.c1 === HOLE) plain1 = false;
-  });
-  sh.cells.clear();
-  sh.counts[0] = 0;
-  sh.counts[1] = 0;
-  [keys, v0, v1] = sortByPage(keys, v0, v1);
-  // Each column's overrides (NONE: none in that column) go to its map, in page order.
-  if (plain0) m0.takeSorted(keys, v0, n);
-  else takeOverrides(m0, keys, v0, n);
-  if (plain1) m1.takeSorted(keys, v1, n);
-  else takeOverrides(m1, keys, v1, n);
-}
-
-/** A column's overrides among sorted keys[0, n) (NONE: none for this map) into its map's tree. */
-function takeOverrides(m: PointExtentMap<unknown>, keys: Float64Array, vals: unknown[], n: number): void {
+function compactOverrides(keys: Float64Array, vals: unknown[], n: number): [Float64Array, number] {
   const ks = new Float64Array(n);
   let j = 0;
   // In chunks: a function run once for a million pages would run its loop unoptimized for long.
   for (let i = 0; i < n; i += CHUNK) j = compactChunk(keys, vals, ks, i, Math.min(n, i + CHUNK), j);
-  if (j > 0) m.takeSorted(ks, vals, j);
+  return [ks, j];
 }
 
 /** Entries per compactChunk() call. */
