@@ -2,7 +2,8 @@
  * A lookup with its last few answers in front. The syscall entry points ask the same few keys
  * again and again (a VMM's ioctl request names, the syscall names provenance is filed under), and
  * a Map lookup of a string hashes it and walks a bucket; here a recent key is found by identity.
- * `load` must answer a key the same way every time (the cache never forgets an answer it keeps).
+ * `load` must answer a key the same way every time: an answer in a slot is used until evicted, never
+ * asked again.
  */
 export class RecentCache<K, V> {
   private static readonly SLOTS = 4;
