@@ -29,6 +29,10 @@
  * which held this state before the page layer) are printed next to it. Rates are per wall-clock second;
  * CPU time (all threads, GC included) is printed next to it because benchmark machines are shared.
  * Under each run: the main thread's GC pauses in it (node:perf_hooks 'gc' entries), all and mark-compact.
+ * Each run line ends with `machine at S`: probes taken inside the run (an integer loop and a pointer
+ * chase, bench/lib/cpu-probe.ts; their time is not counted) ran at S times the speed of the fastest
+ * probe of the bench. The machines swing by up to ~1.7x for seconds at a time, and a run with a low
+ * S was measured in a slow phase. The target line lists S for the runs it judges.
  *
  * --per-syscall: one more invariants-off run with each syscall timed (hrtime around Host's ioctl,
  * fallocate and madvise), printed as us/page and us/call per syscall; the timers cost ~0.1 us per call,
@@ -48,6 +52,7 @@ import { ExtentMap } from '../src/ranges/extent-map.js';
 // A namespace import: bench/ab.mjs runs this harness on older src/ trees too, where --model-only
 // must load although PageCells (used by the baseline only) does not exist yet.
 import * as pointMaps from '../src/ranges/point-extent-map.js';
+import { CpuProbe } from './lib/cpu-probe.js';
 import { type GcPauses, openGcWindow } from './lib/gc-pauses.js';
 
 const PAGES = Number(
@@ -98,7 +103,19 @@ interface Timed {
   ops: number;
   /** The main thread's GC pauses during the run. */
   gc: GcPauses;
+  /** The run's median CPU probe in ms (NaN: none taken); see `probe`. */
+  probeMs: number;
 }
+
+/**
+ * Probes inside the timed runs (bench/lib/cpu-probe.ts): how fast the machine ran during each run,
+ * printed next to its rate. Not in --model-only runs (bench/ab.mjs runs two at once and compares
+ * them with each other). A probe's time is taken off the run's wall and CPU time.
+ */
+const probe = process.argv.includes('--model-only') ? undefined : new CpuProbe();
+/** Batches of the model trace, pages of the baseline, between two probes (~0.1 s at full speed). */
+const PROBE_BATCHES = 64;
+const PROBE_PAGES = 1 << 16;
 
 /** Wall and CPU time of fn, from a collected heap when gc is exposed (npm run bench passes --expose-gc). */
 async function timed<T extends object>(fn: () => T): Promise<T & Omit<Timed, 'ops'>> {
@@ -106,13 +123,16 @@ async function timed<T extends object>(fn: () => T): Promise<T & Omit<Timed, 'op
   // collections would pay for it.
   (globalThis as { gc?: () => void }).gc?.();
   const gcWindow = openGcWindow();
+  probe?.begin();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const r = fn();
-  const seconds = (performance.now() - t0) / 1000;
+  const probeSeconds = (probe?.spentMs ?? 0) / 1000;
+  const seconds = (performance.now() - t0) / 1000 - probeSeconds;
   const c = process.cpuUsage(c0);
   const gc = await gcWindow.close();
-  return { ...r, seconds, cpuSeconds: (c.user + c.system) / 1e6, gc };
+  const probeMs = probe?.end() ?? Number.NaN;
+  return { ...r, seconds, cpuSeconds: (c.user + c.system) / 1e6 - probeSeconds, gc, probeMs };
 }
 
 /** The i-th scattered page: an odd multiplier is a bijection modulo 2^28. */
@@ -188,6 +208,7 @@ function modelTrace(
       { op: 'read', gpa: 0, length: 8 },
     );
   for (let b = 0; b < pages; b += BATCH) {
+    if (probe !== undefined && (b / BATCH) % PROBE_BATCHES === 0) probe.sample();
     const n = Math.min(BATCH, pages - b);
     for (let i = 0; i < n; i++) {
       const gpa = BASE_GPA + pageOf((b + i) % distinct) * 4096;
@@ -251,6 +272,7 @@ function baselineTrace(pages: number, make: MakeMap): { ops: number } {
   // converted page ends as its own extent, as in the model), objects for SPTEs and folios.
   attrs.set(0, GUEST_PAGES, 1);
   for (let i = 0; i < pages; i++) {
+    if (probe !== undefined && i % PROBE_PAGES === 0) probe.sample();
     const g = pageOf(i);
     cache.set(g, g + 1, FOLIO); // private write: folio allocated
     sptes.set(g, g + 1, PRIVATE_SPTE); // private SPTE
@@ -323,7 +345,14 @@ function line(label: string, r: Timed, pages: number, base?: Timed, extra = ''):
   const rate = r.ops / r.seconds;
   const perPage = (r.seconds / pages) * 1e6;
   const ratio = base ? `, ${(rate / (base.ops / base.seconds)).toFixed(3)}x baseline` : '';
-  return `${label.padEnd(32)} ${fmt(rate).padStart(11)} page ops/s  ${perPage.toFixed(2).padStart(7)} us/page  (${r.seconds.toFixed(2)} s wall, ${r.cpuSeconds.toFixed(2)} s CPU${ratio}${extra})`;
+  return `${label.padEnd(32)} ${fmt(rate).padStart(11)} page ops/s  ${perPage.toFixed(2).padStart(7)} us/page  (${r.seconds.toFixed(2)} s wall, ${r.cpuSeconds.toFixed(2)} s CPU${ratio}${extra}${cpuSpeed(r)})`;
+}
+
+/** `, machine at 0.93`: the run's probed speed against the fastest probe so far (see `probe`). */
+function cpuSpeed(r: Timed): string {
+  return probe === undefined || Number.isNaN(r.probeMs)
+    ? ''
+    : `, machine at ${probe.speed(r.probeMs).toFixed(2)}`;
 }
 
 /** Where a run's GC time went: pauses of the main thread, all and mark-compact. */
@@ -374,6 +403,8 @@ if (HOT !== undefined) {
   console.log(line(`model, off, ${fmt(Math.min(HOT, PAGES))} pages revisited`, hot, PAGES, base));
   console.log(gcLine(hot));
 }
+/** The invariants-off model runs the target is judged on. */
+const judged: Timed[] = [off];
 if (REPEAT > 1) {
   const rates = [offRate];
   const ratios = [offRate / (base.ops / base.seconds)];
@@ -382,6 +413,7 @@ if (REPEAT > 1) {
     const m = await runModel(PAGES, false);
     console.log(line(`  pair ${r}: baseline`, b, PAGES));
     console.log(line(`  pair ${r}: model, invariants off`, m, PAGES, b));
+    judged.push(m);
     rates.push(m.ops / m.seconds);
     ratios.push(m.ops / m.seconds / (b.ops / b.seconds));
   }
@@ -390,6 +422,13 @@ if (REPEAT > 1) {
     `median of ${REPEAT} pairs: model, invariants off ${fmt(offRate)} page ops/s (${((OPS_PER_PAGE / offRate) * 1e6).toFixed(2)} us/page), ${median(ratios).toFixed(3)}x baseline; runs ranged ${fmt(Math.min(...rates))} to ${fmt(Math.max(...rates))}`,
   );
 }
+// The machine's speed in the judged runs, against the fastest probe of the whole bench (which may
+// have come after a run's own line was printed).
+const speeds = judged.filter((r) => !Number.isNaN(r.probeMs)).map((r) => probe!.speed(r.probeMs));
+const coreLine =
+  speeds.length === 0
+    ? ''
+    : `; the machine ran at ${speeds.map((x) => x.toFixed(2)).join(', ')} of its best probed speed in ${speeds.length === 1 ? 'that run' : 'those runs'}`;
 if (off.checksum !== 0) console.log(`unexpected guest data: checksum ${off.checksum}`);
 // Every page ends private with a fresh folio and a private SPTE, each its own extent, and an
 // attribute word that names the call that set it (so the private range is split around each page).
@@ -403,5 +442,5 @@ if (process.argv.includes('--per-syscall')) perSyscall(PAGES);
 const peak = process.resourceUsage().maxRSS / 1024;
 console.log(`peak RSS ${fmt(peak)} MiB (start ${fmt(rss0)} MiB)`);
 console.log(
-  `target: >= 1,000,000 page ops/s with invariants off: ${offRate >= 1e6 ? 'met' : 'NOT met'} (${fmt(offRate)}${REPEAT > 1 ? `, median of ${REPEAT}` : ''})`,
+  `target: >= 1,000,000 page ops/s with invariants off: ${offRate >= 1e6 ? 'met' : 'NOT met'} (${fmt(offRate)}${REPEAT > 1 ? `, median of ${REPEAT}` : ''})${coreLine}`,
 );
