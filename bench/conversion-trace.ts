@@ -103,7 +103,7 @@ interface Timed {
   ops: number;
   /** The main thread's GC pauses during the run. */
   gc: GcPauses;
-  /** The run's median CPU probe in ms (NaN: none taken); see `probe`. */
+  /** The run's median probe in ms (NaN: none taken); see `probe`. */
   probeMs: number;
 }
 
@@ -345,11 +345,11 @@ function line(label: string, r: Timed, pages: number, base?: Timed, extra = ''):
   const rate = r.ops / r.seconds;
   const perPage = (r.seconds / pages) * 1e6;
   const ratio = base ? `, ${(rate / (base.ops / base.seconds)).toFixed(3)}x baseline` : '';
-  return `${label.padEnd(32)} ${fmt(rate).padStart(11)} page ops/s  ${perPage.toFixed(2).padStart(7)} us/page  (${r.seconds.toFixed(2)} s wall, ${r.cpuSeconds.toFixed(2)} s CPU${ratio}${extra}${cpuSpeed(r)})`;
+  return `${label.padEnd(32)} ${fmt(rate).padStart(11)} page ops/s  ${perPage.toFixed(2).padStart(7)} us/page  (${r.seconds.toFixed(2)} s wall, ${r.cpuSeconds.toFixed(2)} s CPU${ratio}${extra}${machineSpeed(r)})`;
 }
 
 /** `, machine at 0.93`: the run's probed speed against the fastest probe so far (see `probe`). */
-function cpuSpeed(r: Timed): string {
+function machineSpeed(r: Timed): string {
   return probe === undefined || Number.isNaN(r.probeMs)
     ? ''
     : `, machine at ${probe.speed(r.probeMs).toFixed(2)}`;
@@ -424,8 +424,11 @@ if (REPEAT > 1) {
 }
 // The machine's speed in the judged runs, against the fastest probe of the whole bench (which may
 // have come after a run's own line was printed).
-const speeds = judged.filter((r) => !Number.isNaN(r.probeMs)).map((r) => probe!.speed(r.probeMs));
-const coreLine =
+const speeds =
+  probe === undefined
+    ? []
+    : judged.filter((r) => !Number.isNaN(r.probeMs)).map((r) => probe.speed(r.probeMs));
+const machineLine =
   speeds.length === 0
     ? ''
     : `; the machine ran at ${speeds.map((x) => x.toFixed(2)).join(', ')} of its best probed speed in ${speeds.length === 1 ? 'that run' : 'those runs'}`;
@@ -442,5 +445,5 @@ if (process.argv.includes('--per-syscall')) perSyscall(PAGES);
 const peak = process.resourceUsage().maxRSS / 1024;
 console.log(`peak RSS ${fmt(peak)} MiB (start ${fmt(rss0)} MiB)`);
 console.log(
-  `target: >= 1,000,000 page ops/s with invariants off: ${offRate >= 1e6 ? 'met' : 'NOT met'} (${fmt(offRate)}${REPEAT > 1 ? `, median of ${REPEAT}` : ''})${coreLine}`,
+  `target: >= 1,000,000 page ops/s with invariants off: ${offRate >= 1e6 ? 'met' : 'NOT met'} (${fmt(offRate)}${REPEAT > 1 ? `, median of ${REPEAT}` : ''})${machineLine}`,
 );

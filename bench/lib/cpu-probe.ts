@@ -3,9 +3,10 @@
  *
  * Why: on the shared benchmark machines one core's speed swings for seconds at a time, with no
  * steal time reported. Session 15 timed the conversion trace in 64K-page stretches: they ran at
- * ~4 or at ~7-8 us/page, and probes taken between the stretches (the two loops below) were up to
- * 1.7x slower in the slow ones (correlation 0.57 for the memory loop, 0.33 for the integer one).
- * A run's rate alone cannot tell a slower model from a slower machine.
+ * ~4 or at ~7-8 us/page, and an integer loop timed between the stretches was up to 1.7x slower in
+ * the slow ones; a pointer chase (through 32 MiB there) followed the trace's speed more closely
+ * (correlation 0.57 against 0.33 over 64 stretches). A run's rate alone cannot tell a slower model
+ * from a slower machine.
  *
  * A probe is an integer loop (no memory traffic) then a pointer chase through 8 MiB (beyond the
  * per-core L2, inside the shared L3: other tenants' traffic slows it), ~3-4 ms together at full
