@@ -42,7 +42,7 @@
  * printed as one `model-only: <us/page>` line (for bench/ab.mjs, which runs two builds of the model
  * at the same time).
  *
- *   npx tsx bench/conversion-trace.ts [pages=1048576] [--batch 256] [--skip-invariants-on] [--per-syscall] [--hot N] [--repeat N] [--model-only]
+ *   npx tsx bench/conversion-trace.ts [pages=1048576] [--batch 256] [--skip-invariants-on] [--per-syscall] [--hot N] [--repeat N=5] [--model-only]
  */
 import { createHost, type GuestOp, uapi } from '../src/index.js';
 import { Host } from '../src/kernel/host.js';
@@ -77,11 +77,12 @@ const BATCH = intOption('--batch') ?? 256;
  */
 const HOT = intOption('--hot');
 /**
- * --repeat N: N pairs of (baseline, model with invariants off) in all, alternating, and the medians
- * of their rates and of their ratios. On a shared machine single runs swing by +-20%; the target line
- * then judges the median.
+ * --repeat N (default 5): N pairs of (baseline, model with invariants off) in all, alternating, and
+ * the medians of their rates and of their ratios; the target line judges the median. On a shared
+ * machine single runs swing by up to ~1.7x (see `machine at S`), so one run is no verdict:
+ * --repeat 1 is for a quick look.
  */
-const REPEAT = intOption('--repeat') ?? 1;
+const REPEAT = intOption('--repeat') ?? 5;
 
 /** The positive integer after `name` on the command line, if given. */
 function intOption(name: string): number | undefined {
