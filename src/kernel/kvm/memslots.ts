@@ -56,15 +56,31 @@ export function gfnToHvaMemslot(slot: Memslot, gfn: number): number {
 class SlotSet {
   readonly byId = new Map<number, Memslot>();
   readonly byGfn = new ExtentMap<Memslot>();
+  /**
+   * kvm_memslots.last_used_slot: the slot a gfn lookup found last, tried first by the next one
+   * (____gfn_to_memslot). Every memslot update publishes a new kvm_memslots, so it starts empty.
+   */
+  lastUsed: Memslot | undefined = undefined;
+
+  /** byGfn[start, end) = slot (undefined: none), as one memslot update. */
+  assign(start: number, end: number, slot: Memslot | undefined): void {
+    this.lastUsed = undefined;
+    this.byGfn.set(start, end, slot);
+  }
 }
 
 export class Memslots {
   private readonly spaces: SlotSet[] = Array.from({ length: KVM_ADDRESS_SPACE_NUM }, () => new SlotSet());
   nrMemslotPages = 0n;
 
-  /** gfn_to_memslot() in address space 0. */
+  /** gfn_to_memslot() in address space 0: the last slot used, else a search (which then is). */
   lookup(gfn: number): Memslot | undefined {
-    return this.spaces[0]!.byGfn.get(gfn);
+    const space = this.spaces[0]!;
+    const last = space.lastUsed;
+    if (last !== undefined && gfn >= last.baseGfn && gfn < last.baseGfn + last.npages) return last;
+    const slot = space.byGfn.get(gfn);
+    if (slot !== undefined) space.lastUsed = slot;
+    return slot;
   }
 
   all(asId = 0): IterableIterator<Memslot> {
@@ -235,12 +251,12 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
   if (gmem?.file) gmem.file.bindings.set(gmem.pgoff, gmem.pgoff + slot.npages, slot);
   if (old) {
     if (change === 'move') vm.mmu.zapSlot(old, 'kvm_arch_flush_shadow_memslot');
-    space.byGfn.set(old.baseGfn, old.baseGfn + old.npages, undefined);
+    space.assign(old.baseGfn, old.baseGfn + old.npages, undefined);
   } else {
     vm.memslots.nrMemslotPages += npages;
   }
   space.byId.set(id, slot);
-  space.byGfn.set(slot.baseGfn, slot.baseGfn + slot.npages, slot);
+  space.assign(slot.baseGfn, slot.baseGfn + slot.npages, slot);
   if (!old) vm.mmu.memslotCreatedOrDeleted(vm.memslots.nrMemslotPages);
   vm.mmu.memslotsChanged();
   return 0;
@@ -251,7 +267,7 @@ export function deleteSlot(vm: Vm, slot: Memslot): void {
   const space = vm.memslots.space(slot.asId);
   if (!vm.profile.bugs?.noZapOnMemslotDelete) vm.mmu.zapSlot(slot, 'kvm_arch_flush_shadow_memslot');
   space.byId.delete(slot.id);
-  space.byGfn.set(slot.baseGfn, slot.baseGfn + slot.npages, undefined);
+  space.assign(slot.baseGfn, slot.baseGfn + slot.npages, undefined);
   vm.memslots.nrMemslotPages -= BigInt(slot.npages);
   vm.mmu.memslotCreatedOrDeleted(vm.memslots.nrMemslotPages);
   if (slot.gmem) vm.host.tracer.within('kvm_gmem_unbind', () => kvmGmemUnbind(slot));
