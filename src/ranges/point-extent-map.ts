@@ -30,25 +30,17 @@ const SCAN_MAX = 32;
 /** Stands for "no override" in a column of a shared cell. */
 const NONE: unique symbol = Symbol('none');
 
-/** One page of a shared layer: each member map's override (a value, HOLE, or NONE). */
-class PageCell {
-  // Declared and assigned, not ES2022 class fields (which define each field first): one per page.
-  declare c0: unknown;
-  declare c1: unknown;
-  constructor(c0: unknown, c1: unknown) {
-    this.c0 = c0;
-    this.c1 = c1;
-  }
-}
-
 /**
  * A page layer shared by two PointExtentMaps over the same pages (`new PointExtentMap(eq, cells)`
- * twice): page -> a cell with one column per map. Each map flushes, drops and clears only its own
- * column; a cell goes when both columns are empty.
+ * twice): page -> a cell with one column per map, each map's override (a value, HOLE, or NONE).
+ * Each map flushes, drops and clears only its own column; a cell goes when both columns are empty.
  */
 export class PageCells {
-  /** @internal */
-  readonly cells = new PageHash<PageCell>();
+  /**
+   * @internal The cells: a pair table, column 0 its first values, column 1 its second (no object
+   * per page: a million-page layer was a million more objects for the collector to promote).
+   */
+  readonly cells = new PageHash<unknown, unknown>(true);
   /** @internal Overrides held in each column (HOLE included). */
   readonly counts = [0, 0];
   /** @internal The maps of the columns handed out, in column order. */
@@ -95,25 +87,27 @@ export class PointExtentMap<V> {
 
   /** This map's override of page `index` in its shared column (NONE: none). */
   private cellGet(index: number): V | typeof HOLE | typeof NONE {
-    const c = this.shared!.cells.get(index);
-    if (c === undefined) return NONE;
-    return (this.col === 0 ? c.c0 : c.c1) as V | typeof HOLE | typeof NONE;
+    const cells = this.shared!.cells;
+    const e = cells.entryOf(index);
+    if (e < 0) return NONE;
+    return (this.col === 0 ? cells.valueAt(e) : cells.value2At(e)) as V | typeof HOLE | typeof NONE;
   }
 
   /** Drops this map's override of page `index` from its shared column. */
   private cellDrop(index: number): void {
     const sh = this.shared!;
-    const c = sh.cells.get(index);
-    if (c === undefined) return;
+    const cells = sh.cells;
+    const e = cells.entryOf(index);
+    if (e < 0) return;
     if (this.col === 0) {
-      if (c.c0 === NONE) return;
-      c.c0 = NONE;
+      if (cells.valueAt(e) === NONE) return;
+      cells.setValueAt(e, NONE);
     } else {
-      if (c.c1 === NONE) return;
-      c.c1 = NONE;
+      if (cells.value2At(e) === NONE) return;
+      cells.setValue2At(e, NONE);
     }
     sh.counts[this.col]!--;
-    if (c.c0 === NONE && c.c1 === NONE) sh.cells.delete(index);
+    if (cells.valueAt(e) === NONE && cells.value2At(e) === NONE) cells.delete(index);
   }
 
   /**
@@ -177,12 +171,15 @@ export class PointExtentMap<V> {
     // the map as they are.
     let plain0 = true;
     let plain1 = true;
-    sh.cells.forEach((c, x) => {
+    const cells = sh.cells;
+    cells.forEachEntry((e, x) => {
+      const c0 = cells.valueAt(e);
+      const c1 = cells.value2At(e);
       keys[k] = x;
-      v0[k] = c.c0;
-      v1[k++] = c.c1;
-      if (c.c0 === NONE || c.c0 === HOLE) plain0 = false;
-      if (c.c1 === NONE || c.c1 === HOLE) plain1 = false;
+      v0[k] = c0;
+      v1[k++] = c1;
+      if (c0 === NONE || c0 === HOLE) plain0 = false;
+      if (c1 === NONE || c1 === HOLE) plain1 = false;
     });
     sh.cells.clear();
     sh.counts[0] = 0;
@@ -207,24 +204,25 @@ export class PointExtentMap<V> {
     const col = this.col;
     const other = sh.counts[1 - col]!;
     let k = 0;
-    const take = (c: PageCell, x: number): void => {
-      const v = (col === 0 ? c.c0 : c.c1) as V | typeof HOLE | typeof NONE;
+    const cells = sh.cells;
+    const take = (e: number, x: number): void => {
+      const v = (col === 0 ? cells.valueAt(e) : cells.value2At(e)) as V | typeof HOLE | typeof NONE;
       if (v === NONE) return;
       keys[k] = x;
       vals[k++] = v === HOLE ? undefined : v;
-      if (col === 0) c.c0 = NONE;
-      else c.c1 = NONE;
-      // PageHash.forEach allows deleting the entry being visited.
-      if (other !== 0 && c.c0 === NONE && c.c1 === NONE) sh.cells.delete(x);
+      if (col === 0) cells.setValueAt(e, NONE);
+      else cells.setValue2At(e, NONE);
+      // PageHash.forEachEntry allows deleting the entry being visited.
+      if (other !== 0 && cells.valueAt(e) === NONE && cells.value2At(e) === NONE) cells.delete(x);
     };
     // Walking the layer reads it in order; looking up this map's own pages is a hash lookup each,
     // worth it when they are few against the layer.
     if (!this.walksLayer(col)) {
       for (const x of this.pages) {
-        const c = sh.cells.get(x);
-        if (c !== undefined) take(c, x);
+        const e = cells.entryOf(x);
+        if (e >= 0) take(e, x);
       }
-    } else sh.cells.forEach(take);
+    } else cells.forEachEntry(take);
     // The other column empty too: no cell is left worth keeping.
     if (other === 0) sh.cells.clear();
     sh.counts[col] = 0;
@@ -244,17 +242,18 @@ export class PointExtentMap<V> {
   /** Writes this map's override of page `p` into its shared column. */
   private cellPut(p: number, v: V | typeof HOLE): void {
     const sh = this.shared!;
-    let c = sh.cells.get(p);
+    const cells = sh.cells;
+    const e = cells.entryOf(p);
     let was: unknown = NONE;
-    if (c === undefined) {
-      c = this.col === 0 ? new PageCell(v, NONE) : new PageCell(NONE, v);
-      sh.cells.set(p, c);
+    if (e < 0) {
+      if (this.col === 0) cells.add(p, v, NONE);
+      else cells.add(p, NONE, v);
     } else if (this.col === 0) {
-      was = c.c0;
-      c.c0 = v;
+      was = cells.valueAt(e);
+      cells.setValueAt(e, v);
     } else {
-      was = c.c1;
-      c.c1 = v;
+      was = cells.value2At(e);
+      cells.setValue2At(e, v);
     }
     if (was !== NONE) return;
     sh.counts[this.col]!++;

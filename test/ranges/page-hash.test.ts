@@ -1,7 +1,8 @@
 /**
  * PageHash against a Map: random sets, deletes, lookups, clears and walks (deleting as they go),
  * over pages that collide in the probe table, pages from 2^31 on (kept apart), and enough entries
- * to grow the table and to compact it after mass deletes.
+ * to grow the table and to compact it after mass deletes. A pair table (two values per page,
+ * through entries) against a Map of pairs, the same way.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -159,5 +160,114 @@ describe('PageHash', () => {
       walked++;
     });
     expect(walked).toBe(h.size);
+  });
+
+  it('a pair table behaves as a Map from pages to pairs, through entries, under random adds, column writes, deletes, clears and walks', () => {
+    type PairOp =
+      | { kind: 'add'; page: number; a: number; b: number }
+      | { kind: 'col'; page: number; second: boolean; v: number }
+      | { kind: 'delete'; page: number }
+      | { kind: 'clear' }
+      | { kind: 'walk'; mod: number };
+    const pairOp: fc.Arbitrary<PairOp> = fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc.record({ kind: fc.constant('add' as const), page, a: fc.integer(), b: fc.integer() }),
+      },
+      {
+        weight: 4,
+        arbitrary: fc.record({
+          kind: fc.constant('col' as const),
+          page,
+          second: fc.boolean(),
+          v: fc.integer(),
+        }),
+      },
+      { weight: 4, arbitrary: fc.record({ kind: fc.constant('delete' as const), page }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('clear' as const) }) },
+      {
+        weight: 1,
+        arbitrary: fc.record({ kind: fc.constant('walk' as const), mod: fc.integer({ min: 1, max: 3 }) }),
+      },
+    );
+    fc.assert(
+      fc.property(fc.array(pairOp, { maxLength: 120 }), (ops) => {
+        const h = new PageHash<number, number>(true);
+        const m = new Map<number, [number, number]>();
+        for (const op of ops) {
+          switch (op.kind) {
+            case 'add':
+              // add() on a page that has an entry writes both values of that entry.
+              expect(h.valueAt(h.add(op.page, op.a, op.b))).toBe(op.a);
+              m.set(op.page, [op.a, op.b]);
+              break;
+            case 'col': {
+              const e = h.entryOf(op.page);
+              const want = m.get(op.page);
+              expect(e >= 0).toBe(want !== undefined);
+              if (want === undefined) break;
+              if (op.second) h.setValue2At(e, op.v);
+              else h.setValueAt(e, op.v);
+              want[op.second ? 1 : 0] = op.v;
+              // set() keeps the second value.
+              if (!op.second) h.set(op.page, op.v);
+              break;
+            }
+            case 'delete':
+              expect(h.delete(op.page)).toBe(m.delete(op.page));
+              break;
+            case 'clear':
+              h.clear();
+              m.clear();
+              break;
+            case 'walk':
+              // Rewriting each visited entry's second value and deleting some as they go.
+              h.forEachEntry((e, p) => {
+                expect([h.valueAt(e), h.value2At(e)]).toEqual(m.get(p));
+                if (p % op.mod === 0) {
+                  h.delete(p);
+                  m.delete(p);
+                } else {
+                  h.setValue2At(e, -p);
+                  m.get(p)![1] = -p;
+                }
+              });
+              break;
+          }
+        }
+        expect(h.size).toBe(m.size);
+        for (const [p, [a, b]] of m) {
+          const e = h.entryOf(p);
+          expect([h.valueAt(e), h.value2At(e), h.get(p)]).toEqual([a, b, a]);
+        }
+        const walked: number[] = [];
+        h.forEachEntry((_, p) => walked.push(p));
+        expect(walked.sort((x, y) => x - y)).toEqual([...m.keys()].sort((x, y) => x - y));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('a pair table keeps both values through growth and through the compaction that renumbers entries', () => {
+    const h = new PageHash<number, number>(true);
+    const n = 5000;
+    for (let i = 0; i < n; i++) h.add(i * 3 + (i % 7 === 0 ? 2 ** 33 : 0), i, -i);
+    for (let i = 0; i < n; i++) if (i % 10 !== 0) h.delete(i * 3 + (i % 7 === 0 ? 2 ** 33 : 0));
+    // The deletes compacted the entries; one more add after them lands on a fresh entry.
+    const e = h.add(1, 7, 8);
+    expect([h.valueAt(e), h.value2At(e), h.size]).toEqual([7, 8, n / 10 + 1]);
+    // An add whose growth compacts deleted entries away returns the entry's new number.
+    const small = new PageHash<number, number>(true);
+    for (let p = 0; p < 5; p++) small.add(p, p, -p);
+    for (let p = 0; p < 3; p++) small.delete(p);
+    for (let p = 100; p < 110; p++) {
+      const x = small.add(p * 16, p, -p);
+      expect([small.valueAt(x), small.value2At(x)]).toEqual([p, -p]);
+    }
+    for (let i = 0; i < n; i += 10) {
+      const p = i * 3 + (i % 7 === 0 ? 2 ** 33 : 0);
+      const x = h.entryOf(p);
+      expect([h.valueAt(x), h.value2At(x)]).toEqual([i, -i]);
+    }
   });
 });
