@@ -425,14 +425,15 @@ if (REPEAT > 1) {
 }
 // The machine's speed in the judged runs, against the fastest probe of the whole bench (which may
 // have come after a run's own line was printed).
-const speeds =
-  probe === undefined
-    ? []
-    : judged.filter((r) => !Number.isNaN(r.probeMs)).map((r) => probe.speed(r.probeMs));
+const probed = probe === undefined ? [] : judged.filter((r) => !Number.isNaN(r.probeMs));
+const speeds = probed.map((r) => probe!.speed(r.probeMs));
+// Each judged run's rate over its S: what the runs point to at the machine's best probed speed.
+// Shown beside the verdict, which stays the median of the rates as measured.
+const perUnit = median(probed.map((r, i) => r.ops / r.seconds / speeds[i]!));
 const machineLine =
   speeds.length === 0
     ? ''
-    : `; the machine ran at ${speeds.map((x) => x.toFixed(2)).join(', ')} of its best probed speed in ${speeds.length === 1 ? 'that run' : 'those runs'}`;
+    : `; the machine ran at ${speeds.map((x) => x.toFixed(2)).join(', ')} of its best probed speed in ${speeds.length === 1 ? 'that run' : 'those runs'} (rate / S: ${speeds.length === 1 ? '' : 'median '}${fmt(perUnit)})`;
 if (off.checksum !== 0) console.log(`unexpected guest data: checksum ${off.checksum}`);
 // Every page ends private with a fresh folio and a private SPTE, each its own extent, and an
 // attribute word that names the call that set it (so the private range is split around each page).

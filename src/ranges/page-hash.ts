@@ -40,7 +40,7 @@ export class PageHash<V, W = never> {
   private live = 0;
   /** Probe slots not EMPTY (live and GONE). */
   private used = 0;
-  /** Inside forEach: entries must keep their places (no compaction). */
+  /** Inside forEach / forEachEntry: entries must keep their places (no compaction). */
   private iterating = false;
 
   constructor(pairs = false) {
@@ -72,8 +72,8 @@ export class PageHash<V, W = never> {
   }
 
   /**
-   * The entry of `page`, or -1: an index for valueAt() and the like, valid until the next delete
-   * or clear, or the next add of a page outside a forEach.
+   * The entry of `page`, or -1: an index for valueAt() and the like, valid until a page is added,
+   * deleted outside a forEach (a delete may compact the entries), or the table is cleared.
    */
   entryOf(page: number): number {
     if (page > 0x7fffffff) return this.wide?.get(page) ?? -1;
@@ -162,7 +162,7 @@ export class PageHash<V, W = never> {
     if (second) this.vals2![e] = value2;
   }
 
-  /** A new entry at the end (its page already counted nowhere); its index. */
+  /** A new entry at the end, for a page the table does not hold; its index. */
   private append(page: number, value: V, value2: W | undefined): number {
     const e = this.pages.length;
     this.pages.push(page);
