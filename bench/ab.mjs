@@ -1,5 +1,5 @@
-// `node bench/ab.mjs <git-rev> [--pairs N] [-- pages ...]`: is the working tree's model faster
-// than revision <rev>'s on the conversion trace?
+// `node bench/ab.mjs <git-rev> [--pairs N] [--interleaved] [-- pages ...]`: is the working tree's
+// model faster than revision <rev>'s on the conversion trace?
 //
 // Why not two runs one after the other: on a shared machine the speed of a run drifts by +-20% over
 // tens of seconds (other tenants' memory traffic; CPU time follows wall time, so it is not
@@ -8,10 +8,15 @@
 // identical builds measured this way differ by +-6% per pair (session 12), and the median of the
 // ratios over N pairs settles far closer than that.
 //
+// --interleaved: both models in one process instead, batch by batch (bench/lib/interleave.ts), N
+// repetitions of a 262144-page trace by default, GC pauses and the final ordering left out. Two
+// identical builds differ by +-4% per repetition there (session 16, against 0.81-1.21 for
+// same-time pairs that day), and a repetition takes a fraction of a pair's time; but it compares
+// the builds' own work only, not what a change does to collections.
+//
 // <rev> is checked out into a temporary git worktree (with this tree's node_modules), and both
-// trees run this tree's bench/conversion-trace.ts --model-only, so only src/ differs. Prints each
-// pair's us/page and the ratio working tree / <rev> (< 1: the working tree is faster), then the
-// medians.
+// trees run this tree's harness (bench/), so only src/ differs. Prints each pair's us/page and the
+// ratio working tree / <rev> (< 1: the working tree is faster), then the medians.
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,9 +30,12 @@ const own = sep < 0 ? args : args.slice(0, sep);
 const traceArgs = sep < 0 ? [] : args.slice(sep + 1);
 const rev = own.find((a, i) => !a.startsWith('-') && own[i - 1] !== '--pairs');
 const pairsAt = own.indexOf('--pairs');
-const pairs = pairsAt < 0 ? 5 : Number(own[pairsAt + 1]);
+const interleaved = own.includes('--interleaved');
+const pairs = pairsAt < 0 ? (interleaved ? 8 : 5) : Number(own[pairsAt + 1]);
 if (rev === undefined || !Number.isSafeInteger(pairs) || pairs < 1) {
-  console.error('usage: node bench/ab.mjs <git-rev> [--pairs N] [-- conversion-trace arguments]');
+  console.error(
+    'usage: node bench/ab.mjs <git-rev> [--pairs N] [--interleaved] [-- conversion-trace arguments]',
+  );
   process.exit(2);
 }
 
@@ -50,18 +58,21 @@ try {
   // The same harness in both trees: only the model (src/) differs.
   cpSync(join(root, 'bench'), join(other, 'bench'), { recursive: true });
   console.log(
-    `A/B on the conversion trace: working tree vs ${rev} (${commit.slice(0, 12)}), ${pairs} pairs run two at a time`,
+    interleaved
+      ? `A/B on the conversion trace: working tree vs ${rev} (${commit.slice(0, 12)}), ${pairs} repetitions interleaved in one process (GC pauses and the final ordering left out)`
+      : `A/B on the conversion trace: working tree vs ${rev} (${commit.slice(0, 12)}), ${pairs} pairs run two at a time`,
   );
   const ratios = [];
   const cur = [];
   const base = [];
+  const results = interleaved ? await interleave(root, other, pairs) : undefined;
   for (let p = 1; p <= pairs; p++) {
-    const [a, b] = await Promise.all([trace(root), trace(other)]);
+    const [a, b] = results ? results[p - 1] : await Promise.all([trace(root), trace(other)]);
     cur.push(a);
     base.push(b);
     ratios.push(a / b);
     console.log(
-      `  pair ${p}: working tree ${a.toFixed(2)} us/page, ${rev} ${b.toFixed(2)} us/page, ratio ${(a / b).toFixed(3)}`,
+      `  ${interleaved ? 'repetition' : 'pair'} ${p}: working tree ${a.toFixed(2)} us/page, ${rev} ${b.toFixed(2)} us/page, ratio ${(a / b).toFixed(3)}`,
     );
   }
   const faster = ratios.filter((r) => r < 1).length;
@@ -91,6 +102,32 @@ function trace(tree) {
       const m = /model-only: ([\d.]+) us\/page/.exec(out);
       if (code === 0 && m) resolve(Number(m[1]));
       else reject(new Error(`ab: the trace in ${tree} exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+/** bench/lib/interleave.ts over trees a and b: [a, b] us/page for each of `reps` repetitions. */
+function interleave(a, b, reps) {
+  const node = ['--import', 'tsx', '--expose-gc', '--max-semi-space-size=64'];
+  const script = join(root, 'bench', 'lib', 'interleave.ts');
+  const pages = traceArgs.find((x) => /^\d+$/.test(x)) ?? '262144';
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...node, script, a, b, pages, '--reps', String(reps)], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const reps = [...out.matchAll(/^rep \d+: A ([\d.]+) B ([\d.]+)/gm)].map((m) => [
+        Number(m[1]),
+        Number(m[2]),
+      ]);
+      if (code === 0 && reps.length > 0) resolve(reps);
+      else reject(new Error(`ab: the interleaved trace exited with ${code}:\n${out}`));
     });
   });
 }

@@ -44,24 +44,28 @@
  *
  *   npx tsx bench/conversion-trace.ts [pages=1048576] [--batch 256] [--skip-invariants-on] [--per-syscall] [--hot N] [--repeat N=5] [--model-only]
  */
-import { createHost, type GuestOp, uapi } from '../src/index.js';
+import * as model from '../src/index.js';
 import { Host } from '../src/kernel/host.js';
-import type { GmemFile } from '../src/kernel/kvm/guest-memfd.js';
-import type { VmFile } from '../src/kernel/kvm/vm.js';
 import { ExtentMap } from '../src/ranges/extent-map.js';
 // A namespace import: bench/ab.mjs runs this harness on older src/ trees too, where --model-only
 // must load although PageCells (used by the baseline only) does not exist yet.
 import * as pointMaps from '../src/ranges/point-extent-map.js';
 import { CpuProbe } from './lib/cpu-probe.js';
 import { type GcPauses, openGcWindow } from './lib/gc-pauses.js';
+import {
+  GUEST_PAGES,
+  modelTraceSteps,
+  OPS_PER_PAGE,
+  pageOf,
+  SYSCALLS_PER_PAGE,
+  type TraceResult,
+} from './lib/model-trace.js';
 
 const PAGES = Number(
   process.argv.find(
     (a, i) => /^\d+$/.test(a) && !['--batch', '--hot', '--repeat'].includes(process.argv[i - 1]!),
   ) ?? 1 << 20,
 );
-const GUEST_PAGES = 2 ** 28; // 1 TiB
-const BASE_GPA = 2 ** 32;
 /**
  * Pages per guest program (--batch N, default 256). The program's op objects and results live until
  * its batch is done: with 4096 pages (the default until session 9) a batch outlived a young-generation
@@ -95,8 +99,6 @@ function intOption(name: string): number | undefined {
   }
   return n;
 }
-const OPS_PER_PAGE = 7;
-const SYSCALLS_PER_PAGE = 6;
 
 interface Timed {
   seconds: number;
@@ -136,112 +138,22 @@ async function timed<T extends object>(fn: () => T): Promise<T & Omit<Timed, 'op
   return { ...r, seconds, cpuSeconds: (c.user + c.system) / 1e6 - probeSeconds, gc, probeMs };
 }
 
-/** The i-th scattered page: an odd multiplier is a bijection modulo 2^28. */
-const pageOf = (i: number): number => (Math.imul(i, 0x9e3779b1) >>> 0) % GUEST_PAGES;
-
 function rssMiB(): number {
   return process.memoryUsage().rss / 2 ** 20;
 }
 
-function runModel(
-  pages: number,
-  invariants: boolean,
-  distinct = pages,
-): Promise<Timed & { checksum: number; syscalls: number; extents: number; orderSeconds: number }> {
+function runModel(pages: number, invariants: boolean, distinct = pages): Promise<Timed & TraceResult> {
   return timed(() => modelTrace(pages, invariants, distinct));
 }
 
-/** `distinct` < pages: the i-th page is pageOf(i % distinct), so pages are revisited (--hot). */
-function modelTrace(
-  pages: number,
-  invariants: boolean,
-  distinct = pages,
-): { ops: number; checksum: number; syscalls: number; extents: number; orderSeconds: number } {
-  const host = createHost({ kernel: 'v6.16', invariants });
-  const kvm = host.open('/dev/kvm');
-  const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
-  const size = GUEST_PAGES * 4096;
-  const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags: 0 });
-  const hva = host.mmap({
-    length: size,
-    prot: 3,
-    flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS | uapi.MAP_NORESERVE,
-  });
-  host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
-    slot: 1,
-    flags: uapi.KVM_MEM_GUEST_MEMFD,
-    guest_phys_addr: BASE_GPA,
-    memory_size: size,
-    userspace_addr: hva,
-    guest_memfd: gmem,
-    guest_memfd_offset: 0,
-  });
-  host.ioctl(vm, 'KVM_ENABLE_CAP', {
-    cap: uapi.KVM_CAP_EXIT_HYPERCALL,
-    args: [1 << uapi.KVM_HC_MAP_GPA_RANGE],
-  });
-  host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
-    address: BASE_GPA,
-    size,
-    attributes: uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
-    flags: 0,
-  });
-  const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
-  const guest = host.guest(vcpu);
-  const run = host.kvmRun(vcpu);
-  const punch = uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE;
-  const encrypted = BigInt(uapi.KVM_MAP_GPA_RANGE_ENCRYPTED);
-  const attr = { address: 0, size: 4096, attributes: 0, flags: 0 };
-  const payload = Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8);
-  let checksum = 0;
-  const seq0 = host.seq;
-  // The guest's code: one set of operation objects, whose gpas are rewritten for every batch (a
-  // guest reuses its instructions), so the harness allocates nothing per page. The model reads a
-  // program's operations only while it runs, and each batch's program runs to its end.
-  type AccessOp = Extract<GuestOp, { op: 'read' | 'write' | 'map_gpa' }>;
-  const code: AccessOp[] = [];
-  for (let i = 0; i < Math.min(BATCH, pages); i++)
-    code.push(
-      { op: 'write', gpa: 0, data: payload },
-      { op: 'map_gpa', gpa: 0, npages: 1, private: false },
-      { op: 'read', gpa: 0, length: 8 },
-      { op: 'map_gpa', gpa: 0, npages: 1, private: true },
-      { op: 'read', gpa: 0, length: 8 },
-    );
-  for (let b = 0; b < pages; b += BATCH) {
-    if (probe !== undefined && (b / BATCH) % PROBE_BATCHES === 0) probe.sample();
-    const n = Math.min(BATCH, pages - b);
-    for (let i = 0; i < n; i++) {
-      const gpa = BASE_GPA + pageOf((b + i) % distinct) * 4096;
-      for (let k = i * 5; k < i * 5 + 5; k++) code[k]!.gpa = gpa;
-    }
-    const ops = n * 5 === code.length ? code : code.slice(0, n * 5);
-    guest.load(ops);
-    for (;;) {
-      host.ioctl(vcpu, 'KVM_RUN');
-      if (run.exit_reason !== uapi.KVM_EXIT_HYPERCALL) break;
-      // QEMU kvm_convert_memory(): attributes first, then discard the side no longer used.
-      const hc = run.hypercall!;
-      const gpa = Number(hc.args[0]);
-      const toPrivate = (hc.args[2] & encrypted) !== 0n;
-      attr.address = gpa;
-      attr.attributes = toPrivate ? uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
-      host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', attr);
-      if (!toPrivate) host.fallocate(gmem, punch, gpa - BASE_GPA, 4096);
-      else host.madvise(hva + (gpa - BASE_GPA), 4096, uapi.MADV_DONTNEED);
-      hc.ret = 0n;
-    }
-    for (let i = 0; i < n; i++)
-      checksum += guest.results[i * 5 + 4]!.data![0]! + guest.results[i * 5 + 2]!.data![0]!;
+/** The model trace (bench/lib/model-trace.ts) run to its end, with probes between batches. */
+function modelTrace(pages: number, invariants: boolean, distinct = pages): TraceResult {
+  const steps = modelTraceSteps(model, pages, invariants, distinct, BATCH);
+  for (let b = 0; ; b++) {
+    if (probe !== undefined && b % PROBE_BATCHES === 0) probe.sample();
+    const r = steps.next();
+    if (r.done) return r.value;
   }
-  // The page layers (PointExtentMap) defer tree inserts until something needs order; ask for the
-  // extent counts so that deferred work is paid inside the timed region too (and time it apart).
-  const t0 = performance.now();
-  const v = (host.fds.lookup(vm) as VmFile).vm;
-  const extents =
-    v.attributes.size + v.mmu.sptes.size + (host.fds.lookup(gmem) as GmemFile).inode.folios.size;
-  const orderSeconds = (performance.now() - t0) / 1000;
-  return { ops: pages * OPS_PER_PAGE, checksum, syscalls: host.seq - seq0, extents, orderSeconds };
 }
 
 /** What the baseline needs of a map. */

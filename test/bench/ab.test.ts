@@ -1,6 +1,7 @@
 /**
  * bench/ab.mjs: runs the working tree's model and a revision's at the same time on the conversion
- * trace (conversion-trace.ts --model-only) and prints per-pair ratios; bad arguments are one line.
+ * trace (conversion-trace.ts --model-only), or interleaved in one process (bench/lib/interleave.ts),
+ * and prints per-pair ratios; bad arguments are one line.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -22,7 +23,7 @@ describe('bench/ab.mjs', () => {
     const r = run('--pairs', '2');
     expect(r.status).toBe(2);
     expect(r.err.trim()).toBe(
-      'usage: node bench/ab.mjs <git-rev> [--pairs N] [-- conversion-trace arguments]',
+      'usage: node bench/ab.mjs <git-rev> [--pairs N] [--interleaved] [-- conversion-trace arguments]',
     );
   });
 
@@ -45,6 +46,22 @@ describe('bench/ab.mjs', () => {
     expect(b).toBeGreaterThan(0);
     expect(ratio).toBeCloseTo(a / b, 2);
     expect(r.out).toMatch(/median ratio [\d.]+ \(working tree faster in [01] of 1;/);
+    expect(worktrees()).toBe(before);
+  }, 60_000);
+
+  it('--interleaved: one repetition of a small trace against HEAD, both builds in one process; the worktree is removed', () => {
+    const before = worktrees();
+    const r = run('HEAD', '--interleaved', '--pairs', '1', '--', '1024');
+    expect(r.status).toBe(0);
+    expect(r.out).toMatch(/1 repetitions interleaved in one process/);
+    const rep = /repetition 1: working tree ([\d.]+) us\/page, HEAD ([\d.]+) us\/page, ratio ([\d.]+)/.exec(
+      r.out,
+    );
+    expect(rep).not.toBeNull();
+    const [a, b, ratio] = rep!.slice(1).map(Number) as [number, number, number];
+    expect(a).toBeGreaterThan(0);
+    expect(b).toBeGreaterThan(0);
+    expect(ratio).toBeCloseTo(a / b, 2);
     expect(worktrees()).toBe(before);
   }, 60_000);
 });
