@@ -14,7 +14,7 @@
 import * as K from '../../uapi/kvm.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
-import type { GuestOp, GuestProgram } from '../guest/program.js';
+import type { GuestOp, GuestOpResultRecord, GuestProgram } from '../guest/program.js';
 import { pageAlignedNum } from '../uaccess.js';
 import { type Folio, folioChanged, type GmemInode } from './guest-memfd.js';
 import { gfnToHvaMemslot } from './memslots.js';
@@ -32,6 +32,8 @@ const U64_MASK = (1n << 64n) - 1n;
 const READ: FaultKind = { write: false, prefetch: false };
 const WRITE: FaultKind = { write: true, prefetch: false };
 const ZERO_PAGE = new Uint8Array(4096);
+/** The result of a hypercall that returned 0, the usual one: one frozen record for all of them. */
+const RET_0: GuestOpResultRecord = Object.freeze({ ret: 0n });
 const HC_MAP_GPA_RANGE = BigInt(K.KVM_HC_MAP_GPA_RANGE);
 const MAP_GPA_RANGE_ENCRYPTED = BigInt(K.KVM_MAP_GPA_RANGE_ENCRYPTED);
 /** The provenance frame a guest operation runs in (constant names: no string built per operation). */
@@ -112,7 +114,7 @@ function completeUserspaceIo(vcpu: Vcpu, prog: GuestProgram): boolean {
   if (pending === 'hypercall') {
     // complete_hypercall_exit(): RAX = hypercall.ret, then skip the VMCALL.
     const ret = run.hypercall?.ret ?? 0n;
-    prog.complete({ ret: ret === 0n ? 0n : BigInt.asIntN(64, ret) });
+    prog.complete(ret === 0n ? RET_0 : { ret: BigInt.asIntN(64, ret) });
     return false;
   }
   // tdx_complete_vmcall_map_gpa(), snp_complete_psc_msr(), snp_complete_one_psc().
