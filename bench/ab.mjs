@@ -12,7 +12,8 @@
 // repetitions of a 262144-page trace by default, GC pauses and the final ordering left out. Two
 // identical builds differ by +-4% per repetition there (session 16, against 0.81-1.21 for
 // same-time pairs that day), and a repetition takes a fraction of a pair's time; but it compares
-// the builds' own work only, not what a change does to collections.
+// the builds' own work only, not what a change does to collections, and a change that keeps
+// instances alive at module level looks faster than it is (see bench/lib/interleave.ts).
 //
 // <rev> is checked out into a temporary git worktree (with this tree's node_modules), and both
 // trees run this tree's harness (bench/), so only src/ differs. Prints each pair's us/page and the
