@@ -85,13 +85,13 @@ try {
   rmSync(other, { recursive: true, force: true });
 }
 
-/** One model-only run of the conversion trace in `tree`; its us/page. */
-function trace(tree) {
-  const node = ['--import', 'tsx', '--expose-gc', '--max-semi-space-size=64'];
-  const script = join(tree, 'bench', 'conversion-trace.ts');
+const NODE = ['--import', 'tsx', '--expose-gc', '--max-semi-space-size=64'];
+
+/** A bench script run under tsx with the bench's node flags; its stdout, once it exits 0. */
+function runScript(script, args, cwd) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...node, script, ...traceArgs, '--model-only'], {
-      cwd: tree,
+    const child = spawn(process.execPath, [...NODE, script, ...args], {
+      cwd,
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -100,37 +100,35 @@ function trace(tree) {
     });
     child.on('error', reject);
     child.on('close', (code) => {
-      const m = /model-only: ([\d.]+) us\/page/.exec(out);
-      if (code === 0 && m) resolve(Number(m[1]));
-      else reject(new Error(`ab: the trace in ${tree} exited with ${code}:\n${out}`));
+      if (code === 0) resolve(out);
+      else reject(new Error(`ab: ${script} exited with ${code}:\n${out}`));
     });
   });
 }
 
+/** One model-only run of the conversion trace in `tree`; its us/page. */
+async function trace(tree) {
+  const out = await runScript(
+    join(tree, 'bench', 'conversion-trace.ts'),
+    [...traceArgs, '--model-only'],
+    tree,
+  );
+  const m = /model-only: ([\d.]+) us\/page/.exec(out);
+  if (!m) throw new Error(`ab: the trace in ${tree} printed no result:\n${out}`);
+  return Number(m[1]);
+}
+
 /** bench/lib/interleave.ts over trees a and b: [a, b] us/page for each of `reps` repetitions. */
-function interleave(a, b, reps) {
-  const node = ['--import', 'tsx', '--expose-gc', '--max-semi-space-size=64'];
-  const script = join(root, 'bench', 'lib', 'interleave.ts');
+async function interleave(a, b, reps) {
   const pages = traceArgs.find((x) => /^\d+$/.test(x)) ?? '262144';
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...node, script, a, b, pages, '--reps', String(reps)], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const reps = [...out.matchAll(/^rep \d+: A ([\d.]+) B ([\d.]+)/gm)].map((m) => [
-        Number(m[1]),
-        Number(m[2]),
-      ]);
-      if (code === 0 && reps.length > 0) resolve(reps);
-      else reject(new Error(`ab: the interleaved trace exited with ${code}:\n${out}`));
-    });
-  });
+  const script = join(root, 'bench', 'lib', 'interleave.ts');
+  const out = await runScript(script, [a, b, pages, '--reps', String(reps)], root);
+  const rows = [...out.matchAll(/^rep \d+: A ([\d.]+) B ([\d.]+)/gm)].map((m) => [
+    Number(m[1]),
+    Number(m[2]),
+  ]);
+  if (rows.length === 0) throw new Error(`ab: the interleaved trace printed no repetition:\n${out}`);
+  return rows;
 }
 
 function median(xs) {
