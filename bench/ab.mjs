@@ -25,6 +25,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** The node flags of `npm run bench` (bench/run.mjs), for every script this runs. */
+const NODE = ['--import', 'tsx', '--expose-gc', '--max-semi-space-size=64'];
 const args = process.argv.slice(2);
 const sep = args.indexOf('--');
 const own = sep < 0 ? args : args.slice(0, sep);
@@ -84,8 +86,6 @@ try {
   git('worktree', 'remove', '--force', other);
   rmSync(other, { recursive: true, force: true });
 }
-
-const NODE = ['--import', 'tsx', '--expose-gc', '--max-semi-space-size=64'];
 
 /** A bench script run under tsx with the bench's node flags; its stdout, once it exits 0. */
 function runScript(script, args, cwd) {
