@@ -10,8 +10,9 @@
 //
 // --interleaved: both models in one process instead, batch by batch (bench/lib/interleave.ts), N
 // repetitions of a 262144-page trace by default, GC pauses and the final ordering left out. Two
-// identical builds differ by +-4% per repetition there (session 16, against 0.81-1.21 for
-// same-time pairs that day), and a repetition takes a fraction of a pair's time; but it compares
+// identical builds differ by up to ~7% per repetition there and their median over 16 by ~1.5%
+// (session 16, against 0.81-1.21 for same-time pairs that day), and a repetition takes a fraction
+// of a pair's time; but it compares
 // the builds' own work only, not what a change does to collections, and a change that keeps
 // instances alive at module level looks faster than it is (see bench/lib/interleave.ts).
 //
