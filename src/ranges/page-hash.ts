@@ -113,8 +113,9 @@ export class PageHash<V, W = never> {
   }
 
   /**
-   * A pair table's entry for `page` holding (value, value2), made if absent; its index. `page`
-   * must be a non-negative safe integer (RangeError otherwise, nothing changed).
+   * A pair table's entry for `page` (made if absent), now holding (value, value2): both values are
+   * written either way. Its index. `page` must be a non-negative safe integer (RangeError
+   * otherwise, nothing changed).
    */
   add(page: number, value: V, value2: W | undefined): number {
     return this.upsert(page, value, value2, true);
