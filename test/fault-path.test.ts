@@ -182,6 +182,72 @@ describe('KVM_PRE_FAULT_MEMORY of an already-mapped gfn takes the full fault pat
   }
 });
 
+describe('KVM_PRE_FAULT_MEMORY fills kvm_run on a memory-fault exit (no prefetch exemption)', () => {
+  // kvm_handle_noslot_fault(): a private fault with no memslot -> kvm_mmu_prepare_memory_fault_exit()
+  // -> kvm_prepare_memory_fault_exit(), which writes vcpu->run whatever the fault's origin.
+  for (const p of allProfiles().filter((q) => q.mmu.preFault && q.vmTypes.swProtected)) {
+    it(`progress then a private gfn with no memslot: 0, range advanced, the exit in kvm_run [${p.name}]`, () => {
+      const e = swProtected(p.name);
+      setAttr(e.host, e.vm, e.GPA + 4 * PAGE, PAGE, true); // private, beyond the slot
+      const range = { gpa: e.GPA + 3 * PAGE, size: 2 * PAGE, flags: 0 };
+      expect(e.host.ioctl(e.vcpu, 'KVM_PRE_FAULT_MEMORY', range)).toBe(0);
+      expect(range).toEqual({ gpa: e.GPA + 4 * PAGE, size: PAGE, flags: 0 });
+      const run = e.host.kvmRun(e.vcpu);
+      expect(run.exit_reason).toBe(uapi.KVM_EXIT_MEMORY_FAULT);
+      expect(run.memory_fault).toEqual({
+        flags: BigInt(uapi.KVM_MEMORY_EXIT_FLAG_PRIVATE),
+        gpa: BigInt(e.GPA + 4 * PAGE),
+        size: 4096n,
+      });
+    });
+    it(`no progress: EFAULT, the range untouched, the exit in kvm_run [${p.name}]`, () => {
+      const e = swProtected(p.name);
+      setAttr(e.host, e.vm, e.GPA + 4 * PAGE, PAGE, true);
+      const range = { gpa: e.GPA + 4 * PAGE, size: PAGE, flags: 0 };
+      expect(errnoOf(() => e.host.ioctl(e.vcpu, 'KVM_PRE_FAULT_MEMORY', range))).toBe('EFAULT');
+      expect(range).toEqual({ gpa: e.GPA + 4 * PAGE, size: PAGE, flags: 0 });
+      expect(e.host.kvmRun(e.vcpu).exit_reason).toBe(uapi.KVM_EXIT_MEMORY_FAULT);
+      expect(e.host.kvmRun(e.vcpu).memory_fault?.gpa).toBe(BigInt(e.GPA + 4 * PAGE));
+    });
+    it(`a shared gfn with no memslot is ENOENT (RET_PF_EMULATE): kvm_run untouched [${p.name}]`, () => {
+      const e = swProtected(p.name);
+      const range = { gpa: e.GPA + 4 * PAGE, size: PAGE, flags: 0 };
+      expect(errnoOf(() => e.host.ioctl(e.vcpu, 'KVM_PRE_FAULT_MEMORY', range))).toBe('ENOENT');
+      expect(e.host.kvmRun(e.vcpu).exit_reason).toBe(0);
+      expect(e.host.kvmRun(e.vcpu).memory_fault).toBeUndefined();
+    });
+  }
+});
+
+describe('kvm_arch_vcpu_pre_fault_memory(): kvm_mmu_reload() before the TDP check', () => {
+  for (const p of allProfiles().filter((q) => q.mmu.preFault)) {
+    it(`shadow paging, no memslot yet: ENOSPC (no MMU page budget), then EOPNOTSUPP once a slot exists [${p.name}]`, () => {
+      const host = createHost({ kernel: p.name, tdp: false });
+      const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+      const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+      const range = { gpa: 0, size: PAGE, flags: 0 };
+      expect(errnoOf(() => host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', range))).toBe('ENOSPC');
+      const hva = host.mmap({ length: PAGE, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+      host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION', {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: PAGE,
+        userspace_addr: hva,
+      });
+      expect(errnoOf(() => host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', range))).toBe('EOPNOTSUPP');
+    });
+    it(`TDP, no memslot: the root needs no budget, ENOENT [${p.name}]`, () => {
+      const host = createHost({ kernel: p.name });
+      const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+      const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+      expect(errnoOf(() => host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: 0, size: PAGE, flags: 0 }))).toBe(
+        'ENOENT',
+      );
+    });
+  }
+});
+
 describe('kvm_arch_vcpu_pre_fault_memory(): kvm_is_gfn_alias() (8046d29dde17, 6.16-rc2)', () => {
   // Generated for the profiles with the check (TDX ones: only a TD has direct bits).
   for (const p of allProfiles().filter((q) => q.mmu.preFaultRejectsAlias && q.vmTypes.tdx)) {

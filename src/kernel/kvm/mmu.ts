@@ -176,6 +176,21 @@ export class Mmu {
     this.invalidSlots.clear();
   }
 
+  /**
+   * kvm_mmu_reload() of a vCPU without a root: kvm_mmu_load() allocates one. Without TDP (or up to
+   * 6.8 even with it, profile mmu.rootAllocNeedsMmuPages) that goes through
+   * make_mmu_pages_available(): -ENOSPC while the page budget is 0. Once a root loads the budget
+   * never returns to 0, so the check needs no root state of its own.
+   */
+  reload(): void {
+    const vm = this.vm;
+    if ((!vm.host.tdp || vm.profile.mmu.rootAllocNeedsMmuPages) && this.nMaxMmuPages === 0)
+      throw kerr(
+        'ENOSPC',
+        'make_mmu_pages_available: no MMU page budget (no memslot yet, no KVM_SET_NR_MMU_PAGES)',
+      );
+  }
+
   /** Mark `slot` KVM_MEMSLOT_INVALID until the next memslot change (a racing delete or move). */
   beginRacingMemslotUpdate(slot: Memslot): void {
     this.invalidSlots.add(slot);
@@ -232,9 +247,9 @@ export class Mmu {
    * The TDP page fault for one gfn, kvm_mmu_faultin_pfn() then the map. `isPrivate` is the fault's
    * private bit (SW_PROTECTED: the attribute, set by kvm_mmu_page_fault; SNP/TDX: the guest's view;
    * pre-fault: the attribute). On a memory-fault exit the vCPU's kvm_run is filled and the errno is
-   * thrown, as KVM_RUN returns it. RET_PF_EMULATE is returned as 'emulate'.
+   * thrown, as the ioctl returns it. RET_PF_EMULATE is returned as 'emulate'.
    */
-  fault(vcpu: Vcpu | undefined, gfn: number, isPrivate: boolean, kind: FaultKind): FaultResult {
+  fault(vcpu: Vcpu, gfn: number, isPrivate: boolean, kind: FaultKind): FaultResult {
     const vm = this.vm;
     // A guest access through a present SPTE: the hardware walk succeeds and KVM never sees it. No
     // get_pfn, no prepare hook. SNP and TDX guests reach private and shared SPTEs by their own
@@ -343,7 +358,7 @@ export class Mmu {
    * `seen` is the SPTE fault() found; re-read only if an arch prepare hook may have changed it.
    */
   private faultGmem(
-    vcpu: Vcpu | undefined,
+    vcpu: Vcpu,
     slot: Memslot,
     gfn: number,
     isPrivate: boolean,
@@ -447,11 +462,13 @@ export class Mmu {
 
   /**
    * kvm_mmu_prepare_memory_fault_exit() -> kvm_prepare_memory_fault_exit(): gpa = gfn << PAGE_SHIFT,
-   * size = PAGE_SIZE, flags = PRIVATE for a private access (no RWX flags are reported). Only a vCPU
-   * fault has a kvm_run to fill; a pre-fault's exit information is never seen by userspace.
+   * size = PAGE_SIZE, flags = PRIVATE for a private access (no RWX flags are reported). Prefetch
+   * faults too (KVM_PRE_FAULT_MEMORY, TDX's nested map in INIT_MEM_REGION): the kernel has no
+   * exemption, so the vCPU's kvm_run shows the exit after the ioctl, even one that returns 0
+   * after progress. Only exit_reason and the memory_fault member are written: the union's other
+   * members are left as they were (a pending hypercall's ret lies beyond memory_fault's bytes).
    */
-  memoryFaultExit(vcpu: Vcpu | undefined, gfn: number, isPrivate: boolean): void {
-    if (!vcpu) return;
+  memoryFaultExit(vcpu: Vcpu, gfn: number, isPrivate: boolean): void {
     vcpu.run.exit_reason = KVM_EXIT_MEMORY_FAULT;
     vcpu.run.memory_fault = {
       flags: isPrivate ? BigInt(KVM_MEMORY_EXIT_FLAG_PRIVATE) : 0n,

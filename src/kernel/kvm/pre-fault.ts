@@ -6,8 +6,11 @@
  * A fault of an already-mapped gfn is not short-cut (see Mmu.fault): it runs kvm_gmem_get_pfn() and
  * ends RET_PF_SPURIOUS (success).
  *
- * Not modelled: MMU reload errors, the non-TDP (shadow paging) -EOPNOTSUPP, and huge mappings
- * (progress is 4 KiB per step).
+ * A fault that fails with a memory-fault exit fills the vCPU's kvm_run as a guest fault does
+ * (kvm_mmu_prepare_memory_fault_exit() has no prefetch exemption): userspace finds it there after
+ * the ioctl, whether it returned the errno or 0 after progress.
+ *
+ * Not modelled: huge mappings (progress is 4 KiB per step).
  */
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
@@ -96,6 +99,9 @@ function archPreFaultMemory(vcpu: Vcpu, range: { gpa: bigint; size: bigint }): b
       `kvm_arch_vcpu_pre_fault_memory: gpa 0x${range.gpa.toString(16)} has the shared bit (kvm_is_gfn_alias)`,
     );
   }
+  // kvm_mmu_reload() on every call, before anything looks at the MMU's kind: a shadow-paging vCPU
+  // with no page budget cannot load its root (-ENOSPC).
+  vm.mmu.reload();
   // kvm_tdp_map_page(): only a TDP MMU is indexed by GPA (page_fault == kvm_tdp_page_fault).
   if (!vm.host.tdp)
     throw kerr('EOPNOTSUPP', 'kvm_tdp_map_page: shadow paging, the MMU is not indexed by GPA');
@@ -111,7 +117,7 @@ function archPreFaultMemory(vcpu: Vcpu, range: { gpa: bigint; size: bigint }): b
     // kvm_tdp_map_page(): signal -> -EINTR, dead VM -> -EIO, before each fault attempt.
     if (vm.host.signalPending) throw kerr('EINTR', 'kvm_tdp_map_page: signal pending');
     if (vm.dead) throw kerr('EIO', `kvm_tdp_map_page: VM is dead (${vm.dead})`);
-    return vm.mmu.fault(undefined, gfn, isPrivate, PREFETCH);
+    return vm.mmu.fault(vcpu, gfn, isPrivate, PREFETCH);
   });
   // RET_PF_EMULATE (no memslot: emulated MMIO) -> -ENOENT.
   if (r === 'emulate')

@@ -64,16 +64,11 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   if (run.immediate_exit) throw kerr('EINTR', 'kvm_arch_vcpu_ioctl_run: immediate_exit');
   // kvm_x86_vcpu_pre_run() (TDX: the vCPU must be initialized and the TD finalized).
   vm.arch.vcpuPreRun?.(vcpu);
-  // kvm_mmu_reload() allocates a root before entering: without TDP (or up to 6.8 even with it,
-  // profile mmu.rootAllocNeedsMmuPages) that is make_mmu_pages_available(), -ENOSPC with no page
-  // budget. Not modelled: on VMX/SVM an in-kernel local APIC gets KVM's APIC-access-page memslot,
-  // whose creation sets a budget too.
+  // kvm_mmu_reload() allocates a root before entering (-ENOSPC with no page budget). Not
+  // modelled: on VMX/SVM an in-kernel local APIC gets KVM's APIC-access-page memslot, whose
+  // creation sets a budget too.
   // kvm_vcpu_has_run() (last_vmentry_cpu) is set on the first entry; the root load comes first.
-  if ((!vm.host.tdp || vm.profile.mmu.rootAllocNeedsMmuPages) && vm.mmu.nMaxMmuPages === 0)
-    throw kerr(
-      'ENOSPC',
-      'make_mmu_pages_available: no MMU page budget (no memslot yet, no KVM_SET_NR_MMU_PAGES)',
-    );
+  vm.mmu.reload();
   vcpu.hasRun = true;
   // The previous exit's union member goes (kvm_run has one shape: see Vcpu.run).
   if (run.memory_fault !== undefined) run.memory_fault = undefined;

@@ -664,11 +664,9 @@ export class TdxVm implements ArchVm {
   }
 
   /** 6.16: kvm_tdp_map_page() (a nested private fault, pre-mapping the leaf), then TDH.MEM.PAGE.ADD. */
-  private postPopulate616(_vcpu: Vcpu, ctx: Parameters<PostPopulate>[0]): void {
+  private postPopulate616(vcpu: Vcpu, ctx: Parameters<PostPopulate>[0]): void {
     const srcPage = this.gupSource(ctx.src);
-    const r = this.tracer.within('kvm_tdp_map_page', () =>
-      this.vm.mmu.fault(undefined, ctx.gfn, true, PREFETCH),
-    );
+    const r = this.tracer.within('kvm_tdp_map_page', () => this.vm.mmu.fault(vcpu, ctx.gfn, true, PREFETCH));
     if (r === 'emulate') throw kerr('ENOENT', 'kvm_tdp_map_page: no memslot (RET_PF_EMULATE)');
     this.pageAdd(ctx, srcPage, false);
     this.unpremap(ctx.gfn);
