@@ -15,6 +15,7 @@ import {
   KVM_MEM_READONLY,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
+  KVM_X86_DEFAULT_VM,
   KVM_X86_TDX_VM,
 } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
@@ -237,8 +238,19 @@ export class Mmu {
     vm.host.invariants.touchGfns(vm, start, end);
   }
 
-  /** kvm_arch_flush_shadow_memslot(): a deleted or moved slot loses its mappings. */
+  /**
+   * kvm_arch_flush_shadow_memslot(): a deleted or moved slot loses its mappings, and with the fast
+   * zap (profile mmu.memslotFlush) every other mapping of the VM goes too, SMM slots included.
+   */
   zapSlot(slot: Memslot, why: string): void {
+    const vm = this.vm;
+    const zapAll =
+      vm.type !== KVM_X86_TDX_VM &&
+      (vm.profile.mmu.memslotFlush === 'zap-all' || vm.type === KVM_X86_DEFAULT_VM);
+    if (zapAll) {
+      this.zapGfnRange(0, Number.MAX_SAFE_INTEGER, 'all', 'kvm_mmu_zap_all_fast');
+      return;
+    }
     if (slot.asId !== 0) return;
     this.zapGfnRange(slot.baseGfn, slot.baseGfn + slot.npages, 'all', why);
   }
@@ -321,11 +333,11 @@ export class Mmu {
     // A write to a read-only slot is emulated (KVM_PFN_ERR_RO_FAULT -> RET_PF_EMULATE): MMIO exit.
     if (kind.write && slot.flags & KVM_MEM_READONLY) return 'emulate';
     const hva = gfnToHvaMemslot(slot, gfn);
-    // __kvm_faultin_pfn(): GUP of the shared mapping; no VMA is KVM_PFN_ERR_FAULT, and
-    // kvm_handle_error_pfn() turns that into a memory-fault exit with -EFAULT.
+    // __kvm_faultin_pfn(): GUP of the shared mapping; no VMA is KVM_PFN_ERR_FAULT, which
+    // kvm_handle_error_pfn() returns as a bare -EFAULT: unlike the guest_memfd paths it prepares no
+    // memory-fault exit (Anish Moorthy's patch to add one was not merged), so kvm_run is untouched.
     const vma = vm.host.mm.find(hva);
     if (!vma) {
-      this.memoryFaultExit(vcpu, gfn, false);
       const by = vm.host.mm.unmappedBy(hva);
       throw kerr(
         'EFAULT',
@@ -336,7 +348,6 @@ export class Mmu {
     // hva_to_pfn(): GUP's check_vma_flags() refuses a mapping without direct map (an out-of-tree
     // NO_DIRECT_MAP guest_memfd used as a plain memslot's memory): KVM_PFN_ERR_FAULT.
     if (vma.backing?.noDirectMap) {
-      this.memoryFaultExit(vcpu, gfn, false);
       throw kerr(
         'EFAULT',
         `hva_to_pfn: get_user_pages() refuses hva 0x${hva.toString(16)} of memslot ${slot.id}: no direct map`,

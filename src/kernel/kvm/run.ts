@@ -462,8 +462,8 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
           if (page) copyBytes(out!, done, page, off, n);
         }
       } catch (e) {
-        // The mapping changed under the SPTE (e.g. write to a read-only VMA): KVM_PFN_ERR_FAULT.
-        if (e instanceof KernelError) vm.mmu.memoryFaultExit(vcpu, gfn, false);
+        // The mapping changed under the SPTE (e.g. write to a read-only VMA): KVM_PFN_ERR_FAULT,
+        // a bare -EFAULT from kvm_handle_error_pfn() (no memory-fault exit).
         prog.partial = done;
         throw e;
       }

@@ -66,6 +66,9 @@ export const tdxDev2024: KernelProfile = {
     preFaultRejectsAlias: false,
     gfnRangeFilter: true,
     rootAllocNeedsMmuPages: false,
+    // Based before the quirk (6.12); a TD zaps only the slot (inferred: the branch's
+    // kvm_arch_flush_shadow_memslot() not read).
+    memslotFlush: 'zap-all',
   },
   // MapGPA status for an untrapped KVM_HC_MAP_GPA_RANGE: INVALID_OPERAND, as upstream code before
   // 6.16-rc's SUBFUNC_UNSUPPORTED (inferred: the July branch's tdx_map_gpa() not read).

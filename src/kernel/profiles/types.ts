@@ -153,6 +153,15 @@ export interface KernelProfile {
      * (<20240111020048.844847-1-seanjc@google.com>); without TDP it is -ENOSPC on every kernel.
      */
     readonly rootAllocNeedsMmuPages: boolean;
+    /**
+     * kvm_arch_flush_shadow_memslot() on a memslot delete or move. 'zap-all': kvm_mmu_zap_all_fast(),
+     * every SPTE of the VM goes, whatever the slot or its address space (v6.8 .. v6.11). 'quirk':
+     * KVM_X86_QUIRK_SLOT_ZAP_ALL (aa8d1f48d353, 6.12), on by default and honoured only for
+     * KVM_X86_DEFAULT_VM (kvm_memslot_flush_zap_all()): other VM types lose the slot's own range
+     * (kvm_mmu_zap_memslot()). The model has no KVM_CAP_DISABLE_QUIRKS2, so the quirk stays on.
+     * A TD never takes the fast zap, which would leave its private EPT behind.
+     */
+    readonly memslotFlush: 'zap-all' | 'quirk';
   };
 
   readonly sev: {

@@ -44,7 +44,8 @@ export const v6_16: KernelProfile = {
   // vfs-6.12.fallocate: the mode switch of vfs_fallocate().
   vfs: { ...v6_11.vfs, fallocateModeSwitch: true },
   memslots: { ...v6_11.memslots, rejectGfnAlias: true, accessOkTaskSizeMax: true },
-  mmu: { ...v6_11.mmu, gfnRangeFilter: true, preFaultRejectsAlias: true },
+  // KVM_X86_QUIRK_SLOT_ZAP_ALL (aa8d1f48d353, 6.12): only a default VM zaps all on a memslot change.
+  mmu: { ...v6_11.mmu, gfnRangeFilter: true, preFaultRejectsAlias: true, memslotFlush: 'quirk' },
   // hypercall.ret = 0 on KVM_EXIT_HYPERCALL: 6.13 (December 2024 fix), so every profile from here.
   sev: { ...v6_11.sev, pscClearsHypercallRet: true, launchStartContextFirst: false },
   tdx: {

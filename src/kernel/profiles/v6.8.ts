@@ -41,6 +41,7 @@ export const v6_8: KernelProfile = {
     preFaultRejectsAlias: false,
     gfnRangeFilter: false,
     rootAllocNeedsMmuPages: true,
+    memslotFlush: 'zap-all',
   },
   sev: {
     launchUpdateSrcAligned: false,
