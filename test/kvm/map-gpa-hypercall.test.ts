@@ -91,3 +91,28 @@ describe.each(['v6.8', 'v6.16', 'v7.0'])(
     );
   },
 );
+
+describe('kvm_run.hypercall.ret on the exit (9a1dfeff4414, December 2024: KVM writes 0)', () => {
+  // Before the fix KVM never wrote ret: the next exit shows what userspace wrote at the last one,
+  // and a VMM that leaves it alone (QEMU <= 9.2) hands that value back to the guest.
+  const clears: Record<string, boolean> = { 'v6.8': false, 'v6.11': false, 'v6.16': true, 'v7.0': true };
+  for (const [kernel, cleared] of Object.entries(clears)) {
+    it(`the second exit shows ret ${cleared ? '0' : 'as the VMM left it'}, and the guest gets that [${kernel}]`, () => {
+      const { host, vcpu, start } = swProtected(kernel, true);
+      const { g, run } = start([
+        { op: 'map_gpa', gpa: 0x3000, npages: 1, private: true },
+        { op: 'map_gpa', gpa: 0x5000, npages: 1, private: false },
+        { op: 'hlt' },
+      ]);
+      expect(run.hypercall!.ret).toBe(0n); // a fresh vCPU's kvm_run is zeroed
+      run.hypercall!.ret = 22n; // the VMM fails the first conversion
+      host.ioctl(vcpu, 'KVM_RUN');
+      expect(g.results[0]!.ret).toBe(22n);
+      expect(run.exit_reason).toBe(uapi.KVM_EXIT_HYPERCALL);
+      expect(run.hypercall!.ret).toBe(cleared ? 0n : 22n);
+      host.ioctl(vcpu, 'KVM_RUN'); // the VMM does not write ret this time
+      expect(run.exit_reason).toBe(uapi.KVM_EXIT_HLT);
+      expect(g.results[1]!.ret).toBe(cleared ? 0n : 22n);
+    });
+  }
+});

@@ -50,7 +50,7 @@ function launched(kernel: string, exitEnabled = true) {
 }
 
 describe.each(SNP_KERNELS)('SNP page-state change on %s', (kernel) => {
-  const clearsRet = getProfile(kernel)!.sev.pscClearsHypercallRet;
+  const clearsRet = getProfile(kernel)!.x86.hypercallExitClearsRet;
 
   it('snp_begin_psc_msr: args [gpa, 1, ENCRYPTED | PAGE_SZ_4K]; completion ret 0 -> GHCB_MSR_PSC_RESP (0x15)', () => {
     const s = launched(kernel);

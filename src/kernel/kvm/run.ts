@@ -3,7 +3,8 @@
  * arch/x86/kvm/x86.c that decide exits and return values: kvm_arch_vcpu_ioctl_run()
  * (complete_userspace_io, immediate_exit), kvm_emulate_hypercall() for KVM_HC_MAP_GPA_RANGE and
  * complete_hypercall_exit(), the emulated-MMIO exit and its completion, and kvm_mmu_page_fault()'s
- * choice of the private bit. Versions v6.8 .. v7.0 (no version differences in these paths). TDX
+ * choice of the private bit. Versions v6.8 .. v7.0; one difference: whether the hypercall exit
+ * clears hypercall.ret (profile x86.hypercallExitClearsRet). TDX
  * MapGPA and SNP page-state changes have their own paths (arch/tdx/tdvmcall.ts, arch/sev/psc.ts),
  * reached through ArchVm.guestMapGpa / completeMapGpa.
  *
@@ -228,7 +229,9 @@ function hypercallExit(vcpu: Vcpu, a0: bigint, a1: bigint, a2: bigint): void {
   args[3] = 0n;
   args[4] = 0n;
   args[5] = 0n;
-  hc.ret = 0n;
+  // 9a1dfeff4414 (profile x86.hypercallExitClearsRet): ret = 0; before, what the last hypercall
+  // exit left in kvm_run (the member as userspace last wrote it, 0 on a fresh vCPU).
+  hc.ret = vcpu.vm.profile.x86.hypercallExitClearsRet ? 0n : (vcpu.staleHypercall?.ret ?? hc.ret);
   hc.flags = KVM_EXIT_HYPERCALL_LONG_MODE;
   vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
   vcpu.run.hypercall = hc;

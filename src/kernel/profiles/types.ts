@@ -75,6 +75,15 @@ export interface KernelProfile {
      * 6.9; a 6.18.44 host refuses it). Before, a PIT could be made without one.
      */
     readonly pitNeedsPic: boolean;
+    /**
+     * KVM sets kvm_run.hypercall.ret = 0 on every KVM_EXIT_HYPERCALL of KVM_HC_MAP_GPA_RANGE it
+     * makes (__kvm_emulate_hypercall(), and SNP's snp_begin_psc_msr() / snp_begin_psc()):
+     * 9a1dfeff4414, "KVM: x86: clear vcpu->run->hypercall.ret before exiting for
+     * KVM_EXIT_HYPERCALL" (<20241213194137.315304-1-pbonzini@redhat.com>, December 2024). Before, ret
+     * holds whatever the last hypercall exit left there (0 on a fresh vCPU), and a VMM that never
+     * writes it (QEMU <= 9.2) hands that back to the guest.
+     */
+    readonly hypercallExitClearsRet: boolean;
   };
 
   readonly memslots: {
@@ -200,12 +209,6 @@ export interface KernelProfile {
      * KVM_SNP_POLICY_MASK_VALID (bits 21-25 added), published as KVM_X86_SNP_POLICY_BITS.
      */
     readonly snpPolicyBitsFromFirmware: boolean;
-    /**
-     * snp_begin_psc_msr() / snp_begin_psc() set hypercall.ret = 0 on their KVM_EXIT_HYPERCALL (6.13+:
-     * "KVM: x86: clear vcpu->run->hypercall.ret before exiting for KVM_EXIT_HYPERCALL",
-     * <20241213194137.315304-1-pbonzini@redhat.com>); before, ret holds what the last exit left.
-     */
-    readonly pscClearsHypercallRet: boolean;
     /**
      * Up to 6.11 (fixed by e3a7792d9676, "kvm: svm: Fix gctx page leak on invalid inputs", 6.12):
      * snp_launch_start() creates the guest context (snp_context_create(), -ENOTTY on failure)

@@ -46,8 +46,9 @@ export const v6_16: KernelProfile = {
   memslots: { ...v6_11.memslots, rejectGfnAlias: true, accessOkTaskSizeMax: true },
   // KVM_X86_QUIRK_SLOT_ZAP_ALL (aa8d1f48d353, 6.12): only a default VM zaps all on a memslot change.
   mmu: { ...v6_11.mmu, gfnRangeFilter: true, preFaultRejectsAlias: true, memslotFlush: 'quirk' },
-  // hypercall.ret = 0 on KVM_EXIT_HYPERCALL: 6.13 (December 2024 fix), so every profile from here.
-  sev: { ...v6_11.sev, pscClearsHypercallRet: true, launchStartContextFirst: false },
+  // hypercall.ret = 0 on KVM_EXIT_HYPERCALL: 9a1dfeff4414 (December 2024), so every profile from here.
+  x86: { ...v6_11.x86, hypercallExitClearsRet: true },
+  sev: { ...v6_11.sev, launchStartContextFirst: false },
   tdx: {
     ...v6_11.tdx,
     hasProtectedState: true,

@@ -33,7 +33,7 @@ export const v6_8: KernelProfile = {
     skipUptodateForUnfinalizedTd: false,
   },
   vfs: { fallocateModeSwitch: false, fallocateWriteZeroes: false },
-  x86: { pitNeedsPic: false },
+  x86: { pitNeedsPic: false, hypercallExitClearsRet: false },
   mmu: {
     preFault: false,
     preFaultAllowedGate: false,
@@ -52,7 +52,6 @@ export const v6_8: KernelProfile = {
     secureTsc: false,
     launchUpdateRejectsEmpty: false,
     snpPolicyBitsFromFirmware: false,
-    pscClearsHypercallRet: false,
     launchStartContextFirst: true,
     postPopulateChecksPrivate: true,
     snpReqCerts: false,

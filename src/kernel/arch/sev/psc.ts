@@ -5,7 +5,7 @@
  * SVM_VMGEXIT_PSC buffer), 6.11 .. 7.0 (torvalds/linux sev.c @4b4193256c8d; the original 6.11 pull
  * <20240510211024.556136-9-michael.roth@amd.com>). Both leave hypercall.flags as it was (KVM never
  * writes it on these paths); 6.13+ clears hypercall.ret ("KVM: x86: clear vcpu->run->hypercall.ret
- * before exiting for KVM_EXIT_HYPERCALL", December 2024): profile.sev.pscClearsHypercallRet.
+ * before exiting for KVM_EXIT_HYPERCALL", December 2024): profile.x86.hypercallExitClearsRet.
  * Not modelled: 2 MiB PSC entries and PSMASH/UNSMASH operations (the guest ops only ask for 4 KiB
  * private/shared), an invalid PSC header (the modelled guest always builds a valid one), the post-7.0
  * check of hypercall.ret (kvm-x86 5d40e5b49442: values other than 0/EINVAL/EAGAIN fail KVM_RUN).
@@ -106,7 +106,7 @@ function beginPsc(vcpu: Vcpu, es: PscVcpu, prog: GuestProgram, op: MapGpaOp, via
   const n = msr ? 1 : left > BigInt(VMGEXIT_PSC_MAX_ENTRY) ? VMGEXIT_PSC_MAX_ENTRY : Number(left);
   es.psc = { via, npages: n };
   // KVM_MAP_GPA_RANGE_PAGE_SZ_4K: every page (MSR request, GHCB entry) is 4 KiB.
-  pscExit(vcpu, gfn + done, BigInt(n), op.private === true, vcpu.vm.profile.sev.pscClearsHypercallRet);
+  pscExit(vcpu, gfn + done, BigInt(n), op.private === true, vcpu.vm.profile.x86.hypercallExitClearsRet);
   return true;
 }
 
