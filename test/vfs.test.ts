@@ -114,12 +114,19 @@ describe('mmap of a file (do_mmap)', () => {
       }
     },
   );
-  it('guest_memfd on v6.16 has no ->mmap: ENODEV whatever the protection', () => {
-    const host = createHost({ kernel: 'v6.16' });
+  // Before 6.18 guest_memfd has no ->mmap (-ENODEV); from 6.15 its anon_inodefs superblock is
+  // SB_I_NOEXEC (1ed95281c0c7), and do_mmap() checks that first: PROT_EXEC is -EPERM.
+  it.each([
+    ['v6.11', 'ENODEV'],
+    ['v6.16', 'EPERM'],
+  ])('guest_memfd on %s has no ->mmap: ENODEV, and PROT_EXEC %s', (kernel, exec) => {
+    const host = createHost({ kernel });
     const kvm = host.open('/dev/kvm');
-    const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
     const fd = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: PAGE, flags: 0 });
     expect(errnoOf(() => host.mmap({ length: PAGE, prot: RW, flags: uapi.MAP_SHARED, fd }))).toBe('ENODEV');
+    const m = { length: PAGE, prot: RW | uapi.PROT_EXEC, flags: uapi.MAP_SHARED, fd };
+    expect(errnoOf(() => host.mmap(m))).toBe(exec);
   });
   it('MAP_SHARED_VALIDATE: a flag outside LEGACY_MAP_MASK (MAP_SYNC) is EOPNOTSUPP; MAP_SHARED ignores it', () => {
     const f = files();

@@ -312,7 +312,7 @@ export class AddressSpace {
         out.push(v);
         continue;
       }
-      // VM_EXEC without VM_MAYEXEC: a file on a noexec mount or superblock (guest_memfd from 6.18).
+      // VM_EXEC without VM_MAYEXEC: a file on a noexec mount or superblock (guest_memfd from 6.15).
       if (newProt & PROT_EXEC && v.file?.noexec) {
         stop = 'exec';
         out.push(v);

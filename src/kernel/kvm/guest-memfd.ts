@@ -211,12 +211,12 @@ export class GmemFile extends KFile {
   }
 
   /**
-   * 6.18+: anon_inodefs raises SB_I_NOEXEC, and 7.0's own guest_memfd fs sets SB_I_NOEXEC and
-   * MNT_NOEXEC (seen on a 6.18 host: PROT_EXEC is -EPERM with or without GUEST_MEMFD_FLAG_MMAP).
-   * Older kernels are not modelled here: their guest_memfd has no ->mmap at all.
+   * 6.15+: anon_inodefs raises SB_I_NOEXEC, and 7.0's own guest_memfd fs sets SB_I_NOEXEC and
+   * MNT_NOEXEC (profile vfs.anonInodeNoexec; seen on a 6.18 host: PROT_EXEC is -EPERM with or
+   * without GUEST_MEMFD_FLAG_MMAP, and on 6.15 .. 6.17 it comes before the missing ->mmap).
    */
   override get noexec(): boolean {
-    return this.vm.profile.gmem.mmap;
+    return this.vm.profile.vfs.anonInodeNoexec;
   }
 
   readonly kind = 'guest_memfd';

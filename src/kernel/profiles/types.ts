@@ -65,6 +65,14 @@ export interface KernelProfile {
     readonly fallocateModeSwitch: boolean;
     /** 6.17+ (vfs-6.17.fallocate): FALLOC_FL_WRITE_ZEROES is a mode, refused with KEEP_SIZE. */
     readonly fallocateWriteZeroes: boolean;
+    /**
+     * anon_inodefs raises SB_I_NOEXEC (1ed95281c0c7, "anon_inode: raise SB_I_NODEV and
+     * SB_I_NOEXEC", April 2025, 6.15): path_noexec() holds for the files on it, guest_memfd
+     * included (7.0's own guest_memfd fs is noexec too), so do_mmap() refuses PROT_EXEC with -EPERM
+     * before it looks for ->mmap (-ENODEV). Not modelled for VM and vCPU fds, whose mmap (kvm_run)
+     * the model does not offer.
+     */
+    readonly anonInodeNoexec: boolean;
   };
 
   /** x86 VM ioctls outside memory (arch/x86/kvm/x86.c kvm_arch_vm_ioctl()). */

@@ -42,7 +42,7 @@ export const v6_16: KernelProfile = {
   vmTypes: { ...v6_11.vmTypes, tdx: true },
   // attr_filter came with the TDX MMU prep series (6.14); the alias check with 8046d29dde17 (6.16-rc2).
   // vfs-6.12.fallocate: the mode switch of vfs_fallocate().
-  vfs: { ...v6_11.vfs, fallocateModeSwitch: true },
+  vfs: { ...v6_11.vfs, fallocateModeSwitch: true, anonInodeNoexec: true },
   memslots: { ...v6_11.memslots, rejectGfnAlias: true, accessOkTaskSizeMax: true },
   // KVM_X86_QUIRK_SLOT_ZAP_ALL (aa8d1f48d353, 6.12): only a default VM zaps all on a memslot change.
   mmu: { ...v6_11.mmu, gfnRangeFilter: true, preFaultRejectsAlias: true, memslotFlush: 'quirk' },

@@ -32,7 +32,7 @@ export const v6_8: KernelProfile = {
     populateRejectsEmpty: false,
     skipUptodateForUnfinalizedTd: false,
   },
-  vfs: { fallocateModeSwitch: false, fallocateWriteZeroes: false },
+  vfs: { fallocateModeSwitch: false, fallocateWriteZeroes: false, anonInodeNoexec: false },
   x86: { pitNeedsPic: false, hypercallExitClearsRet: false },
   mmu: {
     preFault: false,
