@@ -170,7 +170,7 @@ describe.each(SNP_KERNELS)('SNP launch on %s', (kernel) => {
     );
   });
 
-  it('snp_launch_finish: id_block_en with id_block_uaddr 0 -> EINVAL (psp_copy_user_blob: !uaddr), unmapped -> EFAULT (memdup_user)', () => {
+  it('snp_launch_finish: id_block_en with id_block_uaddr 0 -> EINVAL (psp_copy_user_blob: !uaddr), unmapped or unreadable -> EFAULT (memdup_user)', () => {
     const s = snpVm(kernel);
     const blob = s.host.mmap({
       length: 2 * PAGE,
@@ -189,6 +189,13 @@ describe.each(SNP_KERNELS)('SNP launch on %s', (kernel) => {
     expect(finish(blob, 0)).toBe('EINVAL');
     expect(finish(gone, blob)).toBe('EFAULT');
     expect(finish(blob, gone)).toBe('EFAULT');
+    // Mapped but not readable: memdup_user() faults just the same (not a signal to the VMM).
+    const none = s.host.mmap({
+      length: PAGE,
+      prot: uapi.PROT_NONE,
+      flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS,
+    });
+    expect(finish(none, blob)).toBe('EFAULT');
     // Nothing reached the firmware: the launch can still be finished.
     expect(s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {}).error).toBe(0);
   });

@@ -316,7 +316,7 @@ describe('KVM_TDX_CAPABILITIES contents (tdx.c init_kvm_tdx_caps, td_init_cpuid_
   // TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT (BIT(1)); td_init_cpuid_entry2() never sets flags.
   const get = (kernel: string) => {
     const td = tdVm(kernel);
-    const data = { ...caps(64), reserved: [7, 7, 7] } as Record<string, unknown>;
+    const data = { cpuid: { nent: 64, padding: 9 }, reserved: [7, 7, 7] } as Record<string, unknown>;
     td.host.ioctl(td.vm, 'KVM_MEMORY_ENCRYPT_OP', tdCmd('KVM_TDX_CAPABILITIES', data));
     return data;
   };
@@ -331,6 +331,7 @@ describe('KVM_TDX_CAPABILITIES contents (tdx.c init_kvm_tdx_caps, td_init_cpuid_
         c['user_tdvmcallinfo_1_r12'],
       ]).toEqual([0, 0, 0]);
       expect(c['reserved']).toEqual([0, 0, 0]);
+      expect((c['cpuid'] as { padding: number }).padding).toBe(0);
       const entries = (c['cpuid'] as { entries: { flags: number }[] }).entries;
       expect(entries.length).toBeGreaterThan(0);
       expect(entries.every((e) => e.flags === 0)).toBe(true);

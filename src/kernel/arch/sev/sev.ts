@@ -548,7 +548,14 @@ function snpLaunchFinish(vm: Vm, platform: SnpPlatform, arch: SevArchVm | undefi
 function readUserBlob(host: Host, addr: bigint, len: number, what: string): Uint8Array {
   if (addr === 0n || len === 0) throw kerr('EINVAL', `psp_copy_user_blob: ${what} address is 0`);
   if (!host.mm.mapped(Number(addr), len)) throw kerr('EFAULT', `psp_copy_user_blob: ${what} not readable`);
-  return host.mm.read(addr, len);
+  try {
+    return host.mm.read(addr, len);
+  } catch (e) {
+    // Mapped but not readable (PROT_NONE, a private guest_memfd page, a file page past EOF).
+    if (e instanceof HostFault)
+      throw kerr('EFAULT', `psp_copy_user_blob: ${what} not readable (${e.reason})`);
+    throw e;
+  }
 }
 
 function bytesField(v: unknown, n: number): Uint8Array {

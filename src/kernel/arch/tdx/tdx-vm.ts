@@ -6,8 +6,9 @@
  * while the mirror SPTE is installed). Switch: profile.tdx.initMemRegion (and profile.gmem for the
  * guest_memfd side). Sources: torvalds/linux tdx.c @3829d81b6958 (a 6.16-rc snapshot; 6.16 final adds
  * 28224ef02b56 and the zeroed caps of KVM_TDX_CAPABILITIES, as the profile has), kvm-x86/linux tdx.c
- * @09c6f74ecb86 (2026; same INIT/FINALIZE/S-EPT logic as the 6.19 pull), the 2024 threads cited in
- * profiles/tdx-dev-2024-07.ts.
+ * @09c6f74ecb86 (2026, after 7.0: its INIT_MEM_REGION already refuses a missing source_addr up
+ * front, where 7.0's tdx_gmem_post_populate() returns -EOPNOTSUPP; otherwise the S-EPT and FINALIZE
+ * logic of the 6.19 pull), the 2024 threads cited in profiles/tdx-dev-2024-07.ts.
  * Modelled as checks only: the IRQCHIP KVM_CREATE_VCPU requires (profile.tdx.vcpuCreateNeedsSplitIrqchip) and the x2APIC CPUID
  * KVM_TDX_INIT_VCPU requires (no APIC state). Not modelled: TSC and MSR handling,
  * KVM_TDX_TERMINATE_VM, the TD's vCPU limit (num_present_cpus), lock contention (-EBUSY/-EINTR of
@@ -251,9 +252,10 @@ export class TdxVm implements ArchVm {
         f,
         info && f === 'user_tdvmcallinfo_1_r11' ? TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT : 0n,
       );
-    // The whole (zeroed) struct is copied back: reserved[] reads as zeros.
+    // The whole (zeroed) struct is copied back: reserved[] and the cpuid header's padding read as zeros.
     if (info && Array.isArray(caps['reserved']))
       caps['reserved'] = caps['reserved'].map((v) => (typeof v === 'bigint' ? 0n : 0));
+    if (info && cpuid['padding'] !== undefined) copyToUser(cpuid, 'padding', 0n);
     copyToUser(cpuid, 'nent', BigInt(num));
     cpuid['entries'] = Array.from({ length: num }, (_, i) => ({
       ...this.configEntry(i),
