@@ -90,11 +90,20 @@ export const KVM_PRE_FAULT_MEMORY = _IOWR(KVMIO, 0xd5, SIZEOF_KVM_PRE_FAULT_MEMO
 
 // KVM_CAP_*
 export const KVM_CAP_IRQCHIP = 0;
+export const KVM_CAP_MMU_SHADOW_CACHE_CONTROL = 2;
 export const KVM_CAP_USER_MEMORY = 3;
+export const KVM_CAP_SET_TSS_ADDR = 4;
 export const KVM_CAP_NR_VCPUS = 9;
 export const KVM_CAP_NR_MEMSLOTS = 10;
 export const KVM_CAP_SYNC_MMU = 16;
+export const KVM_CAP_DESTROY_MEMORY_REGION_WORKS = 21;
+export const KVM_CAP_JOIN_MEMORY_REGIONS_WORKS = 30;
+export const KVM_CAP_PIT2 = 33;
 export const KVM_CAP_MAX_VCPUS = 66;
+export const KVM_CAP_READONLY_MEM = 81;
+export const KVM_CAP_ENABLE_CAP_VM = 98;
+export const KVM_CAP_CHECK_EXTENSION_VM = 105;
+export const KVM_CAP_IMMEDIATE_EXIT = 136;
 export const KVM_CAP_MAX_VCPU_ID = 128;
 export const KVM_CAP_EXIT_HYPERCALL = 201;
 export const KVM_CAP_MULTI_ADDRESS_SPACE = 118;

@@ -75,3 +75,42 @@ describe('KVM_CREATE_VCPU and KVM_SET_CPUID2 against a 6.18.44 host (an audit)',
     expect(errnoOf(() => host.ioctl(vcpu, 'KVM_SET_CPUID2', table(0xd)))).toBe('EINVAL');
   });
 });
+
+describe('KVM_CHECK_EXTENSION of the features the model has (kvm_vm_ioctl_check_extension_generic, x86 kvm_vm_ioctl_check_extension)', () => {
+  // 1 on /dev/kvm and on every VM type: generic (memslot fixes, VM-fd CHECK_EXTENSION / ENABLE_CAP)
+  // and x86's unconditional list.
+  const ones = [
+    uapi.KVM_CAP_MMU_SHADOW_CACHE_CONTROL,
+    uapi.KVM_CAP_SET_TSS_ADDR,
+    uapi.KVM_CAP_DESTROY_MEMORY_REGION_WORKS,
+    uapi.KVM_CAP_JOIN_MEMORY_REGIONS_WORKS,
+    uapi.KVM_CAP_PIT2,
+    uapi.KVM_CAP_ENABLE_CAP_VM,
+    uapi.KVM_CAP_CHECK_EXTENSION_VM,
+    uapi.KVM_CAP_IMMEDIATE_EXIT,
+  ];
+  const types = [uapi.KVM_X86_DEFAULT_VM, uapi.KVM_X86_SW_PROTECTED_VM, uapi.KVM_X86_SNP_VM];
+  for (const kernel of ['v6.11', 'v7.0']) {
+    it(`1 on /dev/kvm, DEFAULT, SW_PROTECTED and SNP VMs [${kernel}]`, () => {
+      const host = createHost({ kernel, platform: 'snp' });
+      const kvm = host.open('/dev/kvm');
+      const fds = [kvm, ...types.map((t) => host.ioctl(kvm, 'KVM_CREATE_VM', t))];
+      for (const fd of fds)
+        expect(ones.map((c) => host.ioctl(fd, 'KVM_CHECK_EXTENSION', c))).toEqual(ones.map(() => 1));
+    });
+  }
+  // d30d9ee94cc0 (6.11-rc7): kvm_arch_has_readonly_mem(), i.e. not for VMs with protected state
+  // (SEV-ES, SNP; 6.10+ refuses their read-only memslots). Before it, 1 everywhere.
+  it.each([
+    ['v6.11-rc1', [1, 1, 1, 1]],
+    ['v6.11', [1, 1, 1, 0]],
+    ['v7.0', [1, 1, 1, 0]],
+  ] as const)('KVM_CAP_READONLY_MEM on /dev/kvm, DEFAULT, SW_PROTECTED, SNP [%s]', (kernel, want) => {
+    const host = createHost({ kernel, platform: 'snp' });
+    const kvm = host.open('/dev/kvm');
+    const fds = [kvm, ...types.map((t) => host.ioctl(kvm, 'KVM_CREATE_VM', t))];
+    expect(fds.map((fd) => host.ioctl(fd, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_READONLY_MEM))).toEqual([
+      ...want,
+    ]);
+  });
+});

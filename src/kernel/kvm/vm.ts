@@ -422,11 +422,25 @@ export class VmFile extends KFile {
 export function checkExtension(host: Host, vm: Vm | undefined, cap: number): number {
   const p = host.profile;
   switch (cap) {
+    // Generic: the memslot ioctls, whose old bugs these two name as fixed, and the VM-fd ioctls.
     case K.KVM_CAP_USER_MEMORY:
     case K.KVM_CAP_USER_MEMORY2:
-    case K.KVM_CAP_SYNC_MMU:
+    case K.KVM_CAP_DESTROY_MEMORY_REGION_WORKS:
+    case K.KVM_CAP_JOIN_MEMORY_REGIONS_WORKS:
+    case K.KVM_CAP_CHECK_EXTENSION_VM:
+    case K.KVM_CAP_ENABLE_CAP_VM:
     case K.KVM_CAP_MEMORY_FAULT_INFO:
+    // x86's list, for every VM type: the ones whose feature the model has (KVM_SET_NR_MMU_PAGES,
+    // KVM_SET_TSS_ADDR, KVM_CREATE_PIT2, kvm_run.immediate_exit). Not KVM_CAP_IRQ_INJECT_STATUS:
+    // the kernel says 1, but the model does not offer KVM_IRQ_LINE_STATUS (irqchip.ts).
+    case K.KVM_CAP_SYNC_MMU:
+    case K.KVM_CAP_MMU_SHADOW_CACHE_CONTROL:
+    case K.KVM_CAP_SET_TSS_ADDR:
+    case K.KVM_CAP_PIT2:
+    case K.KVM_CAP_IMMEDIATE_EXIT:
       return 1;
+    case K.KVM_CAP_READONLY_MEM:
+      return p.x86.readonlyMemCapPerVm && vm?.hasProtectedState ? 0 : 1;
     case K.KVM_CAP_NR_MEMSLOTS:
       return K.KVM_USER_MEM_SLOTS;
     case K.KVM_CAP_MAX_VCPUS:

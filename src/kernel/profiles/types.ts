@@ -92,6 +92,13 @@ export interface KernelProfile {
      * writes it (QEMU <= 9.2) hands that back to the guest.
      */
     readonly hypercallExitClearsRet: boolean;
+    /**
+     * KVM_CAP_READONLY_MEM asks the VM: kvm_arch_has_readonly_mem() (0 for VMs with protected
+     * state), 1 on /dev/kvm. d30d9ee94cc0, "KVM: x86: Only advertise KVM_CAP_READONLY_MEM when
+     * supported by VM" (6.11-rc7). Before, 1 everywhere, though 6.10+ refuses read-only memslots on
+     * SEV-ES and SNP VMs.
+     */
+    readonly readonlyMemCapPerVm: boolean;
   };
 
   readonly memslots: {

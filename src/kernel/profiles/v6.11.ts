@@ -17,6 +17,10 @@ export const v6_11: KernelProfile = {
     },
     { what: 'KVM: guest_memfd: move check for already-populated page to common code', where: 'de80252414f3' },
     { what: 'KVM: guest_memfd: make kvm_gmem_populate() only populate private gfns', where: 'e4ee54479273' },
+    {
+      what: 'KVM: x86: Only advertise KVM_CAP_READONLY_MEM when supported by VM (kvm-x86-fixes-6.11-rcN)',
+      where: 'd30d9ee94cc0',
+    },
   ],
   gmem: {
     ...v6_11_rc1.gmem,
@@ -25,5 +29,6 @@ export const v6_11: KernelProfile = {
     populateRequiresPrivate: true,
   },
   mmu: { ...v6_11_rc1.mmu, preFaultAllowedGate: true },
+  x86: { ...v6_11_rc1.x86, readonlyMemCapPerVm: true },
   sev: { ...v6_11_rc1.sev, postPopulateAssignedEexist: true, postPopulateChecksPrivate: false },
 };

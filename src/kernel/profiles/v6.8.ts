@@ -33,7 +33,7 @@ export const v6_8: KernelProfile = {
     skipUptodateForUnfinalizedTd: false,
   },
   vfs: { fallocateModeSwitch: false, fallocateWriteZeroes: false, anonInodeNoexec: false },
-  x86: { pitNeedsPic: false, hypercallExitClearsRet: false },
+  x86: { pitNeedsPic: false, hypercallExitClearsRet: false, readonlyMemCapPerVm: false },
   mmu: {
     preFault: false,
     preFaultAllowedGate: false,
