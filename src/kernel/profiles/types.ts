@@ -75,7 +75,7 @@ export interface KernelProfile {
     readonly anonInodeNoexec: boolean;
   };
 
-  /** x86 VM ioctls outside memory (arch/x86/kvm/x86.c kvm_arch_vm_ioctl()). */
+  /** x86 behaviour outside memory (arch/x86/kvm/x86.c: VM ioctls, capabilities, the hypercall exit). */
   readonly x86: {
     /**
      * KVM_CREATE_PIT2 needs the in-kernel PIC of a full KVM_CREATE_IRQCHIP (-ENOENT otherwise),
