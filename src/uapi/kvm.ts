@@ -106,6 +106,7 @@ export const KVM_CAP_CHECK_EXTENSION_VM = 105;
 export const KVM_CAP_IMMEDIATE_EXIT = 136;
 export const KVM_CAP_MAX_VCPU_ID = 128;
 export const KVM_CAP_EXIT_HYPERCALL = 201;
+export const KVM_CAP_X86_SMM = 117;
 export const KVM_CAP_MULTI_ADDRESS_SPACE = 118;
 export const KVM_CAP_SPLIT_IRQCHIP = 121;
 /**

@@ -114,3 +114,25 @@ describe('KVM_CHECK_EXTENSION of the features the model has (kvm_vm_ioctl_check_
     ]);
   });
 });
+
+describe('KVM_CAP_X86_SMM (x86 kvm_vm_ioctl_check_extension: has_emulated_msr(kvm, MSR_IA32_SMBASE))', () => {
+  it.each(['v6.16', 'v7.0'])(
+    '1 on /dev/kvm, DEFAULT and SW_PROTECTED VMs; 0 on SNP (sev_es_guest) and TD VMs [%s]',
+    (kernel) => {
+      const snp = createHost({ kernel, platform: 'snp' });
+      const tdx = createHost({ kernel, platform: 'tdx' });
+      const cap = (host: ReturnType<typeof createHost>, type?: number) => {
+        const kvm = host.open('/dev/kvm');
+        const fd = type === undefined ? kvm : host.ioctl(kvm, 'KVM_CREATE_VM', type);
+        return host.ioctl(fd, 'KVM_CHECK_EXTENSION', uapi.KVM_CAP_X86_SMM);
+      };
+      expect([
+        cap(snp),
+        cap(snp, uapi.KVM_X86_DEFAULT_VM),
+        cap(snp, uapi.KVM_X86_SW_PROTECTED_VM),
+        cap(snp, uapi.KVM_X86_SNP_VM),
+        cap(tdx, uapi.KVM_X86_TDX_VM),
+      ]).toEqual([1, 1, 1, 0, 0]);
+    },
+  );
+});

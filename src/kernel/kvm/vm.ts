@@ -441,6 +441,11 @@ export function checkExtension(host: Host, vm: Vm | undefined, cap: number): num
       return 1;
     case K.KVM_CAP_READONLY_MEM:
       return p.x86.readonlyMemCapPerVm && vm?.hasProtectedState ? 0 : 1;
+    // has_emulated_msr(kvm, MSR_IA32_SMBASE) (CONFIG_KVM_SMM=y): not for a TD (tdx_has_emulated_msr)
+    // nor an SEV-ES/SNP guest (svm_has_emulated_msr); VMX with unrestricted guest, SVM and
+    // /dev/kvm say 1. The model's SMM is its second address space (KVM_CAP_MULTI_ADDRESS_SPACE).
+    case K.KVM_CAP_X86_SMM:
+      return vm !== undefined && (vm.type === K.KVM_X86_TDX_VM || vm.hasProtectedState) ? 0 : 1;
     case K.KVM_CAP_NR_MEMSLOTS:
       return K.KVM_USER_MEM_SLOTS;
     case K.KVM_CAP_MAX_VCPUS:
