@@ -8,6 +8,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHost, uapi } from '../src/index.js';
+import type { Host } from '../src/kernel/host.js';
+import type { VmFile } from '../src/kernel/kvm/vm.js';
 import { errnoOf, signalOf } from './errno-of.js';
 
 const PAGE = 4096;
@@ -84,4 +86,73 @@ describe('mprotect and KVM (the MMU notifier)', () => {
       expect(guest.results[0]?.data).toEqual(Uint8Array.of(0x5a));
     });
   }
+});
+
+/**
+ * hva_to_pfn(): GUP faults the page in before KVM maps it, so a page a user access could not reach
+ * (check_vma_flags(): no VM_READ; or a file page whose fault is SIGBUS) is KVM_PFN_ERR_FAULT ->
+ * kvm_handle_error_pfn() -EFAULT, and no SPTE is made. KVM_PRE_FAULT_MEMORY (a read fault,
+ * kvm_tdp_map_page()) stops there too: -EFAULT with the range untouched, or 0 after earlier pages.
+ */
+describe('KVM_PRE_FAULT_MEMORY and the shared fault: GUP must reach the page', () => {
+  /** A default VM of `kernel` whose slot 0 maps `pages` pages at `ram` (made by `map`), and its vCPU. */
+  function vmOver(kernel: string, pages: number, map: (host: Host) => number) {
+    const host = createHost({ kernel });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_DEFAULT_VM);
+    const ram = map(host);
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: pages * PAGE,
+      userspace_addr: ram,
+    });
+    return { host, vm, ram, vcpu: host.ioctl(vm, 'KVM_CREATE_VCPU', 0) };
+  }
+
+  for (const kernel of ['v6.11', 'v6.18', 'v7.0']) {
+    it(`${kernel}: a PROT_NONE page -> EFAULT, range unchanged; [RW page, PROT_NONE page] -> 0 after one page`, () => {
+      const { host, ram, vcpu } = vmOver(kernel, 4, (h) =>
+        h.mmap({ length: 4 * PAGE, prot: RW, flags: PRIVATE_ANON }),
+      );
+      host.mprotect(ram + PAGE, PAGE, uapi.PROT_NONE);
+      const none = { gpa: PAGE, size: PAGE, flags: 0 };
+      expect(errnoOf(() => host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', none))).toBe('EFAULT');
+      expect(none).toEqual({ gpa: PAGE, size: PAGE, flags: 0 });
+      const both = { gpa: 0, size: 2 * PAGE, flags: 0 };
+      expect(host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', both)).toBe(0);
+      expect(both).toEqual({ gpa: PAGE, size: PAGE, flags: 0 });
+      // A read-only page can be mapped for the read fault pre-fault makes.
+      host.mprotect(ram + 2 * PAGE, PAGE, uapi.PROT_READ);
+      const ro = { gpa: 2 * PAGE, size: PAGE, flags: 0 };
+      expect(host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', ro)).toBe(0);
+      expect(ro.size).toBe(0);
+    });
+
+    it(`${kernel}: a shared memfd page past EOF (its fault is SIGBUS) -> EFAULT`, () => {
+      let fd = -1;
+      const { host, vcpu } = vmOver(kernel, 2, (h) => {
+        fd = h.memfdCreate('ram', 0);
+        h.ftruncate(fd, 2 * PAGE);
+        return h.mmap({ length: 2 * PAGE, prot: RW, flags: uapi.MAP_SHARED, fd, offset: 0 });
+      });
+      host.ftruncate(fd, PAGE);
+      expect(host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: 0, size: PAGE, flags: 0 })).toBe(0);
+      expect(
+        errnoOf(() => host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: PAGE, size: PAGE, flags: 0 })),
+      ).toBe('EFAULT');
+    });
+  }
+
+  it('KVM_RUN: a guest read of a PROT_NONE page fails with a bare EFAULT and leaves no SPTE behind', () => {
+    const { host, vm, vcpu } = vmOver('v7.0', 2, (h) =>
+      h.mmap({ length: 2 * PAGE, prot: uapi.PROT_NONE, flags: PRIVATE_ANON }),
+    );
+    const guest = host.guest(vcpu);
+    guest.load([{ op: 'read', gpa: PAGE, length: 1 }]);
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_RUN'))).toBe('EFAULT');
+    expect(host.kvmRun(vcpu).memory_fault).toBeUndefined();
+    const v = (host.fds.lookup(vm) as VmFile).vm;
+    expect(v.mmu.sptes.get(1)).toBeUndefined();
+  });
 });

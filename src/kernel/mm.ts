@@ -707,6 +707,46 @@ export class AddressSpace {
     }
   }
 
+  /**
+   * The fault get_user_pages() takes on the page at `addr` for KVM's shared mapping (hva_to_pfn(),
+   * FOLL_WRITE for a write fault): -EFAULT where a user access of that kind would fault: no VMA, no
+   * direct map or the wrong protection (check_vma_flags()), a file page whose fault SIGBUSes.
+   */
+  gupFault(addr: number, write: boolean): void {
+    try {
+      const v = this.vmaFor(addr, write, true);
+      if (!v.anon) v.backing!.readPage(v.pgoff + (Math.floor(addr / PAGE_SIZE) - v.start / PAGE_SIZE));
+    } catch (e) {
+      if (e instanceof HostFault)
+        throw kerr('EFAULT', `get_user_pages: ${e.reason} at 0x${addr.toString(16)}`);
+      throw e;
+    }
+  }
+
+  /**
+   * pin_user_pages_fast() of `npages` pages from page-aligned `addr`: whether every page could be
+   * pinned (each faulted in as gupFault() does; FOLL_WRITE with `write`). Pinning keeps no state here.
+   */
+  pinUserPages(addr: number, npages: number, write: boolean): boolean {
+    const end = addr + npages * PAGE_SIZE;
+    let a = addr;
+    try {
+      while (a < end) {
+        const v = this.vmaFor(a, write, true);
+        const stop = Math.min(v.end, end);
+        // Anonymous memory always faults in; a file page may not (past EOF: SIGBUS).
+        if (!v.anon)
+          for (let p = a; p < stop; p += PAGE_SIZE)
+            v.backing!.readPage(v.pgoff + (p / PAGE_SIZE - v.start / PAGE_SIZE));
+        a = stop;
+      }
+    } catch (e) {
+      if (e instanceof HostFault) return false;
+      throw e;
+    }
+    return true;
+  }
+
   /** copy_from_user() of `len` bytes for the kernel: -EFAULT where any byte is not readable. */
   copyFromUser(addr: number, len: number): Uint8Array {
     try {

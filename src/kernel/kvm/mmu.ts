@@ -345,13 +345,16 @@ export class Mmu {
         by ? `the memslot's memory was unmapped by ${describeProvenance(by)}` : undefined,
       );
     }
-    // hva_to_pfn(): GUP's check_vma_flags() refuses a mapping without direct map (an out-of-tree
-    // NO_DIRECT_MAP guest_memfd used as a plain memslot's memory): KVM_PFN_ERR_FAULT.
-    if (vma.backing?.noDirectMap) {
-      throw kerr(
-        'EFAULT',
-        `hva_to_pfn: get_user_pages() refuses hva 0x${hva.toString(16)} of memslot ${slot.id}: no direct map`,
-      );
+    // hva_to_pfn(): GUP faults the page in first, and a mapping it refuses (no direct map: an
+    // out-of-tree NO_DIRECT_MAP guest_memfd as a plain memslot's memory; PROT_NONE, or read-only
+    // for a write fault) or a fault that fails (a file page past EOF) is KVM_PFN_ERR_FAULT. So no
+    // SPTE is made, and KVM_PRE_FAULT_MEMORY fails there too, though it never reads the bytes.
+    try {
+      vm.host.mm.gupFault(hva, kind.write);
+    } catch (e) {
+      if (e instanceof KernelError)
+        throw kerr('EFAULT', `hva_to_pfn: hva 0x${hva.toString(16)} of memslot ${slot.id}: ${e.reason}`);
+      throw e;
     }
     let spte = cur;
     if (!spte || spte.private || spte.inode || spte.slot !== slot) {
