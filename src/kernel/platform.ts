@@ -21,6 +21,11 @@ export interface Platform {
    */
   vmMemEncryptOp?(vm: Vm, arg: unknown): number;
   /**
+   * KVM_MEMORY_ENCRYPT_REG_REGION / UNREG_REGION (`register` false): the vendor's
+   * mem_enc_register_region / mem_enc_unregister_region (SVM: sev.c). Absent (VMX): -ENOTTY.
+   */
+  vmMemEncRegion?(vm: Vm, register: boolean, addr: bigint, size: bigint): number;
+  /**
    * kvm_x86_ops.dev_get_attr for a non-zero /dev/kvm attribute group (SVM: sev_dev_get_attr()).
    * Throws the kernel's errno (-ENXIO for an unknown group or attribute). Absent: -ENXIO.
    */

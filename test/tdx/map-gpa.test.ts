@@ -158,6 +158,23 @@ for (const kernel of UPSTREAM) {
       });
     });
 
+    it('kvm_run is one page: a VMM that kept run.hypercall from the first chunk fails the second through it', () => {
+      const td = runningTd(kernel);
+      const { g, run } = start(td, [{ op: 'map_gpa', gpa: SHARED, size: 4 * MiB, npages: 0 }, { op: 'hlt' }]);
+      const kept = run.hypercall!;
+      kept.ret = 0n;
+      td.host.ioctl(td.vcpu, 'KVM_RUN');
+      // __tdx_map_gpa() wrote the second chunk into the same bytes.
+      expect(run.hypercall).toBe(kept);
+      expect(kept.args[0]).toBe(2n * BigInt(MiB));
+      kept.ret = 22n;
+      td.host.ioctl(td.vcpu, 'KVM_RUN');
+      expect(g.results[0]).toEqual({
+        ret: TDVMCALL_STATUS_INVALID_OPERAND,
+        r11: SHARED | (2n * BigInt(MiB)),
+      });
+    });
+
     it('kvm_arch_vcpu_ioctl_run: the next chunk is returned even with immediate_exit set (cui runs first)', () => {
       const td = runningTd(kernel);
       const { run } = start(td, [{ op: 'map_gpa', gpa: SHARED, size: 4 * MiB, npages: 0 }]);

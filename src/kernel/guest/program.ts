@@ -66,6 +66,8 @@ export interface GuestOpResultRecord {
   ret?: bigint;
   /** 'tdvmcall' failure or retry: R11, the GPA the guest should resume the MapGPA from. */
   r11?: bigint;
+  /** 'psc_ghcb' VMGEXIT that KVM refused as malformed: SW_EXITINFO1 (2; `ret` holds the reason). */
+  exitInfo1?: bigint;
 }
 
 export class GuestProgram {

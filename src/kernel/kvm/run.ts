@@ -79,6 +79,7 @@ export function kvmArchVcpuIoctlRun(vcpu: Vcpu): number {
   }
   if (run.mmio !== undefined) run.mmio = undefined;
   if (run.internal !== undefined) run.internal = undefined;
+  if (run.system_event !== undefined) run.system_event = undefined;
   // With no memslot at all the first instruction fetch cannot be emulated (set_memory_region_test
   // test_zero_memory_regions): an emulation failure exit. prepare_emulation_failure_exit() puts
   // the flags (0: no instruction bytes were fetched) and the vendor's five exit-info words in

@@ -212,6 +212,17 @@ export class Vm {
         return setMemoryAttributes(this, arg);
       case K.KVM_CREATE_GUEST_MEMFD:
         return createGuestMemfd(this, arg);
+      case K.KVM_MEMORY_ENCRYPT_REG_REGION:
+      case K.KVM_MEMORY_ENCRYPT_UNREG_REGION: {
+        // kvm_arch_vm_ioctl(): struct kvm_enc_region is copied in first, then -ENOTTY where the
+        // vendor has no hook (VMX).
+        const region = copyFromUser(arg, 'kvm_enc_region');
+        const addr = u64(region, 'addr');
+        const size = u64(region, 'size');
+        const hook = this.host.platform.vmMemEncRegion;
+        if (!hook) throw kerr('ENOTTY', `${name}: no mem_enc_(un)register_region on this host`);
+        return hook.call(this.host.platform, this, request === K.KVM_MEMORY_ENCRYPT_REG_REGION, addr, size);
+      }
       case K.KVM_MEMORY_ENCRYPT_OP: {
         // kvm_arch_vm_ioctl: no mem_enc_ioctl for this VM's vendor ops -> -ENOTTY.
         if (this.arch.memEncryptOp) return this.arch.memEncryptOp(arg);

@@ -7,11 +7,14 @@ import { kerr } from '../../errors.js';
 import { registerPlatform } from '../../platform.js';
 import { registerArchVm } from '../arch-vm.js';
 import { SnpPlatform } from './platform.js';
-import { SevArchVm, sevMemEncIoctl } from './sev.js';
+import { SevArchVm, sevMemEncIoctl, sevMemEncRegion } from './sev.js';
 
 registerPlatform('snp', (host) => {
-  const platform: SnpPlatform = new SnpPlatform(host, (vm, arg) =>
-    sevMemEncIoctl(vm, platform, undefined, arg),
+  const platform: SnpPlatform = new SnpPlatform(
+    host,
+    (vm, arg) => sevMemEncIoctl(vm, platform, undefined, arg),
+    (vm, register, addr, size) =>
+      sevMemEncRegion(vm, vm.arch instanceof SevArchVm ? vm.arch.sev : undefined, register, addr, size),
   );
   return platform;
 });

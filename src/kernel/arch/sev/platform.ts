@@ -71,6 +71,8 @@ export class SevDevFile extends KFile {
 
 /** The hook the SNP module gives for VMs that are not SEV types (set by index.ts). */
 export type VmMemEncryptOp = (vm: Vm, arg: unknown) => number;
+/** sev.c's (un)register_region for every VM of the host (set by index.ts). */
+export type VmMemEncRegion = (vm: Vm, register: boolean, addr: bigint, size: bigint) => number;
 
 export class SnpPlatform implements Platform {
   readonly name = 'snp' as const;
@@ -86,6 +88,7 @@ export class SnpPlatform implements Platform {
   constructor(
     readonly host: Host,
     private readonly memEncOp: VmMemEncryptOp,
+    private readonly memEncRegion: VmMemEncRegion,
     rmp?: Rmp,
   ) {
     this.rmp = rmp ?? new Rmp();
@@ -103,6 +106,10 @@ export class SnpPlatform implements Platform {
 
   vmMemEncryptOp(vm: Vm, arg: unknown): number {
     return this.memEncOp(vm, arg);
+  }
+
+  vmMemEncRegion(vm: Vm, register: boolean, addr: bigint, size: bigint): number {
+    return this.memEncRegion(vm, register, addr, size);
   }
 
   /**

@@ -50,19 +50,29 @@ function request(op: MapGpaOp): { gfn: bigint; npages: bigint } {
   return { gfn: gpa >> 12n, npages: BigInt.asUintN(64, BigInt(op.npages)) };
 }
 
-/** The KVM_EXIT_HYPERCALL both PSC paths make (args[2]: state | page size). */
+/**
+ * The KVM_EXIT_HYPERCALL both PSC paths make (args[2]: state | page size), filled into the vCPU's
+ * one hypercall member as kvm_run is one shared page (run.ts hypercallExit()): flags is left as the
+ * last exit or userspace left it (KVM never writes it here), and so is ret before 9a1dfeff4414.
+ */
 function pscExit(vcpu: Vcpu, gfn: bigint, npages: bigint, priv: boolean, clearsRet: boolean): void {
+  const hc = vcpu.hypercallMember;
+  hc.nr = HC_MAP_GPA_RANGE;
+  // args[3..5] are not written by KVM; the model reports them as 0.
+  const args = hc.args;
+  args[0] = (gfn & GFN_MASK) << 12n;
+  args[1] = npages;
+  args[2] = (priv ? ENCRYPTED : DECRYPTED) | PAGE_SZ_4K;
+  args[3] = 0n;
+  args[4] = 0n;
+  args[5] = 0n;
+  // 6.13+: ret = 0 ("should have been -KVM_ENOSYS", QEMU <= 9.2); before, what the last exit left
+  // (userspace may have put another object in run.hypercall: its fields are what kvm_run holds).
   const stale = vcpu.staleHypercall;
+  hc.ret = clearsRet ? 0n : (stale?.ret ?? hc.ret);
+  hc.flags = stale?.flags ?? hc.flags;
   vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
-  vcpu.run.hypercall = {
-    nr: HC_MAP_GPA_RANGE,
-    // args[3..5] are not written by KVM; the model reports them as 0.
-    args: [(gfn & GFN_MASK) << 12n, npages, (priv ? ENCRYPTED : DECRYPTED) | PAGE_SZ_4K, 0n, 0n, 0n],
-    // 6.13+: ret = 0 ("should have been -KVM_ENOSYS", QEMU <= 9.2); before, what the last exit left.
-    ret: clearsRet ? 0n : (stale?.ret ?? 0n),
-    // Not written by the PSC paths: what the previous hypercall exit left (0 on a fresh vCPU).
-    flags: stale?.flags ?? 0n,
-  };
+  vcpu.run.hypercall = hc;
   vcpu.pendingCompletion = 'map_gpa';
 }
 
@@ -126,7 +136,44 @@ export function snpCompletePsc(vcpu: Vcpu, es: PscVcpu, prog: GuestProgram): boo
     prog.complete({ ret: msr ? GHCB_MSR_PSC_RESP_ERROR : VMGEXIT_PSC_ERROR_GENERIC });
     return false;
   }
+  // snp_complete_one_psc() goes on with snp_begin_psc(), whose first check is the exit again: a VMM
+  // that disabled KVM_HC_MAP_GPA_RANGE meanwhile fails the buffer, even with every entry done. The
+  // MSR protocol's snp_complete_psc_msr() does not look again.
+  if (!msr && !vcpu.vm.userExitOnHypercall(HC_MAP_GPA_RANGE)) {
+    prog.complete({ ret: VMGEXIT_PSC_ERROR_GENERIC });
+    return false;
+  }
   prog.results[prog.pc] = { ret: msr ? GHCB_MSR_PSC_RESP : 0n };
   prog.partial += st.npages;
   return false;
+}
+
+/** arch/x86/include/asm/sev-common.h: GHCB_MSR_PSC_REQ and enum psc_op. */
+const GHCB_MSR_PSC_REQ = 0x014n;
+const SNP_PAGE_STATE_PRIVATE = 1n;
+const SNP_PAGE_STATE_SHARED = 2n;
+/** GHCB_ERR_MISSING_INPUT: sev_es_validate_vmgexit()'s reason for an exit code it cannot serve. */
+export const GHCB_ERR_MISSING_INPUT = 4n;
+
+/**
+ * A page-state change from an SEV-ES guest that is not an SNP guest. MSR protocol:
+ * sev_handle_vmgexit_msr_protocol() `goto out_terminate`: KVM_RUN returns 0 with
+ * KVM_EXIT_SYSTEM_EVENT / KVM_SYSTEM_EVENT_SEV_TERM, data[0] = the GHCB MSR (the request), and the
+ * guest gets no response (running it again asks again). GHCB: sev_es_validate_vmgexit() fails
+ * SVM_VMGEXIT_PSC (SW_EXITINFO1 = 2, SW_EXITINFO2 = GHCB_ERR_MISSING_INPUT) and resumes the guest.
+ */
+export function pscNotSnp(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp, via: PscState['via']): boolean {
+  if (via === 'psc_ghcb') {
+    prog.results[prog.pc] = { ret: GHCB_ERR_MISSING_INPUT, exitInfo1: 2n };
+    return false;
+  }
+  const { gfn } = request(op);
+  const msr =
+    ((op.private === true ? SNP_PAGE_STATE_PRIVATE : SNP_PAGE_STATE_SHARED) << 52n) |
+    (((gfn + BigInt(prog.partial)) & GFN_MASK) << 12n) |
+    GHCB_MSR_PSC_REQ;
+  const run = vcpu.run;
+  run.exit_reason = K.KVM_EXIT_SYSTEM_EVENT;
+  run.system_event = { type: K.KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [msr] };
+  return true;
 }

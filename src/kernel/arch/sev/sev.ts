@@ -23,8 +23,10 @@ import {
 } from '../../kvm/guest-memfd.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import type { Vm } from '../../kvm/vm.js';
+import type { KernelProfile } from '../../profiles/types.js';
 import { describeProvenance } from '../../provenance.js';
 import {
+  addOverflows,
   copyFromUser,
   copyToUser,
   isNullUserPointer,
@@ -39,7 +41,7 @@ import type { ArchVm, GuestOpResult } from '../arch-vm.js';
 import type { SnpIdBlockInput } from './id-block.js';
 import { SNP_PAGE_TYPE_VMSA, SNP_VMSA_GPA } from './launch-digest.js';
 import { SevDevFile, type SnpPlatform } from './platform.js';
-import { snpBeginPsc, snpBeginPscMsr, snpCompletePsc } from './psc.js';
+import { pscNotSnp, snpBeginPsc, snpBeginPscMsr, snpCompletePsc } from './psc.js';
 import type { SnpLaunchPage } from './psp.js';
 import {
   applyRegs,
@@ -79,6 +81,8 @@ export class SevInfo {
   policy = 0n;
   /** sev->snp_certs_enabled (7.0 KVM_SEV_SNP_ENABLE_REQ_CERTS): guest certificate requests exit to the VMM. */
   snpCertsEnabled = false;
+  /** sev->regions_list: the ranges KVM_MEMORY_ENCRYPT_REG_REGION pinned, as userspace gave them. */
+  readonly regions: { uaddr: bigint; size: bigint }[] = [];
 
   constructor(readonly vmType: number) {
     // svm_vm_init(): SEV VM types need KVM_SEV_INIT2.
@@ -148,6 +152,17 @@ const SEV_CMDS_HANDLED = new Set(
 );
 
 /**
+ * Whether this kernel's sev_mem_enc_ioctl() has a case for command `id`: KVM_SEV_INIT2 came with the
+ * SEV VM types (6.10), the SNP launch commands with KVM_X86_SNP_VM (6.11). Before, both are the
+ * switch's default: -EINVAL.
+ */
+function commandExists(profile: KernelProfile, id: number): boolean {
+  if (id === S.KVM_SEV_INIT2) return profile.vmTypes.sev;
+  if (id >= S.KVM_SEV_SNP_LAUNCH_START) return profile.vmTypes.snp;
+  return true;
+}
+
+/**
  * sev_mem_enc_ioctl(). `arch` is undefined for VM types that are not SEV types (default, SW_PROTECTED);
  * `arg` is the user pointer: NULL is success before anything is read.
  */
@@ -171,7 +186,8 @@ export function sevMemEncIoctl(
   if (sev?.sevSnpGuest && c.id < S.KVM_SEV_SNP_LAUNCH_START)
     throw kerr('EPERM', 'sev_mem_enc_ioctl: legacy SEV command on an SNP guest');
   const known =
-    SEV_CMDS_HANDLED.has(c.id) || (c.id === S.KVM_SEV_SNP_ENABLE_REQ_CERTS && vm.profile.sev.snpReqCerts);
+    (SEV_CMDS_HANDLED.has(c.id) && commandExists(vm.profile, c.id)) ||
+    (c.id === S.KVM_SEV_SNP_ENABLE_REQ_CERTS && vm.profile.sev.snpReqCerts);
   if (!known) throw kerr('EINVAL', `sev_mem_enc_ioctl: no case for command id ${c.id}`);
   try {
     switch (c.id) {
@@ -198,8 +214,12 @@ export function sevMemEncIoctl(
       case S.KVM_SEV_LAUNCH_UPDATE_VMSA:
         if (!sev?.sevEsGuest) throw kerr('ENOTTY', 'sev_launch_update_vmsa: not an SEV-ES guest');
         throw kerr('EOPNOTSUPP', 'sev_launch_update_vmsa: legacy SEV-ES launch is not modelled by gmemlab');
+      case S.KVM_SEV_RECEIVE_UPDATE_DATA:
+        // The one legacy handler whose sev_guest() check is -EINVAL, not -ENOTTY (since 5.11).
+        if (!sev?.sevGuest) throw kerr('EINVAL', 'sev_receive_update_data: not an SEV guest');
+        throw kerr('EOPNOTSUPP', 'sev_receive_update_data: SEV migration is not modelled by gmemlab');
       default:
-        // Every legacy handler starts with sev_guest(kvm) -> -ENOTTY.
+        // Every other legacy handler starts with sev_guest(kvm) -> -ENOTTY.
         if (!sev?.sevGuest) throw kerr('ENOTTY', `sev_mem_enc_ioctl: command ${c.id} needs an SEV guest`);
         throw kerr('EOPNOTSUPP', `sev_mem_enc_ioctl: legacy SEV command ${c.id} is not modelled by gmemlab`);
     }
@@ -207,6 +227,41 @@ export function sevMemEncIoctl(
     // copy_to_user(argp, &sev_cmd): the error field goes back whatever the result.
     copyToUser(raw, 'error', BigInt(c.error >>> 0));
   }
+}
+
+/**
+ * sev_mem_enc_register_region() / sev_mem_enc_unregister_region(), checks in their order. `sev` is
+ * undefined for VMs that are not SEV types. Registering pins the range (sev_pin_memory(): length 0
+ * or a wrapping range -EINVAL; pin_user_pages_fast(FOLL_WRITE | FOLL_LONGTERM) short of the whole
+ * range -ENOMEM). The model's VMM holds CAP_IPC_LOCK, so RLIMIT_MEMLOCK never refuses; the pin
+ * itself changes nothing the model keeps (a pinned page is not kept from MADV_DONTNEED's zap in
+ * the model either). Unregistering needs the exact (addr, size) registered: else -EINVAL.
+ */
+export function sevMemEncRegion(
+  vm: Vm,
+  sev: SevInfo | undefined,
+  register: boolean,
+  addr: bigint,
+  size: bigint,
+): number {
+  if (!register) {
+    if (!sev?.sevGuest) throw kerr('ENOTTY', 'sev_mem_enc_unregister_region: not an SEV guest');
+    const i = sev.regions.findIndex((r) => r.uaddr === addr && r.size === size);
+    if (i < 0) throw kerr('EINVAL', 'sev_mem_enc_unregister_region: no region registered at this address and size');
+    sev.regions.splice(i, 1);
+    return 0;
+  }
+  if (!sev?.sevGuest) throw kerr('ENOTTY', 'sev_mem_enc_register_region: not an SEV guest');
+  if (size === 0n || addOverflows(addr, size))
+    throw kerr('EINVAL', 'sev_pin_memory: length 0 or the range wraps');
+  const first = addr & ~0xfffn;
+  const npages = Number(((addr + size - 1n) >> 12n) - (first >> 12n) + 1n);
+  // After the RLIMIT_MEMLOCK check (not modelled, see above): the page count must fit an int.
+  if (npages > 0x7fff_ffff) throw kerr('EINVAL', `sev_pin_memory: ${npages} pages exceed INT_MAX`);
+  if (!vm.host.mm.pinUserPages(Number(first), npages, true))
+    throw kerr('ENOMEM', `sev_pin_memory: pin_user_pages_fast() could not pin all ${npages} pages at 0x${addr.toString(16)}`);
+  sev.regions.push({ uaddr: addr, size });
+  return 0;
 }
 
 /** sev_guest_init2() and __sev_guest_init(), checks in their order. */
@@ -591,6 +646,16 @@ export class SevArchVm implements ArchVm {
     return sevMemEncIoctl(this.vm, this.platform, this, arg);
   }
 
+  /**
+   * svm_vcpu_pre_run() (6.10+, the KVM_SEV_INIT2 series): an SEV, SEV-ES or SNP VM whose INIT2 never
+   * ran cannot enter the guest (need_init). Once a vCPU exists INIT2 is refused too, so such a VM
+   * never runs.
+   */
+  vcpuPreRun(_vcpu: Vcpu): void {
+    if (this.sev.needInit)
+      throw kerr('EINVAL', 'svm_vcpu_pre_run: KVM_SEV_INIT2 has not run on this VM (need_init)');
+  }
+
   /** sev_es_vcpu_create(): the VMSA page (snp_safe_alloc_page). */
   vcpuCreated(vcpu: Vcpu): void {
     this.vcpuState.set(vcpu, {
@@ -705,10 +770,11 @@ export class SevArchVm implements ArchVm {
   guestMapGpa(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'map_gpa' }>): boolean | undefined {
     const via = op.via ?? (this.sev.sevSnpGuest ? 'psc_ghcb' : 'hypercall');
     if (via === 'hypercall') return undefined;
-    // sev_handle_vmgexit_msr_protocol() / sev_es_validate_vmgexit(): PSC is SNP-only (the guest is
-    // terminated otherwise: not modelled).
-    if (!this.sev.sevSnpGuest || (via !== 'psc_msr' && via !== 'psc_ghcb'))
+    // A plain SEV guest has no GHCB (no VMGEXIT to make): the model refuses the op.
+    if (!this.sev.sevEsGuest || (via !== 'psc_msr' && via !== 'psc_ghcb'))
       throw kerr('EINVAL', `guest map_gpa via ${via} is not available on ${this.name} VMs`);
+    // sev_handle_vmgexit_msr_protocol() / sev_es_validate_vmgexit(): PSC is SNP-only.
+    if (!this.sev.sevSnpGuest) return pscNotSnp(vcpu, prog, op, via);
     const es = this.vcpuOf(vcpu);
     return via === 'psc_msr' ? snpBeginPscMsr(vcpu, es, prog, op) : snpBeginPsc(vcpu, es, prog, op);
   }

@@ -114,23 +114,24 @@ export function tdxMapGpa(
 function tdxMapGpaExit(t: TdMapGpaHost, vcpu: Vcpu, st: MapGpaState): void {
   const left = st.end - st.next;
   const size = left > TDX_MAP_GPA_MAX_LEN ? TDX_MAP_GPA_MAX_LEN : left;
+  // kvm_run is one shared page: the vCPU's hypercall member is filled in place (run.ts
+  // hypercallExit()), so a VMM that kept it from the last chunk writes this chunk's ret.
+  const hc = vcpu.hypercallMember;
+  hc.nr = HC_MAP_GPA_RANGE;
+  // args[0]: the shared bit (gfn_direct_bits) cleared; args[2] from the GPA, not from a flag.
+  // args[3..5] are not written by KVM; the model reports them as 0.
+  const args = hc.args;
+  args[0] = st.next & ~t.sharedBit;
+  args[1] = size >> 12n;
+  args[2] = (st.next & t.sharedBit) === 0n ? ENCRYPTED : DECRYPTED;
+  args[3] = 0n;
+  args[4] = 0n;
+  args[5] = 0n;
+  // "In principle this should have been -KVM_ENOSYS" (QEMU <= 9.2 never writes it): KVM sets 0.
+  hc.ret = 0n;
+  hc.flags = LONG_MODE;
   vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
-  vcpu.run.hypercall = {
-    nr: HC_MAP_GPA_RANGE,
-    // args[0]: the shared bit (gfn_direct_bits) cleared; args[2] from the GPA, not from a flag.
-    // args[3..5] are not written by KVM; the model reports them as 0.
-    args: [
-      st.next & ~t.sharedBit,
-      size >> 12n,
-      (st.next & t.sharedBit) === 0n ? ENCRYPTED : DECRYPTED,
-      0n,
-      0n,
-      0n,
-    ],
-    // "In principle this should have been -KVM_ENOSYS" (QEMU <= 9.2 never writes it): KVM sets 0.
-    ret: 0n,
-    flags: LONG_MODE,
-  };
+  vcpu.run.hypercall = hc;
   vcpu.pendingCompletion = 'map_gpa';
 }
 
