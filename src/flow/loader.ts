@@ -506,6 +506,10 @@ class Compiler {
         return { op: 'accept', gpa: v('gpa'), size: v('size') };
       case 'map_gpa':
         return { op: 'map_gpa', gpa: v('gpa'), npages: v('npages'), private: op.private, via: op.via };
+      case 'terminate':
+        return { op: 'terminate', reasonSet: op.reasonSet, reasonCode: op.reasonCode };
+      case 'shutdown':
+        return { op: 'shutdown' };
       default:
         return { op: 'hlt' };
     }

@@ -455,6 +455,10 @@ class Runner {
                 private: op.private,
                 via: op.via,
               };
+            case 'terminate':
+              return { op: 'terminate', reasonSet: op.reasonSet, reasonCode: op.reasonCode };
+            case 'shutdown':
+              return { op: 'shutdown' };
             default:
               return { op: 'hlt' };
           }

@@ -220,9 +220,24 @@ export const GuestOpSchema = z
           'how the guest asks: KVM_HC_MAP_GPA_RANGE hypercall, TDG.VP.VMCALL<MapGPA>, SNP GHCB MSR or GHCB-buffer page-state change (default: tdvmcall on TDX, psc_ghcb on SNP, hypercall otherwise)',
         ),
     }),
+    z
+      .strictObject({
+        op: z.literal('terminate'),
+        reasonSet: z.number().int().min(0).max(0xf).optional(),
+        reasonCode: z.number().int().min(0).max(0xff).optional(),
+      })
+      .describe(
+        'SEV-ES/SNP: the GHCB MSR protocol termination request (KVM_EXIT_SYSTEM_EVENT, SEV_TERM); reason set and code default to 0',
+      ),
+    z
+      .strictObject({ op: z.literal('shutdown') })
+      .describe('a triple fault (e.g. #UD with no IDT): KVM_EXIT_SHUTDOWN'),
     z.strictObject({ op: z.literal('hlt') }),
   ])
-  .meta({ id: 'GuestOp', description: 'a guest operation: read, write, accept, map_gpa, hlt' });
+  .meta({
+    id: 'GuestOp',
+    description: 'a guest operation: read, write, accept, map_gpa, terminate, shutdown, hlt',
+  });
 
 export const GuestStep = z
   .strictObject({

@@ -60,6 +60,8 @@ export type GuestOpSpec =
       readonly private: boolean;
       readonly via?: MapGpaVia;
     }
+  | { readonly op: 'terminate'; readonly reasonSet?: number; readonly reasonCode?: number }
+  | { readonly op: 'shutdown' }
   | { readonly op: 'hlt' };
 
 interface StepBase {

@@ -28,6 +28,8 @@ describe('guest.load() validation', () => {
     [[{ op: 'write', gpa: 2 ** 53 - 1, data: [1] }], /beyond 2\^52/],
     [[{ op: 'read', gpa: 2 ** 52 - 7, length: 8 }], /beyond 2\^52/],
     [[{ op: 'read', gpa: 2 ** 53 - 1, length: 2 ** 53 - 1 }], /beyond 2\^52/],
+    [[{ op: 'terminate', reasonSet: 16 }], /terminate 'reasonSet' must be an integer 0..15/],
+    [[{ op: 'terminate', reasonCode: -1 }], /terminate 'reasonCode' must be an integer 0..255/],
   ])('%j -> EINVAL %s', (ops, re) => {
     const { host, vcpu } = vcpuHost();
     let err: unknown;
@@ -132,5 +134,67 @@ describe('guest.results: read bytes', () => {
     expect([...g.results[1]!.data!]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     const big = g.results[2000]!.data!;
     expect([big.length, big.byteOffset, big.buffer.byteLength, big[199]]).toEqual([200, 0, 200, 199]);
+  });
+});
+
+/**
+ * The ends a guest can come to besides HLT. 'shutdown' (a triple fault): KVM_EXIT_SHUTDOWN on every VM
+ * type (SVM shutdown_interception(), VMX handle_triple_fault()). 'terminate' (the GHCB MSR protocol
+ * termination request) exists only where there is a GHCB: SEV-ES and SNP guests
+ * (sev_handle_vmgexit_msr_protocol() GHCB_MSR_TERM_REQ -> KVM_EXIT_SYSTEM_EVENT SEV_TERM, data[0] =
+ * the MSR: reason set in [15:12], code in [23:16]).
+ */
+describe('guest ends: shutdown and terminate', () => {
+  /** vcpuHost() with a memslot: with none, KVM_RUN ends in an emulation failure before the guest runs. */
+  function withSlot() {
+    const host = createHost({ kernel: 'v7.0' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+    const ram = host.mmap({ length: 0x10000, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: 0x10000,
+      userspace_addr: ram,
+    });
+    return { host, vcpu: host.ioctl(vm, 'KVM_CREATE_VCPU', 0) };
+  }
+
+  it('shutdown on a SW_PROTECTED VM: KVM_RUN returns 0 with KVM_EXIT_SHUTDOWN, and again if run again', () => {
+    const { host, vcpu } = withSlot();
+    host.guest(vcpu).load([{ op: 'shutdown' }, { op: 'hlt' }]);
+    expect(host.ioctl(vcpu, 'KVM_RUN')).toBe(0);
+    expect(host.kvmRun(vcpu).exit_reason).toBe(uapi.KVM_EXIT_SHUTDOWN);
+    host.ioctl(vcpu, 'KVM_RUN');
+    expect(host.kvmRun(vcpu).exit_reason).toBe(uapi.KVM_EXIT_SHUTDOWN);
+  });
+
+  it('terminate is refused on a VM without a GHCB', () => {
+    const { host, vcpu } = withSlot();
+    host.guest(vcpu).load([{ op: 'terminate' }]);
+    expect(() => host.ioctl(vcpu, 'KVM_RUN')).toThrow(/not available on sw_protected VMs/);
+  });
+
+  it('terminate on an SEV-ES guest: SEV_TERM with the reason set and code in the MSR value', () => {
+    const host = createHost({ kernel: 'v7.0', platform: 'snp' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SEV_ES_VM);
+    host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', {
+      id: 'KVM_SEV_INIT2',
+      data: { vmsa_features: 0, flags: 0, ghcb_version: 0 },
+    });
+    const ram = host.mmap({ length: 0x10000, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION', {
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: 0x10000,
+      userspace_addr: ram,
+    });
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    host.guest(vcpu).load([{ op: 'terminate', reasonSet: 1, reasonCode: 3 }]);
+    expect(host.ioctl(vcpu, 'KVM_RUN')).toBe(0);
+    const run = host.kvmRun(vcpu);
+    expect(run.exit_reason).toBe(uapi.KVM_EXIT_SYSTEM_EVENT);
+    expect(run.system_event).toEqual({ type: uapi.KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [0x31100n] });
   });
 });

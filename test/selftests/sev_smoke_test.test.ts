@@ -4,14 +4,19 @@
  * (vm_sev_create_with_one_vcpu: snp_vm_init = KVM_SEV_INIT2 with a zeroed struct before the vCPU;
  * vm_sev_launch: KVM_CAP_EXIT_HYPERCALL(MAP_GPA_RANGE), snp_vm_launch_start, encrypt_region =
  * vm_mem_set_private + KVM_SEV_SNP_LAUNCH_UPDATE(NORMAL) per protected range, snp_vm_launch_finish).
- * The guest's GHCB termination request (KVM_EXIT_SYSTEM_EVENT SEV_TERM) is not a modelled guest
- * operation: the ported guest reads its launched code page privately and halts. test_sev_shutdown
- * and test_sync_vmsa check guest exceptions and XSAVE contents, which the model does not run.
+ * guest_snp_code() ends with the GHCB MSR protocol termination request (wrmsr(GHCB_MSR_TERM_REQ),
+ * vmgexit()), and test_sev() asserts KVM_EXIT_SYSTEM_EVENT / KVM_SYSTEM_EVENT_SEV_TERM, ndata 1,
+ * data[0] = GHCB_MSR_TERM_REQ (0x100); the ported guest first reads its launched code page privately
+ * (the model runs no instructions: this read stands for fetching them). test_sev_shutdown(): the guest
+ * clears its IDT and executes ud2, a triple fault: KVM_EXIT_SHUTDOWN (SVM shutdown_interception(),
+ * which leaves an SEV-ES vCPU as it is). test_sync_vmsa checks XSAVE contents, which the model does
+ * not keep (no KVM_SET_XSAVE).
  * Generated for every profile with KVM_X86_SNP_VM (v6.11-rc1 on).
  */
 import { describe, expect, it } from 'vitest';
 import type { SnpPlatform } from '../../src/kernel/arch/sev/platform.js';
 import { snpAttestationReport } from '../../src/kernel/arch/sev/report.js';
+import type { GuestOp } from '../../src/kernel/guest/program.js';
 import { createHost } from '../../src/kernel/host.js';
 import { allProfiles } from '../../src/kernel/profiles/index.js';
 import { uapi } from '../../src/uapi/index.js';
@@ -25,8 +30,14 @@ const kernels = allProfiles()
   .map((p) => p.name);
 const CODE_GPA = 0x10_0000;
 const SLOT_SIZE = 0x40_0000;
+/** guest_snp_code(): its code fetched from the launched page, then the termination request. */
+const GUEST_SNP_CODE: GuestOp[] = [{ op: 'read', gpa: CODE_GPA, length: 4096 }, { op: 'terminate' }];
 
-function testSev(kernel: string, policy: bigint) {
+/** GHCB_MSR_TERM_REQ (arch/x86/include/asm/sev-common.h). */
+const GHCB_MSR_TERM_REQ = 0x100n;
+
+/** vm_sev_create_with_one_vcpu() + vm_sev_launch() of an SNP VM, then vcpu_run() of `guest`. */
+function testSev(kernel: string, policy: bigint, guest: GuestOp[] = GUEST_SNP_CODE) {
   const host = createHost({ kernel, platform: 'snp' });
   const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SNP_VM);
   const sevFd = host.open('/dev/sev');
@@ -81,7 +92,7 @@ function testSev(kernel: string, policy: bigint) {
   expect(upd.len).toBe(0);
   sevIoctl(uapi.KVM_SEV_SNP_LAUNCH_FINISH, {});
   // vcpu_run(): the guest runs from its launched (encrypted, pre-validated) memory.
-  host.guest(vcpu).load([{ op: 'read', gpa: CODE_GPA, length: 4096 }, { op: 'hlt' }]);
+  host.guest(vcpu).load(guest);
   host.ioctl(vcpu, 'KVM_RUN');
   return { host, vm, vcpu, code };
 }
@@ -94,13 +105,31 @@ describe.each(kernels)('sev_smoke_test.c on %s', (kernel) => {
     'sev_smoke_test.c test_sev_smoke(guest_snp_code, KVM_X86_SNP_VM) -> test_sev(%s)',
     (_w, policy) => {
       const { host, vm, vcpu, code } = testSev(kernel, policy);
-      expect(host.kvmRun(vcpu).exit_reason).toBe(uapi.KVM_EXIT_HLT);
+      const run = host.kvmRun(vcpu);
+      expect(run.exit_reason).toBe(uapi.KVM_EXIT_SYSTEM_EVENT);
+      expect(run.system_event).toEqual({
+        type: uapi.KVM_SYSTEM_EVENT_SEV_TERM,
+        ndata: 1,
+        data: [GHCB_MSR_TERM_REQ],
+      });
       expect(host.guest(vcpu).results[0]!.data).toEqual(code);
       const report = snpAttestationReport(host, vm)!;
       expect(report.policy).toBe(policy);
       // 4 launched pages + 1 VMSA, all guest-valid in the RMP.
       const p = host.platform as SnpPlatform;
       expect(p.rmp.entries.count(0, Number.MAX_SAFE_INTEGER, (e) => e.state === 'guest-valid')).toBe(5);
+    },
+  );
+
+  it.each([
+    ['policy | SNP_POLICY_DBG', SNP_DEFAULT_POLICY | SNP_POLICY_DBG],
+    ['policy', SNP_DEFAULT_POLICY],
+  ] as const)(
+    'sev_smoke_test.c test_sev_shutdown(KVM_X86_SNP_VM, %s): ud2 with no IDT -> KVM_EXIT_SHUTDOWN',
+    (_w, policy) => {
+      // guest_shutdown_code(): set_idt() of an empty IDT, then ud2.
+      const { host, vcpu } = testSev(kernel, policy, [{ op: 'shutdown' }]);
+      expect(host.kvmRun(vcpu).exit_reason).toBe(uapi.KVM_EXIT_SHUTDOWN);
     },
   );
 });

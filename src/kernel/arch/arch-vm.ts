@@ -67,6 +67,11 @@ export interface ArchVm {
   guestPrivateAccess?(vcpu: Vcpu, gfn: number): void;
 
   /**
+   * The guest's GHCB MSR termination request (SEV-ES/SNP); returns true (KVM_RUN returns to
+   * userspace). Absent, or undefined: the op is not available on this VM.
+   */
+  guestTerminate?(vcpu: Vcpu, op: Extract<GuestOp, { op: 'terminate' }>): boolean | undefined;
+  /**
    * A guest 'map_gpa' by the arch's own protocol (TDX TDG.VP.VMCALL<MapGPA>, SNP page-state change).
    * Returns true if it exited to userspace, false if the guest goes on, undefined if the op goes the
    * generic KVM_HC_MAP_GPA_RANGE hypercall way (x86.c). Throws a KernelError for a protocol the VM

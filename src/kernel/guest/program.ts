@@ -35,6 +35,13 @@ export type GuestOp =
       via?: MapGpaVia;
       size?: number | bigint;
     }
+  /**
+   * SEV-ES/SNP: the GHCB MSR protocol termination request (GHCB_MSR_TERM_REQ, 0x100) with its reason
+   * set (GHCBData[15:12]) and code (GHCBData[23:16]), 0 when absent; the selftests' guests end so.
+   */
+  | { op: 'terminate'; reasonSet?: number; reasonCode?: number }
+  /** A triple fault (the selftests: #UD with the IDT cleared): KVM_EXIT_SHUTDOWN. */
+  | { op: 'shutdown' }
   | { op: 'hlt' };
 
 /**
@@ -166,6 +173,17 @@ function checkOp(op: unknown): string | undefined {
   const o = op as Record<string, unknown>;
   switch (o['op']) {
     case 'hlt':
+    case 'shutdown':
+      return undefined;
+    case 'terminate':
+      for (const [k, max] of [
+        ['reasonSet', 0xf],
+        ['reasonCode', 0xff],
+      ] as const) {
+        const v = o[k];
+        if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max))
+          return `terminate '${k}' must be an integer 0..${max}`;
+      }
       return undefined;
     case 'read':
       if (o['emulated'] !== undefined && typeof o['emulated'] !== 'boolean')
@@ -200,6 +218,6 @@ function checkOp(op: unknown): string | undefined {
         return `map_gpa 'via' must be one of ${[...MAP_GPA_VIA].join(', ')}`;
       return undefined;
     default:
-      return `unknown op ${JSON.stringify(o['op'])} (read, write, accept, map_gpa, hlt)`;
+      return `unknown op ${JSON.stringify(o['op'])} (read, write, accept, map_gpa, terminate, shutdown, hlt)`;
   }
 }

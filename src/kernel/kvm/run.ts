@@ -169,6 +169,19 @@ function runOp(vcpu: Vcpu, prog: GuestProgram, op: GuestOp): boolean {
         throw kerr('EINVAL', `guest map_gpa via ${op.via} is not available on ${vm.arch.name} VMs`);
       return mapGpaHypercall(vcpu, prog, op);
     }
+    case 'terminate': {
+      const t = vm.arch.guestTerminate?.(vcpu, op);
+      if (t === undefined)
+        throw kerr('EINVAL', `guest terminate (GHCB MSR protocol) is not available on ${vm.arch.name} VMs`);
+      return t;
+    }
+    case 'shutdown':
+      // A triple fault: SVM shutdown_interception(), VMX handle_triple_fault(), TDX's
+      // EXIT_REASON_TRIPLE_FAULT all exit with KVM_EXIT_SHUTDOWN. What the vCPU is afterwards (SVM
+      // INITs a vCPU without protected state) is not modelled: the op stays, so running the vCPU
+      // again shuts it down again.
+      vcpu.run.exit_reason = K.KVM_EXIT_SHUTDOWN;
+      return true;
     default:
       return false;
   }

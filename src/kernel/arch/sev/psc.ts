@@ -172,8 +172,16 @@ export function pscNotSnp(vcpu: Vcpu, prog: GuestProgram, op: MapGpaOp, via: Psc
     ((op.private === true ? SNP_PAGE_STATE_PRIVATE : SNP_PAGE_STATE_SHARED) << 52n) |
     (((gfn + BigInt(prog.partial)) & GFN_MASK) << 12n) |
     GHCB_MSR_PSC_REQ;
+  sevTermExit(vcpu, msr);
+  return true;
+}
+
+/**
+ * sev_handle_vmgexit_msr_protocol() out_terminate: KVM_EXIT_SYSTEM_EVENT / KVM_SYSTEM_EVENT_SEV_TERM,
+ * ndata 1, data[0] = the GHCB MSR the guest wrote (control->ghcb_gpa); KVM_RUN returns 0.
+ */
+export function sevTermExit(vcpu: Vcpu, ghcbMsr: bigint): void {
   const run = vcpu.run;
   run.exit_reason = K.KVM_EXIT_SYSTEM_EVENT;
-  run.system_event = { type: K.KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [msr] };
-  return true;
+  run.system_event = { type: K.KVM_SYSTEM_EVENT_SEV_TERM, ndata: 1, data: [ghcbMsr] };
 }

@@ -41,7 +41,7 @@ import type { ArchVm, GuestOpResult } from '../arch-vm.js';
 import type { SnpIdBlockInput } from './id-block.js';
 import { SNP_PAGE_TYPE_VMSA, SNP_VMSA_GPA } from './launch-digest.js';
 import { SevDevFile, type SnpPlatform } from './platform.js';
-import { pscNotSnp, snpBeginPsc, snpBeginPscMsr, snpCompletePsc } from './psc.js';
+import { pscNotSnp, sevTermExit, snpBeginPsc, snpBeginPscMsr, snpCompletePsc } from './psc.js';
 import type { SnpLaunchPage } from './psp.js';
 import {
   applyRegs,
@@ -65,6 +65,9 @@ const SNP_PAGE_TYPES = new Set([
   S.KVM_SEV_SNP_PAGE_TYPE_SECRETS,
   S.KVM_SEV_SNP_PAGE_TYPE_CPUID,
 ]);
+
+/** arch/x86/include/asm/sev-common.h: the GHCB MSR protocol's termination request. */
+const GHCB_MSR_TERM_REQ = 0x100n;
 
 /** struct kvm_sev_info, for one VM. */
 export class SevInfo {
@@ -247,7 +250,8 @@ export function sevMemEncRegion(
   if (!register) {
     if (!sev?.sevGuest) throw kerr('ENOTTY', 'sev_mem_enc_unregister_region: not an SEV guest');
     const i = sev.regions.findIndex((r) => r.uaddr === addr && r.size === size);
-    if (i < 0) throw kerr('EINVAL', 'sev_mem_enc_unregister_region: no region registered at this address and size');
+    if (i < 0)
+      throw kerr('EINVAL', 'sev_mem_enc_unregister_region: no region registered at this address and size');
     sev.regions.splice(i, 1);
     return 0;
   }
@@ -259,7 +263,10 @@ export function sevMemEncRegion(
   // After the RLIMIT_MEMLOCK check (not modelled, see above): the page count must fit an int.
   if (npages > 0x7fff_ffff) throw kerr('EINVAL', `sev_pin_memory: ${npages} pages exceed INT_MAX`);
   if (!vm.host.mm.pinUserPages(Number(first), npages, true))
-    throw kerr('ENOMEM', `sev_pin_memory: pin_user_pages_fast() could not pin all ${npages} pages at 0x${addr.toString(16)}`);
+    throw kerr(
+      'ENOMEM',
+      `sev_pin_memory: pin_user_pages_fast() could not pin all ${npages} pages at 0x${addr.toString(16)}`,
+    );
   sev.regions.push({ uaddr: addr, size });
   return 0;
 }
@@ -777,6 +784,19 @@ export class SevArchVm implements ArchVm {
     if (!this.sev.sevSnpGuest) return pscNotSnp(vcpu, prog, op, via);
     const es = this.vcpuOf(vcpu);
     return via === 'psc_msr' ? snpBeginPscMsr(vcpu, es, prog, op) : snpBeginPsc(vcpu, es, prog, op);
+  }
+
+  /**
+   * GHCB_MSR_TERM_REQ (sev_handle_vmgexit_msr_protocol(): any SEV-ES guest, SNP or not): the
+   * termination exit with the request as written; the guest gets no response, so running it again
+   * asks again. A plain SEV guest has no GHCB: not available.
+   */
+  guestTerminate(vcpu: Vcpu, op: Extract<GuestOp, { op: 'terminate' }>): boolean | undefined {
+    if (!this.sev.sevEsGuest) return undefined;
+    const set = BigInt(op.reasonSet ?? 0);
+    const code = BigInt(op.reasonCode ?? 0);
+    sevTermExit(vcpu, (code << 16n) | (set << 12n) | GHCB_MSR_TERM_REQ);
+    return true;
   }
 
   completeMapGpa(vcpu: Vcpu, prog: GuestProgram): boolean {
