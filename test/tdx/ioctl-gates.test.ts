@@ -288,7 +288,7 @@ describe('nr_premapped (6.16 and the dev tree; removed in 6.19)', () => {
 });
 
 describe('KVM_MEMORY_ENCRYPT_OP on a vCPU that is not a TD vCPU (arch/x86/kvm/vmx/main.c, x86.c)', () => {
-  // kvm_arch_vcpu_ioctl(): -ENOTTY when the vendor has no vcpu_mem_enc_ioctl; with TDX enabled (6.16+)
+  // kvm_arch_vcpu_ioctl() (6.16+): -ENOTTY when the vendor has no vcpu_mem_enc_ioctl; with TDX enabled
   // vt_vcpu_mem_enc_ioctl() refuses a non-TD vCPU with -EINVAL. At VM level vt_mem_enc_ioctl()
   // gives -ENOTTY for a non-TD VM.
   const swVcpu = (kernel: string, platform?: 'tdx' | 'snp') => {
@@ -308,6 +308,16 @@ describe('KVM_MEMORY_ENCRYPT_OP on a vCPU that is not a TD vCPU (arch/x86/kvm/vm
   ] as const)('no TDX on the host [%s %s]: vCPU -> ENOTTY', (kernel, platform) => {
     const { host, vcpu } = swVcpu(kernel, platform);
     expect(errnoOf(() => host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', cmd()))).toBe('ENOTTY');
+  });
+  // The case came with the TDX series ("KVM: TDX: Do TDX specific vcpu initialization", 6.16):
+  // before, kvm_arch_vcpu_ioctl()'s default, -EINVAL, on every host.
+  it.each([
+    ['v6.8', undefined],
+    ['v6.11', 'snp'],
+    ['v6.11', 'tdx'],
+  ] as const)('before the case existed [%s %s]: vCPU -> EINVAL', (kernel, platform) => {
+    const { host, vcpu } = swVcpu(kernel, platform);
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', cmd()))).toBe('EINVAL');
   });
 });
 

@@ -305,10 +305,16 @@ export class Vm {
         return kvmPreFaultMemory(vcpu, arg);
       case K.KVM_MEMORY_ENCRYPT_OP:
         if (!this.arch.vcpuMemEncryptOp) {
-          // kvm_arch_vcpu_ioctl(): -ENOTTY without kvm_x86_ops.vcpu_mem_enc_ioctl. A host with TDX
-          // enabled (6.16+) has vt_vcpu_mem_enc_ioctl(), which refuses a non-TD vCPU with -EINVAL.
-          if (this.host.platform.name === 'tdx' && this.profile.vmTypes.tdx)
-            throw kerr('EINVAL', 'vt_vcpu_mem_enc_ioctl: not a TD vCPU');
+          // kvm_arch_vcpu_ioctl() has this case only since the TDX series ("KVM: TDX: Do TDX
+          // specific vcpu initialization": 6.16, and the 2024 dev tree); before, its default: -EINVAL.
+          if (!this.profile.vmTypes.tdx)
+            throw kerr(
+              'EINVAL',
+              'kvm_arch_vcpu_ioctl: no KVM_MEMORY_ENCRYPT_OP case before TDX (default: -EINVAL)',
+            );
+          // -ENOTTY without kvm_x86_ops.vcpu_mem_enc_ioctl. A host with TDX enabled has
+          // vt_vcpu_mem_enc_ioctl(), which refuses a non-TD vCPU with -EINVAL.
+          if (this.host.platform.name === 'tdx') throw kerr('EINVAL', 'vt_vcpu_mem_enc_ioctl: not a TD vCPU');
           throw kerr('ENOTTY', 'KVM_MEMORY_ENCRYPT_OP: no vCPU commands for this VM type');
         }
         return this.arch.vcpuMemEncryptOp(vcpu, arg);

@@ -111,22 +111,24 @@ export interface SevVcpu extends PscVcpu {
   protectedSince?: Provenance;
 }
 
-/** svm_set_segment(): struct kvm_segment -> VMCB attrib / limit / base / selector. */
+/**
+ * svm_set_segment(): struct kvm_segment -> VMCB attrib / limit / base / selector. An unusable
+ * segment keeps its other attribute bits and only loses P (QEMU passes unusable = !present).
+ */
 function toVmcbSeg(s: unknown, what: string): VmcbSegment {
   const k = copyFromUser(s, what);
   const bit = (name: string, shift: number, width = 1): number =>
     (u32n(k, name) & ((1 << width) - 1)) << shift;
-  const unusable = u32n(k, 'unusable') !== 0;
-  const attrib = unusable
-    ? 0
-    : bit('type', 0, 4) |
-      bit('s', 4) |
-      bit('dpl', 5, 2) |
-      bit('present', 7) |
-      bit('avl', 8) |
-      bit('l', 9) |
-      bit('db', 10) |
-      bit('g', 11);
+  const present = (u32n(k, 'present') & 1) === 1 && u32n(k, 'unusable') === 0;
+  const attrib =
+    bit('type', 0, 4) |
+    bit('s', 4) |
+    bit('dpl', 5, 2) |
+    (present ? 1 << 7 : 0) |
+    bit('avl', 8) |
+    bit('l', 9) |
+    bit('db', 10) |
+    bit('g', 11);
   return { selector: u16n(k, 'selector'), attrib, limit: u32n(k, 'limit'), base: u64(k, 'base') };
 }
 
@@ -147,7 +149,7 @@ export function applySregs(st: SevVcpuState, sregs: UStruct): void {
   ] as const) {
     st[field] = toVmcbSeg(sregs[name] ?? {}, `kvm_sregs.${name}`);
   }
-  // svm_set_segment(SS): CPL follows SS.DPL.
+  // svm_set_segment(SS): CPL follows SS.DPL, unusable or not.
   st.cpl = (st.ss.attrib >> 5) & 3;
   for (const [name, field] of [
     ['gdt', 'gdtr'],

@@ -1,0 +1,58 @@
+/**
+ * KVM_SET_SREGS on an SNP vCPU, as the VMSA records it. svm_set_segment() (arch/x86/kvm/svm/svm.c,
+ * the same in every modelled version) builds the VMCB attrib from type, S, DPL, AVL, L, DB and G
+ * whether or not the segment is unusable, and only P is `(var->present & 1) && !var->unusable`;
+ * for SS, `svm->vmcb->save.cpl = (var->dpl & 3)`. sev_es_sync_vmsa() copies them into the VMSA
+ * (struct sev_es_save_area: ds at 0x30, ss at 0x20, attrib at +2 of each segment; cpl at 0xcb).
+ */
+import { describe, expect, it } from 'vitest';
+import type { SevArchVm } from '../../src/kernel/arch/sev/sev.js';
+import type { VmFile } from '../../src/kernel/kvm/vm.js';
+import { MiB, SNP_KERNELS, snpVm } from './snp-vm.js';
+
+const SEG = {
+  base: 0,
+  limit: 0xffff,
+  selector: 0,
+  type: 0,
+  present: 0,
+  dpl: 0,
+  db: 0,
+  s: 0,
+  l: 0,
+  g: 0,
+  avl: 0,
+  unusable: 0,
+};
+
+describe.each(SNP_KERNELS)('svm_set_segment() into the VMSA on %s', (kernel) => {
+  it('an unusable segment keeps its attribute bits except P; CPL follows SS.DPL even when SS is unusable', () => {
+    const s = snpVm(kernel, { size: 4 * MiB });
+    const vcpu = s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+    s.host.ioctl(vcpu, 'KVM_SET_SREGS', {
+      cs: { ...SEG, type: 0xb, present: 1, s: 1 },
+      ds: { ...SEG, type: 3, s: 1, db: 1, present: 1, unusable: 1 },
+      es: SEG,
+      fs: SEG,
+      gs: SEG,
+      ss: { ...SEG, dpl: 3, unusable: 1 },
+      tr: { ...SEG, type: 0xb, present: 1 },
+      ldt: { ...SEG, type: 2, present: 1 },
+      gdt: { base: 0, limit: 0xffff },
+      idt: { base: 0, limit: 0xffff },
+      cr0: 0x60000010,
+      cr3: 0,
+      cr4: 0,
+      efer: 0,
+    });
+    s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', { gfn_start: 0, uaddr: s.hva, len: 4096, type: 1 });
+    s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+    const v = (s.host.fds.lookup(s.vm) as VmFile).vm;
+    const vmsa = (v.arch as SevArchVm).vcpuOf(v.vcpus.get(0)!).vmsa!;
+    const attrib = (off: number) => vmsa[off + 2]! | (vmsa[off + 3]! << 8);
+    // DS: type 3 | S (bit 4) | DB (bit 10), no P (bit 7): 0x413. SS: DPL 3 (bits 5-6): 0x60.
+    expect(attrib(0x30)).toBe(0x413);
+    expect(attrib(0x20)).toBe(0x60);
+    expect(vmsa[0xcb]).toBe(3);
+  });
+});
