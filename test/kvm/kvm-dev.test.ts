@@ -74,6 +74,63 @@ describe('KVM_CREATE_VCPU and KVM_SET_CPUID2 against a 6.18.44 host (an audit)',
     expect(host.ioctl(vcpu, 'KVM_SET_CPUID2', table(0xe))).toBe(0);
     expect(errnoOf(() => host.ioctl(vcpu, 'KVM_SET_CPUID2', table(0xd)))).toBe('EINVAL');
   });
+
+  /** A vCPU that has run with `entries` as its CPUID. */
+  function ranWith(entries: object[]) {
+    const host = createHost({ kernel: 'v7.0' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', 0);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    host.ioctl(vcpu, 'KVM_SET_CPUID2', { nent: entries.length, entries });
+    host.guest(vcpu).load([{ op: 'hlt' }]);
+    host.ioctl(vcpu, 'KVM_RUN');
+    return { host, vcpu };
+  }
+  const leaf = (fn: number, index: number, eax = 0, ebx = 0, ecx = 0, edx = 0) => ({
+    function: fn,
+    index,
+    flags: fn === 7 || fn === 0xd ? 1 : 0,
+    eax,
+    ebx,
+    ecx,
+    edx,
+  });
+
+  it('after KVM_RUN, tables that differ only in the bits kvm_update_cpuid_runtime() rewrites compare equal (OSXSAVE, APIC, OSPKE, the XSAVE sizes)', () => {
+    const base = [
+      leaf(1, 0, 0x806f0, 0, 0, 0),
+      leaf(7, 0),
+      leaf(0xd, 0, 7, 0x240),
+      leaf(0xd, 1, 0b1010, 0x340),
+    ];
+    const { host, vcpu } = ranWith(base);
+    const again = [
+      leaf(1, 0, 0x806f0, 0, 1 << 27, 1 << 9),
+      leaf(7, 0, 0, 0, 1 << 4),
+      leaf(0xd, 0, 7, 0x988),
+      leaf(0xd, 1, 0b1010, 0x100),
+    ];
+    expect(host.ioctl(vcpu, 'KVM_SET_CPUID2', { nent: 4, entries: again })).toBe(0);
+    // Any other bit still counts: CPUID.1 ECX bit 26 (XSAVE) is not rewritten.
+    again[0] = leaf(1, 0, 0x806f0, 0, 1 << 26, 0);
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_SET_CPUID2', { nent: 4, entries: again }))).toBe('EINVAL');
+    // CPUID.0xD.1 EBX is rewritten only when XSAVEC or XSAVES is enumerated.
+    const plain = ranWith([leaf(0xd, 1, 0, 0x340)]);
+    expect(
+      errnoOf(() =>
+        plain.host.ioctl(plain.vcpu, 'KVM_SET_CPUID2', { nent: 1, entries: [leaf(0xd, 1, 0, 0x100)] }),
+      ),
+    ).toBe('EINVAL');
+  });
+
+  it('kvm_check_cpuid(): AMX tile data in CPUID.0xD.0 -> EPERM (no ARCH_REQ_XCOMP_GUEST_PERM); after KVM_RUN the equality check comes first (-EINVAL)', () => {
+    const host = createHost({ kernel: 'v7.0' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', 0);
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    const amx = { nent: 1, entries: [leaf(0xd, 0, 7 | (1 << 17) | (1 << 18), 0x2b00)] };
+    expect(errnoOf(() => host.ioctl(vcpu, 'KVM_SET_CPUID2', amx))).toBe('EPERM');
+    const { host: h2, vcpu: v2 } = ranWith([leaf(0xd, 0, 7, 0x240)]);
+    expect(errnoOf(() => h2.ioctl(v2, 'KVM_SET_CPUID2', amx))).toBe('EINVAL');
+  });
 });
 
 describe('KVM_CHECK_EXTENSION of the features the model has (kvm_vm_ioctl_check_extension_generic, x86 kvm_vm_ioctl_check_extension)', () => {

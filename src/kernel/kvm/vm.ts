@@ -377,10 +377,14 @@ export class Vm {
         if (nent > KVM_MAX_CPUID_ENTRIES)
           throw kerr('E2BIG', `KVM_SET_CPUID2: nent ${nent} > ${KVM_MAX_CPUID_ENTRIES}`);
         const entries = readCpuidEntries(c, nent, 'kvm_cpuid2.entries');
+        // kvm_set_cpuid(): once the vCPU has run, only the same table is accepted (5.16+), checked
+        // before kvm_check_cpuid(); the vCPU keeps the table it has.
+        if (vcpu.hasRun) {
+          if (!sameCpuid(vcpu.cpuid ?? [], entries))
+            throw kerr('EINVAL', 'kvm_set_cpuid: the vCPU has run; the CPUID can no longer change');
+          return 0;
+        }
         checkCpuid(entries);
-        // kvm_set_cpuid(): once the vCPU has run, only the same table is accepted (5.16+).
-        if (vcpu.hasRun && !sameCpuid(vcpu.cpuid ?? [], entries))
-          throw kerr('EINVAL', 'kvm_set_cpuid: the vCPU has run; the CPUID can no longer change');
         vcpu.cpuid = entries;
         return 0;
       }
@@ -545,25 +549,49 @@ function checkSregs(s: UStruct): void {
 /** kvm_check_cpuid(): CPUID.0x80000008 may only give 0, 48 or 57 linear-address bits. */
 function checkCpuid(entries: readonly CpuidEntry[]): void {
   const e = entries.find((x) => x.function === 0x80000008);
-  if (!e) return;
-  const vaddrBits = (e.eax >>> 8) & 0xff;
-  if (vaddrBits !== 0 && vaddrBits !== 48 && vaddrBits !== 57)
-    throw kerr('EINVAL', `kvm_check_cpuid: ${vaddrBits} virtual-address bits`);
+  if (e) {
+    const vaddrBits = (e.eax >>> 8) & 0xff;
+    if (vaddrBits !== 0 && vaddrBits !== 48 && vaddrBits !== 57)
+      throw kerr('EINVAL', `kvm_check_cpuid: ${vaddrBits} virtual-address bits`);
+  }
+  // Dynamic xfeatures (XFEATURE_MASK_USER_DYNAMIC: AMX tile data, bit 18 of CPUID.0xD.0 EAX) need
+  // fpu_enable_guest_xfd_features(), which refuses a feature the process was not granted with
+  // arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM): the modelled host has no AMX, so none is ever granted.
+  const xsave = entries.find((x) => x.function === 0xd && x.index === 0);
+  if (xsave && xsave.eax & XFEATURE_MASK_XTILE_DATA)
+    throw kerr('EPERM', '__xfd_enable_feature: AMX tile data not permitted (no ARCH_REQ_XCOMP_GUEST_PERM)');
 }
 
-/** kvm_cpuid_check_equal(): the same entries, in the same order. */
+const XFEATURE_MASK_XTILE_DATA = 1 << 18;
+
+/**
+ * The CPUID bits kvm_update_cpuid_runtime() rewrites from the vCPU's state in both tables before
+ * kvm_cpuid_check_equal() compares them (so a VMM's value there never makes them differ): CPUID.1
+ * ECX.OSXSAVE and EDX.APIC, CPUID.7.0 ECX.OSPKE, CPUID.0xD.0 EBX and, when XSAVEC or XSAVES is
+ * enumerated, CPUID.0xD.1 EBX (the XSAVE area sizes). As masks of [eax, ebx, ecx, edx] to ignore.
+ */
+function runtimeBits(e: CpuidEntry): readonly [number, number, number, number] {
+  if (e.function === 1) return [0, 0, 1 << 27, 1 << 9];
+  if (e.function === 7 && e.index === 0) return [0, 0, 1 << 4, 0];
+  if (e.function === 0xd && e.index === 0) return [0, -1, 0, 0];
+  if (e.function === 0xd && e.index === 1 && e.eax & 0b1010) return [0, -1, 0, 0];
+  return [0, 0, 0, 0];
+}
+
+/** kvm_cpuid_check_equal(): the same entries, in the same order, once the runtime bits are set. */
 function sameCpuid(a: readonly CpuidEntry[], b: readonly CpuidEntry[]): boolean {
   if (a.length !== b.length) return false;
-  return a.every(
-    (x, i) =>
-      x.function === b[i]!.function &&
-      x.index === b[i]!.index &&
-      x.flags === b[i]!.flags &&
-      x.eax === b[i]!.eax &&
-      x.ebx === b[i]!.ebx &&
-      x.ecx === b[i]!.ecx &&
-      x.edx === b[i]!.edx,
-  );
+  return a.every((x, i) => {
+    const y = b[i]!;
+    if (x.function !== y.function || x.index !== y.index || x.flags !== y.flags) return false;
+    const [ma, mb, mc, md] = runtimeBits(y);
+    return (
+      ((x.eax ^ y.eax) & ~ma) === 0 &&
+      ((x.ebx ^ y.ebx) & ~mb) === 0 &&
+      ((x.ecx ^ y.ecx) & ~mc) === 0 &&
+      ((x.edx ^ y.edx) & ~md) === 0
+    );
+  });
 }
 
 /**

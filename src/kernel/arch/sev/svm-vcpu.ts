@@ -95,6 +95,11 @@ export function svmResetState(): SevVcpuState {
     x87Ftw: 0,
     x87Fsw: 0,
     x87Fcw: 0x37f,
+    x87Fop: 0,
+    x87Rip: 0n,
+    x87Dp: 0n,
+    fpr: [],
+    xmm: new Uint8Array(256),
   };
 }
 
@@ -171,14 +176,43 @@ export function applyRegs(st: SevVcpuState, regs: UStruct): void {
   st.rflags |= 2n;
 }
 
-/** KVM_SET_FPU (kvm_arch_vcpu_ioctl_set_fpu): the x87 control/status and MXCSR. */
+/**
+ * KVM_SET_FPU (kvm_arch_vcpu_ioctl_set_fpu): struct kvm_fpu into the guest fxsave image, which
+ * sev_es_sync_vmsa() copies into the VMSA for the SEV-ES/SNP VM types: control, status and
+ * abridged tag words, last opcode / instruction / data pointers, MXCSR, ST0-ST7 (`fpr`: 8 x 16
+ * bytes) and XMM0-XMM15 (`xmm`: 16 x 16 bytes), as bytes or arrays of byte rows.
+ */
 export function setFpu(st: SevVcpuState, arg: unknown): number {
   const f = copyFromUser(arg, 'kvm_fpu');
   st.x87Fcw = u16n(f, 'fcw');
   st.x87Fsw = u16n(f, 'fsw');
   st.x87Ftw = u16n(f, 'ftwx') & 0xff;
+  st.x87Fop = u16n(f, 'last_opcode');
+  st.x87Rip = u64(f, 'last_ip');
+  st.x87Dp = u64(f, 'last_dp');
   st.mxcsr = u32n(f, 'mxcsr');
+  const fpr = fpuBytes(f['fpr'], 8);
+  st.fpr = Array.from({ length: 8 }, (_, i) => fpr.slice(i * 16, i * 16 + 16));
+  st.xmm = fpuBytes(f['xmm'], 16);
   return 0;
+}
+
+/**
+ * A kvm_fpu byte array of `rows` x 16 bytes, given flat or as rows (row i at byte 16 * i);
+ * missing bytes are 0, as in C.
+ */
+function fpuBytes(v: unknown, rows: number): Uint8Array {
+  const out = new Uint8Array(rows * 16);
+  const put = (at: number, bytes: ArrayLike<unknown>, max: number): void => {
+    for (let i = 0; i < Math.min(bytes.length, max); i++) out[at + i] = Number(bytes[i]) & 0xff;
+  };
+  if (v instanceof Uint8Array || (Array.isArray(v) && !v.some((r) => typeof r === 'object')))
+    put(0, v as ArrayLike<unknown>, out.length);
+  else if (Array.isArray(v))
+    v.slice(0, rows).forEach((r, i) => {
+      if (r instanceof Uint8Array || Array.isArray(r)) put(i * 16, r, 16);
+    });
+  return out;
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
  * The VMSA page (struct sev_es_save_area, the SEV-ES/SNP save area) as KVM's sev_es_sync_vmsa()
  * lays it out before LAUNCH_UPDATE of type VMSA. Layout: AMD APM vol. 2 Table B-4 and Linux
- * arch/x86/include/asm/svm.h struct sev_es_save_area. Every byte not listed here is zero (the
- * x87/XMM/YMM register file is zero at reset, SSP/CET and LBR state are not modelled).
+ * arch/x86/include/asm/svm.h struct sev_es_save_area. Every byte not listed here is zero (the YMM
+ * upper halves come from KVM_SET_XSAVE, which the model does not offer; SSP/CET and LBR state are
+ * not modelled).
  */
 
 /** A VMCB segment (struct vmcb_seg): u16 selector, u16 attrib, u32 limit, u64 base. */
@@ -72,6 +73,14 @@ export interface SevVcpuState {
   x87Ftw: number;
   x87Fsw: number;
   x87Fcw: number;
+  /** x87 last opcode, instruction and data pointers (KVM_SET_FPU last_opcode, last_ip, last_dp). */
+  x87Fop: number;
+  x87Rip: bigint;
+  x87Dp: bigint;
+  /** ST0..ST7, 10 bytes each as fxsave keeps them (16-byte slots: only bytes 0-9 count). */
+  fpr: readonly Uint8Array[];
+  /** XMM0..XMM15, 256 bytes. */
+  xmm: Uint8Array;
 }
 
 export const VMSA_SIZE = 4096;
@@ -154,5 +163,18 @@ export function encodeVmsa(state: SevVcpuState): Uint8Array {
   v.setUint16(0x40c, state.x87Ftw, true);
   v.setUint16(0x40e, state.x87Fsw, true);
   v.setUint16(0x410, state.x87Fcw, true);
+  v.setBigUint64(0x400, state.x87Dp, true);
+  v.setUint16(0x412, state.x87Fop, true);
+  v.setBigUint64(0x418, state.x87Rip, true);
+  // fpreg_x87 (0x420): bytes 0-7 of each register in 8-byte slots, then bytes 8-9 of each in
+  // 2-byte slots (sev_es_sync_vmsa(): "undocumented and definitely not what you would expect").
+  for (let i = 0; i < 8; i++) {
+    const r = state.fpr[i];
+    if (!r) continue;
+    page.set(r.subarray(0, 8), 0x420 + i * 8);
+    page[0x420 + 64 + i * 2] = r[8] ?? 0;
+    page[0x420 + 64 + i * 2 + 1] = r[9] ?? 0;
+  }
+  page.set(state.xmm.subarray(0, 256), 0x470);
   return page;
 }
