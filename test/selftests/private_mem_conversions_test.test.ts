@@ -19,6 +19,7 @@ import {
   PAGE_SIZE,
   SZ_2M,
   SZ_4G,
+  type VmMemBackingSrc,
   vm_create_barebones_type,
   vm_create_guest_memfd,
   vm_guest_mem_fallocate,
@@ -218,6 +219,7 @@ function test_mem_conversions(
   kernel: string,
   nrVcpus: number,
   nrMemslots: number,
+  src: VmMemBackingSrc = 'anonymous',
 ): { syncs: number; exits: number } {
   const host = newHost({ kernel, platform: 'generic' });
   const alignment = SZ_2M;
@@ -242,6 +244,7 @@ function test_mem_conversions(
       uapi.KVM_MEM_GUEST_MEMFD,
       memfd,
       slotSize * i,
+      src,
     );
   const programs = vcpus.map((vcpu, i) => {
     const g = guest_code(BASE_DATA_GPA + i * perCpuSize);
@@ -315,4 +318,12 @@ describe('private_mem_conversions_test.c', () => {
       });
     }
   }
+  // -s: the shared side backed by shmem (a memfd mapped MAP_SHARED) or by THP (anonymous with
+  // MADV_HUGEPAGE); alignment max(SZ_2M, backing page size) is 2 MiB for both, as for anonymous.
+  for (const src of ['shmem', 'anonymous_thp'] as const)
+    for (const kernel of ['v6.8', 'v6.11', 'v6.18', 'v7.0'])
+      it(`private_mem_conversions_test.c test_mem_conversions(-s ${src} -n 2 -m 2) [${kernel}]`, () => {
+        const r = test_mem_conversions(kernel, 2, 2, src);
+        expect(r.syncs).toBe(2 * 2 * (1 + 3 * 3 + 2 * 1));
+      });
 });

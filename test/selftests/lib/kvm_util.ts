@@ -138,6 +138,8 @@ export interface MemRegion {
   /** The library's dup of the guest_memfd, or -1. */
   readonly guest_memfd: number;
   readonly guest_memfd_offset: number;
+  /** region->fd: the memfd behind a shmem backing, or -1. */
+  readonly fd?: number;
 }
 
 /** struct kvm_vm. */
@@ -292,8 +294,11 @@ export function kvm_munmap(host: Host, addr: number, length: number): void {
   host.munmap(addr, length);
 }
 
+/** enum vm_mem_backing_src_type, the kinds the ports use (-s of the selftests that take it). */
+export type VmMemBackingSrc = 'anonymous' | 'anonymous_thp' | 'shmem';
+
 /**
- * vm_mem_add(): an anonymous host mapping for userspace_addr, and with KVM_MEM_GUEST_MEMFD either a
+ * vm_mem_add(): a host mapping of `src` for userspace_addr, and with KVM_MEM_GUEST_MEMFD either a
  * new guest_memfd of exactly the slot size (guest_memfd < 0, offset must be 0) or a dup of the
  * caller's fd, so the caller may close its copy.
  */
@@ -305,10 +310,18 @@ export function vm_mem_add(
   flags: number,
   guest_memfd = -1,
   guest_memfd_offset = 0,
+  src: VmMemBackingSrc = 'anonymous',
 ): MemRegion {
   const h = vm.host;
   const size = npages * PAGE_SIZE;
-  const hva = kvm_mmap(h, size, uapi.PROT_READ | uapi.PROT_WRITE, uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS);
+  // The backing of userspace_addr by src_type (vm_mem_backing_src_alias()): shmem is a memfd
+  // (kvm_memfd_alloc()) mapped MAP_SHARED; THP is anonymous memory with madvise(MADV_HUGEPAGE).
+  const fd = src === 'shmem' ? kvm_memfd_alloc(h, size) : -1;
+  const hva =
+    fd >= 0
+      ? kvm_mmap(h, size, uapi.PROT_READ | uapi.PROT_WRITE, uapi.MAP_SHARED, fd)
+      : kvm_mmap(h, size, uapi.PROT_READ | uapi.PROT_WRITE, uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS);
+  if (src === 'anonymous_thp') h.madvise(hva, size, uapi.MADV_HUGEPAGE);
   let gfd = -1;
   if (flags & uapi.KVM_MEM_GUEST_MEMFD) {
     if (guest_memfd < 0) {
@@ -327,6 +340,7 @@ export function vm_mem_add(
     mmapped: { addr: hva, length: size },
     guest_memfd: gfd,
     guest_memfd_offset,
+    fd,
   };
   vm_set_user_memory_region2(vm, {
     slot,
@@ -355,6 +369,7 @@ export function vm_userspace_mem_region_add(
 function release_region(vm: KvmVm, r: MemRegion): void {
   if (r.mmapped) vm.host.munmap(r.mmapped.addr, r.mmapped.length);
   if (r.guest_memfd >= 0) vm.host.close(r.guest_memfd);
+  if (r.fd !== undefined && r.fd >= 0) vm.host.close(r.fd);
 }
 
 /** vm_mem_region_delete(): KVM_SET_USER_MEMORY_REGION2 with size 0, then free the region. */
