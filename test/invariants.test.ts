@@ -141,6 +141,136 @@ describe('invariants', () => {
     }
   });
 
+  describe('no-host-access-to-private: hardware ownership outlives the attribute and the memslot (SNP, bugs.hostMapsPrivate)', () => {
+    // An RMP entry goes back to the hypervisor only when the folio is freed (sev_gmem_invalidate()
+    // from free_folio): neither KVM_SET_MEMORY_ATTRIBUTES nor a memslot deletion does it, so a host
+    // write to such a page would take an RMP #PF whatever the attribute says.
+    function snpLaunched(kernel: KernelProfile) {
+      const host = createHost({ kernel, platform: 'snp' });
+      const sev = host.open('/dev/sev');
+      const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SNP_VM);
+      const mem = host.mmap({ length: 4 * 4096, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+      const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', {
+        size: 4 * 4096,
+        flags: uapi.GUEST_MEMFD_FLAG_MMAP,
+      });
+      const slot = {
+        slot: 0,
+        flags: uapi.KVM_MEM_GUEST_MEMFD,
+        guest_phys_addr: 0,
+        userspace_addr: mem,
+        guest_memfd: gmem,
+      };
+      host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', { ...slot, memory_size: 4 * 4096 });
+      const enc = (id: string, data: object) =>
+        host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', { id, sev_fd: sev, data });
+      enc('KVM_SEV_INIT2', {});
+      host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+      enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000 });
+      host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
+        address: 0,
+        size: 4 * 4096,
+        attributes: uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
+        flags: 0,
+      });
+      enc('KVM_SEV_SNP_LAUNCH_UPDATE', {
+        gfn_start: 0,
+        uaddr: mem,
+        len: 4 * 4096,
+        type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
+      });
+      const gm = host.mmap({ length: 4 * 4096, prot: 3, flags: uapi.MAP_SHARED, fd: gmem });
+      return { host, vm, gmem, gm, slot };
+    }
+    it('a page made shared without a punch-hole is still guest-owned; once punched, the host may touch it [v6.18]', () => {
+      const s = snpLaunched(broken('v6.18', { hostMapsPrivate: true }));
+      s.host.ioctl(s.vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
+        address: 0x1000,
+        size: 0x1000,
+        attributes: 0,
+        flags: 0,
+      });
+      const v = violationOf(() => s.host.memory.write(s.gm + 0x1000, [1, 2, 3]));
+      expect(v?.invariant).toBe('no-host-access-to-private');
+      expect(v?.detail).toMatch(/pfn 0x[0-9a-f]+ is guest-valid \(ASID 1/);
+      const punch = uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE;
+      expect(s.host.fallocate(s.gmem, punch, 0x1000, 0x1000)).toBe(0);
+      s.host.memory.write(s.gm + 0x1000, [1, 2, 3]);
+      expect(s.host.memory.read(s.gm + 0x1000, 3)).toEqual(Uint8Array.of(1, 2, 3));
+    });
+    it('after the memslot is deleted the page is still guest-owned [v6.18]', () => {
+      const s = snpLaunched(broken('v6.18', { hostMapsPrivate: true }));
+      s.host.ioctl(s.vm, 'KVM_SET_USER_MEMORY_REGION2', { ...s.slot, memory_size: 0 });
+      const v = violationOf(() => s.host.memory.read(s.gm + 0x2000, 4));
+      expect(v?.invariant).toBe('no-host-access-to-private');
+    });
+  });
+
+  describe('no-mapping-of-freed-folio: a hardware-poisoned folio (a kernel gap on 6.18+, no bug switch needed)', () => {
+    // A TD's MMAP-only guest_memfd (6.18+) backs shared accesses too (GMEM_ONLY slot), so a shared
+    // SPTE in the direct root points at a guest_memfd folio. kvm_gmem_error_folio() invalidates with
+    // kvm_gmem_get_invalidate_filter(): KVM_FILTER_PRIVATE without INIT_SHARED, which on a TD reaches
+    // only the mirror root: the shared SPTE keeps mapping the poisoned page (as PUNCH_HOLE leaves it
+    // mapping a freed one: flows/tdx-gmem-mmap-shared-punch.yaml).
+    for (const kernel of ['v6.18', 'v7.0']) {
+      it(`memory_failure() of a folio a TD maps shared -> violation [${kernel}]`, () => {
+        const host = createHost({ kernel, platform: 'tdx' });
+        const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_TDX_VM);
+        host.ioctl(vm, 'KVM_ENABLE_CAP', { cap: uapi.KVM_CAP_SPLIT_IRQCHIP, flags: 0, args: [24] });
+        const ram = host.mmap({ length: 0x200000, prot: 3, flags: uapi.MAP_SHARED | uapi.MAP_ANONYMOUS });
+        const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', {
+          size: 0x200000,
+          flags: uapi.GUEST_MEMFD_FLAG_MMAP,
+        });
+        const cpuid = (eax: number) => ({
+          function: 0x80000008,
+          index: 0,
+          flags: 0,
+          eax,
+          ebx: 0,
+          ecx: 0,
+          edx: 0,
+        });
+        host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', {
+          id: uapi.KVM_TDX_INIT_VM,
+          flags: 0,
+          data: { attributes: 0x10000000, xfam: 3, cpuid: { nent: 1, entries: [cpuid((48 << 16) | 48)] } },
+        });
+        const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+        host.ioctl(vcpu, 'KVM_SET_CPUID2', {
+          nent: 3,
+          entries: [
+            { function: 1, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 1 << 21, edx: 0 },
+            { function: 0x80000000, index: 0, flags: 0, eax: 0x80000008, ebx: 0, ecx: 0, edx: 0 },
+            cpuid(0x3030),
+          ],
+        });
+        host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+          slot: 0,
+          flags: uapi.KVM_MEM_GUEST_MEMFD,
+          guest_phys_addr: 0,
+          memory_size: 0x200000,
+          userspace_addr: ram,
+          guest_memfd: gmem,
+          guest_memfd_offset: 0,
+        });
+        host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', { id: uapi.KVM_TDX_INIT_VCPU, flags: 0, data: 0 });
+        host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', { id: uapi.KVM_TDX_FINALIZE_VM, flags: 0, data: 0 });
+        // A shared write (GPAW 48: the shared bit is bit 47) maps page 0x103 of the file.
+        host.guest(vcpu).load([{ op: 'write', gpa: 2 ** 47 + 0x103000, data: [0xaa, 0xbb] }, { op: 'hlt' }]);
+        host.ioctl(vcpu, 'KVM_RUN');
+        const v = violationOf(() => host.memoryFailure(gmem, 0x103000));
+        expect(v?.invariant).toBe('no-mapping-of-freed-folio');
+        expect(v?.detail).toMatch(/gfn 0x103 maps guest_memfd page 259, which is hardware-poisoned/);
+      });
+    }
+    it('on a SW_PROTECTED VM memory_failure() zaps every mapping of the folio: no violation [v7.0]', () => {
+      const { host, gmem, vcpu } = setup('v7.0');
+      guestRead(host, vcpu);
+      expect(host.memoryFailure(gmem, 0)).toBe(0);
+    });
+  });
+
   describe('no-mapping-of-freed-folio (bugs.noZapOnMemslotDelete)', () => {
     // The slot is gone, so no binding leads from the freed folio to the SPTE: the checker has to find
     // it from the SPTE side.

@@ -5,6 +5,7 @@
  */
 
 import type { GuestOp, GuestProgram } from '../guest/program.js';
+import type { GmemInode } from '../kvm/guest-memfd.js';
 import type { Memslot } from '../kvm/memslots.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import type { Vm } from '../kvm/vm.js';
@@ -60,6 +61,12 @@ export interface ArchVm {
 
   /** Guest operations the arch implements (accept/PVALIDATE, ...). Returns undefined if not handled. */
   guestAccept?(vcpu: Vcpu, gpa: number, size: number): GuestOpResult | undefined;
+  /**
+   * Why the guest owns guest_memfd page `index` of `inode` in hardware (SNP: its RMP entry is
+   * assigned; TDX: it is in the TD's S-EPT), so that the host must not touch it; undefined if not.
+   * For the no-host-access-to-private invariant: ownership outlives attributes and memslots.
+   */
+  guestOwnedPage?(inode: GmemInode, index: number): string | undefined;
   /**
    * A guest access reaches a private page the fault path mapped (TDX: a PENDING S-EPT leaf, AUGed but
    * not accepted, kills the VM and KVM_RUN returns -EIO). Throws a KernelError to fail the access.

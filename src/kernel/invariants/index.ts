@@ -12,10 +12,13 @@
  *   in the touched range. Broken by bugs.noClearOnPrepare.
  * - no-host-access-to-private: the host never reads or writes, through a guest_memfd mapping, a
  *   page that a VM holds private (kvm_gmem_fault_user_mapping refuses files without INIT_SHARED,
- *   and x86 VMs with private memory cannot create INIT_SHARED files). Broken by bugs.hostMapsPrivate.
- * - no-mapping-of-freed-folio: no SPTE points at a guest_memfd folio that was freed or replaced
- *   (punch-hole, release and memory failure zap through kvm_gmem_invalidate_begin before the page
- *   cache is truncated). Broken by bugs.noZapOnPunchHole.
+ *   and x86 VMs with private memory cannot create INIT_SHARED files): private by attribute, or owned
+ *   by the guest in hardware whatever the attribute and memslots say now (SNP: an assigned RMP
+ *   entry, until the folio is freed; TDX: an S-EPT leaf). Broken by bugs.hostMapsPrivate.
+ * - no-mapping-of-freed-folio: no SPTE points at a guest_memfd folio that was freed, replaced or
+ *   hardware-poisoned (punch-hole, release and memory failure zap through
+ *   kvm_gmem_invalidate_begin before the page cache is truncated or the folio is isolated). Broken
+ *   by bugs.noZapOnPunchHole.
  * - attributes-match-mappings: a private SPTE only for a private gfn, a shared SPTE only for a
  *   shared one (kvm_arch_pre_set_memory_attributes zaps the range before the attribute changes).
  *   Broken by bugs.noZapOnAttributeChange.
@@ -116,6 +119,14 @@ export class Invariants {
   /** The host touched guest_memfd page `index` through a user mapping. */
   hostAccess(inode: GmemInode, index: number): void {
     if (!this.enabled) return;
+    const owned = inode.owner.arch.guestOwnedPage?.(inode, index);
+    if (owned !== undefined) {
+      this.fail(
+        'no-host-access-to-private',
+        `host touched guest_memfd page ${index}, which VM ${inode.owner.id}'s guest owns: ${owned}`,
+      );
+      return;
+    }
     for (const f of inode.files) {
       const slot = f.bindings.get(index);
       if (!slot) continue;
@@ -205,6 +216,13 @@ export class Invariants {
         this.fail(
           'no-mapping-of-freed-folio',
           `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which was freed${folio ? ' and reallocated' : ''} (mapped by ${describeProvenance(spte.since)})`,
+        );
+        return false;
+      }
+      if (folio.hwpoison) {
+        this.fail(
+          'no-mapping-of-freed-folio',
+          `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which is hardware-poisoned (since ${describeProvenance(folio.since)}; mapped by ${describeProvenance(spte.since)})`,
         );
         return false;
       }

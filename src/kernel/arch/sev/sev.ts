@@ -16,6 +16,7 @@ import { HostFault, InvariantViolation, KernelError, kerr } from '../../errors.j
 import type { GuestOp, GuestProgram } from '../../guest/program.js';
 import type { Host } from '../../host.js';
 import {
+  type GmemInode,
   gmemWritePage,
   kvmGmemPopulate,
   type PostPopulate,
@@ -725,6 +726,12 @@ export class SevArchVm implements ArchVm {
     st.sevFeatures = this.sev.vmsaFeatures;
     sv.state = st;
     sv.vmsa = encodeVmsa(st);
+  }
+
+  /** An assigned RMP entry: the host touching the page takes an RMP #PF (until sev_gmem_invalidate()). */
+  guestOwnedPage(inode: GmemInode, index: number): string | undefined {
+    const pfn = inode.pfn(index);
+    return this.platform.rmp.assigned(pfn) ? this.platform.rmp.describe(pfn) : undefined;
   }
 
   /** kvm_arch_gmem_prepare() = sev_gmem_prepare(): an unassigned page becomes guest-owned, not validated. */

@@ -805,6 +805,22 @@ export class TdxVm implements ArchVm {
     }
   }
 
+  /** A page in the TD's S-EPT (added or AUGed, through a binding of this TD): the TD's memory. */
+  guestOwnedPage(inode: GmemInode, index: number): string | undefined {
+    const td = this.td;
+    if (!td) return undefined;
+    for (const f of inode.files) {
+      if (f.vm !== this.vm) continue;
+      const slot = f.bindings.get(index);
+      if (!slot) continue;
+      const gfn = slot.baseGfn + (index - slot.gmem!.pgoff);
+      const leaf = td.sept.get(gfn);
+      if (leaf && leaf.inode === inode && gfn + leaf.delta === index)
+        return `gfn 0x${gfn.toString(16)} is ${leaf.state} in the TD's S-EPT`;
+    }
+    return undefined;
+  }
+
   /**
    * A guest access to a private page the fault path has mapped: a PENDING S-EPT leaf (AUGed, not
    * accepted) is an EPT violation KVM treats as fatal (tdx_handle_ept_violation: "Guest access
