@@ -44,7 +44,7 @@ function setup(kernel: string | KernelProfile, invariants = true, gmemFlags = 0)
     flags: 0,
   });
   const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
-  return { host, vm, gmem, vcpu };
+  return { host, vm, gmem, vcpu, hva };
 }
 
 function guestRead(host: Host, vcpu: number, page = 0): Uint8Array {
@@ -60,6 +60,7 @@ describe('invariants', () => {
       'no-host-access-to-private',
       'no-mapping-of-freed-folio',
       'attributes-match-mappings',
+      'no-freed-memslot-binding',
     ]);
   });
 
@@ -268,6 +269,40 @@ describe('invariants', () => {
       const { host, gmem, vcpu } = setup('v7.0');
       guestRead(host, vcpu);
       expect(host.memoryFailure(gmem, 0)).toBe(0);
+    });
+  });
+
+  describe('no-freed-memslot-binding: a kernel bug before 6.19 (9935df5333aa), no bug switch needed', () => {
+    // Re-issuing a guest_memfd slot without KVM_MEM_GUEST_MEMFD was a flags-only change: the new slot
+    // has no guest_memfd, the old one is freed, and kvm_gmem_unbind() never runs, so the file's
+    // bindings lead to freed memory; the next invalidation walks into it.
+    const reissue = ({ host, vm, hva }: ReturnType<typeof setup>) =>
+      host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+        slot: 1,
+        flags: 0,
+        guest_phys_addr: GPA,
+        memory_size: 4 * 4096,
+        userspace_addr: hva,
+      });
+    for (const k of ['v6.8', 'v6.11', 'v6.18']) {
+      it(`dropping KVM_MEM_GUEST_MEMFD, then PUNCH_HOLE walks the freed slot -> violation [${k}]`, () => {
+        const s = setup(k);
+        const { host, gmem, vcpu } = s;
+        guestRead(host, vcpu);
+        expect(reissue(s)).toBe(0);
+        const v = violationOf(() =>
+          host.fallocate(gmem, uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE, 0, 4096),
+        );
+        expect(v?.invariant).toBe('no-freed-memslot-binding');
+        expect(v?.detail).toMatch(/memslot 1 .* freed without kvm_gmem_unbind\(\)/);
+      });
+    }
+    it('6.19 refuses the re-issue (-EINVAL), so the binding stays live [v6.19]', () => {
+      const s = setup('v6.19');
+      const { host, gmem, vcpu } = s;
+      guestRead(host, vcpu);
+      expect(() => reissue(s)).toThrow(/EINVAL/);
+      expect(host.fallocate(gmem, uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE, 0, 4096)).toBe(0);
     });
   });
 

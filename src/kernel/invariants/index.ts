@@ -22,11 +22,17 @@
  * - attributes-match-mappings: a private SPTE only for a private gfn, a shared SPTE only for a
  *   shared one (kvm_arch_pre_set_memory_attributes zaps the range before the attribute changes).
  *   Broken by bugs.noZapOnAttributeChange.
+ * - no-freed-memslot-binding: a guest_memfd's bindings lead only to live memslots; a walk that
+ *   reaches a freed one is a use-after-free in the kernel. Before 6.19 (9935df5333aa) a flags-only
+ *   KVM_SET_USER_MEMORY_REGION2 could drop KVM_MEM_GUEST_MEMFD without kvm_gmem_unbind(): the next
+ *   invalidation (punch-hole, release, memory failure) walks into the freed slot. A real kernel bug,
+ *   so no bug switch: profile memslots.rejectGmemFlagToggle is the fix.
  */
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { InvariantViolation } from '../errors.js';
 import { type MemAttrWord, wordIsPrivate } from '../kvm/attributes.js';
 import type { Folio, GmemInode } from '../kvm/guest-memfd.js';
+import type { Memslot } from '../kvm/memslots.js';
 import type { Spte } from '../kvm/mmu.js';
 import type { Vm } from '../kvm/vm.js';
 import { describeProvenance } from '../provenance.js';
@@ -36,6 +42,7 @@ export const INVARIANTS = [
   'no-host-access-to-private',
   'no-mapping-of-freed-folio',
   'attributes-match-mappings',
+  'no-freed-memslot-binding',
 ] as const;
 export type InvariantName = (typeof INVARIANTS)[number];
 
@@ -70,7 +77,7 @@ export class Invariants {
     this.touched = n + 1;
   }
 
-  /** guest_memfd pages changed: re-check every VM mapping them. */
+  /** guest_memfd pages changed: re-check every VM mapping them (the walk kvm_gmem_invalidate_begin makes). */
   touchGmem(inode: GmemInode, start: number, end: number): void {
     if (!this.enabled) return;
     for (const f of inode.files) {
@@ -78,16 +85,27 @@ export class Invariants {
         // One page (every fault): its binding, without an iterator.
         const slot = f.bindings.get(start);
         if (slot !== undefined) {
+          this.bindingLive(f.vm, slot);
           const gfn = slot.baseGfn + (start - slot.gmem!.pgoff);
           this.touchGfns(f.vm, gfn, gfn + 1);
         }
         continue;
       }
       for (const e of f.bindings.entries(start, end)) {
+        this.bindingLive(f.vm, e.value);
         const gfn = e.value.baseGfn + (e.start - e.value.gmem!.pgoff);
         this.touchGfns(f.vm, gfn, gfn + (e.end - e.start));
       }
     }
+  }
+
+  /** no-freed-memslot-binding: the slot a binding leads to is still one of the VM's memslots. */
+  private bindingLive(vm: Vm, slot: Memslot): void {
+    if (vm.memslots.space(slot.asId).byId.get(slot.id) === slot) return;
+    this.fail(
+      'no-freed-memslot-binding',
+      `a guest_memfd binding of VM ${vm.id} leads to memslot ${slot.id} (made by ${describeProvenance(slot.since)}), which was freed without kvm_gmem_unbind(): use-after-free (fixed by 9935df5333aa, 6.19)`,
+    );
   }
 
   foliosFreed(inode: GmemInode, start: number, end: number): void {
