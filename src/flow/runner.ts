@@ -311,8 +311,11 @@ class Runner {
     // Every syscall this step made maps to its number (provenance "call #N" -> "step K").
     const n = this.n + 1;
     for (let q = seqBefore + 1; q <= h.seq; q++) this.seqStep.set(q, n);
+    // Provenance names syscalls by number; the reader knows the flow's steps.
     if (outcome.kind === 'errno' && outcome.cause)
       outcome = { ...outcome, cause: this.rewrite(outcome.cause) };
+    else if (outcome.kind === 'invariant') outcome = { ...outcome, detail: this.rewrite(outcome.detail) };
+    else if (outcome.kind === 'signal') outcome = { ...outcome, reason: this.rewrite(outcome.reason) };
     const { asExpected, why } = this.check(s.expect, outcome, exit, outStruct, readBack);
     let explanation: string | undefined;
     if (!asExpected || outcome.kind !== 'ok')

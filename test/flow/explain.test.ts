@@ -30,6 +30,15 @@ describe('explanations', () => {
     expect(run.steps.at(-1)).toBe(f);
   });
 
+  it('an invariant violation names the flow step that made the mapping, not a syscall number', () => {
+    const run = runFlow(loadFlow(join(flows, 'tdx-gmem-mmap-shared-punch.yaml')), { kernel: 'v6.18' });
+    const f = run.firstUnexpected!;
+    expect(f.outcome).toMatchObject({ kind: 'invariant', invariant: 'no-mapping-of-freed-folio' });
+    const mapped = run.steps.find((s) => s.call === 'ioctl KVM_RUN')!;
+    expect(f.explanation).toContain(`mapped by step ${mapped.n} '${mapped.name}'`);
+    expect(f.explanation).not.toMatch(/call #\d+/);
+  });
+
   it('--keep-going runs past the failure', () => {
     const flow = loadFlow(join(flows, 'qemu-tdx-wip-2024.yaml'));
     const stop = runFlow(flow, { kernel: 'tdx-dev-2024-07+eexist' });
