@@ -125,6 +125,8 @@ class Runner {
   private readonly bindings = new Map<string, unknown>();
   /** Host syscall sequence number -> step number. */
   private readonly seqStep = new Map<number, number>();
+  /** The step being finished, which `results` does not hold yet (for rewrite()). */
+  private current: { n: number; name?: string | undefined; loc: Loc } | undefined;
   private readonly loopVars: Array<[string, bigint]> = [];
   /** Per vCPU fd: the loaded program and its reads with an expected result not yet checked. */
   private readonly readExpects = new Map<
@@ -311,11 +313,14 @@ class Runner {
     // Every syscall this step made maps to its number (provenance "call #N" -> "step K").
     const n = this.n + 1;
     for (let q = seqBefore + 1; q <= h.seq; q++) this.seqStep.set(q, n);
+    // A cause may lie in this very step (a page prepared by this KVM_RUN): name it too.
+    this.current = { n, name: s.name, loc: s.loc };
     // Provenance names syscalls by number; the reader knows the flow's steps.
     if (outcome.kind === 'errno' && outcome.cause)
       outcome = { ...outcome, cause: this.rewrite(outcome.cause) };
     else if (outcome.kind === 'invariant') outcome = { ...outcome, detail: this.rewrite(outcome.detail) };
     else if (outcome.kind === 'signal') outcome = { ...outcome, reason: this.rewrite(outcome.reason) };
+    if (readBack !== undefined) readBack = this.rewrite(readBack);
     const { asExpected, why } = this.check(s.expect, outcome, exit, outStruct, readBack);
     let explanation: string | undefined;
     if (!asExpected || outcome.kind !== 'ok')
@@ -556,6 +561,11 @@ class Runner {
     let first: string | undefined;
     entry.pending = entry.pending.filter((r) => {
       if (r.i >= prog.pc) return true;
+      const exception = prog.results[r.i]?.exception;
+      if (exception !== undefined) {
+        first ??= `guest op ${r.i} (read at gpa ${hex(r.gpa)}) took ${exception}`;
+        return false;
+      }
       const got = prog.results[r.i]?.data ?? new Uint8Array(0);
       const at = firstDifference(got, r.want);
       if (at !== undefined && first === undefined)
@@ -589,7 +599,7 @@ class Runner {
         }
       }
       const k = this.seqStep.get(Number(m[1]));
-      const r = k === undefined ? undefined : this.results[k - 1];
+      const r = k === undefined ? undefined : k === this.current?.n ? this.current : this.results[k - 1];
       const who =
         r === undefined ? `call #${m[1]}` : `step ${k}${r.name ? ` '${r.name}'` : ''} (line ${r.loc.line})`;
       out += path ? `${who}, ${path}` : who;

@@ -3,6 +3,7 @@
  * patch 09/12, KVM_TDX_INIT_MEM_REGION fails with EEXIST at the first section because the
  * KVM_PRE_FAULT_MEMORY step before it marked the folio up to date (kvm_gmem_prepare_folio).
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import '../../src/kernel/arch/register.js';
@@ -37,6 +38,26 @@ describe('explanations', () => {
     const mapped = run.steps.find((s) => s.call === 'ioctl KVM_RUN')!;
     expect(f.explanation).toContain(`mapped by step ${mapped.n} '${mapped.name}'`);
     expect(f.explanation).not.toMatch(/call #\d+/);
+  });
+
+  it('SNP: a read of a launched page after a punch-hole takes #VC (not validated), and the reason names the step that prepared it', () => {
+    const file = join(flows, 'selftests-snp-launch.yaml');
+    const text = readFileSync(file, 'utf8')
+      .replace(
+        `      - { op: read, gpa: 0x1000, length: 8, shared: false }`,
+        `      - { op: read, gpa: 0x1000, length: 8, shared: false, expect: { fill: 0xf4, length: 8 } }`,
+      )
+      .replace(
+        `  - name: guest\n`,
+        `  - name: punch\n    fallocate: { fd: $gmem, mode: FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, offset: 0x1000, len: 0x1000 }\n  - name: guest\n`,
+      );
+    expect(text).toContain('name: punch');
+    const run = runFlow(parseFlow(text, file), { kernel: 'v6.16' });
+    const f = run.firstUnexpected!;
+    expect(f.name).toBe('run');
+    expect(f.explanation).toMatch(
+      /guest op 0 \(read at gpa 0x1000\) took #VC PAGE_NOT_VALIDATED at gfn 0x1: .* guest-invalid .* since step \d+ 'run' \(line \d+\), KVM_RUN > .*sev_gmem_prepare/,
+    );
   });
 
   it('--keep-going runs past the failure', () => {

@@ -288,3 +288,34 @@ it.each(['generic', 'tdx'] as const)(
     ).toBe('ENOTTY');
   },
 );
+
+/**
+ * The RMP's Validated bit on a guest access: an SNP guest's private access to a page assigned to it
+ * but not validated raises #VC (PAGE_NOT_VALIDATED) in the guest, with no exit to KVM (AMD APM vol.
+ * 2, RMP checks). sev_gmem_prepare() assigns pages unvalidated; LAUNCH_UPDATE's pages are validated;
+ * PVALIDATE validates.
+ */
+describe.each(SNP_KERNELS)('SNP guest access and the Validated bit on %s', (kernel) => {
+  it('a launched page reads; after a punch-hole its fresh page is not validated: #VC, until PVALIDATE', () => {
+    const s = launchedSnp(kernel);
+    const g = s.host.guest(s.vcpu);
+    g.load([{ op: 'read', gpa: 0x1000, length: 4 }, { op: 'hlt' }]);
+    s.host.ioctl(s.vcpu, 'KVM_RUN');
+    expect(g.results[0]?.data).toBeDefined();
+    // The VMM discards the page (a PUNCH_HOLE after a conversion would): the guest touches it again.
+    s.host.fallocate(s.gmem, uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE, 0x1000, PAGE);
+    g.load([
+      { op: 'read', gpa: 0x1000, length: 4 },
+      { op: 'accept', gpa: 0x1000, size: PAGE },
+      { op: 'read', gpa: 0x1000, length: 4 },
+      { op: 'hlt' },
+    ]);
+    expect(s.host.ioctl(s.vcpu, 'KVM_RUN')).toBe(0);
+    expect(s.run.exit_reason).toBe(uapi.KVM_EXIT_HLT);
+    expect(g.results[0]?.data).toBeUndefined();
+    expect(g.results[0]?.exception).toMatch(
+      /^#VC PAGE_NOT_VALIDATED at gfn 0x1: pfn 0x[0-9a-f]+ is guest-invalid \(ASID \d+/,
+    );
+    expect(g.results[2]?.data).toEqual(new Uint8Array(4));
+  });
+});

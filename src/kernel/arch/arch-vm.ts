@@ -69,9 +69,11 @@ export interface ArchVm {
   guestOwnedPage?(inode: GmemInode, index: number): string | undefined;
   /**
    * A guest access reaches a private page the fault path mapped (TDX: a PENDING S-EPT leaf, AUGed but
-   * not accepted, kills the VM and KVM_RUN returns -EIO). Throws a KernelError to fail the access.
+   * not accepted, kills the VM and KVM_RUN returns -EIO). Throws a KernelError to fail the access;
+   * returns an exception the hardware raises in the guest instead of completing the access (SNP: a
+   * page not validated is a #VC), recorded as the operation's result; undefined: the access proceeds.
    */
-  guestPrivateAccess?(vcpu: Vcpu, gfn: number): void;
+  guestPrivateAccess?(vcpu: Vcpu, gfn: number): string | undefined;
 
   /**
    * The guest's GHCB MSR termination request (SEV-ES/SNP); returns true (KVM_RUN returns to

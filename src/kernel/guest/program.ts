@@ -75,6 +75,12 @@ export interface GuestOpResultRecord {
   r11?: bigint;
   /** 'psc_ghcb' VMGEXIT that KVM refused as malformed: SW_EXITINFO1 (2; `ret` holds the reason). */
   exitInfo1?: bigint;
+  /**
+   * 'read' / 'write' that the hardware turned into an exception in the guest instead of completing
+   * it (SNP: #VC PAGE_NOT_VALIDATED), with why; a read then has no `data`. What the guest's handler
+   * does next is the program's business (a Linux guest terminates: the 'terminate' op).
+   */
+  exception?: string;
 }
 
 export class GuestProgram {

@@ -461,7 +461,13 @@ function access(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { op: 'read
     // TDX: an access to a PENDING (not accepted) private page (tdx_handle_ept_violation).
     if (r.private && vm.arch.guestPrivateAccess) {
       prog.partial = done;
-      vm.arch.guestPrivateAccess(vcpu, gfn);
+      const exception = vm.arch.guestPrivateAccess(vcpu, gfn);
+      if (exception !== undefined) {
+        // The guest's handler takes over: the access completes with no bytes (no exit to KVM).
+        prog.results[prog.pc] = { exception };
+        prog.readBuffer = undefined;
+        return false;
+      }
     }
     // A private page, or a shared one of a GMEM_ONLY slot: the bytes are guest_memfd's.
     const inode = r.inode;

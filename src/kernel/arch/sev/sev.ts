@@ -734,6 +734,21 @@ export class SevArchVm implements ArchVm {
     return this.platform.rmp.assigned(pfn) ? this.platform.rmp.describe(pfn) : undefined;
   }
 
+  /**
+   * An SNP guest's private access to a page whose RMP entry is assigned to it but not validated
+   * (sev_gmem_prepare() makes pages so; LAUNCH_UPDATE's are validated, PVALIDATE validates): the
+   * hardware raises #VC (PAGE_NOT_VALIDATED) in the guest; KVM sees nothing.
+   */
+  guestPrivateAccess(_vcpu: Vcpu, gfn: number): string | undefined {
+    if (!this.sev.sevSnpGuest) return undefined;
+    const spte = this.vm.mmu.sptes.get(gfn);
+    if (spte?.pfnDelta === undefined) return undefined;
+    const pfn = gfn + spte.pfnDelta;
+    const e = this.platform.rmp.lookup(pfn);
+    if (e?.state !== 'guest-invalid' || e.asid !== this.sev.asid) return undefined;
+    return `#VC PAGE_NOT_VALIDATED at gfn 0x${gfn.toString(16)}: ${this.platform.rmp.describe(pfn)}`;
+  }
+
   /** kvm_arch_gmem_prepare() = sev_gmem_prepare(): an unassigned page becomes guest-owned, not validated. */
   gmemPrepare(gfn: number, pfn: number): void {
     if (!this.sev.sevSnpGuest) return;

@@ -827,9 +827,9 @@ export class TdxVm implements ArchVm {
    * before accepting", kvm_vm_dead, KVM_RUN returns -EIO). With SEPT_VE_DISABLE clear the module
    * would inject #VE into the guest instead: not modelled (the access is refused as an error).
    */
-  guestPrivateAccess(_vcpu: Vcpu, gfn: number): void {
+  guestPrivateAccess(_vcpu: Vcpu, gfn: number): string | undefined {
     const leaf = this.td?.sept.get(gfn);
-    if (leaf?.state !== 'pending') return;
+    if (leaf?.state !== 'pending') return undefined;
     if (!(this.td!.attributes & TDX_TD_ATTR_SEPT_VE_DISABLE))
       throw kerr('EINVAL', 'TD guest #VE on a pending page (SEPT_VE_DISABLE clear) is not modelled');
     this.vm.kill(`guest access before accepting 0x${(BigInt(gfn) << 12n).toString(16)}`);
