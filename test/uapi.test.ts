@@ -42,3 +42,22 @@ describe('uapi: x86 vCPU register ioctl numbers (_IOR/_IOW(KVMIO 0xAE, nr, struc
     expect((uapi as Record<string, unknown>)[name]).toBe(value);
   });
 });
+
+describe('names for messages', () => {
+  it('vmTypeName: KVM_X86_*_VM by number; others stay numbers', () => {
+    expect([0, 1, 2, 3, 4, 5].map((t) => uapi.vmTypeName(t))).toEqual([
+      'KVM_X86_DEFAULT_VM',
+      'KVM_X86_SW_PROTECTED_VM',
+      'KVM_X86_SEV_VM',
+      'KVM_X86_SEV_ES_VM',
+      'KVM_X86_SNP_VM',
+      'KVM_X86_TDX_VM',
+    ]);
+    expect(uapi.vmTypeName(9n)).toBe('VM type 9');
+  });
+  it('sevRetName: psp-sev.h status names (0xb is SEV_RET_BAD_MEASUREMENT); unknown ones in hex', () => {
+    expect(uapi.sevRetName(0xb)).toBe('SEV_RET_BAD_MEASUREMENT');
+    expect(uapi.sevRetName(0x16)).toBe('SEV_RET_INVALID_PARAM');
+    expect(uapi.sevRetName(0x1f)).toBe('0x1f');
+  });
+});

@@ -130,6 +130,12 @@ export const KVM_X86_SEV_VM = 2;
 export const KVM_X86_SEV_ES_VM = 3;
 export const KVM_X86_SNP_VM = 4;
 export const KVM_X86_TDX_VM = 5;
+/** A VM type as its KVM_X86_*_VM name (the number when it has none). */
+export function vmTypeName(type: bigint | number): string {
+  const names = ['DEFAULT', 'SW_PROTECTED', 'SEV', 'SEV_ES', 'SNP', 'TDX'];
+  const n = Number(type);
+  return Number.isInteger(n) && n >= 0 && n < names.length ? `KVM_X86_${names[n]}_VM` : `VM type ${type}`;
+}
 
 // memslot flags
 export const KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;

@@ -158,6 +158,48 @@ export const SEV_RET_AEAD_OFLOW = 0x1d;
 export const SEV_RET_RMP_INIT_REQUIRED = 0x20;
 export const SEV_RET_INVALID_KEY = 0x27;
 
+/** SEV_RET_* by name, for sevRetName(). */
+const SEV_RET_NAMES: Readonly<Record<string, number>> = {
+  SEV_RET_SUCCESS,
+  SEV_RET_INVALID_PLATFORM_STATE,
+  SEV_RET_INVALID_GUEST_STATE,
+  SEV_RET_INVALID_CONFIG,
+  SEV_RET_INVALID_LEN,
+  SEV_RET_ALREADY_OWNED,
+  SEV_RET_INVALID_CERTIFICATE,
+  SEV_RET_POLICY_FAILURE,
+  SEV_RET_INACTIVE,
+  SEV_RET_INVALID_ADDRESS,
+  SEV_RET_BAD_SIGNATURE,
+  SEV_RET_BAD_MEASUREMENT,
+  SEV_RET_ASID_OWNED,
+  SEV_RET_INVALID_ASID,
+  SEV_RET_WBINVD_REQUIRED,
+  SEV_RET_DFFLUSH_REQUIRED,
+  SEV_RET_INVALID_GUEST,
+  SEV_RET_INVALID_COMMAND,
+  SEV_RET_ACTIVE,
+  SEV_RET_HWSEV_RET_PLATFORM,
+  SEV_RET_HWSEV_RET_UNSAFE,
+  SEV_RET_UNSUPPORTED,
+  SEV_RET_INVALID_PARAM,
+  SEV_RET_RESOURCE_LIMIT,
+  SEV_RET_SECURE_DATA_INVALID,
+  SEV_RET_INVALID_PAGE_SIZE,
+  SEV_RET_INVALID_PAGE_STATE,
+  SEV_RET_INVALID_MDATA_ENTRY,
+  SEV_RET_INVALID_PAGE_OWNER,
+  SEV_RET_AEAD_OFLOW,
+  SEV_RET_RMP_INIT_REQUIRED,
+  SEV_RET_INVALID_KEY,
+};
+
+/** A firmware status as its SEV_RET_ name ("0x1f" when it has none). */
+export function sevRetName(status: number): string {
+  for (const [k, v] of Object.entries(SEV_RET_NAMES)) if (v === status) return k;
+  return `0x${status.toString(16)}`;
+}
+
 /** /dev/sev: SEV_ISSUE_CMD = _IOWR('S', 0x0, struct sev_issue_cmd) (packed: u32, u64, u32 = 16 bytes). */
 export const SEV_IOC_TYPE = 0x53;
 export const SEV_ISSUE_CMD = _IOWR(SEV_IOC_TYPE, 0x0, 16);

@@ -60,6 +60,16 @@ describe('explanations', () => {
     );
   });
 
+  it.each([
+    ['v6.11', 'kvm_faultin_pfn'],
+    ['tdx-dev-2024-07', 'kvm_faultin_pfn'],
+    ['v6.16', 'kvm_mmu_faultin_pfn'],
+  ])('the failing kernel function is named as in that release [%s: %s]', (kernel, fn) => {
+    // 447c375c9104 (6.13) added the "mmu" prefix to the fault-in helpers.
+    const run = runFlow(loadFlow(join(flows, 'snp-conversion-without-attributes.yaml')), { kernel });
+    expect(run.firstUnexpected?.explanation).toContain(`from ${fn}: shared access to a private gfn`);
+  });
+
   it('--keep-going runs past the failure', () => {
     const flow = loadFlow(join(flows, 'qemu-tdx-wip-2024.yaml'));
     const stop = runFlow(flow, { kernel: 'tdx-dev-2024-07+eexist' });

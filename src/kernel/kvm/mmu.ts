@@ -19,11 +19,43 @@ import {
   KVM_X86_TDX_VM,
 } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
+import type { KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance, type Site, type Tracer } from '../provenance.js';
 import { type Folio, type GmemInode, kvmGmemGetIndex, kvmGmemGetPfn } from './guest-memfd.js';
 import { gfnToHvaMemslot, type Memslot } from './memslots.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
+
+/**
+ * The fault-in functions' names in a profile's release, for reasons: the private/shared check sits
+ * in __kvm_faultin_pfn() in 6.8 and moved up into kvm_faultin_pfn() in 6.10; 447c375c9104 (6.13)
+ * added the "mmu" prefix; 6.18's guest_memfd mmap series renamed the private path to _gmem.
+ */
+function faultinNames(p: KernelProfile): { check: string; inner: string; gmem: string } {
+  let n = FAULTIN_NAMES.get(p);
+  if (n === undefined) {
+    const [maj, min] = (/^(\d+)\.(\d+)/.exec(p.base) ?? ['', '7', '0']).slice(1).map(Number) as [
+      number,
+      number,
+    ];
+    const r = maj * 100 + min;
+    n =
+      r >= 613
+        ? {
+            check: 'kvm_mmu_faultin_pfn',
+            inner: '__kvm_mmu_faultin_pfn',
+            gmem: r >= 618 ? 'kvm_mmu_faultin_pfn_gmem' : 'kvm_mmu_faultin_pfn_private',
+          }
+        : {
+            check: r >= 610 ? 'kvm_faultin_pfn' : '__kvm_faultin_pfn',
+            inner: '__kvm_faultin_pfn',
+            gmem: 'kvm_faultin_pfn_private',
+          };
+    FAULTIN_NAMES.set(p, n);
+  }
+  return n;
+}
+const FAULTIN_NAMES = new WeakMap<KernelProfile, { check: string; inner: string; gmem: string }>();
 
 /** KVM_MIN_ALLOC_MMU_PAGES (arch/x86/include/asm/kvm_host.h). */
 const KVM_MIN_ALLOC_MMU_PAGES = 64;
@@ -289,7 +321,7 @@ export class Mmu {
       this.memoryFaultExit(vcpu, gfn, isPrivate);
       throw kerr(
         'EFAULT',
-        `kvm_mmu_faultin_pfn: ${isPrivate ? 'private' : 'shared'} access to a ${attrPrivate ? 'private' : 'shared'} gfn`,
+        `${faultinNames(vm.profile).check}: ${isPrivate ? 'private' : 'shared'} access to a ${attrPrivate ? 'private' : 'shared'} gfn`,
         vm.attributeCause(gfn),
       );
     }
@@ -323,7 +355,7 @@ export class Mmu {
         this.memoryFaultExit(vcpu, gfn, true);
         throw kerr(
           'EFAULT',
-          `kvm_mmu_faultin_pfn_gmem: memslot ${slot.id} has no guest_memfd for private gfn 0x${gfn.toString(16)}`,
+          `${faultinNames(vm.profile).gmem}: memslot ${slot.id} has no guest_memfd for private gfn 0x${gfn.toString(16)}`,
           vm.attributeCause(gfn),
         );
       }
@@ -341,7 +373,7 @@ export class Mmu {
       const by = vm.host.mm.unmappedBy(hva);
       throw kerr(
         'EFAULT',
-        `__kvm_faultin_pfn: hva 0x${hva.toString(16)} of memslot ${slot.id} is not mapped`,
+        `${faultinNames(vm.profile).inner}: hva 0x${hva.toString(16)} of memslot ${slot.id} is not mapped`,
         by ? `the memslot's memory was unmapped by ${describeProvenance(by)}` : undefined,
       );
     }

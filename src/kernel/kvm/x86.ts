@@ -32,7 +32,7 @@ export function checkVmType(host: Host, type: bigint): number {
   if (type >= 32n || !(supportedVmTypes(host) & (1 << Number(type)))) {
     throw kerr(
       'EINVAL',
-      `kvm_arch_init_vm: VM type ${type} not supported by ${host.profile.name} on ${host.platform.name}`,
+      `kvm_arch_init_vm: ${K.vmTypeName(type)} not supported by ${host.profile.name} on ${host.platform.name}`,
     );
   }
   return Number(type);

@@ -345,7 +345,7 @@ function snpLaunchStart(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined,
     // snp_decommission_context()
     psp.decommission(handle);
     sev.snpContext = undefined;
-    throw kerr(rc, `snp_launch_start: firmware failed (status 0x${c.error.toString(16)})`);
+    throw kerr(rc, `snp_launch_start: firmware failed (status ${S.sevRetName(c.error)})`);
   }
   return 0;
 }
@@ -481,7 +481,7 @@ function postPopulate(
           }
         }
       }
-      throw kerr(rc, `sev_gmem_post_populate: SNP_LAUNCH_UPDATE failed (status 0x${fw.error.toString(16)})`);
+      throw kerr(rc, `sev_gmem_post_populate: SNP_LAUNCH_UPDATE failed (status ${S.sevRetName(fw.error)})`);
     }
   };
 }
@@ -598,7 +598,7 @@ function snpLaunchFinish(vm: Vm, platform: SnpPlatform, arch: SevArchVm | undefi
   const rc = sevIssueCmd(host, sev.fd, c, () =>
     platform.psp.launchFinish(sev.snpContext!, hostData, idBlock),
   );
-  if (rc) throw kerr(rc, `snp_launch_finish: SNP_LAUNCH_FINISH failed (status 0x${c.error.toString(16)})`);
+  if (rc) throw kerr(rc, `snp_launch_finish: SNP_LAUNCH_FINISH failed (status ${S.sevRetName(c.error)})`);
   // No more LAUNCH_UPDATE: private pages can be given to the guest by making the RMP entry private.
   arch.preFaultAllowed = true;
   return 0;
