@@ -61,6 +61,31 @@ function preFault(host: Host, vcpu: number): SyscallError {
   return e as SyscallError;
 }
 
+describe('a missing memslot names the update that removed it', () => {
+  // kvm_tdp_map_page(): no memslot is RET_PF_EMULATE -> -ENOENT; the explanation says which
+  // KVM_SET_USER_MEMORY_REGION2 left the gfn (deleted or moved the slot), or that none ever covered it.
+  const del = { slot: 0, flags: 0, guest_phys_addr: GPA, memory_size: 0, userspace_addr: 0 };
+  it('a deleted slot [v6.16]', () => {
+    const { host, vm, vcpu } = plainSlotVm();
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', del);
+    const seq = host.seq;
+    const e = preFault(host, vcpu);
+    expect(e.code).toBe('ENOENT');
+    expect(e.explanation).toBe(
+      `no memslot covers gfn 0x${GFN.toString(16)}: memslot 0 left it at call #${seq} (KVM_SET_USER_MEMORY_REGION2 > __kvm_set_memory_region > kvm_set_memslot(delete))`,
+    );
+  });
+  it('a slot created again covers the gfn: the old deletion is forgotten; a gfn no slot ever covered says so [v6.16]', () => {
+    const { host, vm, vcpu } = plainSlotVm();
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', del);
+    const hva = host.mmap({ length: 4 * 4096, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', { ...del, memory_size: 4 * 4096, userspace_addr: hva });
+    expect(host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: GPA, size: 4096, flags: 0 })).toBe(0);
+    const e = thrown(() => host.ioctl(vcpu, 'KVM_PRE_FAULT_MEMORY', { gpa: 2 * GPA, size: 4096, flags: 0 }));
+    expect((e as SyscallError).explanation).toBe(`no memslot covers gfn 0x${(2 * GFN).toString(16)}`);
+  });
+});
+
 describe('attribute provenance is rebuilt from the stored seq', () => {
   // arch/x86/kvm/mmu/mmu.c kvm_mmu_faultin_pfn_gmem() (kvm_faultin_pfn_private() before 6.18):
   // a private fault on a memslot without guest_memfd is -EFAULT; the explanation is the gfn's

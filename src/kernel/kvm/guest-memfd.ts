@@ -31,7 +31,7 @@ import type { GmemPreparation, KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance, type Site, type Tracer } from '../provenance.js';
 import { copyFromUser, pageAligned, pageAlignedNum, s64, u64 } from '../uaccess.js';
 import { wordAttributes } from './attributes.js';
-import type { Memslot } from './memslots.js';
+import { gmemSlotCause, type Memslot } from './memslots.js';
 import type { ZapFilter } from './mmu.js';
 import type { Vm } from './vm.js';
 
@@ -890,7 +890,12 @@ export function kvmGmemPopulate(
     if (g.populateGupInCommonCode && src !== null && src % PAGE_SIZE !== 0)
       throw kerr('EINVAL', 'kvm_gmem_populate: src not page aligned (WARN)');
     const slot = vm.memslots.lookup(startGfn);
-    if (!slot?.gmem) throw kerr('EINVAL', 'kvm_gmem_populate: gfn is not in a guest_memfd memslot');
+    if (!slot?.gmem)
+      throw kerr(
+        'EINVAL',
+        'kvm_gmem_populate: gfn is not in a guest_memfd memslot',
+        gmemSlotCause(vm, startGfn),
+      );
     if (!slot.gmem.file) throw kerr('EFAULT', 'kvm_gmem_populate: guest_memfd closed', slotCause(slot));
     const n = Math.min(npages, slot.baseGfn + slot.npages - startGfn);
     let i = 0;

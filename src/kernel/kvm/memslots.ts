@@ -12,7 +12,7 @@ import {
   KVM_USER_MEM_SLOTS,
 } from '../../uapi/kvm.js';
 import { kerr } from '../errors.js';
-import type { Provenance } from '../provenance.js';
+import { describeProvenance, type Provenance } from '../provenance.js';
 import { addOverflows, copyFromUser, pageAligned, u32, u64 } from '../uaccess.js';
 import type { GmemFile } from './guest-memfd.js';
 import { kvmGmemBind, kvmGmemUnbind } from './guest-memfd.js';
@@ -61,12 +61,29 @@ class SlotSet {
    * (____gfn_to_memslot). Every memslot update publishes a new kvm_memslots, so it starts empty.
    */
   lastUsed: Memslot | undefined = undefined;
+  /** Gfn ranges a deleted or moved slot left (for explanations): the update and the slot's id. */
+  readonly leftBy = new ExtentMap<{ since: Provenance; id: number }>();
 
   /** byGfn[start, end) = slot (undefined: none), as one memslot update. */
   assign(start: number, end: number, slot: Memslot | undefined): void {
     this.lastUsed = undefined;
     this.byGfn.set(start, end, slot);
+    if (slot !== undefined) this.leftBy.set(start, end, undefined);
   }
+}
+
+/**
+ * Why gfn has no guest_memfd memslot, for explanations: no slot (and which update removed the one
+ * that was there), or a slot without KVM_MEM_GUEST_MEMFD.
+ */
+export function gmemSlotCause(vm: Vm, gfn: number): string {
+  const slot = vm.memslots.lookup(gfn);
+  if (slot)
+    return `memslot ${slot.id} has no KVM_MEM_GUEST_MEMFD (made by ${describeProvenance(slot.since)})`;
+  const left = vm.memslots.space(0).leftBy.get(gfn);
+  return left
+    ? `no memslot covers gfn 0x${gfn.toString(16)}: memslot ${left.id} left it at ${describeProvenance(left.since)}`
+    : `no memslot covers gfn 0x${gfn.toString(16)}`;
 }
 
 export class Memslots {
@@ -252,6 +269,7 @@ function setMemoryRegion(vm: Vm, mem: MemRegion): number {
   if (old) {
     if (change === 'move') vm.mmu.zapSlot(old, 'kvm_arch_flush_shadow_memslot');
     space.assign(old.baseGfn, old.baseGfn + old.npages, undefined);
+    space.leftBy.set(old.baseGfn, old.baseGfn + old.npages, { since, id });
   } else {
     vm.memslots.nrMemslotPages += npages;
   }
@@ -268,6 +286,10 @@ export function deleteSlot(vm: Vm, slot: Memslot): void {
   if (!vm.profile.bugs?.noZapOnMemslotDelete) vm.mmu.zapSlot(slot, 'kvm_arch_flush_shadow_memslot');
   space.byId.delete(slot.id);
   space.assign(slot.baseGfn, slot.baseGfn + slot.npages, undefined);
+  space.leftBy.set(slot.baseGfn, slot.baseGfn + slot.npages, {
+    since: vm.host.tracer.here('kvm_set_memslot(delete)'),
+    id: slot.id,
+  });
   vm.memslots.nrMemslotPages -= BigInt(slot.npages);
   vm.mmu.memslotCreatedOrDeleted(vm.memslots.nrMemslotPages);
   if (slot.gmem) vm.host.tracer.within('kvm_gmem_unbind', () => kvmGmemUnbind(slot));

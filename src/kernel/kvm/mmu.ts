@@ -22,7 +22,7 @@ import { KernelError, kerr } from '../errors.js';
 import type { KernelProfile } from '../profiles/types.js';
 import { describeProvenance, type Provenance, type Site, type Tracer } from '../provenance.js';
 import { type Folio, type GmemInode, kvmGmemGetIndex, kvmGmemGetPfn } from './guest-memfd.js';
-import { gfnToHvaMemslot, type Memslot } from './memslots.js';
+import { gfnToHvaMemslot, gmemSlotCause, type Memslot } from './memslots.js';
 import type { Vcpu } from './vcpu.js';
 import type { Vm } from './vm.js';
 
@@ -333,6 +333,7 @@ export class Mmu {
         throw kerr(
           'EFAULT',
           `kvm_handle_noslot_fault: private access to gfn 0x${gfn.toString(16)} with no memslot`,
+          gmemSlotCause(vm, gfn),
         );
       }
       return 'emulate';

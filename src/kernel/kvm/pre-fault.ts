@@ -15,6 +15,7 @@
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { KernelError, kerr } from '../errors.js';
 import { copyFromUser, copyToUser, PAGE_SIZE_N, pageAligned, u64 } from '../uaccess.js';
+import { gmemSlotCause } from './memslots.js';
 import type { FaultKind } from './mmu.js';
 import type { Vcpu } from './vcpu.js';
 
@@ -121,7 +122,11 @@ function archPreFaultMemory(vcpu: Vcpu, range: { gpa: bigint; size: bigint }): b
   });
   // RET_PF_EMULATE (no memslot: emulated MMIO) -> -ENOENT.
   if (r === 'emulate')
-    throw kerr('ENOENT', `kvm_tdp_map_page: no memslot for gpa 0x${range.gpa.toString(16)} (RET_PF_EMULATE)`);
+    throw kerr(
+      'ENOENT',
+      `kvm_tdp_map_page: no memslot for gpa 0x${range.gpa.toString(16)} (RET_PF_EMULATE)`,
+      gmemSlotCause(vm, gfn),
+    );
   // min(range->size, end of the 4 KiB mapping - gpa).
   return range.size < PAGE_SIZE_N ? range.size : PAGE_SIZE_N;
 }

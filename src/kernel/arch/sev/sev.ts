@@ -22,6 +22,7 @@ import {
   type PostPopulate,
   type PostPopulateRun,
 } from '../../kvm/guest-memfd.js';
+import { gmemSlotCause } from '../../kvm/memslots.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import type { Vm } from '../../kvm/vm.js';
 import type { KernelProfile } from '../../profiles/types.js';
@@ -384,7 +385,12 @@ function snpLaunchUpdate(vm: Vm, platform: SnpPlatform, sev: SevInfo | undefined
   // kvm_slot_can_be_private(gfn_to_memslot()).
   const gfn = gfnStart > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(gfnStart);
   const slot = gfn < 0 ? undefined : vm.memslots.lookup(gfn);
-  if (!slot?.gmem) throw kerr('EINVAL', 'snp_launch_update: gfn_start is not in a guest_memfd memslot');
+  if (!slot?.gmem)
+    throw kerr(
+      'EINVAL',
+      'snp_launch_update: gfn_start is not in a guest_memfd memslot',
+      gmemSlotCause(vm, gfn),
+    );
   const src = isZero || uaddr === 0n ? null : Number(uaddr);
   const fw = { error: 0 };
   let count: number;

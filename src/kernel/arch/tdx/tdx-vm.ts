@@ -29,7 +29,7 @@ import {
   type PostPopulate,
   type PostPopulateRun,
 } from '../../kvm/guest-memfd.js';
-import type { Memslot } from '../../kvm/memslots.js';
+import { gmemSlotCause, type Memslot } from '../../kvm/memslots.js';
 import type { FaultKind } from '../../kvm/mmu.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import type { Vm } from '../../kvm/vm.js';
@@ -669,7 +669,8 @@ export class TdxVm implements ArchVm {
   private postPopulate616(vcpu: Vcpu, ctx: Parameters<PostPopulate>[0]): void {
     const srcPage = this.gupSource(ctx.src);
     const r = this.tracer.within('kvm_tdp_map_page', () => this.vm.mmu.fault(vcpu, ctx.gfn, true, PREFETCH));
-    if (r === 'emulate') throw kerr('ENOENT', 'kvm_tdp_map_page: no memslot (RET_PF_EMULATE)');
+    if (r === 'emulate')
+      throw kerr('ENOENT', 'kvm_tdp_map_page: no memslot (RET_PF_EMULATE)', gmemSlotCause(this.vm, ctx.gfn));
     this.pageAdd(ctx, srcPage, false);
     this.unpremap(ctx.gfn);
   }
