@@ -657,7 +657,7 @@ export class TdxVm implements ArchVm {
       throw kerr(
         'ENOENT',
         'kvm_tdp_mmu_get_walk_private_pfn: gfn not mapped in the mirror EPT',
-        `gfn 0x${ctx.gfn.toString(16)} was not pre-faulted (KVM_PRE_FAULT_MEMORY) before KVM_TDX_INIT_MEM_REGION`,
+        `gfn 0x${ctx.gfn.toString(16)} was not pre-faulted (KVM_PRE_FAULT_MEMORY) before KVM_TDX_INIT_MEM_REGION (errno inferred from Isaku Yamahata's callback of 2024-04-25: the dev branch is not public)`,
       );
     if (spte.inode !== ctx.inode || spte.pfnDelta !== ctx.pfn - ctx.gfn)
       throw kerr('EAGAIN', 'tdx_gmem_post_populate: mirror EPT pfn differs from guest_memfd pfn');
