@@ -336,3 +336,66 @@ describe('mm: mmap(2) check order (arch/x86/kernel/sys_x86_64.c sys_mmap, mm/mma
     expect(typeof host.mmap({ length: 4096, prot: 3, flags, fd: 99 })).toBe('number');
   });
 });
+
+describe('an unanswered conversion request is part of the attribute explanation', () => {
+  // A guest's KVM_HC_MAP_GPA_RANGE exit asks the VMM to convert; until KVM_SET_MEMORY_ATTRIBUTES
+  // gives the range what it asked, a mismatch names the request. Once answered (or asked for the
+  // state the gfn already has) it is not mentioned.
+  function snpAsked(kernel: string) {
+    const host = createHost({ kernel, platform: 'snp' });
+    const sev = host.open('/dev/sev');
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SNP_VM);
+    const mem = host.mmap({ length: 8 * 4096, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
+    const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 8 * 4096, flags: 0 });
+    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
+      slot: 0,
+      flags: uapi.KVM_MEM_GUEST_MEMFD,
+      guest_phys_addr: 0,
+      memory_size: 8 * 4096,
+      userspace_addr: mem,
+      guest_memfd: gmem,
+    });
+    const enc = (id: string, data: object) =>
+      host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', { id, sev_fd: sev, data });
+    enc('KVM_SEV_INIT2', {});
+    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000 });
+    host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
+      address: 0,
+      size: 8 * 4096,
+      attributes: uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
+      flags: 0,
+    });
+    enc('KVM_SEV_SNP_LAUNCH_UPDATE', { gfn_start: 0, uaddr: mem, len: 4096, type: 1 });
+    enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+    host.ioctl(vm, 'KVM_ENABLE_CAP', {
+      cap: uapi.KVM_CAP_EXIT_HYPERCALL,
+      args: [1 << uapi.KVM_HC_MAP_GPA_RANGE],
+    });
+    const g = host.guest(vcpu);
+    g.load([
+      { op: 'map_gpa', via: 'psc_ghcb', gpa: 0x2000, npages: 2, private: false },
+      { op: 'read', gpa: 0x3000, length: 4, shared: true },
+    ]);
+    host.ioctl(vcpu, 'KVM_RUN'); // the page-state change exit
+    const asked = host.seq;
+    host.kvmRun(vcpu).hypercall!.ret = 0n;
+    return { host, vm, vcpu, asked };
+  }
+
+  it('the shared read of a gfn the guest asked to be shared, never converted, names the request [v6.16]', () => {
+    const { host, vcpu, asked } = snpAsked('v6.16');
+    const e = thrown(() => host.ioctl(vcpu, 'KVM_RUN')) as SyscallError;
+    expect(e.code).toBe('EFAULT');
+    expect(e.explanation).toContain(
+      `the guest asked for it to be shared at call #${asked} (KVM_RUN > KVM_EXIT_HYPERCALL KVM_HC_MAP_GPA_RANGE), and no KVM_SET_MEMORY_ATTRIBUTES followed`,
+    );
+  });
+
+  it('answered: the VMM converted the range, the read goes through [v6.16]', () => {
+    const { host, vm, vcpu } = snpAsked('v6.16');
+    host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', { address: 0x2000, size: 0x2000, attributes: 0, flags: 0 });
+    expect(host.ioctl(vcpu, 'KVM_RUN')).toBe(0);
+    expect(host.guest(vcpu).results[1]?.data).toEqual(new Uint8Array(4));
+  });
+});

@@ -70,6 +70,15 @@ describe('explanations', () => {
     expect(run.firstUnexpected?.explanation).toContain(`from ${fn}: shared access to a private gfn`);
   });
 
+  it('a VMM that did not set the attributes the guest asked for: the explanation names the conversion request', () => {
+    const run = runFlow(loadFlow(join(flows, 'snp-conversion-without-attributes.yaml')), { kernel: 'v6.16' });
+    const req = run.steps.find((s) => s.name === 'run-to-psc-shared')!;
+    expect(run.firstUnexpected?.explanation).toContain(
+      `the guest asked for it to be shared at step ${req.n} 'run-to-psc-shared'`,
+    );
+    expect(run.firstUnexpected?.explanation).toContain('no KVM_SET_MEMORY_ATTRIBUTES followed');
+  });
+
   it('--keep-going runs past the failure', () => {
     const flow = loadFlow(join(flows, 'qemu-tdx-wip-2024.yaml'));
     const stop = runFlow(flow, { kernel: 'tdx-dev-2024-07+eexist' });

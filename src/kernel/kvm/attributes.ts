@@ -149,6 +149,9 @@ function kvmVmSetMemAttributes(vm: Vm, start: number, end: number, attrs: number
     }
     vm.attrSites.note(t.seq, t.site('xa_store'));
     vm.setAttributes(start, end, attrWord(t.seq, attrs));
+    const c = vm.lastConversion;
+    if (!c.answered && start <= c.gfn && end >= c.gfn + c.npages && c.private === (attrs !== 0))
+      c.answered = true;
     vm.host.invariants.touchGfns(vm, start, end);
     return 0;
   } finally {

@@ -224,6 +224,8 @@ function mapGpaHypercall(vcpu: Vcpu, prog: GuestProgram, op: Extract<GuestOp, { 
   }
   // a0 as the guest passed it: only TDX's MapGPA path (__tdx_map_gpa) strips the shared bit.
   hypercallExit(vcpu, gpa, npages, attrs);
+  if (gfn + npages <= BigInt(Number.MAX_SAFE_INTEGER))
+    vm.noteConversion(Number(gfn), Number(npages), (attrs & MAP_GPA_RANGE_ENCRYPTED) !== 0n);
   return true;
 }
 
@@ -279,6 +281,7 @@ function mapGpaHypercallNum(
     npages === 1 ? 1n : BigInt(npages),
     priv ? MAP_GPA_RANGE_ENCRYPTED : 0n,
   );
+  vcpu.vm.noteConversion(gpa / 4096, npages, priv);
   return true;
 }
 

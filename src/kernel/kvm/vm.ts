@@ -55,6 +55,13 @@ export class Vm {
    */
   readonly attributes = new PointExtentMap<MemAttrWord>(undefined, this.gfnCells);
   readonly attrSites = new MemAttrSites();
+  /**
+   * The guest's last conversion request that reached userspace (a KVM_HC_MAP_GPA_RANGE exit, by
+   * hypercall, TDX MapGPA or an SNP page-state change), for explanations: a VMM that never set the
+   * attributes it asked for leaves the next access mismatched. One record, rewritten in place (the
+   * exit is a hot path); `answered` once KVM_SET_MEMORY_ATTRIBUTES gave its range what it asked.
+   */
+  readonly lastConversion = { gfn: 0, npages: 0, private: false, seq: 0, answered: true };
   /** memoryAttributes() of the gfn asked last (a fault asks twice per access: -1 = none). */
   private attrMemoGfn = -1;
   private attrMemo = 0;
@@ -170,9 +177,25 @@ export class Vm {
   /** Why gfn has the attributes it has, for explanations. */
   attributeCause(gfn: number): string {
     const w = this.attributes.get(gfn);
-    if (w === undefined) return `gfn 0x${gfn.toString(16)} is shared (never set private)`;
-    const state = wordAttributes(w) & K.KVM_MEMORY_ATTRIBUTE_PRIVATE ? 'private' : 'shared';
-    return `gfn 0x${gfn.toString(16)} is ${state} since ${describeProvenance(this.attrSites.provenance(w))}`;
+    const isPrivate = wordAttributes(w) & K.KVM_MEMORY_ATTRIBUTE_PRIVATE;
+    const why =
+      w === undefined
+        ? `gfn 0x${gfn.toString(16)} is shared (never set private)`
+        : `gfn 0x${gfn.toString(16)} is ${isPrivate ? 'private' : 'shared'} since ${describeProvenance(this.attrSites.provenance(w))}`;
+    // The guest asked for the other state and the VMM has not set it (yet).
+    const c = this.lastConversion;
+    if (c.answered || gfn < c.gfn || gfn >= c.gfn + c.npages || c.private === Boolean(isPrivate)) return why;
+    return `${why}; the guest asked for it to be ${c.private ? 'private' : 'shared'} at call #${c.seq} (KVM_RUN > KVM_EXIT_HYPERCALL KVM_HC_MAP_GPA_RANGE), and no KVM_SET_MEMORY_ATTRIBUTES followed`;
+  }
+
+  /** A conversion request of [gfn, gfn + npages) reached userspace (see lastConversion). */
+  noteConversion(gfn: number, npages: number, isPrivate: boolean): void {
+    const c = this.lastConversion;
+    c.gfn = gfn;
+    c.npages = npages;
+    c.private = isPrivate;
+    c.seq = this.host.tracer.seq;
+    c.answered = false;
   }
 
   /** KVM_BUG_ON / kvm_vm_dead(): the VM is dead, every later ioctl returns -EIO. */

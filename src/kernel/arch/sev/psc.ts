@@ -74,6 +74,7 @@ function pscExit(vcpu: Vcpu, gfn: bigint, npages: bigint, priv: boolean, clearsR
   vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
   vcpu.run.hypercall = hc;
   vcpu.pendingCompletion = 'map_gpa';
+  vcpu.vm.noteConversion(Number(gfn & GFN_MASK), Number(npages), priv);
 }
 
 /**

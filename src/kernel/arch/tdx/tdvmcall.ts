@@ -132,6 +132,7 @@ function tdxMapGpaExit(t: TdMapGpaHost, vcpu: Vcpu, st: MapGpaState): void {
   hc.flags = LONG_MODE;
   vcpu.run.exit_reason = K.KVM_EXIT_HYPERCALL;
   vcpu.run.hypercall = hc;
+  vcpu.vm.noteConversion(Number(args[0]! >> 12n), Number(args[1]!), args[2] === ENCRYPTED);
   vcpu.pendingCompletion = 'map_gpa';
 }
 
