@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { uapi } from '../../src/index.js';
 import { tdxVmOf } from '../../src/kernel/arch/tdx/index.js';
-import { buildTd, errnoOf, finalize, initMemRegion, UPSTREAM } from './td.js';
+import { buildTd, errnoOf, finalize, initMemRegion, syscallError, UPSTREAM } from './td.js';
 
 for (const kernel of UPSTREAM) {
   describe(`S-EPT after finalization [${kernel}]`, () => {
@@ -35,6 +35,22 @@ for (const kernel of UPSTREAM) {
       expect(tdxVmOf(td.host, td.vm).td!.sept.get(4)?.state).toBe('pending');
       // kvm_vm_dead(): every later ioctl is -EIO.
       expect(errnoOf(() => td.host.ioctl(td.vcpu, 'KVM_RUN'))).toBe('EIO');
+    });
+
+    it('a punched added page: the next access AUGs a fresh one; the -EIO explanation names the punch that removed the added page', () => {
+      const td = buildTd(kernel);
+      initMemRegion(td, 0x1000, 1, uapi.KVM_TDX_MEASURE_MEMORY_REGION);
+      finalize(td);
+      td.host.fallocate(td.gmem, uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE, 0x1000, 0x1000);
+      const punched = td.host.seq;
+      td.host.guest(td.vcpu).load([{ op: 'read', gpa: 0x1000, length: 4 }]);
+      const e = syscallError(() => td.host.ioctl(td.vcpu, 'KVM_RUN'));
+      expect(e.code).toBe('EIO');
+      expect(e.explanation).toMatch(
+        new RegExp(
+          `never accepted; the TD's page before it was removed at call #${punched} \\(fallocate > .*TDH\\.MEM\\.PAGE\\.REMOVE\\)`,
+        ),
+      );
     });
 
     it('accept, then read: the page reads as zeroes (TDG.MEM.PAGE.ACCEPT)', () => {

@@ -33,6 +33,7 @@ import { gmemSlotCause, type Memslot } from '../../kvm/memslots.js';
 import type { FaultKind } from '../../kvm/mmu.js';
 import type { Vcpu } from '../../kvm/vcpu.js';
 import type { Vm } from '../../kvm/vm.js';
+import { describeProvenance, type Provenance } from '../../provenance.js';
 import { copyFromUser, copyToUser, type UStruct, u32, u64 } from '../../uaccess.js';
 import type { ArchVm, GuestOpResult } from '../arch-vm.js';
 import {
@@ -103,6 +104,11 @@ export class TdxVm implements ArchVm {
   /** 6.16 and the dev tree: mirror leaves not yet PAGE.ADDed (kvm_tdx->nr_premapped), and where. */
   nrPremapped = 0;
   readonly premapped = new ExtentMap<true>();
+  /**
+   * Gfns whose S-EPT leaf TDH.MEM.PAGE.REMOVE took away, and by which call (for explanations: a
+   * page the TD had is gone, and a later fault AUGs a fresh one the guest never accepted).
+   */
+  private readonly removedBy = new ExtentMap<Provenance>();
   /** 6.19+: kvm_tdx->page_add_src while tdx_gmem_post_populate() maps a pfn. */
   private pageAddSrc: Uint8Array | null | undefined;
   private readonly vcpuTdx = new WeakMap<Vcpu, VcpuTdx>();
@@ -785,6 +791,7 @@ export class TdxVm implements ArchVm {
     for (const e of this.premapped.entries(gfn, end)) this.nrPremapped -= e.end - e.start;
     this.premapped.set(gfn, end, undefined);
     for (const e of td.sept.entries(gfn, end)) {
+      this.removedBy.set(e.start, e.end, this.tracer.here('TDH.MEM.PAGE.REMOVE'));
       for (let g = e.start; g < e.end; g++) {
         const leaf = e.value;
         let s = m.memRangeBlock(td, g);
@@ -834,10 +841,12 @@ export class TdxVm implements ArchVm {
     if (!(this.td!.attributes & TDX_TD_ATTR_SEPT_VE_DISABLE))
       throw kerr('EINVAL', 'TD guest #VE on a pending page (SEPT_VE_DISABLE clear) is not modelled');
     this.vm.kill(`guest access before accepting 0x${(BigInt(gfn) << 12n).toString(16)}`);
+    const removed = this.removedBy.get(gfn);
     throw kerr(
       'EIO',
       'tdx_handle_ept_violation: guest access before accepting the page (kvm_vm_dead)',
-      `gfn 0x${gfn.toString(16)} was added with TDH.MEM.PAGE.AUG and never accepted`,
+      `gfn 0x${gfn.toString(16)} was added with TDH.MEM.PAGE.AUG and never accepted` +
+        (removed ? `; the TD's page before it was removed at ${describeProvenance(removed)}` : ''),
     );
   }
 
