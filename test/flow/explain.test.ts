@@ -37,6 +37,10 @@ describe('explanations', () => {
     expect(f.outcome).toMatchObject({ kind: 'invariant', invariant: 'no-mapping-of-freed-folio' });
     const mapped = run.steps.find((s) => s.call === 'ioctl KVM_RUN')!;
     expect(f.explanation).toContain(`mapped by step ${mapped.n} '${mapped.name}'`);
+    // Why the punch-hole's zap missed it: the file's invalidation filter spares shared mappings.
+    expect(f.explanation).toContain(
+      'guest_memfd invalidations of this file zap only private mappings (kvm_gmem_get_invalidate_filter(): no INIT_SHARED), and this SPTE is shared',
+    );
     expect(f.explanation).not.toMatch(/call #\d+/);
   });
 

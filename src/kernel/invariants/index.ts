@@ -31,7 +31,7 @@
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { InvariantViolation } from '../errors.js';
 import { type MemAttrWord, wordIsPrivate } from '../kvm/attributes.js';
-import type { Folio, GmemInode } from '../kvm/guest-memfd.js';
+import { type Folio, type GmemInode, gmemInvalidateFilter } from '../kvm/guest-memfd.js';
 import type { Memslot } from '../kvm/memslots.js';
 import type { Spte } from '../kvm/mmu.js';
 import type { Vm } from '../kvm/vm.js';
@@ -233,14 +233,14 @@ export class Invariants {
       if (!folio || folio.gen !== spte.gen) {
         this.fail(
           'no-mapping-of-freed-folio',
-          `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which was freed${folio ? ' and reallocated' : ''} (mapped by ${describeProvenance(spte.since)})`,
+          `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which was freed${folio ? ' and reallocated' : ''} (mapped by ${describeProvenance(spte.since)})${missedBy(vm, spte)}`,
         );
         return false;
       }
       if (folio.hwpoison) {
         this.fail(
           'no-mapping-of-freed-folio',
-          `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which is hardware-poisoned (since ${describeProvenance(folio.since)}; mapped by ${describeProvenance(spte.since)})`,
+          `VM ${vm.id} gfn 0x${gfn.toString(16)} maps guest_memfd page ${index}, which is hardware-poisoned (since ${describeProvenance(folio.since)}; mapped by ${describeProvenance(spte.since)})${missedBy(vm, spte)}`,
         );
         return false;
       }
@@ -254,4 +254,17 @@ export class Invariants {
     }
     return true;
   }
+}
+
+/**
+ * Why a guest_memfd invalidation left this SPTE, when the kernel's filter explains it: only a TD
+ * keeps private and shared roots apart, and a filter of one kind spares the other.
+ */
+function missedBy(vm: Vm, spte: Spte): string {
+  if (vm.arch.name !== 'tdx' || !spte.inode) return '';
+  const filter = gmemInvalidateFilter(vm, spte.inode);
+  if (filter === 'all' || (filter === 'private') === spte.private) return '';
+  return `; guest_memfd invalidations of this file zap only ${filter} mappings (${
+    vm.profile.gmem.mmap ? 'kvm_gmem_get_invalidate_filter(): no INIT_SHARED' : 'KVM_FILTER_PRIVATE'
+  }), and this SPTE is ${spte.private ? 'private' : 'shared'}`;
 }

@@ -468,7 +468,7 @@ function archPrepareAllBindings(inode: GmemInode, index: number): void {
  * is relevant to only private mappings"); 6.18+ kvm_gmem_get_invalidate_filter(): SHARED for an
  * INIT_SHARED file, else PRIVATE. Only a TD's MMU tells the kinds apart (Mmu.zapGfnRange).
  */
-function gmemInvalidateFilter(vm: Vm, inode: GmemInode): ZapFilter {
+export function gmemInvalidateFilter(vm: Vm, inode: GmemInode): ZapFilter {
   if (!vm.profile.mmu.gfnRangeFilter) return 'all';
   return vm.profile.gmem.mmap && inode.initShared ? 'shared' : 'private';
 }
