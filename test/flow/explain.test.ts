@@ -96,6 +96,9 @@ describe('explanations', () => {
     expect(run.firstUnexpected?.name).toBe('pre-fault-bfv');
     expect(run.firstUnexpected?.outcome).toMatchObject({ kind: 'errno', code: 'EOPNOTSUPP' });
     expect(run.firstUnexpected?.explanation).toContain('pre_fault');
+    expect(run.firstUnexpected?.explanation).toContain(
+      'because a TD allows pre-fault once KVM_TDX_FINALIZE_VM succeeded (tdx_td_finalize())',
+    );
   });
 
   it('the same flow passes on the dev tree without 09/12 and with the POC', () => {

@@ -89,6 +89,11 @@ function archPreFaultMemory(vcpu: Vcpu, range: { gpa: bigint; size: bigint }): b
     throw kerr(
       'EOPNOTSUPP',
       `kvm_arch_vcpu_pre_fault_memory: pre_fault_allowed is false for this ${vm.arch.name} VM (not finalized)`,
+      vm.arch.name === 'tdx'
+        ? 'a TD allows pre-fault once KVM_TDX_FINALIZE_VM succeeded (tdx_td_finalize())'
+        : vm.arch.name === 'snp'
+          ? 'an SNP VM allows pre-fault once KVM_SEV_SNP_LAUNCH_FINISH succeeded (snp_launch_finish())'
+          : undefined,
     );
   }
   // kvm_is_gfn_alias() (8046d29dde17, 6.16-rc2): a GPA with the direct bits (the TDX shared bit) is
