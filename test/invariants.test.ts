@@ -297,6 +297,13 @@ describe('invariants', () => {
         expect(v?.detail).toMatch(/memslot 1 .* freed without kvm_gmem_unbind\(\)/);
       });
     }
+    it('allocation does not walk the bindings (kvm_gmem_allocate): no violation until an invalidation does [v6.18]', () => {
+      const s = setup('v6.18');
+      expect(reissue(s)).toBe(0);
+      expect(s.host.fallocate(s.gmem, uapi.FALLOC_FL_KEEP_SIZE, 0, 4096)).toBe(0);
+      const v = violationOf(() => s.host.close(s.gmem));
+      expect(v?.invariant).toBe('no-freed-memslot-binding');
+    });
     it('6.19 refuses the re-issue (-EINVAL), so the binding stays live [v6.19]', () => {
       const s = setup('v6.19');
       const { host, gmem, vcpu } = s;

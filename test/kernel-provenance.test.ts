@@ -399,3 +399,25 @@ describe('an unanswered conversion request is part of the attribute explanation'
     expect(host.guest(vcpu).results[1]?.data).toEqual(new Uint8Array(4));
   });
 });
+
+describe('the function that refuses a private fault with no memslot, by release', () => {
+  // 6.10 moved the check into kvm_handle_noslot_fault(); in 6.8 kvm_faultin_pfn_private() refuses
+  // the NULL slot (kvm_slot_can_be_private). Either way a memory-fault exit and -EFAULT.
+  it.each([
+    ['v6.8', 'kvm_faultin_pfn_private'],
+    ['v6.11', 'kvm_handle_noslot_fault'],
+    ['v7.0', 'kvm_handle_noslot_fault'],
+  ])('%s: %s', (kernel, fn) => {
+    const { host, vm, vcpu } = plainSlotVm(kernel);
+    host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
+      address: 2 * GPA,
+      size: 4096,
+      attributes: uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
+      flags: 0,
+    });
+    host.guest(vcpu).load([{ op: 'read', gpa: 2 * GPA, length: 4 }]);
+    const e = thrown(() => host.ioctl(vcpu, 'KVM_RUN')) as SyscallError;
+    expect(e.code).toBe('EFAULT');
+    expect(e.message).toContain(`${fn}: private access to gfn 0x${(2 * GFN).toString(16)} with no memslot`);
+  });
+});

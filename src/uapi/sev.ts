@@ -194,7 +194,7 @@ const SEV_RET_NAMES: Readonly<Record<string, number>> = {
   SEV_RET_INVALID_KEY,
 };
 
-/** A firmware status as its SEV_RET_ name ("0x1f" when it has none). */
+/** A firmware status as its SEV_RET_ name (hex when the table has none). */
 export function sevRetName(status: number): string {
   for (const [k, v] of Object.entries(SEV_RET_NAMES)) if (v === status) return k;
   return `0x${status.toString(16)}`;

@@ -19,6 +19,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHost, type Host, kernels, uapi } from '../../src/index.js';
+import { violationOf } from '../errno-of.js';
 import {
   __vm_set_user_memory_region,
   __vm_set_user_memory_region2,
@@ -361,7 +362,12 @@ for (const kernel of kernels()) {
       });
       expect(errnoOf(r)).toBe(profile.memslots.rejectGmemFlagToggle ? 'EINVAL' : 'ok');
       kvm_vm_free(vm);
-      h.close(memfd);
+      if (profile.memslots.rejectGmemFlagToggle) h.close(memfd);
+      else {
+        // The accepted change freed the old slot without kvm_gmem_unbind(): kvm_gmem_release()
+        // walks the file's bindings into it (the use-after-free 9935df5333aa fixed).
+        expect(violationOf(() => h.close(memfd))?.invariant).toBe('no-freed-memslot-binding');
+      }
     });
 
     it(`kvm_main.c kvm_set_memory_region ${tag}: more than KVM_MEM_MAX_NR_PAGES pages is EINVAL; MAXPHYADDR bound is kvm_arch_prepare_memory_region's EINVAL`, () => {

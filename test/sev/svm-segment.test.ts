@@ -5,7 +5,7 @@
  * for SS, `svm->vmcb->save.cpl = (var->dpl & 3)`. sev_es_sync_vmsa() copies them into the VMSA
  * (struct sev_es_save_area: ds at 0x30, ss at 0x20, attrib at +2 of each segment; cpl at 0xcb).
  * kvm_arch_vcpu_ioctl_set_fpu() fills the fxsave image (fop = last_opcode, rip = last_ip, rdp =
- * last_dp, st_space = fpr, xmm_space = xmm), and sev_es_sync_vmsa() (VM types other than
+ * last_dp, st_space = fpr, xmm_space = xmm; not mxcsr), and sev_es_sync_vmsa() (VM types other than
  * KVM_X86_DEFAULT_VM) copies x87_dp (0x400), x87_fop (0x412), x87_rip (0x418), fpreg_x87 (0x420:
  * bytes 0-7 of each register in 8-byte slots, then bytes 8-9 in 2-byte slots) and fpreg_xmm (0x470).
  */
@@ -76,7 +76,7 @@ describe.each(SNP_KERNELS)('svm_set_segment() into the VMSA on %s', (kernel) => 
       last_ip: 0x1234,
       last_dp: 0x5678,
       xmm,
-      mxcsr: 0x1f80,
+      mxcsr: 0,
     });
     s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', { gfn_start: 0, uaddr: s.hva, len: 4096, type: 1 });
     s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
@@ -86,6 +86,8 @@ describe.each(SNP_KERNELS)('svm_set_segment() into the VMSA on %s', (kernel) => 
     expect(view.getBigUint64(0x400, true)).toBe(0x5678n);
     expect(view.getUint16(0x412, true)).toBe(0x7ff);
     expect(view.getBigUint64(0x418, true)).toBe(0x1234n);
+    // kvm_arch_vcpu_ioctl_set_fpu() never copies mxcsr: the VMSA keeps the reset MXCSR.
+    expect(view.getUint32(0x408, true)).toBe(0x1f80);
     // ST3: bytes 0-7 at 0x420 + 24, bytes 8-9 at 0x420 + 64 + 6.
     expect([...vmsa.subarray(0x420 + 24, 0x420 + 32)]).toEqual([
       0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37,

@@ -31,7 +31,7 @@
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../../uapi/kvm.js';
 import { InvariantViolation } from '../errors.js';
 import { type MemAttrWord, wordIsPrivate } from '../kvm/attributes.js';
-import { type Folio, type GmemInode, gmemInvalidateFilter } from '../kvm/guest-memfd.js';
+import { type Folio, type GmemFile, type GmemInode, gmemInvalidateFilter } from '../kvm/guest-memfd.js';
 import type { Memslot } from '../kvm/memslots.js';
 import type { Spte } from '../kvm/mmu.js';
 import type { Vm } from '../kvm/vm.js';
@@ -85,18 +85,31 @@ export class Invariants {
         // One page (every fault): its binding, without an iterator.
         const slot = f.bindings.get(start);
         if (slot !== undefined) {
-          this.bindingLive(f.vm, slot);
           const gfn = slot.baseGfn + (start - slot.gmem!.pgoff);
           this.touchGfns(f.vm, gfn, gfn + 1);
         }
         continue;
       }
       for (const e of f.bindings.entries(start, end)) {
-        this.bindingLive(f.vm, e.value);
         const gfn = e.value.baseGfn + (e.start - e.value.gmem!.pgoff);
         this.touchGfns(f.vm, gfn, gfn + (e.end - e.start));
       }
     }
+  }
+
+  /**
+   * kvm_gmem_invalidate_begin() (punch-hole, release, memory failure) walks `file`'s bindings in
+   * [start, end) and reads each slot: every one must still be a memslot of the VM. (Allocation and
+   * preparation do not walk the bindings.)
+   */
+  gmemInvalidateWalk(file: GmemFile, start: number, end: number): void {
+    if (!this.enabled) return;
+    if (end - start === 1) {
+      const slot = file.bindings.get(start);
+      if (slot !== undefined) this.bindingLive(file.vm, slot);
+      return;
+    }
+    for (const e of file.bindings.entries(start, end)) this.bindingLive(file.vm, e.value);
   }
 
   /** no-freed-memslot-binding: the slot a binding leads to is still one of the VM's memslots. */
@@ -264,7 +277,11 @@ function missedBy(vm: Vm, spte: Spte): string {
   if (vm.arch.name !== 'tdx' || !spte.inode) return '';
   const filter = gmemInvalidateFilter(vm, spte.inode);
   if (filter === 'all' || (filter === 'private') === spte.private) return '';
-  return `; guest_memfd invalidations of this file zap only ${filter} mappings (${
-    vm.profile.gmem.mmap ? 'kvm_gmem_get_invalidate_filter(): no INIT_SHARED' : 'KVM_FILTER_PRIVATE'
-  }), and this SPTE is ${spte.private ? 'private' : 'shared'}`;
+  const why =
+    filter === 'shared'
+      ? 'kvm_gmem_get_invalidate_filter(): INIT_SHARED'
+      : vm.profile.gmem.mmap
+        ? 'kvm_gmem_get_invalidate_filter(): no INIT_SHARED'
+        : 'KVM_FILTER_PRIVATE';
+  return `; guest_memfd invalidations of this file zap only ${filter} mappings (${why}), and this SPTE is ${spte.private ? 'private' : 'shared'}`;
 }

@@ -305,6 +305,7 @@ export class GmemFile extends KFile {
   protected release(): void {
     const vm = this.vm;
     const filter = gmemInvalidateFilter(vm, this.inode);
+    vm.host.invariants.gmemInvalidateWalk(this, 0, Number.MAX_SAFE_INTEGER);
     for (const e of this.bindings.entries()) {
       const slot = e.value;
       if (slot.gmem) slot.gmem.file = null;
@@ -479,6 +480,7 @@ function punchHole(inode: GmemInode, start: number, end: number): void {
   for (const f of inode.files) {
     // kvm_gmem_invalidate_begin(): zap through every binding in range.
     const filter = gmemInvalidateFilter(f.vm, inode);
+    f.vm.host.invariants.gmemInvalidateWalk(f, start, last);
     if (f.vm.profile.bugs?.noZapOnPunchHole) continue;
     if (last - start === 1) {
       // One page (QEMU discards a converted page at a time): its binding, without an iterator.
@@ -1091,6 +1093,7 @@ export function gmemMemoryFailure(file: GmemFile, index: number): void {
   const folio = inode.folios.get(index);
   if (!folio) throw kerr('EINVAL', 'memory_failure: page not allocated');
   for (const f of inode.files) {
+    f.vm.host.invariants.gmemInvalidateWalk(f, index, index + 1);
     const slot = f.bindings.get(index);
     if (!slot) continue;
     const gfn = slot.baseGfn + (index - slot.gmem!.pgoff);

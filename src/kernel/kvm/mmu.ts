@@ -31,7 +31,7 @@ import type { Vm } from './vm.js';
  * in __kvm_faultin_pfn() in 6.8 and moved up into kvm_faultin_pfn() in 6.10; 447c375c9104 (6.13)
  * added the "mmu" prefix; 6.18's guest_memfd mmap series renamed the private path to _gmem.
  */
-function faultinNames(p: KernelProfile): { check: string; inner: string; gmem: string } {
+function faultinNames(p: KernelProfile): { check: string; inner: string; gmem: string; noslot: string } {
   let n = FAULTIN_NAMES.get(p);
   if (n === undefined) {
     const [maj, min] = (/^(\d+)\.(\d+)/.exec(p.base) ?? ['', '7', '0']).slice(1).map(Number) as [
@@ -45,17 +45,23 @@ function faultinNames(p: KernelProfile): { check: string; inner: string; gmem: s
             check: 'kvm_mmu_faultin_pfn',
             inner: '__kvm_mmu_faultin_pfn',
             gmem: r >= 618 ? 'kvm_mmu_faultin_pfn_gmem' : 'kvm_mmu_faultin_pfn_private',
+            noslot: 'kvm_handle_noslot_fault',
           }
         : {
             check: r >= 610 ? 'kvm_faultin_pfn' : '__kvm_faultin_pfn',
             inner: '__kvm_faultin_pfn',
             gmem: 'kvm_faultin_pfn_private',
+            // 6.10 moved the no-slot check for private faults into kvm_handle_noslot_fault().
+            noslot: r >= 610 ? 'kvm_handle_noslot_fault' : 'kvm_faultin_pfn_private',
           };
     FAULTIN_NAMES.set(p, n);
   }
   return n;
 }
-const FAULTIN_NAMES = new WeakMap<KernelProfile, { check: string; inner: string; gmem: string }>();
+const FAULTIN_NAMES = new WeakMap<
+  KernelProfile,
+  { check: string; inner: string; gmem: string; noslot: string }
+>();
 
 /** KVM_MIN_ALLOC_MMU_PAGES (arch/x86/include/asm/kvm_host.h). */
 const KVM_MIN_ALLOC_MMU_PAGES = 64;
@@ -332,7 +338,7 @@ export class Mmu {
         this.memoryFaultExit(vcpu, gfn, true);
         throw kerr(
           'EFAULT',
-          `kvm_handle_noslot_fault: private access to gfn 0x${gfn.toString(16)} with no memslot`,
+          `${faultinNames(vm.profile).noslot}: private access to gfn 0x${gfn.toString(16)} with no memslot`,
           gmemSlotCause(vm, gfn),
         );
       }

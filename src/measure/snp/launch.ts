@@ -10,10 +10,12 @@
 import '../../kernel/arch/register.js';
 import type { SnpMeasuredPage } from '../../kernel/arch/sev/psp.js';
 import { snpAttestationReport, snpGuestContext, snpSeedLaunchDigest } from '../../kernel/arch/sev/report.js';
+import type { SevArchVm } from '../../kernel/arch/sev/sev.js';
 import { KVM_SET_FPU, KVM_SET_MSRS, MSR_IA32_CR_PAT } from '../../kernel/arch/sev/svm-vcpu.js';
 import { SyscallError } from '../../kernel/errors.js';
 import { FdTable } from '../../kernel/file.js';
 import { createHost, type Host } from '../../kernel/host.js';
+import type { VcpuFile } from '../../kernel/kvm/vcpu.js';
 import {
   KVM_CAP_MAX_VCPUS,
   KVM_MEM_GUEST_MEMFD,
@@ -330,6 +332,11 @@ function putRegisters(
   call(`KVM_SET_FPU vCPU ${i}`, () =>
     host.ioctl(vcpu, KVM_SET_FPU, { fcw: st.x87Fcw, fsw: st.x87Fsw, ftwx: st.x87Ftw, mxcsr: st.mxcsr }),
   );
+  // KVM_SET_FPU leaves MXCSR alone (KVM_SET_XSAVE would set it; not modelled). The EC2 and GCE
+  // hypervisors, which are not Linux KVM, start their vCPUs with MXCSR 0: their save area is set
+  // directly, as those VMMs do, rather than through an ioctl Linux would not honour.
+  const v = (host.fds.lookup(vcpu) as VcpuFile).vcpu;
+  (v.vm.arch as SevArchVm).vcpuOf(v).state.mxcsr = st.mxcsr;
   call(`KVM_SET_MSRS vCPU ${i}`, () =>
     host.ioctl(vcpu, KVM_SET_MSRS, { nmsrs: 1, entries: [{ index: MSR_IA32_CR_PAT, data: st.gPat }] }),
   );

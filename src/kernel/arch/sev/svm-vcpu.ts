@@ -179,8 +179,10 @@ export function applyRegs(st: SevVcpuState, regs: UStruct): void {
 /**
  * KVM_SET_FPU (kvm_arch_vcpu_ioctl_set_fpu): struct kvm_fpu into the guest fxsave image, which
  * sev_es_sync_vmsa() copies into the VMSA for the SEV-ES/SNP VM types: control, status and
- * abridged tag words, last opcode / instruction / data pointers, MXCSR, ST0-ST7 (`fpr`: 8 x 16
- * bytes) and XMM0-XMM15 (`xmm`: 16 x 16 bytes), as bytes or arrays of byte rows.
+ * abridged tag words, last opcode / instruction / data pointers, ST0-ST7 (`fpr`: 8 x 16 bytes) and
+ * XMM0-XMM15 (`xmm`: 16 x 16 bytes), as bytes or arrays of byte rows. Not MXCSR: the kernel never
+ * copies kvm_fpu.mxcsr in (a patch to do so was refused: it would need vetting against the feature mask);
+ * KVM_SET_XSAVE sets it, which the model does not offer.
  */
 export function setFpu(st: SevVcpuState, arg: unknown): number {
   const f = copyFromUser(arg, 'kvm_fpu');
@@ -190,7 +192,6 @@ export function setFpu(st: SevVcpuState, arg: unknown): number {
   st.x87Fop = u16n(f, 'last_opcode');
   st.x87Rip = u64(f, 'last_ip');
   st.x87Dp = u64(f, 'last_dp');
-  st.mxcsr = u32n(f, 'mxcsr');
   const fpr = fpuBytes(f['fpr'], 8);
   st.fpr = Array.from({ length: 8 }, (_, i) => fpr.slice(i * 16, i * 16 + 16));
   st.xmm = fpuBytes(f['xmm'], 16);
