@@ -14,6 +14,7 @@ import {
   uapi,
 } from '../src/index.js';
 import { violationOf } from './errno-of.js';
+import { snpVm } from './sev/snp-vm.js';
 
 const GPA = 1 << 30;
 
@@ -147,41 +148,23 @@ describe('invariants', () => {
     // from free_folio): neither KVM_SET_MEMORY_ATTRIBUTES nor a memslot deletion does it, so a host
     // write to such a page would take an RMP #PF whatever the attribute says.
     function snpLaunched(kernel: KernelProfile) {
-      const host = createHost({ kernel, platform: 'snp' });
-      const sev = host.open('/dev/sev');
-      const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SNP_VM);
-      const mem = host.mmap({ length: 4 * 4096, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
-      const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', {
-        size: 4 * 4096,
-        flags: uapi.GUEST_MEMFD_FLAG_MMAP,
+      const s = snpVm(kernel, { size: 4 * 4096, gmemFlags: uapi.GUEST_MEMFD_FLAG_MMAP });
+      s.host.ioctl(s.vm, 'KVM_CREATE_VCPU', 0);
+      s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', {
+        gfn_start: 0,
+        uaddr: s.hva,
+        len: 4 * 4096,
+        type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
       });
+      const gm = s.host.mmap({ length: 4 * 4096, prot: 3, flags: uapi.MAP_SHARED, fd: s.gmem });
       const slot = {
         slot: 0,
         flags: uapi.KVM_MEM_GUEST_MEMFD,
         guest_phys_addr: 0,
-        userspace_addr: mem,
-        guest_memfd: gmem,
+        userspace_addr: s.hva,
+        guest_memfd: s.gmem,
       };
-      host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', { ...slot, memory_size: 4 * 4096 });
-      const enc = (id: string, data: object) =>
-        host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', { id, sev_fd: sev, data });
-      enc('KVM_SEV_INIT2', {});
-      host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
-      enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000 });
-      host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
-        address: 0,
-        size: 4 * 4096,
-        attributes: uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
-        flags: 0,
-      });
-      enc('KVM_SEV_SNP_LAUNCH_UPDATE', {
-        gfn_start: 0,
-        uaddr: mem,
-        len: 4 * 4096,
-        type: uapi.KVM_SEV_SNP_PAGE_TYPE_NORMAL,
-      });
-      const gm = host.mmap({ length: 4 * 4096, prot: 3, flags: uapi.MAP_SHARED, fd: gmem });
-      return { host, vm, gmem, gm, slot };
+      return { ...s, gm, slot };
     }
     it('a page made shared without a punch-hole is still guest-owned; once punched, the host may touch it [v6.18]', () => {
       const s = snpLaunched(broken('v6.18', { hostMapsPrivate: true }));

@@ -18,6 +18,7 @@ import {
 import { KernelError } from '../src/kernel/errors.js';
 import { Tracer } from '../src/kernel/provenance.js';
 import { s64, scalar, u8, u16, u32, u64 } from '../src/kernel/uaccess.js';
+import { snpVm } from './sev/snp-vm.js';
 import { buildTd, initMemRegion, syscallError } from './tdx/td.js';
 
 const GPA = 1 << 30;
@@ -342,32 +343,11 @@ describe('an unanswered conversion request is part of the attribute explanation'
   // gives the range what it asked, a mismatch names the request. Once answered (or asked for the
   // state the gfn already has) it is not mentioned.
   function snpAsked(kernel: string) {
-    const host = createHost({ kernel, platform: 'snp' });
-    const sev = host.open('/dev/sev');
-    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SNP_VM);
-    const mem = host.mmap({ length: 8 * 4096, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
-    const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size: 8 * 4096, flags: 0 });
-    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION2', {
-      slot: 0,
-      flags: uapi.KVM_MEM_GUEST_MEMFD,
-      guest_phys_addr: 0,
-      memory_size: 8 * 4096,
-      userspace_addr: mem,
-      guest_memfd: gmem,
-    });
-    const enc = (id: string, data: object) =>
-      host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', { id, sev_fd: sev, data });
-    enc('KVM_SEV_INIT2', {});
+    const s = snpVm(kernel, { size: 8 * 4096 });
+    const { host, vm } = s;
     const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
-    enc('KVM_SEV_SNP_LAUNCH_START', { policy: 0x30000 });
-    host.ioctl(vm, 'KVM_SET_MEMORY_ATTRIBUTES', {
-      address: 0,
-      size: 8 * 4096,
-      attributes: uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
-      flags: 0,
-    });
-    enc('KVM_SEV_SNP_LAUNCH_UPDATE', { gfn_start: 0, uaddr: mem, len: 4096, type: 1 });
-    enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
+    s.enc('KVM_SEV_SNP_LAUNCH_UPDATE', { gfn_start: 0, uaddr: s.hva, len: 4096, type: 1 });
+    s.enc('KVM_SEV_SNP_LAUNCH_FINISH', {});
     host.ioctl(vm, 'KVM_ENABLE_CAP', {
       cap: uapi.KVM_CAP_EXIT_HYPERCALL,
       args: [1 << uapi.KVM_HC_MAP_GPA_RANGE],

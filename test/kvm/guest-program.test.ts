@@ -145,10 +145,19 @@ describe('guest.results: read bytes', () => {
  * the MSR: reason set in [15:12], code in [23:16]).
  */
 describe('guest ends: shutdown and terminate', () => {
-  /** vcpuHost() with a memslot: with none, KVM_RUN ends in an emulation failure before the guest runs. */
-  function withSlot() {
-    const host = createHost({ kernel: 'v7.0' });
-    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SW_PROTECTED_VM);
+  /**
+   * A VM of `type` with a memslot (with none, KVM_RUN ends in an emulation failure before the guest
+   * runs) and a vCPU; an SEV type gets KVM_SEV_INIT2 first.
+   */
+  function withSlot(type: number = uapi.KVM_X86_SW_PROTECTED_VM) {
+    const sev = type === uapi.KVM_X86_SEV_ES_VM;
+    const host = createHost(sev ? { kernel: 'v7.0', platform: 'snp' } : { kernel: 'v7.0' });
+    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', type);
+    if (sev)
+      host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', {
+        id: 'KVM_SEV_INIT2',
+        data: { vmsa_features: 0, flags: 0, ghcb_version: 0 },
+      });
     const ram = host.mmap({ length: 0x10000, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
     host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION', {
       slot: 0,
@@ -176,21 +185,7 @@ describe('guest ends: shutdown and terminate', () => {
   });
 
   it('terminate on an SEV-ES guest: SEV_TERM with the reason set and code in the MSR value', () => {
-    const host = createHost({ kernel: 'v7.0', platform: 'snp' });
-    const vm = host.ioctl(host.open('/dev/kvm'), 'KVM_CREATE_VM', uapi.KVM_X86_SEV_ES_VM);
-    host.ioctl(vm, 'KVM_MEMORY_ENCRYPT_OP', {
-      id: 'KVM_SEV_INIT2',
-      data: { vmsa_features: 0, flags: 0, ghcb_version: 0 },
-    });
-    const ram = host.mmap({ length: 0x10000, prot: 3, flags: uapi.MAP_PRIVATE | uapi.MAP_ANONYMOUS });
-    host.ioctl(vm, 'KVM_SET_USER_MEMORY_REGION', {
-      slot: 0,
-      flags: 0,
-      guest_phys_addr: 0,
-      memory_size: 0x10000,
-      userspace_addr: ram,
-    });
-    const vcpu = host.ioctl(vm, 'KVM_CREATE_VCPU', 0);
+    const { host, vcpu } = withSlot(uapi.KVM_X86_SEV_ES_VM);
     host.guest(vcpu).load([{ op: 'terminate', reasonSet: 1, reasonCode: 3 }]);
     expect(host.ioctl(vcpu, 'KVM_RUN')).toBe(0);
     const run = host.kvmRun(vcpu);

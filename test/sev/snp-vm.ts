@@ -4,6 +4,7 @@
  */
 import { createHost, type Host } from '../../src/kernel/host.js';
 import { allProfiles, getProfile } from '../../src/kernel/profiles/index.js';
+import type { KernelProfile } from '../../src/kernel/profiles/types.js';
 import { uapi } from '../../src/uapi/index.js';
 import '../../src/kernel/arch/register.js';
 
@@ -22,15 +23,15 @@ export interface SnpVm {
 }
 
 export function snpVm(
-  kernel: string,
-  opts: { size?: number; init2?: boolean; start?: bigint | false } = {},
+  kernel: string | KernelProfile,
+  opts: { size?: number; init2?: boolean; start?: bigint | false; gmemFlags?: number } = {},
 ): SnpVm {
   const size = opts.size ?? 2 * MiB;
   const host = createHost({ kernel, platform: 'snp' });
   const kvm = host.open('/dev/kvm');
   const vm = host.ioctl(kvm, 'KVM_CREATE_VM', uapi.KVM_X86_SNP_VM);
   const sev = host.open('/dev/sev');
-  const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags: 0 });
+  const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags: opts.gmemFlags ?? 0 });
   const hva = host.mmap({
     length: size,
     prot: uapi.PROT_READ | uapi.PROT_WRITE,

@@ -815,7 +815,7 @@ export class SevArchVm implements ArchVm {
   }
 
   /**
-   * GHCB_MSR_TERM_REQ (sev_handle_vmgexit_msr_protocol(): any SEV-ES guest, SNP or not): the
+   * GHCB_MSR_TERM_REQ (sev_handle_vmgexit_msr_protocol(): every SEV-ES guest, SNP or not): the
    * termination exit with the request as written; the guest gets no response, so running it again
    * asks again. A plain SEV guest has no GHCB: not available.
    */
