@@ -569,7 +569,13 @@ function checkSregs(s: UStruct): void {
     throw kerr('EINVAL', 'kvm_is_valid_sregs: EFER.LMA or CS.L outside long mode');
 }
 
-/** kvm_check_cpuid(): CPUID.0x80000008 may only give 0, 48 or 57 linear-address bits. */
+/** XFEATURE_MASK_XTILE_DATA, the one bit of XFEATURE_MASK_USER_DYNAMIC. */
+const XFEATURE_MASK_XTILE_DATA = 1 << 18;
+
+/**
+ * kvm_check_cpuid(): CPUID.0x80000008 may only give 0, 48 or 57 linear-address bits, and dynamic
+ * xfeatures need the process's guest permission.
+ */
 function checkCpuid(entries: readonly CpuidEntry[]): void {
   const e = entries.find((x) => x.function === 0x80000008);
   if (e) {
@@ -584,8 +590,6 @@ function checkCpuid(entries: readonly CpuidEntry[]): void {
   if (xsave && xsave.eax & XFEATURE_MASK_XTILE_DATA)
     throw kerr('EPERM', '__xfd_enable_feature: AMX tile data not permitted (no ARCH_REQ_XCOMP_GUEST_PERM)');
 }
-
-const XFEATURE_MASK_XTILE_DATA = 1 << 18;
 
 /**
  * The CPUID bits kvm_update_cpuid_runtime() rewrites from the vCPU's state in both tables before
