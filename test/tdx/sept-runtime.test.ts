@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { uapi } from '../../src/index.js';
 import { tdxVmOf } from '../../src/kernel/arch/tdx/index.js';
-import { buildTd, errnoOf, finalize, initMemRegion, syscallError, UPSTREAM } from './td.js';
+import { buildTd, errnoOf, finalize, initMemRegion, MiB, syscallError, UPSTREAM } from './td.js';
 
 for (const kernel of UPSTREAM) {
   describe(`S-EPT after finalization [${kernel}]`, () => {
@@ -51,6 +51,22 @@ for (const kernel of UPSTREAM) {
           `never accepted; the TD's page before it was removed at call #${punched} \\(fallocate > .*TDH\\.MEM\\.PAGE\\.REMOVE\\)`,
         ),
       );
+    });
+
+    it('SEPT_VE_DISABLE clear: the access to a PENDING page is a #VE in the guest, not a TD exit (the VM lives on)', () => {
+      const td = buildTd(kernel, 0, 2 * MiB, 0n);
+      finalize(td);
+      const g = td.host.guest(td.vcpu);
+      g.load([
+        { op: 'read', gpa: 0x4000, length: 8 },
+        { op: 'accept', gpa: 0x4000, size: 4096 },
+        { op: 'read', gpa: 0x4000, length: 8 },
+      ]);
+      expect(td.host.ioctl(td.vcpu, 'KVM_RUN')).toBe(0);
+      expect(g.results[0]?.exception).toBe(
+        '#VE EPT violation at gfn 0x4: PENDING in the S-EPT (AUGed, not accepted), SEPT_VE_DISABLE clear',
+      );
+      expect(g.results[2]?.data).toEqual(new Uint8Array(8));
     });
 
     it('accept, then read: the page reads as zeroes (TDG.MEM.PAGE.ACCEPT)', () => {

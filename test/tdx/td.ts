@@ -64,11 +64,14 @@ export function initVm(td: Td, data?: Record<string, unknown>): Record<string, u
   return cmd;
 }
 
-/** INIT_VM, a vCPU + INIT_VCPU, a 2 MiB guest_memfd slot at `base` (private), a 1-page source. */
-export function buildTd(kernel: string, base = 0, size = 2 * MiB): Required<Td> {
+/**
+ * INIT_VM (TD attributes `attributes`: SEPT_VE_DISABLE by default), a vCPU + INIT_VCPU, a 2 MiB
+ * guest_memfd slot at `base` (private), a 1-page source.
+ */
+export function buildTd(kernel: string, base = 0, size = 2 * MiB, attributes = 1n << 28n): Required<Td> {
   const td = tdVm(kernel);
   const { host, vm } = td;
-  initVm(td);
+  initVm(td, { attributes, xfam: 0x3n, cpuid: { nent: 1, entries: [GPAW48] } });
   const vcpu = tdVcpu(td);
   host.ioctl(vcpu, 'KVM_MEMORY_ENCRYPT_OP', tdCmd('KVM_TDX_INIT_VCPU', 0));
   const gmem = host.ioctl(vm, 'KVM_CREATE_GUEST_MEMFD', { size, flags: 0 });

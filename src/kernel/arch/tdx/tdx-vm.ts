@@ -833,13 +833,14 @@ export class TdxVm implements ArchVm {
    * A guest access to a private page the fault path has mapped: a PENDING S-EPT leaf (AUGed, not
    * accepted) is an EPT violation KVM treats as fatal (tdx_handle_ept_violation: "Guest access
    * before accepting", kvm_vm_dead, KVM_RUN returns -EIO). With SEPT_VE_DISABLE clear the module
-   * would inject #VE into the guest instead: not modelled (the access is refused as an error).
+   * turns the EPT violation into a #VE for the guest and KVM never sees it (a Linux guest refuses
+   * to run so, and would panic on it).
    */
   guestPrivateAccess(_vcpu: Vcpu, gfn: number): string | undefined {
     const leaf = this.td?.sept.get(gfn);
     if (leaf?.state !== 'pending') return undefined;
     if (!(this.td!.attributes & TDX_TD_ATTR_SEPT_VE_DISABLE))
-      throw kerr('EINVAL', 'TD guest #VE on a pending page (SEPT_VE_DISABLE clear) is not modelled');
+      return `#VE EPT violation at gfn 0x${gfn.toString(16)}: PENDING in the S-EPT (AUGed, not accepted), SEPT_VE_DISABLE clear`;
     this.vm.kill(`guest access before accepting 0x${(BigInt(gfn) << 12n).toString(16)}`);
     const removed = this.removedBy.get(gfn);
     throw kerr(
