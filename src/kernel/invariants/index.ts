@@ -77,7 +77,7 @@ export class Invariants {
     this.touched = n + 1;
   }
 
-  /** guest_memfd pages changed: re-check every VM mapping them (the walk kvm_gmem_invalidate_begin makes). */
+  /** guest_memfd pages changed: re-check every VM mapping them. */
   touchGmem(inode: GmemInode, start: number, end: number): void {
     if (!this.enabled) return;
     for (const f of inode.files) {
